@@ -1,0 +1,327 @@
+//! Versioned encodings of the values parti stores in KV.
+//!
+//! Every value is JSON with a version field `"v":1`. Decoders reject other versions, foreign
+//! bytes and truncated values with [`Error::Decode`]; they never panic. Partition IDs read back
+//! are validated again.
+//!
+//! | key (bucket) | value |
+//! |---|---|
+//! | `worker.<id>` (leases) | [`LeaseValue`] |
+//! | `leader` (leases) | [`LeaderValue`] |
+//! | `gen` (assign) | [`GenRecord`] |
+//! | `worker.<id>` and `worker.<id>.<k>` (assign) | [`ShareChunk`] (chunk 0 is the head) |
+//! | `ctl.refresh`, `ctl.drain.<id>` (assign) | [`CtlValue`] |
+
+use crate::{Epoch, Error, Generation, PartitionId, WorkerId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The only encoding version this build reads and writes.
+pub const VERSION: u32 = 1;
+
+/// A worker's lease: who holds the ID and what it reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaseValue {
+    /// Encoding version.
+    pub v: u32,
+    /// The holding instance's token (tells a restarted instance from its predecessor).
+    pub token: u64,
+    /// Capacity relative to other workers.
+    pub capacity: u32,
+    /// The last committed generation this worker applied.
+    #[serde(default)]
+    pub applied: Option<Generation>,
+    /// Load reported by the application, if any.
+    #[serde(default)]
+    pub load: Option<f64>,
+    /// Stopped for a restart: holds nothing; its share is parked for `restart_grace`.
+    #[serde(default)]
+    pub departing: bool,
+    /// Asked to be drained: the leader moves its partitions away.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// The leader lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderValue {
+    /// Encoding version.
+    pub v: u32,
+    /// The leader's worker ID.
+    pub worker: WorkerId,
+    /// The leader's instance token.
+    pub token: u64,
+}
+
+/// One worker's entry in a committed generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The instance this share is meant for: another instance with the same ID ignores it.
+    pub token: u64,
+    /// [`share_digest`] of the share.
+    pub digest: u64,
+    /// Number of chunks the share is stored in (at least 1).
+    pub chunks: u32,
+    /// Number of partitions in the share.
+    pub count: u32,
+}
+
+/// What the planner was doing when it committed a generation (mirrored into followers' state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The target assignment is reached.
+    Stable,
+    /// Joins or leaves in progress.
+    Scaling,
+    /// Partition changes, drains or imbalance in progress.
+    Rebalancing,
+    /// A crash is being handled.
+    Emergency,
+}
+
+/// The commit record `gen`: a generation is committed by a CAS update of this key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenRecord {
+    /// Encoding version.
+    pub v: u32,
+    /// The epoch of the leader that committed it.
+    pub epoch: Epoch,
+    /// The generation.
+    pub generation: Generation,
+    /// What the planner was doing.
+    pub phase: Phase,
+    /// Every worker with a share in this generation.
+    pub members: BTreeMap<WorkerId, Member>,
+}
+
+/// One chunk of a worker's share. Chunk 0 lives at `worker.<id>`, chunk k at `worker.<id>.<k>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareChunk {
+    /// Encoding version.
+    pub v: u32,
+    /// [`share_digest`] of the whole share this chunk belongs to.
+    pub digest: u64,
+    /// This chunk's index.
+    pub index: u32,
+    /// How many chunks the share has.
+    pub count: u32,
+    /// The partitions in this chunk.
+    pub partitions: Vec<PartitionId>,
+}
+
+/// An operator's or worker's intent under `ctl.*`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtlValue {
+    /// Encoding version.
+    pub v: u32,
+    /// Makes each request a distinct write.
+    pub nonce: u64,
+}
+
+/// Encodes any of the values above.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("parti values always serialize")
+}
+
+/// Decodes a value, checking its version; `what` names it in the error.
+pub fn decode<T: DeserializeOwned + Versioned>(what: &'static str, bytes: &[u8]) -> Result<T, Error> {
+    let err = |reason: String| Error::Decode { what, reason };
+    #[derive(Deserialize)]
+    struct Probe {
+        v: Option<u64>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| err(format!("not a parti value: {e}")))?;
+    match probe.v {
+        Some(v) if v == VERSION as u64 => {}
+        Some(v) => return Err(err(format!("unsupported version {v} (this build reads {VERSION})"))),
+        None => return Err(err("no version field \"v\"".into())),
+    }
+    let value: T = serde_json::from_slice(bytes).map_err(|e| err(e.to_string()))?;
+    value.check().map_err(err)?;
+    Ok(value)
+}
+
+/// Values that check themselves after decoding.
+pub trait Versioned {
+    /// Semantic checks beyond the JSON shape.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl Versioned for LeaseValue {
+    fn check(&self) -> Result<(), String> {
+        match self.load {
+            Some(l) if !l.is_finite() => Err("load is not finite".into()),
+            _ if self.capacity == 0 => Err("capacity is 0".into()),
+            _ => Ok(()),
+        }
+    }
+}
+impl Versioned for LeaderValue {}
+impl Versioned for CtlValue {}
+impl Versioned for GenRecord {
+    fn check(&self) -> Result<(), String> {
+        match self.members.values().find(|m| m.chunks == 0) {
+            Some(_) => Err("a member has 0 chunks".into()),
+            None => Ok(()),
+        }
+    }
+}
+impl Versioned for ShareChunk {
+    fn check(&self) -> Result<(), String> {
+        if self.count == 0 || self.index >= self.count {
+            return Err(format!("chunk {} of {}", self.index, self.count));
+        }
+        for p in &self.partitions {
+            PartitionId::parse(p.as_str()).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Content digest of a share: xxh3 over the sorted partition IDs.
+pub fn share_digest<'a>(partitions: impl IntoIterator<Item = &'a PartitionId>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in partitions {
+        h.update(p.as_str().as_bytes());
+        h.update(b"\n");
+    }
+    h.digest()
+}
+
+/// Splits a share into encoded chunks of at most about `max_bytes` each (chunk 0 first).
+pub fn encode_share(partitions: &BTreeSet<PartitionId>, max_bytes: usize) -> Vec<Vec<u8>> {
+    let digest = share_digest(partitions);
+    // Group partitions so that each chunk's JSON stays under the limit (with room for the
+    // envelope): each ID costs its length plus quotes and a comma.
+    let budget = max_bytes.saturating_sub(128).max(64);
+    let mut groups: Vec<Vec<PartitionId>> = vec![Vec::new()];
+    let mut size = 0;
+    for p in partitions {
+        let cost = p.as_str().len() + 3;
+        if size + cost > budget && !groups.last().expect("one group").is_empty() {
+            groups.push(Vec::new());
+            size = 0;
+        }
+        size += cost;
+        groups.last_mut().expect("one group").push(p.clone());
+    }
+    let count = groups.len() as u32;
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, partitions)| {
+            encode(&ShareChunk { v: VERSION, digest, index: i as u32, count, partitions })
+        })
+        .collect()
+}
+
+/// The KV key of chunk `index` of worker `id`'s share.
+pub fn share_key(id: WorkerId, index: u32) -> String {
+    if index == 0 {
+        format!("worker.{id}")
+    } else {
+        format!("worker.{id}.{index}")
+    }
+}
+
+/// Parses `worker.<id>` (chunk 0) or `worker.<id>.<k>` into the worker and chunk index.
+pub fn parse_worker_key(key: &str) -> Option<(WorkerId, u32)> {
+    let rest = key.strip_prefix("worker.")?;
+    let (id, idx) = match rest.split_once('.') {
+        Some((id, idx)) => (id, idx.parse().ok()?),
+        None => (rest, 0),
+    };
+    if id.is_empty() || (id.len() > 1 && id.starts_with('0')) {
+        return None;
+    }
+    Some((WorkerId(id.parse().ok()?), idx))
+}
+
+/// Gathers the chunks of one worker's share as they arrive and yields the whole share once every
+/// chunk of the same digest is present.
+#[derive(Clone, Debug, Default)]
+pub struct ShareAssembler {
+    chunks: BTreeMap<u32, ShareChunk>,
+}
+
+impl ShareAssembler {
+    /// Records a chunk (replacing any older chunk with the same index).
+    pub fn insert(&mut self, chunk: ShareChunk) {
+        self.chunks.insert(chunk.index, chunk);
+    }
+
+    /// Forgets chunk `index` (its key was deleted).
+    pub fn remove(&mut self, index: u32) {
+        self.chunks.remove(&index);
+    }
+
+    /// The digest announced by chunk 0, if present.
+    pub fn head_digest(&self) -> Option<u64> {
+        self.chunks.get(&0).map(|c| c.digest)
+    }
+
+    /// The whole share if every chunk of the head's digest is present and the content matches
+    /// the digest.
+    pub fn assemble(&self) -> Option<BTreeSet<PartitionId>> {
+        let head = self.chunks.get(&0)?;
+        let mut out = BTreeSet::new();
+        for i in 0..head.count {
+            let c = self.chunks.get(&i)?;
+            if c.digest != head.digest || c.count != head.count {
+                return None;
+            }
+            out.extend(c.partitions.iter().cloned());
+        }
+        (share_digest(&out) == head.digest).then_some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(s: &str) -> PartitionId {
+        PartitionId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn share_round_trips_through_chunks() {
+        let parts: BTreeSet<_> = (0..5000).map(|i| pid(&format!("orders.{i}"))).collect();
+        let chunks = encode_share(&parts, 4096);
+        assert!(chunks.len() > 10);
+        assert!(chunks.iter().all(|c| c.len() <= 4096));
+        let mut asm = ShareAssembler::default();
+        for c in chunks.iter().rev() {
+            asm.insert(decode("share", c).unwrap());
+        }
+        assert_eq!(asm.assemble(), Some(parts));
+    }
+
+    #[test]
+    fn empty_share_is_one_chunk() {
+        let chunks = encode_share(&BTreeSet::new(), 4096);
+        assert_eq!(chunks.len(), 1);
+        let mut asm = ShareAssembler::default();
+        asm.insert(decode("share", &chunks[0]).unwrap());
+        assert_eq!(asm.assemble(), Some(BTreeSet::new()));
+    }
+
+    #[test]
+    fn unknown_version_is_refused_by_name() {
+        let err = decode::<LeaderValue>("leader", br#"{"v":2,"worker":1,"token":3}"#).unwrap_err();
+        assert!(err.to_string().contains("unsupported version 2"), "{err}");
+    }
+
+    #[test]
+    fn worker_keys_parse_strictly() {
+        assert_eq!(parse_worker_key("worker.12"), Some((WorkerId(12), 0)));
+        assert_eq!(parse_worker_key("worker.12.3"), Some((WorkerId(12), 3)));
+        assert_eq!(parse_worker_key("worker.012"), None);
+        assert_eq!(parse_worker_key("worker."), None);
+        assert_eq!(parse_worker_key("leader"), None);
+    }
+}

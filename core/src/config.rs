@@ -1,0 +1,206 @@
+//! Worker configuration, its defaults and its validation.
+
+use crate::{Error, WorkerId};
+use std::time::Duration;
+
+/// How partitions change hands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum HandoffMode {
+    /// Revoke before grant: never two owners at once. A worker that cannot renew its lease
+    /// fences itself (drops every partition). The default.
+    #[default]
+    Strict,
+    /// One-phase publish, at-least-once: owners may overlap briefly during a move. When NATS is
+    /// unreachable a worker keeps its cached assignment and raises alerts (degraded mode).
+    Relaxed,
+}
+
+/// Everything a worker needs to know. Build with `Config::default()` and change fields, then
+/// [`Config::validate`] (which [`crate::Worker::new`] calls too).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Prefix of the KV bucket names (`<prefix>-leases`, `<prefix>-assign`). Default `parti`.
+    pub bucket_prefix: String,
+    /// KV replicas (1 standalone, 3 in a cluster). Default 1.
+    pub replicas: u8,
+    /// Lowest worker ID that may be claimed. Default 0.
+    pub id_min: u32,
+    /// Highest worker ID that may be claimed. Default 99.
+    pub id_max: u32,
+    /// ID to try first (a restart, a StatefulSet ordinal). Default none.
+    pub preferred_id: Option<WorkerId>,
+    /// Unique per process; tells a restarted instance from its predecessor and seeds the
+    /// little randomness the core uses. Drivers fill it from the OS. Default 0.
+    pub instance_token: u64,
+    /// This worker's capacity relative to others (loads are weight / capacity). Default 1.
+    pub capacity: u32,
+    /// How often leases are renewed. Default 2 s.
+    pub heartbeat_interval: Duration,
+    /// How long a lease lives without renewal; also the leases bucket's `max_age`. Default 6 s.
+    pub lease_ttl: Duration,
+    /// A worker that has not renewed for `lease_ttl - safety_margin` (counted from when the
+    /// renewal was sent) drops every partition in Strict mode. Default 1 s.
+    pub safety_margin: Duration,
+    /// After a crash is detected, wait this long, then reassign at once. Default 1.5 s.
+    pub emergency_grace: Duration,
+    /// With no committed assignment, the leader waits this long for workers to join (or for
+    /// `expected_workers`). Default 30 s.
+    pub cold_start_window: Duration,
+    /// Cold start ends as soon as this many workers are live. Default none.
+    pub expected_workers: Option<u32>,
+    /// Debounce after a join: each further change restarts it, up to `max_scale_delay`.
+    /// Default 10 s.
+    pub planned_scale_window: Duration,
+    /// Cap on how long joins may keep extending the scale window. Default 30 s.
+    pub max_scale_delay: Duration,
+    /// Partitions of a worker that stopped for a restart stay parked this long; if the same ID
+    /// comes back they stay, otherwise they move. Default 30 s.
+    pub restart_grace: Duration,
+    /// Planned rebalances (joins, imbalance) are at least this far apart; emergencies, drains
+    /// and refreshes bypass it. Default 10 s.
+    pub min_rebalance_interval: Duration,
+    /// Relative imbalance (heaviest load / mean - 1) above which the leader rebalances.
+    /// Default 0.15.
+    pub rebalance_threshold: f64,
+    /// Most partitions moved by one imbalance round. Default 100.
+    pub max_moves_per_round: u32,
+    /// Revoke before grant (Strict) or one phase (Relaxed). Default Strict.
+    pub handoff: HandoffMode,
+    /// A revoke not confirmed by the driver within this is dropped anyway (and said so).
+    /// Default 5 s.
+    pub revoke_timeout: Duration,
+    /// Bound on a graceful stop. Default 10 s.
+    pub shutdown_timeout: Duration,
+    /// Degraded for this long raises an Info, Warn, Error, Critical alert. Default
+    /// 0 s, 30 s, 2 min, 5 min.
+    pub alert_after: [Duration; 4],
+    /// Largest KV value the leader writes; bigger shares are split into chunks. Default
+    /// 1,000,000 bytes (NATS allows 1 MiB including headers).
+    pub max_value_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bucket_prefix: "parti".into(),
+            replicas: 1,
+            id_min: 0,
+            id_max: 99,
+            preferred_id: None,
+            instance_token: 0,
+            capacity: 1,
+            heartbeat_interval: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(6),
+            safety_margin: Duration::from_secs(1),
+            emergency_grace: Duration::from_millis(1500),
+            cold_start_window: Duration::from_secs(30),
+            expected_workers: None,
+            planned_scale_window: Duration::from_secs(10),
+            max_scale_delay: Duration::from_secs(30),
+            restart_grace: Duration::from_secs(30),
+            min_rebalance_interval: Duration::from_secs(10),
+            rebalance_threshold: 0.15,
+            max_moves_per_round: 100,
+            handoff: HandoffMode::Strict,
+            revoke_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            alert_after: [
+                Duration::ZERO,
+                Duration::from_secs(30),
+                Duration::from_secs(120),
+                Duration::from_secs(300),
+            ],
+            max_value_bytes: 1_000_000,
+        }
+    }
+}
+
+impl Config {
+    /// Name of the leases bucket.
+    pub fn leases_bucket(&self) -> String {
+        format!("{}-leases", self.bucket_prefix)
+    }
+
+    /// Name of the assignment bucket.
+    pub fn assign_bucket(&self) -> String {
+        format!("{}-assign", self.bucket_prefix)
+    }
+
+    /// Checks every field; the error names the first bad field and its allowed range.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field: &'static str, reason: String| Err(Error::InvalidConfig { field, reason });
+        let p = &self.bucket_prefix;
+        if p.is_empty() || p.len() > 48 {
+            return bad("bucket_prefix", format!("{p:?} must be 1 to 48 characters long"));
+        }
+        if let Some(c) = p.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+            return bad("bucket_prefix", format!("{p:?} holds {c:?}; allowed are A-Z a-z 0-9 - _"));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return bad("replicas", format!("{} must be within 1..=5", self.replicas));
+        }
+        if self.id_min > self.id_max {
+            return bad("id_min", format!("{} must not be above id_max ({})", self.id_min, self.id_max));
+        }
+        if let Some(WorkerId(id)) = self.preferred_id {
+            if !(self.id_min..=self.id_max).contains(&id) {
+                return bad(
+                    "preferred_id",
+                    format!("{id} must be within id_min..=id_max ({}..={})", self.id_min, self.id_max),
+                );
+            }
+        }
+        if self.capacity == 0 {
+            return bad("capacity", "must be at least 1".into());
+        }
+        let ms = |d: Duration| d.as_millis();
+        if self.heartbeat_interval < Duration::from_millis(10) {
+            return bad("heartbeat_interval", format!("{} ms must be at least 10 ms", ms(self.heartbeat_interval)));
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return bad("lease_ttl", format!("{} ms must be at least 1 s (NATS TTLs are whole seconds)", ms(self.lease_ttl)));
+        }
+        if self.lease_ttl <= self.heartbeat_interval + self.safety_margin {
+            return bad(
+                "lease_ttl",
+                format!(
+                    "{} ms must be above heartbeat_interval + safety_margin ({} ms)",
+                    ms(self.lease_ttl),
+                    ms(self.heartbeat_interval + self.safety_margin)
+                ),
+            );
+        }
+        if self.planned_scale_window > self.max_scale_delay {
+            return bad(
+                "planned_scale_window",
+                format!(
+                    "{} ms must not be above max_scale_delay ({} ms)",
+                    ms(self.planned_scale_window),
+                    ms(self.max_scale_delay)
+                ),
+            );
+        }
+        if self.expected_workers == Some(0) {
+            return bad("expected_workers", "must be at least 1 when set".into());
+        }
+        if !(self.rebalance_threshold.is_finite() && (0.0..=10.0).contains(&self.rebalance_threshold)) {
+            return bad("rebalance_threshold", format!("{} must be within 0.0..=10.0", self.rebalance_threshold));
+        }
+        if self.max_moves_per_round == 0 {
+            return bad("max_moves_per_round", "must be at least 1".into());
+        }
+        if self.revoke_timeout.is_zero() {
+            return bad("revoke_timeout", "must be above zero".into());
+        }
+        if self.shutdown_timeout.is_zero() {
+            return bad("shutdown_timeout", "must be above zero".into());
+        }
+        if self.alert_after.windows(2).any(|w| w[0] > w[1]) {
+            return bad("alert_after", "thresholds must not decrease (Info <= Warn <= Error <= Critical)".into());
+        }
+        if !(4096..=1_048_000).contains(&self.max_value_bytes) {
+            return bad("max_value_bytes", format!("{} must be within 4096..=1048000", self.max_value_bytes));
+        }
+        Ok(())
+    }
+}

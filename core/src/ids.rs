@@ -1,0 +1,89 @@
+//! Newtypes for every identifier, so they cannot be mixed up.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A worker's stable ID, claimed from `[Config::id_min, Config::id_max]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerId(pub u32);
+
+/// A partition's ID: its keys joined by `.` (also its subject form).
+///
+/// Built by [`crate::Partition::new`], which validates the keys; an ID read from KV is
+/// re-validated before use.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PartitionId(pub(crate) String);
+
+/// An assignment generation: increases by one with every committed assignment.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Generation(pub u64);
+
+/// A leadership epoch: the KV revision at which leadership was acquired. Monotonic across leaders.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Epoch(pub u64);
+
+/// Identifies one [`crate::Action`] whose outcome comes back as an [`crate::Input`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// Identifies one watch started by [`crate::Action::Watch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatchId(pub u64);
+
+impl PartitionId {
+    /// The ID as a string (keys joined by `.`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The partition's keys.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.split('.')
+    }
+
+    /// Parses and validates an ID (as read from KV or given by a user).
+    pub fn parse(s: &str) -> Result<Self, crate::Error> {
+        let keys: Vec<String> = s.split('.').map(str::to_owned).collect();
+        crate::partition::validate_keys(&keys)?;
+        Ok(PartitionId(s.to_owned()))
+    }
+}
+
+impl Generation {
+    /// The next generation.
+    pub fn next(self) -> Generation {
+        Generation(self.0 + 1)
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for PartitionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "g{}", self.0)
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}

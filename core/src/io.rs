@@ -1,0 +1,211 @@
+//! What goes into a [`crate::Worker`] and what comes out of it.
+
+use crate::{Bucket, Entry, Epoch, Generation, KvOp, KvResult, Partition, PartitionId, RequestId, WatchId, WorkerId};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+/// An input to [`crate::Worker::handle_input`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A watch delivered an entry (in revision order per watch).
+    WatchEntry {
+        /// The watch that delivered it.
+        watch: WatchId,
+        /// The entry.
+        entry: Entry,
+    },
+    /// The outcome of an earlier [`Action::Kv`].
+    KvResult {
+        /// The request it answers.
+        id: RequestId,
+        /// Its outcome.
+        result: KvResult,
+    },
+    /// The outcome of an earlier [`Action::ListPartitions`]: the application's partitions, or
+    /// why the source failed (the core reports it and retries).
+    Partitions {
+        /// The request it answers.
+        id: RequestId,
+        /// The partitions or the source's error.
+        result: Result<Vec<Partition>, String>,
+    },
+    /// The driver finished unsubscribing a partition after [`Action::Unsubscribe`].
+    Unsubscribed(PartitionId),
+    /// The application asks the leader to re-read the partition source now.
+    RefreshPartitions,
+    /// The application asks to move this worker's partitions elsewhere before it stops.
+    Drain,
+    /// Graceful stop. `final_stop` deletes the lease (no restart expected); otherwise the lease is
+    /// marked `departing` so a restarted instance resumes the same share.
+    Stop {
+        /// True if no restart follows.
+        final_stop: bool,
+    },
+    /// The connection to NATS came up (`true`) or went down (`false`).
+    Connection(bool),
+    /// The application's current load (any unit, relative across workers), reported in the lease.
+    Load(f64),
+}
+
+/// IO the driver must perform, from [`crate::Worker::poll_action`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Perform a KV operation; answer with [`Input::KvResult`] with the same `id`.
+    Kv {
+        /// Correlates the answer.
+        id: RequestId,
+        /// Which bucket.
+        bucket: Bucket,
+        /// What to do.
+        op: KvOp,
+    },
+    /// Start a watch over the keys matching any of `filters`: deliver the latest entry of each
+    /// matching key, then every change, as [`Input::WatchEntry`]. If the watch breaks, rebuild it
+    /// and resume after the last delivered revision.
+    Watch {
+        /// Names the watch in later inputs and in [`Action::Unwatch`].
+        id: WatchId,
+        /// Which bucket.
+        bucket: Bucket,
+        /// NATS subject filters over keys (`worker.*`, `gen`, ...).
+        filters: Vec<String>,
+    },
+    /// Stop a watch.
+    Unwatch(WatchId),
+    /// Ask the application's partition source; answer with [`Input::Partitions`].
+    ListPartitions(RequestId),
+    /// Start consuming a partition.
+    Subscribe(PartitionId),
+    /// Stop consuming a partition; confirm with [`Input::Unsubscribed`] once in-flight work is done.
+    Unsubscribe(PartitionId),
+}
+
+/// What the application is told, from [`crate::Worker::poll_event`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// The worker's state changed.
+    StateChanged {
+        /// Previous state.
+        from: State,
+        /// New state.
+        to: State,
+    },
+    /// The worker claimed its ID.
+    IdClaimed(WorkerId),
+    /// This worker's partitions changed.
+    AssignmentChanged {
+        /// The committed generation now applied.
+        generation: Generation,
+        /// Partitions gained.
+        added: BTreeSet<PartitionId>,
+        /// Partitions lost.
+        removed: BTreeSet<PartitionId>,
+        /// Every partition now held.
+        assigned: BTreeSet<PartitionId>,
+    },
+    /// This worker became leader (`is_leader`) or stopped being leader.
+    LeadershipChanged {
+        /// Whether this worker now leads.
+        is_leader: bool,
+        /// The epoch of the leadership gained or lost.
+        epoch: Epoch,
+    },
+    /// Degraded (Relaxed mode): NATS unreachable for `degraded_for`.
+    Alert {
+        /// Severity, rising with the duration.
+        level: AlertLevel,
+        /// How long the worker has been degraded.
+        degraded_for: Duration,
+    },
+    /// The worker's share is empty after [`Input::Drain`]: it may now stop.
+    Drained,
+    /// Something went wrong that the worker handles by itself (it retries); for the logs.
+    Warning(Warning),
+}
+
+/// A non-fatal problem, reported by [`Event::Warning`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Warning {
+    /// Every ID in `[id_min, id_max]` is taken; the claim is retried after a lease TTL.
+    IdRangeExhausted {
+        /// Lowest ID of the range.
+        min: u32,
+        /// Highest ID of the range.
+        max: u32,
+    },
+    /// Another instance took this worker's ID (its lease CAS failed): it dropped everything and
+    /// claims again.
+    IdLost(WorkerId),
+    /// Strict mode: the lease could not be renewed in time; every partition was dropped.
+    Fenced,
+    /// A revoke was not confirmed within `revoke_timeout`; the partition was dropped anyway.
+    RevokeTimedOut(PartitionId),
+    /// The partition source failed; it is retried.
+    SourceFailed(String),
+    /// A partition list from the source was rejected.
+    InvalidPartitions(String),
+    /// A value in KV could not be decoded; it was ignored.
+    Undecodable {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A KV operation failed; it is retried.
+    KvFailed {
+        /// The key.
+        key: String,
+        /// The outcome.
+        reason: String,
+    },
+    /// Leader: a worker stopped renewing its lease; its partitions are reassigned.
+    WorkerCrashed(WorkerId),
+    /// The stop did not finish within `shutdown_timeout`; the worker stopped anyway.
+    ShutdownTimedOut,
+}
+
+/// Severity of a degraded-mode alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AlertLevel {
+    /// Just degraded.
+    Info,
+    /// Degraded for `alert_after[1]`.
+    Warn,
+    /// Degraded for `alert_after[2]`.
+    Error,
+    /// Degraded for `alert_after[3]`.
+    Critical,
+}
+
+/// The worker's lifecycle state; every transition is an [`Event::StateChanged`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum State {
+    /// Created, not started.
+    Init,
+    /// Claiming a worker ID.
+    ClaimingId,
+    /// ID claimed; finding or becoming the leader.
+    Election,
+    /// Waiting for a first assignment.
+    WaitingAssignment,
+    /// Assignment applied, nothing moving.
+    Stable,
+    /// Workers joining or leaving: a planned move is in progress.
+    Scaling,
+    /// Partitions or weights changed, or a drain / imbalance: a planned move is in progress.
+    Rebalancing,
+    /// A worker crashed: its partitions are being reassigned.
+    Emergency,
+    /// NATS unreachable (Relaxed: cached assignment kept; Strict: fenced).
+    Degraded,
+    /// Stopping or stopped.
+    Shutdown,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}

@@ -1,0 +1,108 @@
+//! Partitions: what workers own, with their validation.
+
+use crate::{Error, PartitionId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// One unit of exclusive ownership: a subject, shard, tenant, stream partition...
+///
+/// Its [`PartitionId`] is its keys joined by `.`, which is also its subject form (a subject
+/// template such as `work.{keys}` turns it into a NATS subject).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Partition {
+    id: PartitionId,
+    weight: u64,
+}
+
+impl Partition {
+    /// The default weight of a partition.
+    pub const DEFAULT_WEIGHT: u64 = 100;
+
+    /// A partition from its keys and weight.
+    ///
+    /// Errors if the key list is empty, a key is empty or holds a character not allowed in a
+    /// NATS subject token or KV key (allowed: `A-Z a-z 0-9 - _ = /`), or the weight is zero.
+    pub fn new<K: AsRef<str>>(keys: &[K], weight: u64) -> Result<Self, Error> {
+        let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_owned()).collect();
+        validate_keys(&keys)?;
+        let id = PartitionId(keys.join("."));
+        if weight == 0 {
+            return Err(Error::InvalidPartition {
+                partition: id.0,
+                reason: "weight must be at least 1".into(),
+            });
+        }
+        Ok(Partition { id, weight })
+    }
+
+    /// A partition from one key with the default weight.
+    pub fn single(key: &str) -> Result<Self, Error> {
+        Self::new(&[key], Self::DEFAULT_WEIGHT)
+    }
+
+    /// The partition's ID (keys joined by `.`).
+    pub fn id(&self) -> &PartitionId {
+        &self.id
+    }
+
+    /// The partition's keys.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.id.keys()
+    }
+
+    /// The subject form: keys joined by `.`.
+    pub fn subject(&self) -> &str {
+        self.id.as_str()
+    }
+
+    /// The partition's relative weight (cost to own it), at least 1.
+    pub fn weight(&self) -> u64 {
+        self.weight
+    }
+}
+
+/// Checks a key list; the error names the partition as far as it can be named.
+pub(crate) fn validate_keys(keys: &[String]) -> Result<(), Error> {
+    let name = keys.join(".");
+    let bad = |reason: String| {
+        Err(Error::InvalidPartition {
+            partition: name.clone(),
+            reason,
+        })
+    };
+    if keys.is_empty() {
+        return bad("key list is empty".into());
+    }
+    for (i, key) in keys.iter().enumerate() {
+        if key.is_empty() {
+            return bad(format!("key {i} is empty"));
+        }
+        if let Some(c) = key.chars().find(|c| !is_key_char(*c)) {
+            return bad(format!(
+                "key {i} ({key:?}) holds {c:?}; allowed are A-Z a-z 0-9 - _ = /"
+            ));
+        }
+    }
+    if name.len() > 256 {
+        return bad(format!("id is {} bytes long; at most 256", name.len()));
+    }
+    Ok(())
+}
+
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=' | '/')
+}
+
+/// Checks a whole partition list: duplicate IDs are an error naming the partition.
+pub fn validate_partitions(partitions: &[Partition]) -> Result<(), Error> {
+    let mut seen = BTreeSet::new();
+    for p in partitions {
+        if !seen.insert(p.id()) {
+            return Err(Error::InvalidPartition {
+                partition: p.id().to_string(),
+                reason: "listed twice".into(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The guarantees of DESIGN §5, checked while the simulation runs.
+//!
+//! - **Exclusive ownership** (Strict mode): no partition is held by two live workers after any
+//!   step. Holdings are each worker's [`crate::Worker::assignment`].
+//! - **Committed, increasing generations**: per worker process, the generations reported by
+//!   [`crate::Event::AssignmentChanged`] never decrease, and every applied generation `g` with
+//!   assigned set `S` matches a `gen` record that was committed in the KV before (its member for
+//!   the worker's ID has `digest == share_digest(S)`). A report that only drops partitions at the
+//!   same generation (a fence, a revoke timeout) is allowed. Two different records committed for
+//!   one generation are a violation too.
+//! - **Distinct IDs**: among live workers in an active state (not Init, ClaimingId, Shutdown),
+//!   two with the same ID may not both *act* as it. In Strict mode a worker acts as its ID if its
+//!   lease in the KV carries its token, or if it holds partitions: the lease holder is unique by
+//!   construction, so the check catches a stale holder that failed to fence itself. In both modes
+//!   two connected workers may not share an ID for longer than a grace period (the stale one
+//!   must learn it lost the ID within a renewal round).
+//! - **Convergence** is checked by [`crate::sim::Sim::converge`].
+
+use super::NodeId;
+use crate::codec::{self, GenRecord, LeaseValue};
+use crate::{Bucket, Entry, Epoch, Generation, Instant, Operation, PartitionId, State, WorkerId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+/// Which guarantee was broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ViolationKind {
+    /// Strict mode: a partition held by two live workers at once.
+    DoubleOwner,
+    /// A worker process applied a lower generation than one it applied before.
+    GenerationRegressed,
+    /// A worker applied a generation / share that no committed `gen` record backs.
+    UncommittedShare,
+    /// Two different `gen` records were committed with the same generation.
+    GenerationReused,
+    /// Strict mode: two active workers act as the same ID at once.
+    DuplicateId,
+    /// Two connected active workers kept the same ID beyond the grace period.
+    LingeringDuplicateId,
+    /// After the faults stopped, the cluster did not settle within the bound.
+    NotConverged,
+    /// A worker asked for a timer at the same instant over and over without progress.
+    TimerSpin,
+}
+
+/// One broken guarantee, with when and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Virtual time of detection.
+    pub at: Instant,
+    /// Which guarantee.
+    pub kind: ViolationKind,
+    /// What exactly (nodes, IDs, partitions, generations).
+    pub details: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}: {}", self.at, self.kind, self.details)
+    }
+}
+
+/// What the ID check needs to know about a running worker.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdView {
+    pub(crate) node: NodeId,
+    pub(crate) id: WorkerId,
+    pub(crate) state: State,
+    pub(crate) token: u64,
+    pub(crate) holds: bool,
+    pub(crate) connected: bool,
+}
+
+/// The invariant checker's memory: committed generations and duplicate-ID episodes.
+#[derive(Debug)]
+pub(crate) struct Checker {
+    strict: bool,
+    /// Committed `gen` records: generation → each record's member digests.
+    committed: BTreeMap<Generation, Vec<BTreeMap<WorkerId, u64>>>,
+    /// Since when each ID is shared by two connected active workers, and whether reported.
+    dup_since: BTreeMap<WorkerId, (Instant, bool)>,
+    pub(crate) violations: Vec<Violation>,
+}
+
+impl Checker {
+    pub(crate) fn new(strict: bool) -> Self {
+        Checker { strict, committed: BTreeMap::new(), dup_since: BTreeMap::new(), violations: Vec::new() }
+    }
+
+    pub(crate) fn record(&mut self, at: Instant, kind: ViolationKind, details: String) {
+        self.violations.push(Violation { at, kind, details });
+    }
+
+    /// Indexes a KV change if it commits a generation; returns (generation, epoch, members).
+    pub(crate) fn on_change(&mut self, at: Instant, e: &Entry) -> Option<(Generation, Epoch, usize)> {
+        if e.bucket != Bucket::Assign || e.key != "gen" || e.operation != Operation::Put {
+            return None;
+        }
+        let rec: GenRecord = codec::decode("gen", &e.value).ok()?;
+        let digests: BTreeMap<WorkerId, u64> = rec.members.iter().map(|(w, m)| (*w, m.digest)).collect();
+        let records = self.committed.entry(rec.generation).or_default();
+        if records.iter().any(|r| *r != digests) {
+            let details = format!("{} committed again at rev {} with other shares", rec.generation, e.revision);
+            self.record(at, ViolationKind::GenerationReused, details);
+        }
+        if !records.contains(&digests) {
+            records.push(digests);
+        }
+        Some((rec.generation, rec.epoch, rec.members.len()))
+    }
+
+    /// Checks one `AssignmentChanged` of the worker on `node` (ID `id`) whose previous applied
+    /// generation was `prev`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_applied(
+        &mut self,
+        at: Instant,
+        node: NodeId,
+        id: Option<WorkerId>,
+        prev: Option<Generation>,
+        generation: Generation,
+        added: &BTreeSet<PartitionId>,
+        assigned: &BTreeSet<PartitionId>,
+    ) {
+        if prev.is_some_and(|p| generation < p) {
+            let details = format!("node {} applied {generation} after {}", node.0, prev.expect("checked"));
+            self.record(at, ViolationKind::GenerationRegressed, details);
+            return;
+        }
+        let only_drops = prev == Some(generation) && added.is_empty();
+        if only_drops {
+            return;
+        }
+        let Some(id) = id else {
+            let details = format!("node {} applied {generation} without a worker ID", node.0);
+            return self.record(at, ViolationKind::UncommittedShare, details);
+        };
+        let digest = codec::share_digest(assigned);
+        let backed = self
+            .committed
+            .get(&generation)
+            .is_some_and(|recs| recs.iter().any(|r| r.get(&id) == Some(&digest)));
+        if !backed {
+            let what = match self.committed.get(&generation) {
+                None => "no gen record has that generation".to_owned(),
+                Some(recs) if recs.iter().all(|r| !r.contains_key(&id)) => format!("worker {id} is no member"),
+                Some(_) => "the share digest differs".to_owned(),
+            };
+            let details = format!(
+                "node {} (worker {id}) applied {generation} with {} partitions: {what}",
+                node.0,
+                assigned.len()
+            );
+            self.record(at, ViolationKind::UncommittedShare, details);
+        }
+    }
+
+    /// Records a double owner for each partition in `conflicts` (Strict mode only).
+    pub(crate) fn on_conflicts(&mut self, at: Instant, conflicts: &[PartitionId], holders: impl Fn(&PartitionId) -> String) {
+        if !self.strict {
+            return;
+        }
+        for p in conflicts {
+            let details = format!("partition {p} held by {}", holders(p));
+            self.record(at, ViolationKind::DoubleOwner, details);
+        }
+    }
+
+    /// Checks distinct IDs over the running workers in `views` (sorted by node). `lease` reads a
+    /// lease's latest live value. Returns when to check again, if a duplicate episode started.
+    pub(crate) fn check_ids(
+        &mut self,
+        at: Instant,
+        views: &[IdView],
+        lease: impl Fn(WorkerId) -> Option<Entry>,
+        grace: Duration,
+    ) -> Option<Instant> {
+        let active = |v: &&IdView| !matches!(v.state, State::Init | State::ClaimingId | State::Shutdown);
+        let mut by_id: BTreeMap<WorkerId, Vec<&IdView>> = BTreeMap::new();
+        for v in views.iter().filter(active) {
+            by_id.entry(v.id).or_default().push(v);
+        }
+        let mut recheck = None;
+        let mut dups = BTreeSet::new();
+        for (id, group) in by_id.iter().filter(|(_, g)| g.len() > 1) {
+            if self.strict {
+                let lease_token = lease(*id)
+                    .and_then(|e| codec::decode::<LeaseValue>("lease", &e.value).ok())
+                    .map(|l| l.token);
+                let acting: Vec<&&IdView> =
+                    group.iter().filter(|v| v.holds || lease_token == Some(v.token)).collect();
+                if acting.len() > 1 {
+                    let nodes: Vec<String> = acting
+                        .iter()
+                        .map(|v| format!("node {} ({}{})", v.node.0, v.state, if v.holds { ", holding" } else { "" }))
+                        .collect();
+                    let details = format!("worker {id} acted as by {}", nodes.join(" and "));
+                    self.record(at, ViolationKind::DuplicateId, details);
+                }
+            }
+            if group.iter().filter(|v| v.connected).count() > 1 {
+                dups.insert(*id);
+                let (since, reported) = self.dup_since.entry(*id).or_insert((at, false));
+                if !*reported && at.saturating_duration_since(*since) >= grace {
+                    *reported = true;
+                    let nodes: Vec<String> = group.iter().map(|v| format!("node {} ({})", v.node.0, v.state)).collect();
+                    let details = format!("worker {id} shared by {} since {}", nodes.join(" and "), since);
+                    self.record(at, ViolationKind::LingeringDuplicateId, details);
+                } else if !*reported {
+                    recheck = Some(*since + grace);
+                }
+            }
+        }
+        self.dup_since.retain(|id, _| dups.contains(id));
+        recheck
+    }
+}

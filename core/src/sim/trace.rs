@@ -1,0 +1,180 @@
+//! The replayable trace: every fault and key protocol event, with its virtual time.
+
+use super::faults::Fault;
+use super::invariants::ViolationKind;
+use super::NodeId;
+use crate::{Bucket, Epoch, Generation, Instant, Operation, State, Warning, WorkerId};
+use std::collections::VecDeque;
+use std::fmt;
+
+/// One line of the trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceEntry {
+    /// Virtual (real) time.
+    pub at: Instant,
+    /// The node concerned, if any.
+    pub node: Option<NodeId>,
+    /// What happened.
+    pub what: TraceKind,
+}
+
+/// What a trace line records.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TraceKind {
+    /// A fault was applied.
+    Fault(Fault),
+    /// A new worker process started.
+    Started {
+        /// Its incarnation number on the node.
+        incarnation: u32,
+        /// Its instance token.
+        token: u64,
+        /// The ID it prefers (the node's previous ID).
+        preferred: Option<WorkerId>,
+    },
+    /// The process crashed: its holdings vanished.
+    Crashed,
+    /// The worker finished a graceful stop and its process exited.
+    Exited,
+    /// The worker's state changed.
+    State {
+        /// Before.
+        from: State,
+        /// After.
+        to: State,
+    },
+    /// The worker claimed an ID.
+    IdClaimed(WorkerId),
+    /// Leadership gained or lost.
+    Leadership {
+        /// Whether the worker now leads.
+        is_leader: bool,
+        /// The epoch.
+        epoch: Epoch,
+    },
+    /// The worker applied a generation.
+    Assignment {
+        /// The generation.
+        generation: Generation,
+        /// Partitions gained.
+        added: usize,
+        /// Partitions lost.
+        removed: usize,
+        /// Partitions now assigned.
+        assigned: usize,
+    },
+    /// The worker said its share is empty after a drain.
+    Drained,
+    /// The worker reported a warning.
+    Warning(Warning),
+    /// A generation was committed in the KV (`gen` written).
+    Commit {
+        /// The generation.
+        generation: Generation,
+        /// The committing leader's epoch.
+        epoch: Epoch,
+        /// The KV revision of the commit.
+        revision: u64,
+        /// Number of members.
+        members: usize,
+    },
+    /// A KV change (only with [`crate::sim::SimConfig::trace_kv`]).
+    Kv {
+        /// Bucket.
+        bucket: Bucket,
+        /// Key.
+        key: String,
+        /// Revision.
+        revision: u64,
+        /// Put, Delete or Purge.
+        operation: Operation,
+    },
+    /// The worker refused an input with an error.
+    InputRefused(String),
+    /// An invariant was violated (details in the violation list).
+    Violation(ViolationKind),
+    /// A free-form note from the harness.
+    Note(String),
+}
+
+/// A bounded log of [`TraceEntry`]s (the oldest are dropped past the limit).
+#[derive(Clone, Debug)]
+pub struct Trace {
+    entries: VecDeque<TraceEntry>,
+    limit: usize,
+    dropped: u64,
+}
+
+impl Trace {
+    /// An empty trace keeping at most `limit` entries.
+    pub fn new(limit: usize) -> Self {
+        Trace { entries: VecDeque::new(), limit: limit.max(1), dropped: 0 }
+    }
+
+    /// Appends an entry.
+    pub fn push(&mut self, at: Instant, node: Option<NodeId>, what: TraceKind) {
+        if self.entries.len() == self.limit {
+            self.entries.pop_front();
+            self.dropped += 1;
+        }
+        self.entries.push_back(TraceEntry { at, node, what });
+    }
+
+    /// The entries kept, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = &TraceEntry> {
+        self.entries.iter()
+    }
+
+    /// Number of entries dropped because of the limit.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The last `n` entries, one per line.
+    pub fn tail(&self, n: usize) -> String {
+        let skip = self.entries.len().saturating_sub(n);
+        let mut out = String::new();
+        for e in self.entries.iter().skip(skip) {
+            out.push_str(&e.to_string());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+impl fmt::Display for TraceEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>10.3}s ", self.at.since_origin().as_secs_f64())?;
+        match self.node {
+            Some(n) => write!(f, "n{:<3} ", n.0)?,
+            None => write!(f, "     ")?,
+        }
+        match &self.what {
+            TraceKind::Fault(x) => write!(f, "FAULT {x}"),
+            TraceKind::Started { incarnation, token, preferred } => {
+                write!(f, "start #{incarnation} token={token:016x} preferred={preferred:?}")
+            }
+            TraceKind::Crashed => write!(f, "CRASH"),
+            TraceKind::Exited => write!(f, "exited"),
+            TraceKind::State { from, to } => write!(f, "state {from} -> {to}"),
+            TraceKind::IdClaimed(id) => write!(f, "id {id}"),
+            TraceKind::Leadership { is_leader, epoch } => {
+                write!(f, "{} {epoch}", if *is_leader { "LEADS" } else { "steps down" })
+            }
+            TraceKind::Assignment { generation, added, removed, assigned } => {
+                write!(f, "applies {generation}: +{added} -{removed} = {assigned}")
+            }
+            TraceKind::Drained => write!(f, "drained"),
+            TraceKind::Warning(w) => write!(f, "warning {w:?}"),
+            TraceKind::Commit { generation, epoch, revision, members } => {
+                write!(f, "commit {generation} {epoch} rev={revision} members={members}")
+            }
+            TraceKind::Kv { bucket, key, revision, operation } => {
+                write!(f, "kv {bucket:?} {key} rev={revision} {operation:?}")
+            }
+            TraceKind::InputRefused(e) => write!(f, "input refused: {e}"),
+            TraceKind::Violation(k) => write!(f, "VIOLATION {k:?}"),
+            TraceKind::Note(s) => write!(f, "{s}"),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Following committed generations: watching `gen` and our share, applying them, revoking.
+
+use super::{Timer, Worker};
+use crate::codec::{self, GenRecord, Phase, ShareAssembler, ShareChunk};
+use crate::{Action, Bucket, Entry, Event, Instant, Operation, PartitionId, State, Warning};
+use std::collections::BTreeSet;
+
+impl Worker {
+    /// Watches `gen` and our share's chunks.
+    pub(crate) fn start_following(&mut self, _now: Instant) {
+        let id = self.id.expect("following needs an ID");
+        let filters = vec!["gen".into(), format!("worker.{id}"), format!("worker.{id}.>")];
+        self.assign_watch = Some(self.watch(Bucket::Assign, filters));
+    }
+
+    pub(crate) fn stop_following(&mut self) {
+        if let Some(w) = self.assign_watch.take() {
+            self.act(Action::Unwatch(w));
+        }
+        self.gen_seen = None;
+        self.my_share = ShareAssembler::default();
+    }
+
+    pub(crate) fn on_assign_entry(&mut self, now: Instant, entry: Entry) {
+        if entry.key == "gen" {
+            if entry.operation != Operation::Put {
+                return;
+            }
+            match codec::decode::<GenRecord>("gen", &entry.value) {
+                Ok(rec) => {
+                    if self.gen_seen.as_ref().is_none_or(|g| rec.generation > g.generation) {
+                        self.gen_seen = Some(rec);
+                    }
+                }
+                Err(e) => self.undecodable(entry.key, e),
+            }
+        } else if let Some((_, index)) = codec::parse_worker_key(&entry.key) {
+            if entry.operation == Operation::Put {
+                match codec::decode::<ShareChunk>("share", &entry.value) {
+                    Ok(chunk) if chunk.index == index => self.my_share.insert(chunk),
+                    Ok(_) => self.undecodable(entry.key, "chunk index does not match its key"),
+                    Err(e) => self.undecodable(entry.key, e),
+                }
+            } else {
+                self.my_share.remove(index);
+            }
+        }
+        self.try_apply(now);
+    }
+
+    pub(crate) fn undecodable(&mut self, key: String, reason: impl ToString) {
+        self.emit(Event::Warning(Warning::Undecodable { key, reason: reason.to_string() }));
+    }
+
+    /// Applies the committed generation if it is newer than what we hold and our share of it is
+    /// complete. One generation at a time: a newer one waits until revokes finish.
+    pub(crate) fn try_apply(&mut self, now: Instant) {
+        if self.fenced || self.stopping.is_some() || !self.revoking.is_empty() {
+            return;
+        }
+        let (Some(id), Some(gen)) = (self.id, &self.gen_seen) else { return };
+        if self.applied.is_some_and(|a| a >= gen.generation) {
+            return;
+        }
+        let target: BTreeSet<PartitionId> = match gen.members.get(&id) {
+            // Not for this instance: a predecessor's share, or none at all.
+            Some(m) if m.token != self.session => BTreeSet::new(),
+            None => BTreeSet::new(),
+            Some(m) => match self.my_share.assemble() {
+                Some(share) if codec::share_digest(&share) == m.digest => share,
+                _ => return, // not all chunks are here yet
+            },
+        };
+        let generation = gen.generation;
+        let phase = gen.phase;
+        let added: BTreeSet<_> = target.difference(&self.held).cloned().collect();
+        let removed: BTreeSet<_> = self.held.difference(&target).cloned().collect();
+        for p in &added {
+            self.act(Action::Subscribe(p.clone()));
+        }
+        let deadline = now + self.config.revoke_timeout;
+        for p in &removed {
+            self.act(Action::Unsubscribe(p.clone()));
+            self.revoking.insert(p.clone(), deadline);
+        }
+        if !removed.is_empty() {
+            self.timers.set_earliest(Timer::Revoke, deadline);
+        }
+        self.held.extend(added.iter().cloned());
+        if !added.is_empty() || !removed.is_empty() || self.applied.is_none() {
+            self.emit(Event::AssignmentChanged { generation, added, removed, assigned: target });
+        }
+        self.applying = Some(generation);
+        self.phase_seen = phase;
+        if self.revoking.is_empty() {
+            self.finish_apply(now);
+        }
+    }
+
+    /// Every revoke of the generation being applied is done: report it.
+    fn finish_apply(&mut self, now: Instant) {
+        let Some(g) = self.applying.take() else { return };
+        self.applied = Some(g);
+        if self.degraded_since.is_none() {
+            let s = self.settled_state();
+            self.set_state(s);
+        }
+        if self.draining && self.held.is_empty() && !self.drained_told {
+            self.drained_told = true;
+            self.emit(Event::Drained);
+        }
+        self.renew_lease(now);
+        self.try_apply(now);
+    }
+
+    pub(crate) fn on_unsubscribed(&mut self, now: Instant, p: PartitionId) {
+        if self.revoking.remove(&p).is_some() {
+            self.held.remove(&p);
+            self.after_revoke(now);
+        }
+    }
+
+    pub(crate) fn on_revoke_deadline(&mut self, now: Instant) {
+        let late: Vec<_> = self.revoking.iter().filter(|(_, d)| **d <= now).map(|(p, _)| p.clone()).collect();
+        for p in late {
+            self.revoking.remove(&p);
+            self.held.remove(&p);
+            self.emit(Event::Warning(Warning::RevokeTimedOut(p)));
+        }
+        self.after_revoke(now);
+    }
+
+    fn after_revoke(&mut self, now: Instant) {
+        match self.revoking.values().min() {
+            Some(d) => self.timers.set(Timer::Revoke, *d),
+            None => {
+                self.timers.clear(Timer::Revoke);
+                if self.stopping.is_some() {
+                    self.stop_after_revokes(now);
+                } else {
+                    self.finish_apply(now);
+                }
+            }
+        }
+    }
+
+    /// Drops every partition at once (fencing, lost ID): no waiting for confirmations.
+    pub(crate) fn drop_all(&mut self, _now: Instant) {
+        self.revoking.clear();
+        self.applying = None;
+        self.timers.clear(Timer::Revoke);
+        if self.held.is_empty() {
+            return;
+        }
+        let removed = std::mem::take(&mut self.held);
+        for p in &removed {
+            self.act(Action::Unsubscribe(p.clone()));
+        }
+        self.emit(Event::AssignmentChanged {
+            generation: self.applied.unwrap_or_default(),
+            added: BTreeSet::new(),
+            removed,
+            assigned: BTreeSet::new(),
+        });
+    }
+
+    /// The state to show when nothing exceptional is going on.
+    pub(crate) fn settled_state(&self) -> State {
+        if self.stopping.is_some() {
+            return State::Shutdown;
+        }
+        if self.id.is_none() {
+            return State::ClaimingId;
+        }
+        if let Some(s) = self.leading.as_ref().and_then(|l| l.activity) {
+            return s;
+        }
+        if self.applied.is_none() {
+            return if self.leader_seen.is_some() || self.leading.is_some() {
+                State::WaitingAssignment
+            } else {
+                State::Election
+            };
+        }
+        match self.phase_seen {
+            Phase::Stable => State::Stable,
+            Phase::Scaling => State::Scaling,
+            Phase::Rebalancing => State::Rebalancing,
+            Phase::Emergency => State::Emergency,
+        }
+    }
+}

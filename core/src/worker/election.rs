@@ -1,0 +1,225 @@
+//! The leader lease: following it, acquiring it, renewing it, stepping down.
+
+use super::leader::Leadership;
+use super::{Purpose, Timer, Worker};
+use crate::codec::{self, LeaderValue};
+use crate::{Bucket, Entry, Epoch, Event, Instant, KvOp, KvResult, Operation, State, WorkerId};
+
+/// The leader lease as this worker last saw it.
+#[derive(Clone, Debug)]
+pub(crate) struct LeaderSeen {
+    /// Revision of the last write seen.
+    pub(crate) revision: u64,
+    /// The leader's ID.
+    pub(crate) worker: WorkerId,
+}
+
+const LEADER_KEY: &str = "leader";
+
+impl Worker {
+    /// Watches the leader lease and tries to take it.
+    pub(crate) fn start_election(&mut self, now: Instant) {
+        self.leader_watch = Some(self.watch(Bucket::Leases, vec![LEADER_KEY.into()]));
+        self.try_acquire(now, None);
+    }
+
+    pub(crate) fn stop_election(&mut self) {
+        if let Some(w) = self.leader_watch.take() {
+            self.act(crate::Action::Unwatch(w));
+        }
+        self.leader_seen = None;
+        self.timers.clear(Timer::LeaderCheck);
+    }
+
+    fn leader_value(&self) -> Vec<u8> {
+        codec::encode(&LeaderValue {
+            v: codec::VERSION,
+            worker: self.id.expect("leader candidates have an ID"),
+            token: self.session,
+        })
+    }
+
+    /// Creates the leader key, or takes it over by CAS from a leader that stopped renewing.
+    fn try_acquire(&mut self, _now: Instant, takeover: Option<u64>) {
+        if self.acquiring || self.leading.is_some() || self.stopping.is_some() || self.fenced || self.id.is_none() {
+            return;
+        }
+        self.acquiring = true;
+        let value = self.leader_value();
+        let key = LEADER_KEY.to_owned();
+        let op = match takeover {
+            Some(revision) => KvOp::Update { key, value, revision },
+            None => KvOp::Create { key, value },
+        };
+        self.send_kv(Bucket::Leases, op, Purpose::LeaderAcquire);
+    }
+
+    pub(crate) fn on_leader_entry(&mut self, now: Instant, entry: Entry) {
+        match entry.operation {
+            Operation::Put => {
+                let value = match codec::decode::<LeaderValue>("leader", &entry.value) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.emit(Event::Warning(crate::Warning::Undecodable {
+                            key: entry.key,
+                            reason: e.to_string(),
+                        }));
+                        return;
+                    }
+                };
+                let ours = value.token == self.session;
+                if let Some(l) = &mut self.leading {
+                    if ours {
+                        l.leader_rev = l.leader_rev.max(entry.revision);
+                    } else {
+                        self.step_down(now);
+                    }
+                }
+                self.leader_seen = Some(LeaderSeen { revision: entry.revision, worker: value.worker });
+                if self.leading.is_none() {
+                    // Take over if it is not renewed for a TTL (counted on our clock from now).
+                    self.timers.set(Timer::LeaderCheck, now + self.config.lease_ttl + self.stagger());
+                    if self.state == State::Election {
+                        self.set_state(State::WaitingAssignment);
+                    }
+                }
+            }
+            Operation::Delete | Operation::Purge => {
+                self.leader_seen = None;
+                if self.leading.is_some() {
+                    self.step_down(now);
+                }
+                self.try_acquire(now, None);
+            }
+        }
+    }
+
+    /// A small per-ID delay so followers do not all race for an expired lease at once.
+    fn stagger(&self) -> std::time::Duration {
+        let rank = self.id.map_or(0, |id| id.0.saturating_sub(self.config.id_min)) as u64;
+        std::time::Duration::from_millis(5 * (rank % 64))
+    }
+
+    pub(crate) fn on_leader_check(&mut self, now: Instant) {
+        let takeover = self.leader_seen.as_ref().map(|l| l.revision);
+        self.try_acquire(now, takeover);
+    }
+
+    pub(crate) fn on_acquire_result(&mut self, now: Instant, result: KvResult) {
+        self.acquiring = false;
+        match result {
+            KvResult::Written { revision } => self.become_leader(now, revision),
+            KvResult::AlreadyExists => {
+                // Someone leads; the watch tells who. Arm a check in case the watch is slow.
+                self.timers.set_earliest(Timer::LeaderCheck, now + self.config.lease_ttl);
+            }
+            _ => {
+                // Unknown or lost race: read the key to learn the truth.
+                self.send_kv(Bucket::Leases, KvOp::Get { key: LEADER_KEY.into() }, Purpose::LeaderReread);
+            }
+        }
+    }
+
+    pub(crate) fn on_leader_reread(&mut self, now: Instant, result: KvResult) {
+        match result {
+            KvResult::Value(Some(e)) => {
+                let ours = codec::decode::<LeaderValue>("leader", &e.value)
+                    .is_ok_and(|v| v.token == self.session);
+                match &mut self.leading {
+                    Some(l) if ours => l.leader_rev = e.revision,
+                    Some(_) => self.step_down(now),
+                    // Our doubtful acquire landed: we lead since that revision. A later write by
+                    // us would have a higher revision, which is fine as an epoch too.
+                    None if ours => self.become_leader(now, e.revision),
+                    None => {
+                        self.timers.set_earliest(Timer::LeaderCheck, now + self.config.lease_ttl);
+                    }
+                }
+            }
+            KvResult::Value(None) => {
+                if self.leading.is_some() {
+                    self.step_down(now);
+                }
+                self.try_acquire(now, None);
+            }
+            _ => {
+                self.timers.set_earliest(Timer::LeaderCheck, now + self.config.heartbeat_interval);
+            }
+        }
+    }
+
+    fn become_leader(&mut self, now: Instant, revision: u64) {
+        if self.stopping.is_some() || self.id.is_none() {
+            return;
+        }
+        let epoch = Epoch(revision);
+        self.timers.clear(Timer::LeaderCheck);
+        self.leading = Some(Box::new(Leadership::new(epoch, revision, now)));
+        self.leader_seen = Some(LeaderSeen {
+            revision,
+            worker: self.id.expect("checked"),
+        });
+        self.timers.set(Timer::LeaderFence, now + (self.config.lease_ttl - self.config.safety_margin));
+        self.emit(Event::LeadershipChanged { is_leader: true, epoch });
+        if self.state == State::Election {
+            self.set_state(State::WaitingAssignment);
+        }
+        self.start_leading(now);
+    }
+
+    /// Renews the leader lease by CAS (every heartbeat while leading).
+    pub(crate) fn renew_leader(&mut self, now: Instant) {
+        let Some(l) = &mut self.leading else { return };
+        if l.renew_in_flight {
+            return;
+        }
+        l.renew_in_flight = true;
+        let (revision, epoch) = (l.leader_rev, l.epoch);
+        let value = self.leader_value();
+        self.send_kv(
+            Bucket::Leases,
+            KvOp::Update { key: LEADER_KEY.into(), value, revision },
+            Purpose::LeaderRenew { sent: now, epoch },
+        );
+    }
+
+    pub(crate) fn on_leader_renew(&mut self, now: Instant, sent: Instant, epoch: Epoch, result: KvResult) {
+        let Some(l) = self.leading.as_mut().filter(|l| l.epoch == epoch) else { return };
+        l.renew_in_flight = false;
+        match result {
+            KvResult::Written { revision } => {
+                l.leader_rev = revision;
+                self.timers.set(Timer::LeaderFence, sent + (self.config.lease_ttl - self.config.safety_margin));
+            }
+            KvResult::WrongRevision => {
+                self.send_kv(Bucket::Leases, KvOp::Get { key: LEADER_KEY.into() }, Purpose::LeaderReread);
+            }
+            other => self.warn_kv(LEADER_KEY, &other),
+        }
+        let _ = now;
+    }
+
+    /// The leader lease was not renewed in time: stop leading at once.
+    pub(crate) fn on_leader_fence(&mut self, now: Instant) {
+        if self.leading.is_some() {
+            self.step_down(now);
+        }
+    }
+
+    /// Stops leading (if leading): forgets the leader role's watches and requests.
+    pub(crate) fn step_down(&mut self, now: Instant) {
+        let Some(l) = self.leading.take() else { return };
+        for w in l.watches() {
+            self.act(crate::Action::Unwatch(w));
+        }
+        self.timers.clear(Timer::LeaderFence);
+        self.timers.clear(Timer::Planner);
+        self.timers.clear(Timer::Source);
+        self.emit(Event::LeadershipChanged { is_leader: false, epoch: l.epoch });
+        if self.stopping.is_none() && self.id.is_some() {
+            self.timers.set_earliest(Timer::LeaderCheck, now + self.config.lease_ttl + self.stagger());
+            let back = self.settled_state();
+            self.set_state(back);
+        }
+    }
+}

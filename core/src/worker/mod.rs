@@ -1,0 +1,398 @@
+//! The per-worker protocol state machine.
+//!
+//! One [`Worker`] per process. Its parts live in sibling modules, each an `impl Worker` block:
+//! `identity` (ID claim, lease renewal, fencing, degraded alerts), `election` (the leader lease),
+//! `apply` (following committed generations), `leader` (the planner's view and triggers),
+//! `publish` (writing shares and committing generations), `shutdown`.
+
+mod apply;
+mod election;
+mod handoff;
+mod identity;
+mod leader;
+mod publish;
+mod shutdown;
+mod timers;
+
+use crate::codec::{GenRecord, ShareAssembler};
+use crate::strategy::{Balanced, Strategy};
+use crate::{
+    Action, Bucket, Config, Epoch, Error, Event, Generation, Input, Instant, KvOp, KvResult,
+    PartitionId, RequestId, Rng, State, WatchId, WorkerId,
+};
+use leader::Leadership;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use timers::{Timer, Timers};
+
+/// What an outstanding KV request was for; its result is routed by this.
+#[derive(Clone, Debug)]
+pub(crate) enum Purpose {
+    /// Listing leases to pick an ID.
+    ClaimList,
+    /// Creating or taking over `worker.<id>`.
+    ClaimWrite { id: WorkerId, sent: Instant },
+    /// Renewing our lease.
+    LeaseRenew { sent: Instant },
+    /// Re-reading our lease after a doubtful renewal.
+    LeaseReread,
+    /// Creating (or taking over) the leader lease.
+    LeaderAcquire,
+    /// Re-reading the leader lease after a doubtful acquire or renewal.
+    LeaderReread,
+    /// Renewing the leader lease.
+    LeaderRenew { sent: Instant, epoch: Epoch },
+    /// Writing `ctl.refresh` for the leader.
+    CtlPut,
+    /// Requests of the leader role (ignored if leadership changed since).
+    Leading { epoch: Epoch, what: leader::LeaderReq },
+    /// Shutdown writes.
+    Stop,
+}
+
+/// One worker's protocol state. See the crate docs for the run-loop contract.
+#[derive(Debug)]
+pub struct Worker {
+    pub(crate) config: Config,
+    pub(crate) strategy: Box<dyn Strategy>,
+    pub(crate) state: State,
+    pub(crate) rng: Rng,
+    next_request: u64,
+    next_watch: u64,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    pub(crate) pending: BTreeMap<RequestId, Purpose>,
+    pub(crate) timers: Timers,
+
+    // identity
+    /// Token of this claim of an ID: starts as `instance_token`, changes whenever the ID is
+    /// lost, so shares meant for an earlier claim are never applied by a later one.
+    pub(crate) session: u64,
+    pub(crate) id: Option<WorkerId>,
+    pub(crate) claim_attempts: u32,
+    pub(crate) lease_rev: Option<u64>,
+    pub(crate) lease_ok_sent: Option<Instant>,
+    pub(crate) renew_in_flight: bool,
+    pub(crate) renew_again: bool,
+    pub(crate) load: Option<f64>,
+    pub(crate) draining: bool,
+    pub(crate) drained_told: bool,
+    pub(crate) fenced: bool,
+    pub(crate) connected: bool,
+    pub(crate) degraded_since: Option<Instant>,
+    pub(crate) alert_level: Option<usize>,
+
+    // election
+    pub(crate) leader_watch: Option<WatchId>,
+    pub(crate) leader_seen: Option<election::LeaderSeen>,
+    pub(crate) acquiring: bool,
+    pub(crate) leading: Option<Box<Leadership>>,
+
+    // following
+    pub(crate) assign_watch: Option<WatchId>,
+    pub(crate) gen_seen: Option<GenRecord>,
+    pub(crate) my_share: ShareAssembler,
+    pub(crate) held: BTreeSet<PartitionId>,
+    pub(crate) revoking: BTreeMap<PartitionId, Instant>,
+    pub(crate) applying: Option<Generation>,
+    pub(crate) applied: Option<Generation>,
+    pub(crate) phase_seen: crate::codec::Phase,
+
+    // shutdown
+    pub(crate) stopping: Option<shutdown::Stopping>,
+}
+
+impl Worker {
+    /// A worker with the default [`Balanced`] strategy. It starts claiming an ID at once: drain
+    /// `poll_action` right after.
+    pub fn new(config: Config, now: Instant) -> Result<Self, Error> {
+        Self::with_strategy(config, Box::new(Balanced::default()), now)
+    }
+
+    /// A worker with a custom placement strategy (used only while it leads).
+    pub fn with_strategy(
+        config: Config,
+        strategy: Box<dyn Strategy>,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let mut w = Worker {
+            rng: Rng::new(config.instance_token ^ 0x7061_7274_6900),
+            session: config.instance_token,
+            config,
+            strategy,
+            state: State::Init,
+            next_request: 0,
+            next_watch: 0,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            pending: BTreeMap::new(),
+            timers: Timers::default(),
+            id: None,
+            claim_attempts: 0,
+            lease_rev: None,
+            lease_ok_sent: None,
+            renew_in_flight: false,
+            renew_again: false,
+            load: None,
+            draining: false,
+            drained_told: false,
+            fenced: false,
+            connected: true,
+            degraded_since: None,
+            alert_level: None,
+            leader_watch: None,
+            leader_seen: None,
+            acquiring: false,
+            leading: None,
+            assign_watch: None,
+            gen_seen: None,
+            my_share: ShareAssembler::default(),
+            held: BTreeSet::new(),
+            revoking: BTreeMap::new(),
+            applying: None,
+            applied: None,
+            phase_seen: crate::codec::Phase::Stable,
+            stopping: None,
+        };
+        w.start_claim(now);
+        Ok(w)
+    }
+
+    /// Feeds one input. `Err` only for inputs that make no sense now (anything but a late
+    /// result after the worker stopped); protocol outcomes are events.
+    pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), Error> {
+        if self.is_stopped() {
+            return match input {
+                Input::KvResult { .. }
+                | Input::WatchEntry { .. }
+                | Input::Partitions { .. }
+                | Input::Unsubscribed(_)
+                | Input::Connection(_) => Ok(()),
+                _ => Err(Error::WrongState { state: self.state, input: input_name(&input) }),
+            };
+        }
+        match input {
+            Input::WatchEntry { watch, entry } => self.on_watch_entry(now, watch, entry),
+            Input::KvResult { id, result } => {
+                if let Some(purpose) = self.pending.remove(&id) {
+                    self.on_kv_result(now, purpose, result);
+                }
+            }
+            Input::Partitions { id, result } => self.on_partitions(now, id, result),
+            Input::Unsubscribed(p) => self.on_unsubscribed(now, p),
+            Input::RefreshPartitions => self.on_refresh(now),
+            Input::Drain => self.on_drain(now),
+            Input::Stop { final_stop } => self.on_stop(now, final_stop),
+            Input::Connection(up) => self.on_connection(now, up),
+            Input::Load(load) => {
+                if !load.is_finite() || load < 0.0 {
+                    return Err(Error::InvalidConfig {
+                        field: "load",
+                        reason: format!("{load} must be a finite number >= 0"),
+                    });
+                }
+                self.load = Some(load);
+            }
+        }
+        self.after_step(now);
+        Ok(())
+    }
+
+    /// Lets due timers fire. Call when `now >= poll_timeout()`; a spurious call is a no-op.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_stopped() {
+            return;
+        }
+        for t in self.timers.take_due(now) {
+            match t {
+                Timer::Claim => self.start_claim(now),
+                Timer::Heartbeat => self.on_heartbeat(now),
+                Timer::Fence => self.on_fence_deadline(now),
+                Timer::LeaderFence => self.on_leader_fence(now),
+                Timer::LeaderCheck => self.on_leader_check(now),
+                Timer::Revoke => self.on_revoke_deadline(now),
+                Timer::Alert => self.on_alert(now),
+                Timer::Planner => {
+                    // The planner runs in after_step; a due time was reached.
+                    if let Some(l) = self.leading.as_mut() {
+                        l.dirty = true;
+                    }
+                }
+                Timer::Source => self.list_partitions(),
+                Timer::Shutdown => self.on_shutdown_deadline(now),
+            }
+        }
+        self.after_step(now);
+    }
+
+    /// The next IO to perform. Drain after every `handle_*` call.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event for the application. Drain after every `handle_*` call.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` wants to be called next (`None`: only inputs can wake it).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_stopped() {
+            return None;
+        }
+        self.timers.next()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The claimed ID, once claimed (and until it is lost or the worker stops).
+    pub fn worker_id(&self) -> Option<WorkerId> {
+        self.id
+    }
+
+    /// Whether this worker currently leads.
+    pub fn is_leader(&self) -> bool {
+        self.leading.is_some()
+    }
+
+    /// The epoch of the current leadership, if this worker leads.
+    pub fn epoch(&self) -> Option<Epoch> {
+        self.leading.as_ref().map(|l| l.epoch)
+    }
+
+    /// The worker ID of the leader as last seen in KV.
+    pub fn leader(&self) -> Option<WorkerId> {
+        self.leader_seen.as_ref().map(|l| l.worker)
+    }
+
+    /// Partitions held right now: subscribed, or being unsubscribed and not yet confirmed.
+    pub fn assignment(&self) -> &BTreeSet<PartitionId> {
+        &self.held
+    }
+
+    /// The last committed generation this worker applied.
+    pub fn applied_generation(&self) -> Option<Generation> {
+        self.applied
+    }
+
+    /// True once a stop has finished: nothing more will happen.
+    pub fn is_stopped(&self) -> bool {
+        self.stopping.as_ref().is_some_and(|s| s.done)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The strategy used while leading.
+    pub fn strategy(&self) -> &dyn Strategy {
+        self.strategy.as_ref()
+    }
+
+    // ---- plumbing shared by the parts ----
+
+    /// Queues a KV operation and remembers what it is for.
+    pub(crate) fn send_kv(&mut self, bucket: Bucket, op: KvOp, purpose: Purpose) -> RequestId {
+        let id = self.new_request();
+        self.pending.insert(id, purpose);
+        self.actions.push_back(Action::Kv { id, bucket, op });
+        id
+    }
+
+    /// A fresh request ID.
+    pub(crate) fn new_request(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    /// Starts a watch and returns its ID.
+    pub(crate) fn watch(&mut self, bucket: Bucket, filters: Vec<String>) -> WatchId {
+        self.next_watch += 1;
+        let id = WatchId(self.next_watch);
+        self.actions.push_back(Action::Watch { id, bucket, filters });
+        id
+    }
+
+    /// Queues an action.
+    pub(crate) fn act(&mut self, action: Action) {
+        self.actions.push_back(action);
+    }
+
+    /// Queues an event.
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    /// Moves to `to`, emitting the transition.
+    pub(crate) fn set_state(&mut self, to: State) {
+        if self.state != to && self.state != State::Shutdown {
+            let from = std::mem::replace(&mut self.state, to);
+            self.emit(Event::StateChanged { from, to });
+        }
+    }
+
+    fn on_watch_entry(&mut self, now: Instant, watch: WatchId, entry: crate::Entry) {
+        if Some(watch) == self.leader_watch {
+            self.on_leader_entry(now, entry);
+        } else if Some(watch) == self.assign_watch {
+            self.on_assign_entry(now, entry);
+        } else if self.leading.is_some() {
+            self.on_leader_watch_entry(now, watch, entry);
+        }
+    }
+
+    fn on_kv_result(&mut self, now: Instant, purpose: Purpose, result: KvResult) {
+        match purpose {
+            Purpose::ClaimList => self.on_claim_list(now, result),
+            Purpose::ClaimWrite { id, sent } => self.on_claim_write(now, id, sent, result),
+            Purpose::LeaseRenew { sent } => self.on_renew_result(now, sent, result),
+            Purpose::LeaseReread => self.on_lease_reread(now, result),
+            Purpose::LeaderAcquire => self.on_acquire_result(now, result),
+            Purpose::LeaderReread => self.on_leader_reread(now, result),
+            Purpose::LeaderRenew { sent, epoch } => self.on_leader_renew(now, sent, epoch, result),
+            Purpose::CtlPut => {
+                if let KvResult::TimedOut | KvResult::Failed(_) = result {
+                    self.warn_kv("ctl.refresh", &result);
+                }
+            }
+            Purpose::Leading { epoch, what } => {
+                if self.epoch() == Some(epoch) {
+                    self.on_leader_result(now, what, result);
+                }
+            }
+            Purpose::Stop => self.on_stop_result(now),
+        }
+    }
+
+    /// Work that follows every step: the planner, then timers that depend on state.
+    fn after_step(&mut self, now: Instant) {
+        if self.stopping.is_none() {
+            self.leader_tick(now);
+        }
+    }
+
+    pub(crate) fn warn_kv(&mut self, key: &str, result: &KvResult) {
+        self.emit(Event::Warning(crate::Warning::KvFailed {
+            key: key.to_owned(),
+            reason: format!("{result:?}"),
+        }));
+    }
+}
+
+fn input_name(input: &Input) -> &'static str {
+    match input {
+        Input::WatchEntry { .. } => "WatchEntry",
+        Input::KvResult { .. } => "KvResult",
+        Input::Partitions { .. } => "Partitions",
+        Input::Unsubscribed(_) => "Unsubscribed",
+        Input::RefreshPartitions => "RefreshPartitions",
+        Input::Drain => "Drain",
+        Input::Stop { .. } => "Stop",
+        Input::Connection(_) => "Connection",
+        Input::Load(_) => "Load",
+    }
+}
