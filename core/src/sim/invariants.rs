@@ -80,12 +80,20 @@ pub(crate) struct Checker {
     committed: BTreeMap<Generation, Vec<BTreeMap<WorkerId, u64>>>,
     /// Since when each ID is shared by two connected active workers, and whether reported.
     dup_since: BTreeMap<WorkerId, (Instant, bool)>,
+    /// IDs currently acted as by two workers (reported once per episode).
+    dup_acting: BTreeSet<WorkerId>,
     pub(crate) violations: Vec<Violation>,
 }
 
 impl Checker {
     pub(crate) fn new(strict: bool) -> Self {
-        Checker { strict, committed: BTreeMap::new(), dup_since: BTreeMap::new(), violations: Vec::new() }
+        Checker {
+            strict,
+            committed: BTreeMap::new(),
+            dup_since: BTreeMap::new(),
+            dup_acting: BTreeSet::new(),
+            violations: Vec::new(),
+        }
     }
 
     pub(crate) fn record(&mut self, at: Instant, kind: ViolationKind, details: String) {
@@ -100,12 +108,13 @@ impl Checker {
         let rec: GenRecord = codec::decode("gen", &e.value).ok()?;
         let digests: BTreeMap<WorkerId, u64> = rec.members.iter().map(|(w, m)| (*w, m.digest)).collect();
         let records = self.committed.entry(rec.generation).or_default();
-        if records.iter().any(|r| *r != digests) {
-            let details = format!("{} committed again at rev {} with other shares", rec.generation, e.revision);
-            self.record(at, ViolationKind::GenerationReused, details);
-        }
+        let reused = records.iter().any(|r| *r != digests);
         if !records.contains(&digests) {
             records.push(digests);
+        }
+        if reused {
+            let details = format!("{} committed again at rev {} with other shares", rec.generation, e.revision);
+            self.record(at, ViolationKind::GenerationReused, details);
         }
         Some((rec.generation, rec.epoch, rec.members.len()))
     }
@@ -183,6 +192,7 @@ impl Checker {
         }
         let mut recheck = None;
         let mut dups = BTreeSet::new();
+        let mut acting_dups = BTreeSet::new();
         for (id, group) in by_id.iter().filter(|(_, g)| g.len() > 1) {
             if self.strict {
                 let lease_token = lease(*id)
@@ -191,6 +201,9 @@ impl Checker {
                 let acting: Vec<&&IdView> =
                     group.iter().filter(|v| v.holds || lease_token == Some(v.token)).collect();
                 if acting.len() > 1 {
+                    acting_dups.insert(*id);
+                }
+                if acting.len() > 1 && !self.dup_acting.contains(id) {
                     let nodes: Vec<String> = acting
                         .iter()
                         .map(|v| format!("node {} ({}{})", v.node.0, v.state, if v.holds { ", holding" } else { "" }))
@@ -213,6 +226,121 @@ impl Checker {
             }
         }
         self.dup_since.retain(|id, _| dups.contains(id));
+        self.dup_acting = acting_dups;
         recheck
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Member, Phase, VERSION};
+
+    fn set(ids: &[&str]) -> BTreeSet<PartitionId> {
+        ids.iter().map(|s| PartitionId::parse(s).unwrap()).collect()
+    }
+
+    fn gen_entry(generation: u64, members: &[(u32, &BTreeSet<PartitionId>)]) -> Entry {
+        let rec = GenRecord {
+            v: VERSION,
+            epoch: Epoch(1),
+            generation: Generation(generation),
+            phase: Phase::Stable,
+            members: members
+                .iter()
+                .map(|(w, s)| {
+                    let m = Member { token: 7, digest: codec::share_digest(*s), chunks: 1, count: s.len() as u32 };
+                    (WorkerId(*w), m)
+                })
+                .collect(),
+        };
+        Entry { bucket: Bucket::Assign, key: "gen".into(), revision: generation, operation: Operation::Put, value: codec::encode(&rec) }
+    }
+
+    fn kinds(c: &Checker) -> Vec<ViolationKind> {
+        c.violations.iter().map(|v| v.kind).collect()
+    }
+
+    #[test]
+    fn applied_shares_must_match_a_committed_record() {
+        let mut c = Checker::new(true);
+        let t = Instant::ZERO;
+        let (a, b) = (set(&["p1", "p2"]), set(&["p3"]));
+        assert!(c.on_change(t, &gen_entry(1, &[(1, &a), (2, &b)])).is_some());
+        c.on_applied(t, NodeId(0), Some(WorkerId(1)), None, Generation(1), &a, &a);
+        assert!(c.violations.is_empty());
+        // The other worker's share, an unknown generation, a non-member: all flagged.
+        c.on_applied(t, NodeId(1), Some(WorkerId(2)), None, Generation(1), &a, &a);
+        c.on_applied(t, NodeId(1), Some(WorkerId(2)), None, Generation(2), &b, &b);
+        c.on_applied(t, NodeId(2), Some(WorkerId(3)), None, Generation(1), &b, &b);
+        assert_eq!(kinds(&c), vec![ViolationKind::UncommittedShare; 3]);
+    }
+
+    #[test]
+    fn generations_may_not_go_back_but_drops_at_the_same_generation_pass() {
+        let mut c = Checker::new(true);
+        let t = Instant::ZERO;
+        let a = set(&["p1", "p2"]);
+        c.on_change(t, &gen_entry(3, &[(1, &a)]));
+        c.on_applied(t, NodeId(0), Some(WorkerId(1)), Some(Generation(3)), Generation(3), &set(&[]), &set(&["p1"]));
+        assert!(c.violations.is_empty(), "a fence or revoke timeout only drops");
+        c.on_applied(t, NodeId(0), Some(WorkerId(1)), Some(Generation(3)), Generation(2), &set(&[]), &set(&[]));
+        assert_eq!(kinds(&c), vec![ViolationKind::GenerationRegressed]);
+    }
+
+    #[test]
+    fn two_different_commits_of_one_generation_are_flagged() {
+        let mut c = Checker::new(true);
+        let t = Instant::ZERO;
+        c.on_change(t, &gen_entry(4, &[(1, &set(&["p1"]))]));
+        c.on_change(t, &gen_entry(4, &[(1, &set(&["p1"]))]));
+        assert!(c.violations.is_empty());
+        c.on_change(t, &gen_entry(4, &[(1, &set(&["p2"]))]));
+        assert_eq!(kinds(&c), vec![ViolationKind::GenerationReused]);
+    }
+
+    fn view(node: usize, id: u32, token: u64, holds: bool, connected: bool) -> IdView {
+        IdView { node: NodeId(node), id: WorkerId(id), state: State::Stable, token, holds, connected }
+    }
+
+    fn lease(token: u64) -> Entry {
+        let v = LeaseValue { v: VERSION, token, capacity: 1, applied: None, load: None, departing: false, draining: false };
+        Entry { bucket: Bucket::Leases, key: "worker.1".into(), revision: 1, operation: Operation::Put, value: codec::encode(&v) }
+    }
+
+    #[test]
+    fn a_stale_holder_of_a_taken_id_is_a_duplicate_in_strict_mode() {
+        let grace = Duration::from_secs(10);
+        let t = Instant::from_millis(1000);
+        // Node 1 took ID 1 (the lease carries its token); node 0 fenced itself: fine.
+        let mut c = Checker::new(true);
+        let fenced = [view(0, 1, 100, false, false), view(1, 1, 200, false, true)];
+        c.check_ids(t, &fenced, |_| Some(lease(200)), grace);
+        assert!(c.violations.is_empty());
+        // Node 0 still holds partitions: two act as worker 1. Reported once per episode.
+        let stale = [view(0, 1, 100, true, false), view(1, 1, 200, false, true)];
+        c.check_ids(t, &stale, |_| Some(lease(200)), grace);
+        c.check_ids(t, &stale, |_| Some(lease(200)), grace);
+        assert_eq!(kinds(&c), vec![ViolationKind::DuplicateId]);
+        // Relaxed mode keeps cached partitions on purpose.
+        let mut relaxed = Checker::new(false);
+        relaxed.check_ids(t, &stale, |_| Some(lease(200)), grace);
+        assert!(relaxed.violations.is_empty());
+    }
+
+    #[test]
+    fn a_shared_id_between_connected_workers_must_resolve_within_the_grace() {
+        let grace = Duration::from_secs(10);
+        let mut c = Checker::new(false);
+        let both = [view(0, 1, 100, false, true), view(1, 1, 200, false, true)];
+        let t0 = Instant::from_millis(1000);
+        assert_eq!(c.check_ids(t0, &both, |_| None, grace), Some(t0 + grace));
+        assert!(c.violations.is_empty());
+        c.check_ids(t0 + grace, &both, |_| None, grace);
+        assert_eq!(kinds(&c), vec![ViolationKind::LingeringDuplicateId]);
+        // Resolved, then shared again: a new episode with a new deadline.
+        c.check_ids(t0 + 2 * grace, &both[..1], |_| None, grace);
+        let t1 = t0 + 3 * grace;
+        assert_eq!(c.check_ids(t1, &both, |_| None, grace), Some(t1 + grace));
     }
 }

@@ -106,7 +106,7 @@ impl MemKv {
             KvOp::List { prefix } => {
                 let entries = store
                     .keys
-                    .range::<str, _>(prefix.as_str()..)
+                    .range(prefix.clone()..)
                     .take_while(|(k, _)| k.starts_with(prefix.as_str()))
                     .filter(|(_, s)| s.is_live())
                     .map(|(_, s)| s.entry.clone())

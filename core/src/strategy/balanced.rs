@@ -192,31 +192,25 @@ impl<'p> Solver<'p> {
         BinaryHeap::from(orphans)
     }
 
-    /// Pass 3: heaviest first onto the least relatively loaded worker, making room if needed.
+    /// Pass 3: heaviest first onto the worker whose relative load after taking the partition
+    /// is lowest (the least-loaded one when capacities are equal), making room if needed.
     fn place(&mut self, mut orphans: BinaryHeap<(u64, Reverse<u32>)>) {
-        let mut heap: BinaryHeap<Reverse<RelLoad>> =
-            (0..self.load.len() as u32).map(|w| Reverse(self.key(w))).collect();
+        let mut classes = Classes::new(&self.cap);
+        for x in 0..self.load.len() as u32 {
+            classes.push(x, self.load[x as usize], self.ver[x as usize]);
+        }
         while let Some((w, Reverse(rank))) = orphans.pop() {
-            let top = loop {
-                let Reverse(k) = *heap.peek().expect("one entry per worker");
-                if k.ver == self.ver[k.idx as usize] {
-                    break k.idx;
-                }
-                heap.pop();
-            };
+            let top = classes.best(w, |a, b| self.before(a, b, w), &self.ver);
             let (to, how) = if self.fits(top, w) {
-                heap.pop();
                 (top, How::LeastLoaded)
             } else if let Some(x) = self.best_fit(w) {
                 (x, How::LeastLoaded)
             } else if let Some((x, evict)) = self.cheapest_room(w) {
                 for e in evict {
                     self.unassign(e);
-                    self.cause[e as usize] = if self.cause[e as usize] == Cause::Kept {
-                        Cause::Evicted
-                    } else {
-                        self.cause[e as usize]
-                    };
+                    if self.cause[e as usize] == Cause::Kept {
+                        self.cause[e as usize] = Cause::Evicted;
+                    }
                     orphans.push((self.weight[e as usize], Reverse(e)));
                 }
                 (x, How::MadeRoom)
@@ -225,22 +219,35 @@ impl<'p> Solver<'p> {
             };
             self.assign(rank, to);
             self.how[rank as usize] = how;
-            heap.push(Reverse(self.key(to)));
+            classes.push(to, self.load[to as usize], self.ver[to as usize]);
         }
     }
 
+    /// Whether worker `a` should take a partition of weight `w` before worker `b`: lower
+    /// relative load after taking it, then lower relative load now, then lower ID.
+    fn before(&self, a: u32, b: u32, w: u64) -> bool {
+        let (la, lb) = (self.load[a as usize], self.load[b as usize]);
+        let (ca, cb) = (u128::from(self.cap[a as usize]), u128::from(self.cap[b as usize]));
+        let after = (u128::from(la + w) * cb).cmp(&(u128::from(lb + w) * ca));
+        after.then(self.key(a).cmp(&self.key(b))).is_lt()
+    }
+
     /// Pass 4: lift workers below their floor with partitions from the most loaded ones.
+    ///
+    /// Every move goes from a worker `d` to the lightest worker `r` and leaves both strictly
+    /// between their old relative loads (so the sum of load²/capacity falls and the pass
+    /// ends). Preferred donors stay at or above their own floor; only when none can help is a
+    /// donor allowed below it (then it is lifted in turn), so a newcomer is not left idle
+    /// just because every spare partition is heavier than any worker's surplus.
     fn refine(&mut self) {
         let nw = self.load.len() as u32;
         if (0..nw).all(|w| self.load[w as usize] as f64 >= self.floor[w as usize]) {
             return;
         }
+        self.items();
         let mut order: BTreeSet<RelLoad> = (0..nw).map(|w| self.key(w)).collect();
         let mut stuck: BTreeSet<u32> = BTreeSet::new();
-        loop {
-            if self.moved >= self.budget {
-                return;
-            }
+        while self.moved < self.budget {
             let Some(r) = order.iter().map(|k| k.idx).find(|w| !stuck.contains(w)) else {
                 return;
             };
@@ -249,17 +256,29 @@ impl<'p> Solver<'p> {
                 return;
             }
             let need = self.floor[ri] - self.load[ri] as f64;
-            let room = self.quota[ri] - self.load[ri] as f64;
+            let room = match self.load[ri] {
+                0 => f64::INFINITY,
+                l => self.quota[ri] - l as f64,
+            };
             let mut pick = None;
-            for d in order.iter().rev().map(|k| k.idx) {
-                let di = d as usize;
-                let surplus = self.load[di] as f64 - self.floor[di];
-                if d == r || surplus <= 0.0 {
-                    break;
-                }
-                if let Some(p) = self.best_gift(d, need, surplus.min(room)) {
-                    pick = Some((d, p));
-                    break;
+            'passes: for keep_floor in [true, false] {
+                for d in order.iter().rev().map(|k| k.idx) {
+                    let Some(fair) = self.fair_limit(d, r) else {
+                        break;
+                    };
+                    let di = d as usize;
+                    let mut limit = room.min(fair as f64);
+                    if keep_floor {
+                        let surplus = self.load[di] as f64 - self.floor[di];
+                        if surplus <= 0.0 {
+                            break;
+                        }
+                        limit = limit.min(surplus);
+                    }
+                    if let Some(p) = self.best_gift(d, need, limit) {
+                        pick = Some((d, p));
+                        break 'passes;
+                    }
                 }
             }
             let Some((d, p)) = pick else {
@@ -279,13 +298,30 @@ impl<'p> Solver<'p> {
         }
     }
 
+    /// The heaviest weight `w` that `d` may hand to `r` so that afterwards both sit strictly
+    /// between their current relative loads; None if `d` is not more loaded than `r`.
+    fn fair_limit(&self, d: u32, r: u32) -> Option<u64> {
+        let (ld, lr) = (self.load[d as usize], self.load[r as usize]);
+        let (cd, cr) = (self.cap[d as usize], self.cap[r as usize]);
+        // w·cr < ld·cr − lr·cd (donor stays above r) and w·cd < ld·cr − lr·cd (r stays below d)
+        let gap = (u128::from(ld) * u128::from(cr)).checked_sub(u128::from(lr) * u128::from(cd))?;
+        if gap == 0 {
+            return None;
+        }
+        let w = (gap - 1) / u128::from(cr.max(cd));
+        Some(u64::try_from(w).unwrap_or(u64::MAX))
+    }
+
     /// The partition on `d` that best fills `need` without exceeding `limit`: the heaviest
     /// one not above `need`, else the lightest one above it.
-    fn best_gift(&mut self, d: u32, need: f64, limit: f64) -> Option<u32> {
+    fn best_gift(&self, d: u32, need: f64, limit: f64) -> Option<u32> {
         if limit < 1.0 {
             return None;
         }
-        let items = &self.items()[d as usize];
+        let items = &self.items.as_ref().expect("built by items()")[d as usize];
+        if items.first().is_none_or(|&(w, _)| w as f64 > limit) {
+            return None;
+        }
         let below = need.min(limit).floor() as u64;
         if let Some(&(_, p)) = items.range(..=(below, u32::MAX)).next_back() {
             return Some(p);
@@ -297,45 +333,108 @@ impl<'p> Solver<'p> {
         }
     }
 
-    /// The fitting worker with the least relative load (capacities differ, so the globally
-    /// least-loaded worker is not always the one with the most room).
+    /// The best worker (see [`Solver::before`]) among those with room for `w` (capacities
+    /// differ, so the best worker overall may lack room while another has it).
     fn best_fit(&self, w: u64) -> Option<u32> {
         (0..self.load.len() as u32)
             .filter(|&x| self.fits(x, w))
-            .min_by_key(|&x| self.key(x))
+            .reduce(|a, b| if self.before(b, a, w) { b } else { a })
     }
 
-    /// The worker that can take a partition of weight `w` by moving off the least weight of
-    /// strictly lighter partitions, within the move budget, and those partitions.
+    /// The worker that can take a partition of weight `w` most cheaply by moving off
+    /// strictly lighter partitions (within the move budget), and those partitions.
+    ///
+    /// Cost is the weight moved off, counted twice for partitions that will not fit anywhere
+    /// either (each of those starts another round of making room). Ties go to the least
+    /// relatively loaded worker. Evicting only lighter partitions, while placing heaviest
+    /// first, means a partition placed here is never evicted again, so placement ends.
     fn cheapest_room(&mut self, w: u64) -> Option<(u32, Vec<u32>)> {
         self.items();
+        let room: Vec<f64> = (0..self.load.len())
+            .map(|x| match self.load[x] {
+                0 => f64::INFINITY,
+                l => self.quota[x] - l as f64,
+            })
+            .collect();
+        // the most room on any worker, and the second most (for when `x` itself is the first)
+        let (mut first, mut second) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+        for &r in &room {
+            if r > first {
+                (first, second) = (r, first);
+            } else if r > second {
+                second = r;
+            }
+        }
         let mut best: Option<(u64, RelLoad, Vec<u32>)> = None;
         for x in 0..self.load.len() as u32 {
-            let xi = x as usize;
-            let overflow = (self.load[xi] + w) as f64 - self.quota[xi];
-            let mut sum = 0u64;
-            let mut costly = 0usize;
-            let mut evict = Vec::new();
-            let best_sum = best.as_ref().map_or(u64::MAX, |b| b.0);
-            let prev = &self.prep.prev;
-            let items = &self.items.as_ref().expect("built by items()")[xi];
-            for &(iw, r) in items.range(..(w, 0)) {
-                if sum as f64 >= overflow || sum + iw > best_sum {
-                    break;
-                }
-                sum += iw;
-                costly += usize::from(prev[r as usize] == Some(x));
-                evict.push(r);
-            }
-            let enough = sum as f64 >= overflow && self.moved + costly <= self.budget;
-            if enough && sum <= best_sum {
-                let key = self.key(x);
-                if best.as_ref().is_none_or(|b| (sum, key) < (b.0, b.1)) {
-                    best = Some((sum, key, evict));
-                }
+            let Some((sum, evict)) = self.room_on(x, w) else {
+                continue;
+            };
+            let elsewhere = if room[x as usize] == first { second } else { first };
+            let stuck: u64 = evict
+                .iter()
+                .map(|&e| self.weight[e as usize])
+                .filter(|&ew| ew as f64 > elsewhere)
+                .sum();
+            let cost = sum + stuck;
+            let key = self.key(x);
+            if best.as_ref().is_none_or(|b| (cost, key) < (b.0, b.1)) {
+                best = Some((cost, key, evict));
             }
         }
         best.map(|(_, k, evict)| (k.idx, evict))
+    }
+
+    /// The least weight of partitions lighter than `w` whose removal from `x` makes room for
+    /// `w` within the move budget, and those partitions: the lighter of (a) lightest-first
+    /// until enough, then dropping the heaviest ones not needed, and (b) the single lightest
+    /// partition that is enough on its own.
+    fn room_on(&self, x: u32, w: u64) -> Option<(u64, Vec<u32>)> {
+        let xi = x as usize;
+        // a partition heavier than the quota only fits alone
+        let overflow = if w as f64 > self.quota[xi] {
+            self.load[xi] as f64
+        } else {
+            (self.load[xi] + w) as f64 - self.quota[xi]
+        };
+        let items = &self.items.as_ref().expect("built by items()")[xi];
+        let mut sum = 0u64;
+        let mut chosen: Vec<(u64, u32)> = Vec::new();
+        for &(iw, r) in items.range(..(w, 0)) {
+            if sum as f64 >= overflow {
+                break;
+            }
+            sum += iw;
+            chosen.push((iw, r));
+        }
+        if (sum as f64) < overflow {
+            return None;
+        }
+        let mut kept = Vec::with_capacity(chosen.len());
+        for &(iw, r) in chosen.iter().rev() {
+            if (sum - iw) as f64 >= overflow {
+                sum -= iw;
+            } else {
+                kept.push((iw, r));
+            }
+        }
+        let need = overflow.max(0.0).ceil() as u64;
+        let single = (need < w).then(|| items.range((need, 0)..(w, 0)).next()).flatten();
+        if let Some(&(iw, r)) = single {
+            if iw < sum {
+                sum = iw;
+                kept = vec![(iw, r)];
+            }
+        }
+        let prev = &self.prep.prev;
+        let costly = kept
+            .iter()
+            .filter(|(_, r)| prev[*r as usize] == Some(x))
+            .count();
+        if self.moved + costly > self.budget {
+            return None;
+        }
+        Some((sum, kept.into_iter().map(|(_, r)| r).collect()))
     }
 
     fn fits(&self, x: u32, w: u64) -> bool {
@@ -457,5 +556,48 @@ impl<'p> Solver<'p> {
         };
         let sep = if head.ends_with("placed") { " on " } else { " to " };
         format!("{head}{sep}{tail}")
+    }
+}
+
+/// The least-loaded worker of each capacity class, in lazy min-heaps (an entry is stale once
+/// its worker's version moved on). Picking the best worker for a partition then costs one look
+/// per distinct capacity instead of one per worker.
+struct Classes {
+    class_of: Vec<usize>,
+    heaps: Vec<BinaryHeap<Reverse<(u64, u32, u32)>>>,
+}
+
+impl Classes {
+    fn new(caps: &[u64]) -> Self {
+        let distinct: BTreeSet<u64> = caps.iter().copied().collect();
+        let distinct: Vec<u64> = distinct.into_iter().collect();
+        Classes {
+            class_of: caps
+                .iter()
+                .map(|c| distinct.binary_search(c).expect("listed"))
+                .collect(),
+            heaps: vec![BinaryHeap::new(); distinct.len()],
+        }
+    }
+
+    fn push(&mut self, x: u32, load: u64, ver: u32) {
+        self.heaps[self.class_of[x as usize]].push(Reverse((load, x, ver)));
+    }
+
+    /// The best worker by `before` among each class's least-loaded worker.
+    fn best(&mut self, _w: u64, before: impl Fn(u32, u32) -> bool, ver: &[u32]) -> u32 {
+        let mut best: Option<u32> = None;
+        for heap in &mut self.heaps {
+            while let Some(&Reverse((_, x, v))) = heap.peek() {
+                if v == ver[x as usize] {
+                    if best.is_none_or(|b| before(x, b)) {
+                        best = Some(x);
+                    }
+                    break;
+                }
+                heap.pop();
+            }
+        }
+        best.expect("every worker has a live entry")
     }
 }

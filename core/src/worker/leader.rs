@@ -51,6 +51,24 @@ pub(crate) struct Peer {
     pub(crate) joined_at: Option<Instant>,
 }
 
+impl Peer {
+    /// A committed member whose lease the leader has not seen yet.
+    pub(crate) fn unseen(token: u64, now: Instant) -> Self {
+        Peer {
+            token,
+            capacity: 1,
+            applied: None,
+            draining: false,
+            ctl_draining: false,
+            departing_since: None,
+            revision: None,
+            last_seen: now,
+            dead: None,
+            joined_at: None,
+        }
+    }
+}
+
 /// A worker declared crashed.
 #[derive(Clone, Debug)]
 pub(crate) struct Dead {
@@ -263,18 +281,7 @@ impl Worker {
         if fresh {
             l.dirty = true;
         }
-        let peer = l.peers.entry(id).or_insert_with(|| Peer {
-            token: v.token,
-            capacity: v.capacity,
-            applied: None,
-            draining: false,
-            ctl_draining: false,
-            departing_since: None,
-            revision: None,
-            last_seen: now,
-            dead: None,
-            joined_at: None,
-        });
+        let peer = l.peers.entry(id).or_insert_with(|| Peer::unseen(v.token, now));
         if peer.token != v.token {
             // Another instance claimed the ID (a restart resuming its share, or a newcomer).
             peer.token = v.token;

@@ -144,25 +144,22 @@ impl Worker {
                 (*w, share)
             })
             .collect();
-        // Members whose lease we have not seen yet are watched for a TTL like everyone else.
+        // Members whose lease we have not seen: read it now. Absent means it expired or was
+        // deleted, so the worker holds nothing any more (see `on_peer_get`).
+        let mut unseen = Vec::new();
         for (w, m) in &record.members {
-            l.peers.entry(*w).or_insert_with(|| super::leader::Peer {
-                token: m.token,
-                capacity: 1,
-                applied: None,
-                draining: false,
-                ctl_draining: false,
-                departing_since: None,
-                revision: None,
-                last_seen: now,
-                dead: None,
-                joined_at: None,
-            });
+            if !l.peers.contains_key(w) {
+                unseen.push(*w);
+                l.peers.insert(*w, super::leader::Peer::unseen(m.token, now));
+            }
         }
         l.committed = Some(CommittedGen { record, revision, shares });
         l.sealing = false;
         l.gen_loaded = true;
         l.dirty = true;
+        for w in unseen {
+            self.leader_kv(KvOp::Get { key: format!("worker.{w}") }, LeaderReq::PeerGet(w));
+        }
     }
 
     fn on_share_written(&mut self, now: Instant, seq: u64, result: KvResult) {
@@ -246,7 +243,15 @@ impl Worker {
 
     fn on_peer_get(&mut self, now: Instant, id: WorkerId, result: KvResult) {
         match result {
-            KvResult::Value(None) => self.confirm_dead(id),
+            KvResult::Value(None) => {
+                let release_at = now + self.config.emergency_grace;
+                let l = self.leading.as_mut().expect("leading");
+                if let Some(p) = l.peers.get_mut(&id).filter(|p| p.dead.is_none() && p.revision.is_none()) {
+                    p.dead = Some(super::leader::Dead { release_at, confirmed: false, retry_at: None });
+                    l.activity = Some(crate::State::Emergency);
+                }
+                self.confirm_dead(id)
+            }
             KvResult::Value(Some(e)) => {
                 // Still there: it renewed after all (the watch will tell), or we never saw it.
                 let l = self.leading.as_mut().expect("leading");
