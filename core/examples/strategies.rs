@@ -46,7 +46,11 @@ fn transition(
     parts: &[Partition],
     from: &[u32],
     to: &[u32],
-) -> (PlanInput, parti_core::strategy::Plan, parti_core::strategy::Plan) {
+) -> (
+    PlanInput,
+    parti_core::strategy::Plan,
+    parti_core::strategy::Plan,
+) {
     let start = PlanInput::new(workers(from.iter().copied()), parts.to_vec());
     let before = plan(s, &start).expect("valid input");
     let mut input = PlanInput::new(workers(to.iter().copied()), parts.to_vec());
@@ -105,6 +109,28 @@ fn quality_table() {
             );
         }
     }
+    // Balanced's trade-off made visible: with no move budget for live owners, a leave moves
+    // exactly the departed share and leaves the load bound to later, budgeted rounds.
+    let s = Balanced::default();
+    let (mut input, before, _) = transition(&s, &skewed, &hundred_one, &without_51);
+    input.max_moves = Some(0);
+    let after = plan(&s, &input).expect("valid input");
+    let floor: u64 = skewed
+        .iter()
+        .filter(|p| before.assignment.get(p.id()) == Some(&WorkerId(51)))
+        .map(|p| p.weight())
+        .sum();
+    let sum = summarize(&input, &after);
+    println!(
+        "{:<16} {:<14} {:>9.3} {:>9.3} {:>11.3} {:>7}",
+        "balanced",
+        "leave skewed*",
+        sum.max_over_mean,
+        sum.min_over_mean,
+        sum.moved_weight as f64 / floor as f64,
+        sum.moved
+    );
+    println!("* with max_moves = Some(0)");
 }
 
 fn median(mut runs: Vec<Duration>) -> Duration {

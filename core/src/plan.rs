@@ -136,7 +136,10 @@ fn validate(input: &PlanInput) -> Result<(), Error> {
         if w.capacity == 0 {
             return Err(Error::InvalidConfig {
                 field: "workers",
-                reason: format!("worker {} has capacity 0; capacity must be at least 1", w.id),
+                reason: format!(
+                    "worker {} has capacity 0; capacity must be at least 1",
+                    w.id
+                ),
             });
         }
     }
@@ -153,7 +156,10 @@ fn validate(input: &PlanInput) -> Result<(), Error> {
     if !(input.slack.is_finite() && input.slack >= 0.0) {
         return Err(Error::InvalidConfig {
             field: "slack",
-            reason: format!("{} is not allowed; use a finite value >= 0 (0.05 = 5 %)", input.slack),
+            reason: format!(
+                "{} is not allowed; use a finite value >= 0 (0.05 = 5 %)",
+                input.slack
+            ),
         });
     }
     Ok(())

@@ -510,3 +510,28 @@ fn an_empty_cluster_with_nothing_to_own_is_settled_after_the_quiet_period() {
     assert_eq!(sim.converge(Duration::from_secs(10)), Ok(Duration::ZERO));
     assert_eq!(sim.now(), Instant::from_millis(4000));
 }
+
+#[test]
+fn the_same_seed_replays_the_same_run_step_for_step() {
+    let spec = |seed| {
+        let mut spec = parti_core::sim::RunSpec::new(seed, 3, 30, Duration::from_secs(20));
+        spec.sim.trace_kv = true;
+        spec
+    };
+    let play = |seed| {
+        let spec = spec(seed);
+        let schedule = random_schedule(seed, spec.workers, spec.duration);
+        let mut sim = Sim::new(spec.config.clone(), spec.sim.clone(), seed).unwrap();
+        sim.set_partitions(numbered_partitions(spec.partitions));
+        for _ in 0..spec.workers {
+            sim.add_node();
+        }
+        for (at, fault) in &schedule.faults {
+            sim.schedule_fault(*at, fault.clone());
+        }
+        sim.run_until(Instant::from_origin(spec.duration));
+        (sim.trace().tail(usize::MAX), sim.stats().clone(), sim.network().stats().clone())
+    };
+    assert_eq!(play(11), play(11));
+    assert_ne!(play(11).0, play(12).0);
+}

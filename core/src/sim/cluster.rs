@@ -4,16 +4,17 @@
 use super::holdings::Holdings;
 use super::invariants::{Checker, IdView, Violation, ViolationKind};
 use super::kv::MemKv;
-use super::net::{Delivery, NetConfig, Network};
+use super::net::{Change, Delivery, NetConfig, Network};
 use super::node::{Node, NodeStatus};
 use super::queue::Queue;
 use super::trace::{Trace, TraceKind};
 use super::{rand_between, NodeId};
+use crate::codec::{self, LeaseValue};
 use crate::{
-    Action, Bucket, Config, Entry, Error, Event, HandoffMode, Input, Instant, Partition, PartitionId, RequestId, Rng,
+    Action, Bucket, Config, Error, Event, HandoffMode, Input, Instant, Operation, Partition, PartitionId, RequestId, Rng,
     State, Worker, WorkerId,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Knobs of the harness (the network's are in [`NetConfig`]).
@@ -111,23 +112,24 @@ pub struct Sim {
     pub(crate) partitions: Vec<Partition>,
     pub(crate) source_failing: bool,
     pub(crate) faults: Vec<super::Fault>,
-    holdings: Holdings,
-    checker: Checker,
+    pub(crate) holdings: Holdings,
+    pub(crate) checker: Checker,
     pub(crate) trace: Trace,
-    events: Vec<(Instant, NodeId, Event)>,
+    pub(crate) events: Vec<(Instant, NodeId, Event)>,
     pub(crate) stats: Stats,
     tokens: BTreeSet<u64>,
     timer_seq: u64,
     /// Nodes whose holdings may have changed in the current step.
     dirty: Vec<NodeId>,
     pub(crate) ids_dirty: bool,
-    /// Last time the holdings or the partition list changed.
+    /// Last time the holdings, the partition list, a worker's state or the set of running
+    /// processes changed (what [`Sim::is_settled`] depends on).
     pub(crate) layout_changed_at: Instant,
     reported_violations: usize,
     actions: Vec<Action>,
     worker_events: Vec<Event>,
     deliveries: Vec<Delivery>,
-    changes: Vec<Entry>,
+    changes: Vec<Change>,
     conflicts: Vec<PartitionId>,
 }
 
@@ -218,9 +220,13 @@ impl Sim {
         node.state = State::Init;
         node.timer = None;
         node.spins = 0;
+        node.spin_reported = false;
         node.subscribed.clear();
+        node.sessions.clear();
+        node.sessions.insert(token);
         let incarnation = node.incarnation;
         self.net.attach(now, n, incarnation);
+        self.layout_changed_at = now;
         self.stats.starts += 1;
         self.trace.push(now, Some(n), TraceKind::Started { incarnation, token, preferred });
         self.after_handle(n, true);
@@ -246,6 +252,7 @@ impl Sim {
         self.net.detach(n);
         self.mark_dirty(n);
         self.ids_dirty = true;
+        self.layout_changed_at = self.now;
         let what = if status == NodeStatus::Crashed { TraceKind::Crashed } else { TraceKind::Exited };
         self.trace.push(self.now, Some(n), what);
     }
@@ -289,8 +296,8 @@ impl Sim {
             let mut changes = std::mem::take(&mut self.changes);
             let at = self.net.step(&mut deliveries, &mut changes).expect("peeked");
             self.now = self.now.max(at);
-            for e in changes.drain(..) {
-                self.on_kv_change(&e);
+            for c in changes.drain(..) {
+                self.on_kv_change(&c);
             }
             for d in deliveries.drain(..) {
                 if self.nodes.get(d.node.0).is_some_and(|n| n.incarnation == d.incarnation) {
@@ -334,11 +341,12 @@ impl Sim {
         }
     }
 
-    /// Runs until every partition is held by exactly one live worker and holdings have stayed
-    /// unchanged for the quiet period ([`SimConfig::quiet_period`]), or fails when `bound`
-    /// passes first: the failure is recorded as a [`ViolationKind::NotConverged`] violation and
-    /// returned. On success returns how long after the call the holdings reached their final
-    /// layout (zero if they already had it).
+    /// Runs until the cluster is settled ([`Sim::is_settled`]: every partition held by exactly
+    /// one live worker, every worker `Stable`) and holdings and states have stayed unchanged for
+    /// the quiet period ([`SimConfig::quiet_period`]), or fails when `bound` passes first: the
+    /// failure is recorded as a [`ViolationKind::NotConverged`] violation and returned. On
+    /// success returns how long after the call the last change happened (zero if the cluster
+    /// was settled already).
     pub fn converge(&mut self, bound: Duration) -> Result<Duration, Violation> {
         let start = self.now;
         let deadline = start + bound;
@@ -378,10 +386,14 @@ impl Sim {
         self.config.quiet_period.unwrap_or(2 * self.template.heartbeat_interval)
     }
 
-    /// Whether every listed partition is held by exactly one live worker and nothing else is held.
+    /// Whether the cluster looks settled right now: every listed partition is held by exactly
+    /// one live worker, nothing else is held, and every running worker is `Stable` (so no
+    /// planned move is pending behind a window).
     pub fn is_settled(&self) -> bool {
         let owners = self.holdings.owners();
-        owners.len() == self.partitions.len() && self.partitions.iter().all(|p| self.holdings.holders(p.id()).len() == 1)
+        owners.len() == self.partitions.len()
+            && self.partitions.iter().all(|p| self.holdings.holders(p.id()).len() == 1)
+            && self.nodes.iter().all(|n| n.status != NodeStatus::Running || n.state == State::Stable)
     }
 
     fn unsettled_details(&self, bound: Duration) -> String {
@@ -448,9 +460,19 @@ impl Sim {
             Some((at, _)) if at <= now => node.spins += 1,
             _ => node.spins = 0,
         }
-        if node.spins == MAX_SPINS {
-            let details = format!("node {} asked for a timer at {now} {MAX_SPINS} times in a row", n.0);
-            self.checker.record(now, ViolationKind::TimerSpin, details);
+        let limit = if node.spin_reported { 100 } else { MAX_SPINS };
+        if node.spins >= limit {
+            if !node.spin_reported {
+                node.spin_reported = true;
+                let local = node.clock.local(now);
+                let asked = node.running().and_then(Worker::poll_timeout);
+                let details = format!(
+                    "node {} asked for a timer due at or before now {MAX_SPINS} times in a row (local now {local}, \
+                     poll_timeout {asked:?}, state {}); further spins of this process are delayed by 1 ms silently",
+                    n.0, node.state
+                );
+                self.checker.record(now, ViolationKind::TimerSpin, details);
+            }
             let seq = self.next_timer_seq();
             let at = now + Duration::from_millis(1);
             self.nodes[n.0].timer = Some((at, seq));
@@ -575,6 +597,7 @@ impl Sim {
                     }
                 }
                 self.nodes[n.0].state = *to;
+                self.layout_changed_at = now;
                 self.ids_dirty = true;
                 dirty = true;
                 self.trace.push(now, Some(n), TraceKind::State { from: *from, to: *to });
@@ -589,7 +612,7 @@ impl Sim {
                 let id = node.worker.as_ref().and_then(Worker::worker_id);
                 let prev = node.applied;
                 node.applied = prev.max(Some(*generation));
-                self.checker.on_applied(now, n, id, prev, *generation, added, assigned);
+                self.checker.on_applied(now, n, id, &node.sessions, prev, *generation, added, assigned);
                 dirty = true;
                 let what = TraceKind::Assignment {
                     generation: *generation,
@@ -616,7 +639,17 @@ impl Sim {
         dirty
     }
 
-    fn on_kv_change(&mut self, e: &Entry) {
+    fn on_kv_change(&mut self, change: &Change) {
+        let e = &change.entry;
+        if let (Some((n, incarnation)), Bucket::Leases, Operation::Put) = (change.by, e.bucket, e.operation) {
+            // Learn the session tokens a process claims IDs under (they change when it loses one).
+            let node = &mut self.nodes[n.0];
+            if node.incarnation == incarnation && e.key.starts_with("worker.") {
+                if let Ok(lease) = codec::decode::<LeaseValue>("lease", &e.value) {
+                    node.sessions.insert(lease.token);
+                }
+            }
+        }
         if let Some((generation, epoch, members)) = self.checker.on_change(self.now, e) {
             let what = TraceKind::Commit { generation, epoch, revision: e.revision, members };
             self.trace.push(self.now, None, what);
@@ -624,7 +657,7 @@ impl Sim {
         if self.config.trace_kv {
             let what =
                 TraceKind::Kv { bucket: e.bucket, key: e.key.clone(), revision: e.revision, operation: e.operation };
-            self.trace.push(self.now, None, what);
+            self.trace.push(self.now, change.by.map(|b| b.0), what);
         }
     }
 
@@ -647,15 +680,11 @@ impl Sim {
                 }
                 _ => (&empty, node.last_id),
             };
-            if *new == node.held {
-                continue;
+            let was_empty = node.held.is_empty();
+            if self.holdings.update(n, id, &mut node.held, new, &mut conflicts) {
+                self.ids_dirty |= was_empty != node.held.is_empty();
+                self.layout_changed_at = self.now;
             }
-            if new.is_empty() != node.held.is_empty() {
-                self.ids_dirty = true;
-            }
-            self.holdings.update(n, id, &node.held, new, &mut conflicts);
-            node.held.clone_from(new);
-            self.layout_changed_at = self.now;
         }
         self.stats.moves = self.holdings.moves;
         if !conflicts.is_empty() {
@@ -717,127 +746,6 @@ impl Sim {
             self.trace.push(v.at, None, TraceKind::Violation(v.kind));
             self.reported_violations += 1;
         }
-    }
-
-    // ----- observation -----
-
-    /// Number of nodes ever added.
-    pub fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Nodes whose worker process is running.
-    pub fn running_nodes(&self) -> Vec<NodeId> {
-        (0..self.nodes.len()).map(NodeId).filter(|n| self.nodes[n.0].status == NodeStatus::Running).collect()
-    }
-
-    /// What node `n`'s process is doing.
-    pub fn status(&self, n: NodeId) -> NodeStatus {
-        self.nodes[n.0].status
-    }
-
-    /// The worker on node `n`: the running one, or the one that stopped gracefully (`None` after
-    /// a crash).
-    pub fn worker(&self, n: NodeId) -> Option<&Worker> {
-        self.nodes[n.0].worker.as_ref()
-    }
-
-    /// The worker ID of node `n`'s running worker, if it has claimed one.
-    pub fn worker_id(&self, n: NodeId) -> Option<WorkerId> {
-        self.nodes[n.0].running().and_then(Worker::worker_id)
-    }
-
-    /// The node whose running worker holds `id`, if any (the lowest node if several).
-    pub fn node_of(&self, id: WorkerId) -> Option<NodeId> {
-        self.running_nodes().into_iter().find(|n| self.worker_id(*n) == Some(id))
-    }
-
-    /// The partitions node `n` held after the last step (empty unless running).
-    pub fn holdings(&self, n: NodeId) -> &BTreeSet<PartitionId> {
-        &self.nodes[n.0].held
-    }
-
-    /// The state node `n`'s worker last reported.
-    pub fn state(&self, n: NodeId) -> State {
-        self.nodes[n.0].state
-    }
-
-    /// The incarnation number of node `n`'s current (or last) process.
-    pub fn incarnation(&self, n: NodeId) -> u32 {
-        self.nodes[n.0].incarnation
-    }
-
-    /// The worker IDs holding each held partition (holders without an ID are left out).
-    pub fn owners(&self) -> BTreeMap<PartitionId, Vec<WorkerId>> {
-        self.holdings
-            .owners()
-            .iter()
-            .map(|(p, nodes)| (p.clone(), nodes.iter().filter_map(|n| self.worker_id(*n)).collect()))
-            .collect()
-    }
-
-    /// The nodes holding each held partition.
-    pub fn owner_nodes(&self) -> &BTreeMap<PartitionId, Vec<NodeId>> {
-        self.holdings.owners()
-    }
-
-    /// The running node that leads (the highest epoch if several believe they do).
-    pub fn leader(&self) -> Option<NodeId> {
-        self.running_nodes()
-            .into_iter()
-            .filter(|n| self.nodes[n.0].worker.as_ref().is_some_and(Worker::is_leader))
-            .max_by_key(|n| (self.nodes[n.0].worker.as_ref().and_then(Worker::epoch), std::cmp::Reverse(n.0)))
-    }
-
-    /// Every worker event so far, with its time and node (empty unless
-    /// [`SimConfig::keep_events`]).
-    pub fn events(&self) -> &[(Instant, NodeId, Event)] {
-        &self.events
-    }
-
-    /// Takes the recorded events, leaving the log empty.
-    pub fn take_events(&mut self) -> Vec<(Instant, NodeId, Event)> {
-        std::mem::take(&mut self.events)
-    }
-
-    /// Every violation found so far.
-    pub fn violations(&self) -> &[Violation] {
-        &self.checker.violations
-    }
-
-    /// The trace of faults and protocol events.
-    pub fn trace(&self) -> &Trace {
-        &self.trace
-    }
-
-    /// Counters over the run.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
-    }
-
-    /// The simulated network (and through it the KV).
-    pub fn network(&self) -> &Network {
-        &self.net
-    }
-
-    /// The KV.
-    pub fn kv(&self) -> &MemKv {
-        self.net.kv()
-    }
-
-    /// The partition list the source currently returns.
-    pub fn partitions(&self) -> &[Partition] {
-        &self.partitions
-    }
-
-    /// The worker configuration template.
-    pub fn template(&self) -> &Config {
-        &self.template
-    }
-
-    /// The harness configuration.
-    pub fn config(&self) -> &SimConfig {
-        &self.config
     }
 
     /// Schedules `fault` at `at` (at least now); it is traced when applied.

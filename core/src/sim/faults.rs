@@ -45,10 +45,13 @@ pub enum Fault {
         /// Rate skew in parts per million.
         ppm: i32,
     },
-    /// Grow or shrink the partition list by `delta` (names `p0000`, `p0001`, ...; at least one
-    /// partition remains), see [`Sim::set_partitions`].
+    /// Shrink the partition list by dropping its last `-delta` entries, or grow it by `delta`
+    /// partitions named `p<index>` (as [`numbered_partitions`] names them); at least one
+    /// remains. See [`Sim::set_partitions`].
     ResizePartitions(i32),
-    /// Ask the node to re-read the partition source ([`Sim::refresh`]).
+    /// Ask the node to re-read the partition source ([`Sim::refresh`]); if that node is down
+    /// or stopping, the first running node is asked instead (an application calls refresh on
+    /// a live instance).
     Refresh(NodeId),
     /// Make the partition source fail (`true`) or work again (`false`).
     SourceFailing(bool),
@@ -116,10 +119,21 @@ impl Sim {
             }
             Fault::ClockSkew { node, ppm } if exists(node) => self.set_clock_skew(*node, *ppm),
             Fault::ResizePartitions(delta) => {
-                let count = (self.partitions.len() as i64 + *delta as i64).max(1) as u32;
-                self.set_partitions(numbered_partitions(count));
+                let count = (self.partitions.len() as i64 + *delta as i64).max(1) as usize;
+                let mut partitions = std::mem::take(&mut self.partitions);
+                partitions.truncate(count);
+                let more = partitions.len() as u32..count as u32;
+                partitions.extend(more.map(|i| Partition::single(&format!("p{i:04}")).expect("valid key")));
+                self.set_partitions(partitions);
             }
-            Fault::Refresh(n) if exists(n) => self.refresh(*n),
+            Fault::Refresh(n) if exists(n) => {
+                // The application calls refresh on a live instance: if this one is down or
+                // stopping, the first one that is up gets it.
+                let up = |i: usize| self.nodes[i].status == NodeStatus::Running && self.nodes[i].state != State::Shutdown;
+                if let Some(i) = std::iter::once(n.0).chain(0..self.nodes.len()).find(|i| up(*i)) {
+                    self.refresh(NodeId(i));
+                }
+            }
             Fault::SourceFailing(failing) => self.set_source_failing(*failing),
             Fault::HealAll => self.heal_all(),
             _ => {}

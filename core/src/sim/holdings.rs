@@ -2,6 +2,7 @@
 
 use super::NodeId;
 use crate::{PartitionId, WorkerId};
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The owners of every held partition, by node, kept in step with each node's holdings.
@@ -15,25 +16,49 @@ pub(crate) struct Holdings {
 }
 
 impl Holdings {
-    /// Records that `node` (holding worker ID `id`) went from holding `old` to holding `new`.
-    /// Partitions it gained that another node also holds are appended to `conflicts`.
+    /// Records that `node` (holding worker ID `id`) went from holding `held` to holding `new`,
+    /// and updates `held` to `new`. Partitions it gained that another node also holds are
+    /// appended to `conflicts`. Returns whether anything changed.
     pub(crate) fn update(
         &mut self,
         node: NodeId,
         id: Option<WorkerId>,
-        old: &BTreeSet<PartitionId>,
+        held: &mut BTreeSet<PartitionId>,
         new: &BTreeSet<PartitionId>,
         conflicts: &mut Vec<PartitionId>,
-    ) {
-        for p in old.difference(new) {
-            if let Some(nodes) = self.owners.get_mut(p) {
-                nodes.retain(|n| *n != node);
-                if nodes.is_empty() {
-                    self.owners.remove(p);
-                }
+    ) -> bool {
+        // One merge pass over both sorted sets.
+        let (mut lost, mut gained) = (Vec::new(), Vec::new());
+        let (mut a, mut b) = (held.iter().peekable(), new.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => match x.cmp(y) {
+                    Ordering::Less => lost.push(a.next().expect("peeked").clone()),
+                    Ordering::Greater => gained.push(b.next().expect("peeked")),
+                    Ordering::Equal => {
+                        a.next();
+                        b.next();
+                    }
+                },
+                (Some(_), None) => lost.push(a.next().expect("peeked").clone()),
+                (None, Some(_)) => gained.push(b.next().expect("peeked")),
+                (None, None) => break,
             }
         }
-        for p in new.difference(old) {
+        if lost.is_empty() && gained.is_empty() {
+            return false;
+        }
+        for p in lost {
+            if let Some(nodes) = self.owners.get_mut(&p) {
+                nodes.retain(|n| *n != node);
+                if nodes.is_empty() {
+                    self.owners.remove(&p);
+                }
+            }
+            held.remove(&p);
+        }
+        for p in gained {
+            held.insert(p.clone());
             let nodes = self.owners.entry(p.clone()).or_default();
             if !nodes.contains(&node) {
                 nodes.push(node);
@@ -54,6 +79,7 @@ impl Holdings {
                 }
             }
         }
+        true
     }
 
     /// The nodes holding each held partition.
@@ -80,15 +106,17 @@ mod tests {
         let mut h = Holdings::default();
         let mut c = Vec::new();
         let (a, b) = (NodeId(0), NodeId(1));
-        h.update(a, Some(WorkerId(1)), &set(&[]), &set(&["p1", "p2"]), &mut c);
+        let (mut held_a, mut held_b, mut held_c) = (set(&[]), set(&[]), set(&[]));
+        h.update(a, Some(WorkerId(1)), &mut held_a, &set(&["p1", "p2"]), &mut c);
         assert_eq!(h.moves, 0);
+        assert_eq!(held_a, set(&["p1", "p2"]));
         // Released and re-taken by the same ID (another node, same ID after a restart).
-        h.update(a, Some(WorkerId(1)), &set(&["p1", "p2"]), &set(&["p2"]), &mut c);
-        h.update(b, Some(WorkerId(1)), &set(&[]), &set(&["p1"]), &mut c);
+        h.update(a, Some(WorkerId(1)), &mut held_a, &set(&["p2"]), &mut c);
+        h.update(b, Some(WorkerId(1)), &mut held_b, &set(&["p1"]), &mut c);
         assert_eq!(h.moves, 0);
         assert!(c.is_empty());
         // Taken by another ID while still held: a conflict and a move.
-        h.update(NodeId(2), Some(WorkerId(2)), &set(&[]), &set(&["p2"]), &mut c);
+        h.update(NodeId(2), Some(WorkerId(2)), &mut held_c, &set(&["p2"]), &mut c);
         assert_eq!(h.moves, 1);
         assert_eq!(c, set(&["p2"]).into_iter().collect::<Vec<_>>());
         assert_eq!(h.holders(&PartitionId::parse("p2").unwrap()), &[a, NodeId(2)]);

@@ -61,6 +61,9 @@ impl fmt::Display for Violation {
     }
 }
 
+/// A committed record's members: worker ID → (instance token, share digest).
+type Shares = BTreeMap<WorkerId, (u64, u64)>;
+
 /// What the ID check needs to know about a running worker.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IdView {
@@ -76,8 +79,8 @@ pub(crate) struct IdView {
 #[derive(Debug)]
 pub(crate) struct Checker {
     strict: bool,
-    /// Committed `gen` records: generation → each record's member digests.
-    committed: BTreeMap<Generation, Vec<BTreeMap<WorkerId, u64>>>,
+    /// Committed `gen` records: generation → each record's members.
+    committed: BTreeMap<Generation, Vec<Shares>>,
     /// Since when each ID is shared by two connected active workers, and whether reported.
     dup_since: BTreeMap<WorkerId, (Instant, bool)>,
     /// IDs currently acted as by two workers (reported once per episode).
@@ -106,7 +109,7 @@ impl Checker {
             return None;
         }
         let rec: GenRecord = codec::decode("gen", &e.value).ok()?;
-        let digests: BTreeMap<WorkerId, u64> = rec.members.iter().map(|(w, m)| (*w, m.digest)).collect();
+        let digests: Shares = rec.members.iter().map(|(w, m)| (*w, (m.token, m.digest))).collect();
         let records = self.committed.entry(rec.generation).or_default();
         let reused = records.iter().any(|r| *r != digests);
         if !records.contains(&digests) {
@@ -119,26 +122,44 @@ impl Checker {
         Some((rec.generation, rec.epoch, rec.members.len()))
     }
 
-    /// Checks one `AssignmentChanged` of the worker on `node` (ID `id`) whose previous applied
-    /// generation was `prev`.
+    /// Checks one `AssignmentChanged` of the worker on `node` (ID `id`, lease tokens `sessions`)
+    /// whose highest applied generation so far was `prev`.
+    ///
+    /// A report that gains nothing at a generation not above `prev` only drops partitions (a
+    /// fence, a lost ID, a stop): always safe. Anything else applies `generation`, which must be
+    /// committed; a non-empty share must be the committed share of a member with this ID and one
+    /// of this process's tokens (an empty share is what a worker without a share of its own
+    /// applies).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_applied(
         &mut self,
         at: Instant,
         node: NodeId,
         id: Option<WorkerId>,
+        sessions: &BTreeSet<u64>,
         prev: Option<Generation>,
         generation: Generation,
         added: &BTreeSet<PartitionId>,
         assigned: &BTreeSet<PartitionId>,
     ) {
-        if prev.is_some_and(|p| generation < p) {
-            let details = format!("node {} applied {generation} after {}", node.0, prev.expect("checked"));
-            self.record(at, ViolationKind::GenerationRegressed, details);
+        let newer = prev.is_none_or(|p| generation > p);
+        if !newer && added.is_empty() {
             return;
         }
-        let only_drops = prev == Some(generation) && added.is_empty();
-        if only_drops {
+        if prev.is_some_and(|p| generation < p) {
+            let details = format!(
+                "node {} gained {} partitions at {generation} after applying {}",
+                node.0,
+                added.len(),
+                prev.expect("checked")
+            );
+            return self.record(at, ViolationKind::GenerationRegressed, details);
+        }
+        let Some(records) = self.committed.get(&generation) else {
+            let details = format!("node {} applied {generation}, which was never committed", node.0);
+            return self.record(at, ViolationKind::UncommittedShare, details);
+        };
+        if assigned.is_empty() {
             return;
         }
         let Some(id) = id else {
@@ -146,23 +167,20 @@ impl Checker {
             return self.record(at, ViolationKind::UncommittedShare, details);
         };
         let digest = codec::share_digest(assigned);
-        let backed = self
-            .committed
-            .get(&generation)
-            .is_some_and(|recs| recs.iter().any(|r| r.get(&id) == Some(&digest)));
-        if !backed {
-            let what = match self.committed.get(&generation) {
-                None => "no gen record has that generation".to_owned(),
-                Some(recs) if recs.iter().all(|r| !r.contains_key(&id)) => format!("worker {id} is no member"),
-                Some(_) => "the share digest differs".to_owned(),
-            };
-            let details = format!(
-                "node {} (worker {id}) applied {generation} with {} partitions: {what}",
-                node.0,
-                assigned.len()
-            );
-            self.record(at, ViolationKind::UncommittedShare, details);
+        let ours = |r: &&Shares| r.get(&id).filter(|(t, _)| sessions.contains(t)).copied();
+        if records.iter().filter_map(|r| ours(&r)).any(|(_, d)| d == digest) {
+            return;
         }
+        let what = if records.iter().all(|r| !r.contains_key(&id)) {
+            format!("worker {id} is no member")
+        } else if records.iter().all(|r| ours(&r).is_none()) {
+            format!("the share of worker {id} is meant for another instance")
+        } else {
+            "the share digest differs".to_owned()
+        };
+        let details =
+            format!("node {} (worker {id}) applied {generation} with {} partitions: {what}", node.0, assigned.len());
+        self.record(at, ViolationKind::UncommittedShare, details);
     }
 
     /// Records a double owner for each partition in `conflicts` (Strict mode only).
@@ -261,30 +279,43 @@ mod tests {
         c.violations.iter().map(|v| v.kind).collect()
     }
 
+    fn tokens(t: &[u64]) -> BTreeSet<u64> {
+        t.iter().copied().collect()
+    }
+
     #[test]
-    fn applied_shares_must_match_a_committed_record() {
+    fn applied_shares_must_match_a_committed_record_for_this_instance() {
         let mut c = Checker::new(true);
         let t = Instant::ZERO;
         let (a, b) = (set(&["p1", "p2"]), set(&["p3"]));
         assert!(c.on_change(t, &gen_entry(1, &[(1, &a), (2, &b)])).is_some());
-        c.on_applied(t, NodeId(0), Some(WorkerId(1)), None, Generation(1), &a, &a);
-        assert!(c.violations.is_empty());
-        // The other worker's share, an unknown generation, a non-member: all flagged.
-        c.on_applied(t, NodeId(1), Some(WorkerId(2)), None, Generation(1), &a, &a);
-        c.on_applied(t, NodeId(1), Some(WorkerId(2)), None, Generation(2), &b, &b);
-        c.on_applied(t, NodeId(2), Some(WorkerId(3)), None, Generation(1), &b, &b);
-        assert_eq!(kinds(&c), vec![ViolationKind::UncommittedShare; 3]);
+        let mine = tokens(&[7]);
+        c.on_applied(t, NodeId(0), Some(WorkerId(1)), &mine, None, Generation(1), &a, &a);
+        // Without a share of its own a worker applies the empty set.
+        c.on_applied(t, NodeId(3), Some(WorkerId(3)), &mine, None, Generation(1), &set(&[]), &set(&[]));
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        // Another worker's share, an uncommitted generation, a non-member, another instance's share.
+        c.on_applied(t, NodeId(1), Some(WorkerId(2)), &mine, None, Generation(1), &a, &a);
+        c.on_applied(t, NodeId(1), Some(WorkerId(2)), &mine, None, Generation(2), &b, &b);
+        c.on_applied(t, NodeId(2), Some(WorkerId(3)), &mine, None, Generation(1), &b, &b);
+        c.on_applied(t, NodeId(4), Some(WorkerId(1)), &tokens(&[8]), None, Generation(1), &a, &a);
+        assert_eq!(kinds(&c), vec![ViolationKind::UncommittedShare; 4]);
+        assert!(c.violations[3].details.contains("another instance"), "{}", c.violations[3].details);
     }
 
     #[test]
-    fn generations_may_not_go_back_but_drops_at_the_same_generation_pass() {
+    fn generations_may_not_go_back_but_pure_drops_pass() {
         let mut c = Checker::new(true);
         let t = Instant::ZERO;
+        let mine = tokens(&[7]);
         let a = set(&["p1", "p2"]);
         c.on_change(t, &gen_entry(3, &[(1, &a)]));
-        c.on_applied(t, NodeId(0), Some(WorkerId(1)), Some(Generation(3)), Generation(3), &set(&[]), &set(&["p1"]));
+        let g = |n| Some(Generation(n));
+        let w = Some(WorkerId(1));
+        c.on_applied(t, NodeId(0), w, &mine, g(3), Generation(3), &set(&[]), &set(&["p1"]));
+        c.on_applied(t, NodeId(0), w, &mine, g(3), Generation(2), &set(&[]), &set(&[]));
         assert!(c.violations.is_empty(), "a fence or revoke timeout only drops");
-        c.on_applied(t, NodeId(0), Some(WorkerId(1)), Some(Generation(3)), Generation(2), &set(&[]), &set(&[]));
+        c.on_applied(t, NodeId(0), w, &mine, g(3), Generation(2), &set(&["p1"]), &set(&["p1"]));
         assert_eq!(kinds(&c), vec![ViolationKind::GenerationRegressed]);
     }
 

@@ -77,6 +77,15 @@ pub struct Delivery {
     pub input: Input,
 }
 
+/// A change the KV made, and who wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The entry written (a Put, or a Delete or Purge marker), as watchers receive it.
+    pub entry: Entry,
+    /// The process whose request wrote it (node, incarnation); `None` for expiry markers.
+    pub by: Option<(NodeId, u32)>,
+}
+
 /// Counters of what the network did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetStats {
@@ -378,12 +387,12 @@ impl Network {
     /// Processes the next network event: appends the inputs it produced to `out` and the KV
     /// changes it made (writes, delete and purge markers) to `changes`. Returns the event's time,
     /// or `None` if nothing is queued.
-    pub fn step(&mut self, out: &mut Vec<Delivery>, changes: &mut Vec<Entry>) -> Option<Instant> {
+    pub fn step(&mut self, out: &mut Vec<Delivery>, changes: &mut Vec<Change>) -> Option<Instant> {
         let (now, ev) = self.queue.pop()?;
         match ev {
             NetEv::Arrive { node, incarnation, id, bucket, op, reply } => {
                 if self.is_connected(node) {
-                    let result = self.apply(now, bucket, &op, changes);
+                    let result = self.apply(now, (node, incarnation), bucket, &op, changes);
                     if !reply {
                         self.stats.landed_late += 1;
                     } else {
@@ -421,7 +430,7 @@ impl Network {
                 let purged = self.kv.expire(now);
                 for e in purged {
                     self.fan_out(now, &e);
-                    changes.push(e);
+                    changes.push(Change { entry: e, by: None });
                 }
                 self.schedule_expiry();
             }
@@ -430,16 +439,23 @@ impl Network {
     }
 
     /// Applies `op` to the KV at `now`, after expiring what is due, and fans the changes out.
-    fn apply(&mut self, now: Instant, bucket: Bucket, op: &KvOp, changes: &mut Vec<Entry>) -> KvResult {
+    fn apply(
+        &mut self,
+        now: Instant,
+        by: (NodeId, u32),
+        bucket: Bucket,
+        op: &KvOp,
+        changes: &mut Vec<Change>,
+    ) -> KvResult {
         self.stats.applied += 1;
         for e in self.kv.expire(now) {
             self.fan_out(now, &e);
-            changes.push(e);
+            changes.push(Change { entry: e, by: None });
         }
         let (result, change) = self.kv.apply(now, bucket, op);
         if let Some(e) = change {
             self.fan_out(now, &e);
-            changes.push(e);
+            changes.push(Change { entry: e, by: Some(by) });
         }
         self.schedule_expiry();
         result

@@ -85,10 +85,15 @@ pub(crate) struct Node {
     pub(crate) timer: Option<(Instant, u64)>,
     /// Consecutive timer firings at the same instant (catches a worker that never advances).
     pub(crate) spins: u32,
+    /// A spin of the current process was reported already.
+    pub(crate) spin_reported: bool,
     /// Holdings as last observed (the worker's `assignment()`).
     pub(crate) held: BTreeSet<PartitionId>,
     /// Subscribed partitions, as the driver would track them.
     pub(crate) subscribed: BTreeSet<PartitionId>,
+    /// The tokens the current process wrote its lease with (its instance token, and the
+    /// session tokens it picks after losing an ID): shares for these are its own.
+    pub(crate) sessions: BTreeSet<u64>,
     /// The last generation the current process reported applying.
     pub(crate) applied: Option<Generation>,
     /// The state the current process last reported.
@@ -107,8 +112,10 @@ impl Node {
             clock: NodeClock::default(),
             timer: None,
             spins: 0,
+            spin_reported: false,
             held: BTreeSet::new(),
             subscribed: BTreeSet::new(),
+            sessions: BTreeSet::new(),
             applied: None,
             state: State::Init,
         }

@@ -42,6 +42,7 @@ enum Model {
 pub fn random_schedule(seed: u64, workers: u32, duration: Duration) -> Schedule {
     let mut rng = Rng::new(seed ^ 0x5C4E_D01E_0000_0001);
     let end = Instant::from_origin(duration);
+    let last = Instant::from_origin(duration.saturating_sub(Duration::from_millis(1)));
     let mut out: Vec<(Instant, Fault)> = Vec::new();
     let mut nodes: Vec<Model> = vec![Model::Up; workers as usize];
     // A node is left alone until its pending repair has happened.
@@ -128,7 +129,8 @@ pub fn random_schedule(seed: u64, workers: u32, duration: Duration) -> Schedule 
                 let delta = rng.range(1, 10) as i32 * if rng.chance(0.5) { 1 } else { -1 };
                 push(t, Fault::ResizePartitions(delta));
                 let n = pick(&mut rng, &idle);
-                push(t + Duration::from_millis(rng.below(1000)), Fault::Refresh(NodeId(n)));
+                let refresh = (t + Duration::from_millis(rng.below(1000))).min(last);
+                push(refresh.max(t), Fault::Refresh(NodeId(n)));
             }
             18 if failing_until <= t => {
                 failing_until = t + secs(&mut rng, 1, 10);

@@ -78,7 +78,7 @@ pub enum TraceKind {
         /// Number of members.
         members: usize,
     },
-    /// A KV change (only with [`crate::sim::SimConfig::trace_kv`]).
+    /// A KV change (only with [`crate::sim::SimConfig::trace_kv`]); the entry's node is the writer.
     Kv {
         /// Bucket.
         bucket: Bucket,

@@ -1,28 +1,5 @@
 //! The default strategy: sticky, weight- and capacity-aware, close to the movement floor.
-//!
-//! Four passes over the input (loads are always weight / capacity):
-//! 1. **Pins**: a partition pinned to a live worker goes there, whatever it costs.
-//! 2. **Sticky**: every worker keeps its previous partitions, heaviest first, while it stays
-//!    within its quota `target × (1 + slack)` (it may always keep one).
-//! 3. **Placement**: the rest (new partitions, those of departed workers, those shed in pass 2)
-//!    go heaviest-first to the worker with the least relative load. When a partition fits
-//!    nowhere, the worker that can make room by moving off the least weight of *lighter*
-//!    partitions takes it, and those lighter partitions are placed in turn. This keeps the
-//!    result within quota, so that planning again from it moves nothing.
-//! 4. **Refinement**: while the lightest worker is below `target × (1 − slack)` (a newcomer
-//!    starts at zero), move to it the partition that best fills the gap from the most loaded
-//!    worker that can spare it without falling below that line itself.
-//!
-//! Why this shape: passes 2–4 move only what the balance bounds force, so a join moves about
-//! `(1 − slack)/(N+1)` of the weight and an equal-weight leave moves the departed worker's
-//! partitions and nothing else. When partitions are heavy compared with the headroom that
-//! `slack` leaves (a partition of half the mean, and every worker already near the mean), a
-//! leave cannot meet both the movement floor and the load bound; Balanced then keeps the load
-//! bound and moves the least extra weight it finds, because an overloaded result would be
-//! reshuffled by the next imbalance-triggered plan anyway.
-//!
-//! Cost: O(P log P + P log W) for placement; refinement and room-making add
-//! O(W + partitions scanned) per partition they move, and they only run when needed.
+//! (How it works and why: see [`Balanced`].)
 
 use super::{
     dead_pin_note, effective_slack, Plan, PlanInput, Prepared, RelLoad, Strategy, NO_WORKER,
@@ -33,11 +10,42 @@ use std::collections::{BTreeSet, BinaryHeap};
 
 /// Sticky, weight- and capacity-aware placement; the default strategy.
 ///
-/// Keeps partitions where they are while their owner is within `target × (1 + slack)`, places
-/// the rest heaviest-first on the least-loaded worker, then lifts workers below
-/// `target × (1 − slack)` (so a newcomer is not idle). Honours pins and `max_moves` (pins win
-/// over the budget). Results change with the workers' capacities, the partitions' weights, the
-/// previous assignment, pins, `slack` and `max_moves`; never with the order of the input lists.
+/// Results change with the workers' capacities, the partitions' weights, the previous
+/// assignment, pins, `slack` and `max_moves` (pins win over the budget); never with the order
+/// of the input lists.
+///
+/// Four passes over the input (loads are always weight / capacity; a worker's *target* is its
+/// capacity's share of the total weight):
+/// 1. **Pins**: a partition pinned to a live worker goes there, whatever it costs.
+/// 2. **Sticky**: every worker keeps its previous partitions, heaviest first, while it stays
+///    within its quota `target × (1 + slack)` (it may always keep one).
+/// 3. **Placement**: the rest (new partitions, those of departed workers, those shed in pass 2)
+///    go heaviest-first to the worker whose relative load *after* taking the partition is
+///    lowest — the least-loaded worker when capacities are equal, ties by lower ID (with mixed
+///    capacities this is what keeps a big partition off a small worker). When a partition
+///    fits nowhere, the worker that can make room by moving off the least weight of *lighter*
+///    partitions takes it, and those are placed in turn. So the result stays within quota and
+///    planning again from it moves nothing.
+/// 4. **Refinement**: while the lightest worker is below `target × (1 − slack)` (a newcomer
+///    starts at zero), move to it the partition that best fills its gap from the most loaded
+///    worker that can spare one without falling below that line; if none can, from the most
+///    loaded worker for which the move still narrows the gap between the two.
+///
+/// Why this shape: passes 2–4 move only what the bounds force, so a join moves about
+/// `(1 − slack)/(N+1)` of the weight and a leave with small partitions moves the departed
+/// worker's partitions and nothing else (DESIGN §5.6). When partitions are heavy next to the
+/// headroom `slack` leaves (say a third of the mean, with every worker within 5 % of it), a
+/// leave cannot meet both the movement floor and the load bound: whoever takes the departed
+/// heavy partition must shed about as much, which someone else must take, and so on. Balanced
+/// keeps the load bound and pays in movement (3–7× the floor in the 3,000-partition skewed
+/// benchmark): an overloaded plan would not be a fixed point, and the next imbalance-driven
+/// plan would pay the same movement later. Callers who prefer the floor pass `max_moves`:
+/// partitions of departed workers never count against it, so `Some(0)` moves exactly the
+/// departed share and leaves the rest to later, budgeted rounds.
+///
+/// Cost: O(P log P + P·(C + log W)) for the first three passes, C being the number of distinct
+/// capacities; making room and refining add O(W + partitions scanned) per partition they move,
+/// and run only when needed (1,000 workers and 100,000 partitions plan in ≈20 ms).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Balanced {}
@@ -74,10 +82,18 @@ enum Cause {
     Pinned,
     Kept,
     KeptOverBudget,
+    KeptNoRoom,
     New,
     OverQuota,
     Evicted,
     Refined,
+}
+
+/// What a donor can hand to a worker below its floor (see [`Solver::gift`]).
+enum Gift {
+    Stop,
+    Nothing,
+    Give(u32),
 }
 
 /// How the final owner was chosen.
@@ -200,7 +216,7 @@ impl<'p> Solver<'p> {
             classes.push(x, self.load[x as usize], self.ver[x as usize]);
         }
         while let Some((w, Reverse(rank))) = orphans.pop() {
-            let top = classes.best(w, |a, b| self.before(a, b, w), &self.ver);
+            let top = classes.best(|a, b| self.before(a, b, w), &self.ver);
             let (to, how) = if self.fits(top, w) {
                 (top, How::LeastLoaded)
             } else if let Some(x) = self.best_fit(w) {
@@ -214,6 +230,13 @@ impl<'p> Solver<'p> {
                     orphans.push((self.weight[e as usize], Reverse(e)));
                 }
                 (x, How::MadeRoom)
+            } else if let (Cause::OverQuota, Some(prev)) =
+                (self.cause[rank as usize], self.prep.prev[rank as usize])
+            {
+                // shed for being over quota, but nobody has room: moving it would only shift
+                // the overload (and planning again would shift it back)
+                self.cause[rank as usize] = Cause::KeptNoRoom;
+                (prev, How::Stayed)
             } else {
                 (top, How::NoRoom)
             };
@@ -227,7 +250,10 @@ impl<'p> Solver<'p> {
     /// relative load after taking it, then lower relative load now, then lower ID.
     fn before(&self, a: u32, b: u32, w: u64) -> bool {
         let (la, lb) = (self.load[a as usize], self.load[b as usize]);
-        let (ca, cb) = (u128::from(self.cap[a as usize]), u128::from(self.cap[b as usize]));
+        let (ca, cb) = (
+            u128::from(self.cap[a as usize]),
+            u128::from(self.cap[b as usize]),
+        );
         let after = (u128::from(la + w) * cb).cmp(&(u128::from(lb + w) * ca));
         after.then(self.key(a).cmp(&self.key(b))).is_lt()
     }
@@ -246,38 +272,26 @@ impl<'p> Solver<'p> {
         }
         self.items();
         let mut order: BTreeSet<RelLoad> = (0..nw).map(|w| self.key(w)).collect();
+        // workers below their floor that no donor can help; only a worker that just gained
+        // can become a new donor for them (donors only lose), so that is all we recheck
         let mut stuck: BTreeSet<u32> = BTreeSet::new();
         while self.moved < self.budget {
             let Some(r) = order.iter().map(|k| k.idx).find(|w| !stuck.contains(w)) else {
                 return;
             };
-            let ri = r as usize;
-            if self.load[ri] as f64 >= self.floor[ri] {
+            if self.load[r as usize] as f64 >= self.floor[r as usize] {
                 return;
             }
-            let need = self.floor[ri] - self.load[ri] as f64;
-            let room = match self.load[ri] {
-                0 => f64::INFINITY,
-                l => self.quota[ri] - l as f64,
-            };
             let mut pick = None;
             'passes: for keep_floor in [true, false] {
                 for d in order.iter().rev().map(|k| k.idx) {
-                    let Some(fair) = self.fair_limit(d, r) else {
-                        break;
-                    };
-                    let di = d as usize;
-                    let mut limit = room.min(fair as f64);
-                    if keep_floor {
-                        let surplus = self.load[di] as f64 - self.floor[di];
-                        if surplus <= 0.0 {
-                            break;
+                    match self.gift(d, r, keep_floor) {
+                        Gift::Stop => break,
+                        Gift::Nothing => {}
+                        Gift::Give(p) => {
+                            pick = Some((d, p));
+                            break 'passes;
                         }
-                        limit = limit.min(surplus);
-                    }
-                    if let Some(p) = self.best_gift(d, need, limit) {
-                        pick = Some((d, p));
-                        break 'passes;
                     }
                 }
             }
@@ -295,6 +309,39 @@ impl<'p> Solver<'p> {
             self.how[p as usize] = How::Refill;
             order.insert(self.key(d));
             order.insert(self.key(r));
+            stuck.retain(|&s| {
+                [true, false]
+                    .into_iter()
+                    .all(|keep| !matches!(self.gift(r, s, keep), Gift::Give(_)))
+            });
+        }
+    }
+
+    /// What donor `d` can hand to the lifted worker `r`: the partition that best fills `r`'s
+    /// gap within `r`'s quota (or anything, if `r` is empty) and leaves both strictly between
+    /// their current relative loads; with `keep_floor`, also leaving `d` at or above its
+    /// floor. `Stop` when `d`, and so every less loaded donor, cannot qualify.
+    fn gift(&self, d: u32, r: u32, keep_floor: bool) -> Gift {
+        let (di, ri) = (d as usize, r as usize);
+        let Some(fair) = self.fair_limit(d, r) else {
+            return Gift::Stop;
+        };
+        let room = match self.load[ri] {
+            0 => f64::INFINITY,
+            l => self.quota[ri] - l as f64,
+        };
+        let mut limit = room.min(fair as f64);
+        if keep_floor {
+            let surplus = self.load[di] as f64 - self.floor[di];
+            if surplus <= 0.0 {
+                return Gift::Stop;
+            }
+            limit = limit.min(surplus);
+        }
+        let need = self.floor[ri] - self.load[ri] as f64;
+        match self.best_gift(d, need, limit) {
+            Some(p) => Gift::Give(p),
+            None => Gift::Nothing,
         }
     }
 
@@ -370,7 +417,11 @@ impl<'p> Solver<'p> {
             let Some((sum, evict)) = self.room_on(x, w) else {
                 continue;
             };
-            let elsewhere = if room[x as usize] == first { second } else { first };
+            let elsewhere = if room[x as usize] == first {
+                second
+            } else {
+                first
+            };
             let stuck: u64 = evict
                 .iter()
                 .map(|&e| self.weight[e as usize])
@@ -419,7 +470,9 @@ impl<'p> Solver<'p> {
             }
         }
         let need = overflow.max(0.0).ceil() as u64;
-        let single = (need < w).then(|| items.range((need, 0)..(w, 0)).next()).flatten();
+        let single = (need < w)
+            .then(|| items.range((need, 0)..(w, 0)).next())
+            .flatten();
         if let Some(&(iw, r)) = single {
             if iw < sum {
                 sum = iw;
@@ -530,6 +583,14 @@ impl<'p> Solver<'p> {
                     of_target(to)
                 )
             }
+            Cause::KeptNoRoom => {
+                return format!(
+                    "kept on its previous owner {to_id} although it is over quota (load {:.2} \
+                     of target): no other worker has room for weight {}",
+                    of_target(to),
+                    self.weight[rank]
+                )
+            }
             Cause::Kept | Cause::Refined => format!("moved from {from} (most loaded)"),
             Cause::New => match recorded {
                 Some(gone) => format!("its previous owner {gone} is gone; placed"),
@@ -554,7 +615,11 @@ impl<'p> Solver<'p> {
                 (1.0 - slack).max(0.0)
             ),
         };
-        let sep = if head.ends_with("placed") { " on " } else { " to " };
+        let sep = if head.ends_with("placed") {
+            " on "
+        } else {
+            " to "
+        };
         format!("{head}{sep}{tail}")
     }
 }
@@ -585,7 +650,7 @@ impl Classes {
     }
 
     /// The best worker by `before` among each class's least-loaded worker.
-    fn best(&mut self, _w: u64, before: impl Fn(u32, u32) -> bool, ver: &[u32]) -> u32 {
+    fn best(&mut self, before: impl Fn(u32, u32) -> bool, ver: &[u32]) -> u32 {
         let mut best: Option<u32> = None;
         for heap in &mut self.heaps {
             while let Some(&Reverse((_, x, v))) = heap.peek() {

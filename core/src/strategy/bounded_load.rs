@@ -44,7 +44,11 @@ struct Trace {
 
 impl BoundedLoad {
     /// Places everything; when `watch` is a rank, also reports how that partition was placed.
-    fn run(&self, prep: &Prepared<'_>, watch: Option<usize>) -> (Vec<u32>, Vec<u64>, Option<Trace>) {
+    fn run(
+        &self,
+        prep: &Prepared<'_>,
+        watch: Option<usize>,
+    ) -> (Vec<u32>, Vec<u64>, Option<Trace>) {
         let nw = prep.workers.len();
         let np = prep.parts.len();
         let cap = if self.cap >= 1.0 { self.cap } else { 1.0 };

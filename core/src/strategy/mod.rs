@@ -170,7 +170,9 @@ impl<'a> Prepared<'a> {
 
     /// Sum of all worker capacities.
     pub fn total_capacity(&self) -> u64 {
-        (0..self.workers.len() as u32).map(|w| self.capacity(w)).sum()
+        (0..self.workers.len() as u32)
+            .map(|w| self.capacity(w))
+            .sum()
     }
 
     /// Turns an owner per rank (worker indexes, [`NO_WORKER`] for none) into a [`Plan`].

@@ -83,6 +83,8 @@ pub(crate) struct Dead {
 /// The committed generation as the leader knows it.
 #[derive(Clone, Debug)]
 pub(crate) struct CommittedGen {
+    /// When it was committed (or adopted), on our clock.
+    pub(crate) at: Instant,
     pub(crate) record: GenRecord,
     pub(crate) revision: u64,
     pub(crate) shares: Committed,
@@ -390,11 +392,19 @@ impl Worker {
     fn check_liveness(&mut self, now: Instant) {
         let ttl = self.config.lease_ttl;
         let grace = self.config.emergency_grace;
+        // A live worker that has not applied the committed generation long after its revoke
+        // timeout is stuck: evict it like a crashed one (its lease is deleted, so it fences).
+        let stuck_after = self.config.revoke_timeout + ttl;
         let l = self.leading.as_mut().expect("leading");
+        let committed = l.committed.as_ref().map(|c| (c.record.generation, c.at + stuck_after));
         let mut deletes = Vec::new();
         for (id, p) in l.peers.iter_mut() {
-            if p.dead.is_none() && p.departing_since.is_none() && now >= p.last_seen + ttl {
-                p.dead = Some(Dead { release_at: now + grace, confirmed: false, retry_at: None });
+            let stuck = committed.is_some_and(|(g, after)| now >= after && p.applied.is_none_or(|a| a < g));
+            if p.dead.is_none() && p.departing_since.is_none() && (now >= p.last_seen + ttl || stuck) {
+                // A silent worker fenced itself by now; a stuck one is still renewing and learns
+                // that its lease is gone at its next renewal, or fences within a TTL.
+                let release_at = if stuck { now + ttl } else { now + grace };
+                p.dead = Some(Dead { release_at, confirmed: false, retry_at: None });
                 deletes.push((*id, p.revision));
             } else if let Some(d) = p.dead.as_mut().filter(|d| d.retry_at.is_some_and(|t| t <= now)) {
                 d.retry_at = None;
@@ -507,12 +517,15 @@ impl Worker {
         let grace = self.config.restart_grace;
         let window = self.config.planned_scale_window;
         let l = self.leading.as_ref().expect("leading");
-        let mut next: Option<Instant> = l.retry_at;
+        let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| {
             if t > now {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
+        if let Some(t) = l.retry_at {
+            consider(t);
+        }
         match &l.committed {
             None => consider(l.since + self.config.cold_start_window),
             Some(c) if c.shares.values().any(Option::is_none) => consider(l.since + ttl),
@@ -539,6 +552,9 @@ impl Worker {
         }
         if let Some(t) = l.imbalance_due {
             consider(t);
+        }
+        if let Some(c) = &l.committed {
+            consider(c.at + self.config.revoke_timeout + ttl);
         }
         match next {
             Some(t) => self.timers.set(Timer::Planner, t),
@@ -581,7 +597,10 @@ impl Worker {
                 (None, None) => false,
             };
             let holds_nothing = p.departing_since.is_some() || p.dead.as_ref().is_some_and(|d| d.confirmed && d.release_at <= now);
-            if holds_nothing {
+            // A new instance under a member's ID: the old one departed, or lost the ID and
+            // dropped everything, so the committed share is held by nobody.
+            let replaced = member.is_some_and(|m| m.token != p.token);
+            if holds_nothing || replaced {
                 exempt.insert(*id);
             }
             if parked {
@@ -597,7 +616,7 @@ impl Worker {
             if holds_nothing {
                 continue;
             }
-            if generation.is_some() && p.applied != generation {
+            if generation.is_some() && p.applied < generation {
                 barrier = false;
             }
             tokens.insert(*id, p.token);
@@ -614,13 +633,12 @@ impl Worker {
         let frozen_parts: BTreeSet<&PartitionId> = frozen.values().flatten().collect();
         let parts = l.partitions.as_ref().expect("planner runs with partitions");
         let free: Vec<Partition> = parts.iter().filter(|p| !frozen_parts.contains(p.id())).cloned().collect();
+        // Sticky by ID: a restarted instance under the same ID resumes its predecessor's share.
         let mut previous = BTreeMap::new();
         for slot in &eligible {
             if let Some(Some(share)) = committed.get(&slot.id) {
-                if members.and_then(|m| m.get(&slot.id)).is_some_and(|m| Some(m.token) == tokens.get(&slot.id).copied()) {
-                    for p in share {
-                        previous.insert(p.clone(), slot.id);
-                    }
+                for p in share {
+                    previous.insert(p.clone(), slot.id);
                 }
             }
         }

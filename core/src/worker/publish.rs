@@ -153,7 +153,7 @@ impl Worker {
                 l.peers.insert(*w, super::leader::Peer::unseen(m.token, now));
             }
         }
-        l.committed = Some(CommittedGen { record, revision, shares });
+        l.committed = Some(CommittedGen { at: now, record, revision, shares });
         l.sealing = false;
         l.gen_loaded = true;
         l.dirty = true;
@@ -201,7 +201,7 @@ impl Worker {
             l.imbalance_due = None;
         }
         let shares = p.shares.into_iter().map(|(w, s)| (w, Some(s))).collect();
-        l.committed = Some(CommittedGen { record: p.record, revision, shares });
+        l.committed = Some(CommittedGen { at: now, record: p.record, revision, shares });
         l.foreign_gen_rev = None;
         l.dirty = true;
     }

@@ -1,0 +1,158 @@
+//! Scenario tests of the protocol on the deterministic simulator: the guarantees of DESIGN §5
+//! under crashes, restarts, isolation, outages and joins.
+//!
+//! NOTE: written by the simulator's author against a worker that was still being written; a
+//! failure here may be a worker bug (the panic message holds the seed and the trace tail).
+
+use parti_core::sim::{numbered_partitions, run_seed, NodeId, NodeStatus, RunSpec, Sim, SimConfig};
+use parti_core::{Config, HandoffMode};
+use std::time::Duration;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn cluster(workers: u32, partitions: u32, seed: u64, edit: impl FnOnce(&mut Config)) -> (Sim, Vec<NodeId>) {
+    let mut config = Config { expected_workers: Some(workers), ..Config::default() };
+    edit(&mut config);
+    let mut sim = Sim::new(config, SimConfig::default(), seed).unwrap();
+    sim.set_partitions(numbered_partitions(partitions));
+    let nodes = (0..workers).map(|_| sim.add_node()).collect();
+    (sim, nodes)
+}
+
+fn settled(workers: u32, partitions: u32, seed: u64) -> (Sim, Vec<NodeId>) {
+    let (mut sim, nodes) = cluster(workers, partitions, seed, |_| {});
+    sim.must_converge(SECS(60));
+    (sim, nodes)
+}
+
+fn follower(sim: &Sim, nodes: &[NodeId]) -> NodeId {
+    let leader = sim.leader().expect("a leader");
+    *nodes.iter().find(|n| **n != leader).expect("a follower")
+}
+
+#[test]
+fn a_fresh_cluster_gives_every_partition_exactly_one_owner() {
+    let (sim, nodes) = settled(3, 100, 1);
+    let owners = sim.owners();
+    assert_eq!(owners.len(), 100);
+    assert!(owners.values().all(|o| o.len() == 1));
+    for n in &nodes {
+        let held = sim.holdings(*n).len();
+        assert!((30..=37).contains(&held), "node {n} holds {held}");
+        assert_eq!(sim.subscribed(*n), sim.holdings(*n));
+    }
+    assert_eq!(sim.stats().moves, 0);
+    assert_eq!(sim.stats().emergencies, 0);
+}
+
+#[test]
+fn a_rolling_restart_moves_nothing_and_raises_no_emergency() {
+    let (mut sim, nodes) = settled(4, 100, 2);
+    for n in nodes {
+        sim.stop(n, false);
+        let exited = sim.run_until_true(SECS(15), |s| s.status(n) == NodeStatus::Stopped);
+        assert!(exited.is_some(), "node {n} did not stop:\n{}", sim.trace().tail(40));
+        sim.run_for(SECS(1));
+        sim.restart(n);
+        sim.must_converge(SECS(120));
+    }
+    assert_eq!(sim.stats().moves, 0, "{}", sim.trace().tail(60));
+    assert_eq!(sim.stats().emergencies, 0, "{}", sim.trace().tail(60));
+}
+
+#[test]
+fn a_leader_restart_moves_nothing() {
+    let (mut sim, _) = settled(3, 60, 3);
+    let leader = sim.leader().unwrap();
+    sim.stop(leader, false);
+    sim.run_until_true(SECS(15), |s| s.status(leader) == NodeStatus::Stopped).expect("the leader stops");
+    sim.run_until_true(SECS(30), |s| s.leader().is_some()).expect("a new leader");
+    sim.restart(leader);
+    sim.must_converge(SECS(120));
+    assert_eq!(sim.stats().moves, 0, "{}", sim.trace().tail(60));
+}
+
+#[test]
+fn a_crashed_follower_is_replaced_soon_after_its_lease_expires() {
+    let (mut sim, nodes) = settled(3, 90, 4);
+    let victim = follower(&sim, &nodes);
+    let lost = sim.holdings(victim).len() as u64;
+    sim.crash(victim);
+    let took = sim.must_converge(SECS(60));
+    let cfg = sim.template().clone();
+    assert!(took <= cfg.lease_ttl + cfg.emergency_grace + SECS(2), "took {took:?}");
+    assert_eq!(sim.stats().moves, lost);
+    assert!(sim.stats().emergencies >= 1);
+}
+
+#[test]
+fn an_isolated_worker_fences_before_its_partitions_move() {
+    let (mut sim, nodes) = settled(3, 60, 5);
+    let victim = follower(&sim, &nodes);
+    sim.isolate(victim);
+    sim.run_for(SECS(20));
+    assert!(sim.holdings(victim).is_empty(), "a cut-off worker must have fenced");
+    sim.heal(victim);
+    sim.must_converge(SECS(120));
+}
+
+#[test]
+fn an_isolated_leader_is_replaced_without_double_ownership() {
+    let (mut sim, _) = settled(3, 60, 6);
+    let leader = sim.leader().unwrap();
+    sim.isolate(leader);
+    sim.run_for(SECS(20));
+    sim.heal(leader);
+    sim.must_converge(SECS(120));
+}
+
+#[test]
+fn the_cluster_recovers_from_a_kv_outage() {
+    let (mut sim, _) = settled(3, 60, 7);
+    sim.set_kv_outage(true);
+    sim.run_for(SECS(10));
+    sim.set_kv_outage(false);
+    sim.must_converge(SECS(120));
+}
+
+#[test]
+fn relaxed_mode_keeps_its_partitions_through_a_kv_outage() {
+    let (mut sim, nodes) = cluster(3, 60, 8, |c| c.handoff = HandoffMode::Relaxed);
+    sim.must_converge(SECS(60));
+    sim.set_kv_outage(true);
+    sim.run_for(SECS(10));
+    let held: usize = nodes.iter().map(|n| sim.holdings(*n).len()).sum();
+    assert_eq!(held, 60, "degraded mode keeps the cached assignment");
+    sim.set_kv_outage(false);
+    sim.must_converge(SECS(120));
+}
+
+#[test]
+fn a_join_takes_a_fair_share_and_moves_little() {
+    let (mut sim, _) = settled(4, 100, 9);
+    let newcomer = sim.add_node();
+    sim.must_converge(SECS(120));
+    let held = sim.holdings(newcomer).len();
+    assert!((19..=21).contains(&held), "newcomer holds {held}");
+    assert!(sim.stats().moves <= 21, "moved {}", sim.stats().moves);
+}
+
+#[test]
+fn skewed_clocks_keep_ownership_exclusive() {
+    let (mut sim, nodes) = settled(3, 60, 10);
+    sim.set_clock_skew(nodes[0], 1000);
+    sim.set_clock_skew(nodes[1], -1000);
+    let victim = follower(&sim, &nodes);
+    sim.isolate(victim);
+    sim.run_for(SECS(20));
+    sim.heal(victim);
+    sim.must_converge(SECS(120));
+}
+
+#[test]
+fn random_schedules_keep_every_guarantee() {
+    for seed in 0..10 {
+        let outcome = run_seed(&RunSpec::new(seed, 5, 100, SECS(60)));
+        assert!(outcome.passed(), "{}", outcome.report.unwrap_or_default());
+    }
+}
