@@ -9,7 +9,7 @@
 //! | `worker.<id>` (leases) | [`LeaseValue`] |
 //! | `leader` (leases) | [`LeaderValue`] |
 //! | `gen` (assign) | [`GenRecord`] |
-//! | `worker.<id>` and `worker.<id>.<k>` (assign) | [`ShareChunk`] (chunk 0 is the head) |
+//! | `worker.<id>.<slot>.<k>` (assign) | [`ShareChunk`] k of the share in slot 0 or 1 (chunk 0 is the head) |
 //! | `ctl.refresh`, `ctl.drain.<id>` (assign) | [`CtlValue`] |
 
 use crate::{Epoch, Error, Generation, PartitionId, WorkerId};
@@ -65,6 +65,11 @@ pub struct Member {
     pub chunks: u32,
     /// Number of partitions in the share.
     pub count: u32,
+    /// Which of the worker's two share slots holds it (0 or 1). A leader writes a changed share
+    /// into the slot the committed generation does not use, so an unfinished publish never
+    /// overwrites a committed share.
+    #[serde(default)]
+    pub slot: u8,
 }
 
 /// What the planner was doing when it committed a generation (mirrored into followers' state).
@@ -96,7 +101,7 @@ pub struct GenRecord {
     pub members: BTreeMap<WorkerId, Member>,
 }
 
-/// One chunk of a worker's share. Chunk 0 lives at `worker.<id>`, chunk k at `worker.<id>.<k>`.
+/// One chunk of a worker's share, stored at `worker.<id>.<slot>.<k>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareChunk {
     /// Encoding version.
@@ -219,26 +224,34 @@ pub fn encode_share(partitions: &BTreeSet<PartitionId>, max_bytes: usize) -> Vec
         .collect()
 }
 
-/// The KV key of chunk `index` of worker `id`'s share.
-pub fn share_key(id: WorkerId, index: u32) -> String {
-    if index == 0 {
-        format!("worker.{id}")
-    } else {
-        format!("worker.{id}.{index}")
-    }
+/// The KV key (assign bucket) of chunk `index` of the share of worker `id` in `slot`.
+pub fn share_key(id: WorkerId, slot: u8, index: u32) -> String {
+    format!("worker.{id}.{slot}.{index}")
 }
 
-/// Parses `worker.<id>` (chunk 0) or `worker.<id>.<k>` into the worker and chunk index.
-pub fn parse_worker_key(key: &str) -> Option<(WorkerId, u32)> {
-    let rest = key.strip_prefix("worker.")?;
-    let (id, idx) = match rest.split_once('.') {
-        Some((id, idx)) => (id, idx.parse().ok()?),
-        None => (rest, 0),
+/// Parses a share key `worker.<id>.<slot>.<k>` into the worker, slot and chunk index.
+pub fn parse_share_key(key: &str) -> Option<(WorkerId, u8, u32)> {
+    let mut parts = key.strip_prefix("worker.")?.split('.');
+    let id = parse_id(parts.next()?)?;
+    let slot = match parts.next()? {
+        "0" => 0,
+        "1" => 1,
+        _ => return None,
     };
-    if id.is_empty() || (id.len() > 1 && id.starts_with('0')) {
+    let index = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((id, slot, index))
+}
+
+/// Parses a lease key `worker.<id>` (leases bucket).
+pub fn parse_lease_key(key: &str) -> Option<WorkerId> {
+    parse_id(key.strip_prefix("worker.")?)
+}
+
+fn parse_id(s: &str) -> Option<WorkerId> {
+    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some((WorkerId(id.parse().ok()?), idx))
+    s.parse().ok().map(WorkerId)
 }
 
 /// Gathers the chunks of one worker's share as they arrive and yields the whole share once every
@@ -318,10 +331,14 @@ mod tests {
 
     #[test]
     fn worker_keys_parse_strictly() {
-        assert_eq!(parse_worker_key("worker.12"), Some((WorkerId(12), 0)));
-        assert_eq!(parse_worker_key("worker.12.3"), Some((WorkerId(12), 3)));
-        assert_eq!(parse_worker_key("worker.012"), None);
-        assert_eq!(parse_worker_key("worker."), None);
-        assert_eq!(parse_worker_key("leader"), None);
+        assert_eq!(parse_lease_key("worker.12"), Some(WorkerId(12)));
+        assert_eq!(parse_lease_key("worker.012"), None);
+        assert_eq!(parse_lease_key("worker.+1"), None);
+        assert_eq!(parse_lease_key("worker."), None);
+        assert_eq!(parse_lease_key("leader"), None);
+        assert_eq!(parse_share_key(&share_key(WorkerId(12), 1, 3)), Some((WorkerId(12), 1, 3)));
+        assert_eq!(parse_share_key("worker.12.2.0"), None);
+        assert_eq!(parse_share_key("worker.12.0"), None);
+        assert_eq!(parse_share_key("worker.12.0.0.0"), None);
     }
 }

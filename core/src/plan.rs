@@ -57,7 +57,7 @@ pub fn plan(strategy: &dyn Strategy, input: &PlanInput) -> Result<Plan, Error> {
 /// Says why `partition` lands where `strategy` puts it, with its new and previous owner.
 ///
 /// Validates like [`plan`]; also errors with [`Error::InvalidPartition`] when `partition` is
-/// not in `input.partitions`. Costs about one [`plan`].
+/// not in `input.partitions`. Costs about two [`plan`]s (the strategy replays its placement).
 pub fn explain(
     strategy: &dyn Strategy,
     input: &PlanInput,

@@ -1,7 +1,7 @@
 //! Following committed generations: watching `gen` and our share, applying them, revoking.
 
 use super::{Timer, Worker};
-use crate::codec::{self, GenRecord, Phase, ShareAssembler, ShareChunk};
+use crate::codec::{self, GenRecord, Phase, ShareChunk};
 use crate::{Action, Bucket, Entry, Event, Instant, Operation, PartitionId, State, Warning};
 use std::collections::BTreeSet;
 
@@ -9,7 +9,7 @@ impl Worker {
     /// Watches `gen` and our share's chunks.
     pub(crate) fn start_following(&mut self, _now: Instant) {
         let id = self.id.expect("following needs an ID");
-        let filters = vec!["gen".into(), format!("worker.{id}"), format!("worker.{id}.>")];
+        let filters = vec!["gen".into(), format!("worker.{id}.>")];
         self.assign_watch = Some(self.watch(Bucket::Assign, filters));
     }
 
@@ -18,7 +18,7 @@ impl Worker {
             self.act(Action::Unwatch(w));
         }
         self.gen_seen = None;
-        self.my_share = ShareAssembler::default();
+        self.my_share = Default::default();
     }
 
     pub(crate) fn on_assign_entry(&mut self, now: Instant, entry: Entry) {
@@ -34,15 +34,16 @@ impl Worker {
                 }
                 Err(e) => self.undecodable(entry.key, e),
             }
-        } else if let Some((_, index)) = codec::parse_worker_key(&entry.key) {
+        } else if let Some((_, slot, index)) = codec::parse_share_key(&entry.key) {
+            let asm = &mut self.my_share[slot as usize];
             if entry.operation == Operation::Put {
                 match codec::decode::<ShareChunk>("share", &entry.value) {
-                    Ok(chunk) if chunk.index == index => self.my_share.insert(chunk),
+                    Ok(chunk) if chunk.index == index => asm.insert(chunk),
                     Ok(_) => self.undecodable(entry.key, "chunk index does not match its key"),
                     Err(e) => self.undecodable(entry.key, e),
                 }
             } else {
-                self.my_share.remove(index);
+                asm.remove(index);
             }
         }
         self.try_apply(now);
@@ -66,7 +67,7 @@ impl Worker {
             // Not for this instance: a predecessor's share, or none at all.
             Some(m) if m.token != self.session => BTreeSet::new(),
             None => BTreeSet::new(),
-            Some(m) => match self.my_share.assemble() {
+            Some(m) => match self.my_share[m.slot as usize & 1].assemble() {
                 Some(share) if codec::share_digest(&share) == m.digest => share,
                 _ => return, // not all chunks are here yet
             },

@@ -39,7 +39,7 @@ impl Worker {
         };
         let mut slots = BTreeMap::new();
         for e in &entries {
-            let Some((id, 0)) = codec::parse_worker_key(&e.key) else { continue };
+            let Some(id) = codec::parse_lease_key(&e.key) else { continue };
             if e.operation != Operation::Put {
                 continue;
             }

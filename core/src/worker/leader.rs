@@ -123,7 +123,8 @@ pub(crate) struct Leadership {
     pub(crate) committed: Option<CommittedGen>,
     /// Revision of an undecodable `gen` to overwrite (cold start over foreign bytes).
     pub(crate) foreign_gen_rev: Option<u64>,
-    pub(crate) mirror: BTreeMap<WorkerId, ShareAssembler>,
+    /// Every share slot's chunks as seen in KV.
+    pub(crate) mirror: BTreeMap<(WorkerId, u8), ShareAssembler>,
     pub(crate) publish: Option<Publish>,
     pub(crate) publish_seq: u64,
     pub(crate) retry_at: Option<Instant>,
@@ -251,7 +252,7 @@ impl Worker {
     }
 
     fn on_peer_lease(&mut self, now: Instant, entry: Entry) {
-        let Some((id, 0)) = codec::parse_worker_key(&entry.key) else { return };
+        let Some(id) = codec::parse_lease_key(&entry.key) else { return };
         let l = self.leading.as_mut().expect("leading");
         if entry.operation != Operation::Put {
             l.dirty = true;
@@ -333,8 +334,8 @@ impl Worker {
                     l.dirty = true;
                 }
             }
-        } else if let Some((id, index)) = codec::parse_worker_key(&entry.key) {
-            let asm = l.mirror.entry(id).or_default();
+        } else if let Some((id, slot, index)) = codec::parse_share_key(&entry.key) {
+            let asm = l.mirror.entry((id, slot)).or_default();
             if entry.operation == Operation::Put {
                 match codec::decode::<ShareChunk>("share", &entry.value) {
                     Ok(c) if c.index == index => asm.insert(c),
@@ -345,7 +346,7 @@ impl Worker {
             }
             // Fill in a committed share we did not know yet.
             if let Some(c) = &mut l.committed {
-                if let (Some(m), Some(None)) = (c.record.members.get(&id), c.shares.get(&id)) {
+                if let (Some(m), Some(None)) = (c.record.members.get(&id).filter(|m| m.slot == slot), c.shares.get(&id)) {
                     if let Some(share) = asm.assemble().filter(|s| codec::share_digest(s) == m.digest) {
                         c.shares.insert(id, Some(share));
                         l.dirty = true;
@@ -584,6 +585,9 @@ impl Worker {
         // Frozen shares: workers restarting within their grace, and crashed workers whose
         // partitions may not be granted yet.
         let mut frozen: Shares = Shares::new();
+        // Frozen members whose share is unknown: their record entry is carried over verbatim
+        // (they may hold anything, which blocks every grant until they are released).
+        let mut keep = BTreeMap::new();
         let mut tokens: BTreeMap<WorkerId, u64> = BTreeMap::new();
         let mut exempt: BTreeSet<WorkerId> = BTreeSet::new();
         let mut eligible: Vec<WorkerSlot> = Vec::new();
@@ -604,12 +608,15 @@ impl Worker {
                 exempt.insert(*id);
             }
             if parked {
-                if let (Some(m), Some(Some(share))) = (member, committed.get(id)) {
-                    frozen.insert(*id, share.clone());
-                    tokens.insert(*id, m.token);
-                } else if let Some(m) = member {
-                    frozen.insert(*id, BTreeSet::new());
-                    tokens.insert(*id, m.token);
+                match (member, committed.get(id)) {
+                    (Some(m), Some(Some(share))) => {
+                        frozen.insert(*id, share.clone());
+                        tokens.insert(*id, m.token);
+                    }
+                    (Some(m), _) => {
+                        keep.insert(*id, m.clone());
+                    }
+                    (None, _) => {}
                 }
                 continue;
             }
@@ -659,7 +666,7 @@ impl Worker {
         let next = handoff::next_step(mode, committed, &target, &exempt, barrier);
         let reached = next == target;
         let unchanged = members.is_some_and(|m| {
-            m.len() == next.len()
+            m.len() == next.len() + keep.len()
                 && next.iter().all(|(w, s)| {
                     m.get(w).is_some_and(|mm| Some(mm.token) == tokens.get(w).copied())
                         && committed.get(w).is_some_and(|c| c.as_ref() == Some(s))
@@ -677,7 +684,7 @@ impl Worker {
             return;
         }
         let planned = budget.is_some() || phase == Phase::Scaling;
-        self.publish(now, next, tokens, new_phase, planned);
+        self.publish(now, next, tokens, keep, new_phase, planned);
     }
 }
 

@@ -90,7 +90,8 @@ pub struct Worker {
     // following
     pub(crate) assign_watch: Option<WatchId>,
     pub(crate) gen_seen: Option<GenRecord>,
-    pub(crate) my_share: ShareAssembler,
+    /// Our share's chunks, per slot.
+    pub(crate) my_share: [ShareAssembler; 2],
     pub(crate) held: BTreeSet<PartitionId>,
     pub(crate) revoking: BTreeMap<PartitionId, Instant>,
     pub(crate) applying: Option<Generation>,
@@ -146,7 +147,7 @@ impl Worker {
             leading: None,
             assign_watch: None,
             gen_seen: None,
-            my_share: ShareAssembler::default(),
+            my_share: Default::default(),
             held: BTreeSet::new(),
             revoking: BTreeMap::new(),
             applying: None,

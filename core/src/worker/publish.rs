@@ -14,6 +14,7 @@ impl Worker {
         now: Instant,
         shares: Shares,
         tokens: BTreeMap<WorkerId, u64>,
+        keep: BTreeMap<WorkerId, Member>,
         phase: Phase,
         planned: bool,
     ) {
@@ -26,21 +27,23 @@ impl Worker {
             let digest = codec::share_digest(share);
             let old = l.committed.as_ref().and_then(|c| c.record.members.get(w));
             let known = l.committed.as_ref().and_then(|c| c.shares.get(w)).is_some_and(|s| s.as_ref() == Some(share));
-            let in_kv = l.mirror.get(w).and_then(|m| m.head_digest()) == Some(digest);
-            let chunks = match old {
-                Some(m) if m.digest == digest && known && in_kv => m.chunks,
+            let (chunks, slot) = match old {
+                Some(m) if m.digest == digest && known => (m.chunks, m.slot),
                 _ => {
+                    // The slot the committed generation does not use for this worker.
+                    let slot = old.map_or(0, |m| 1 - (m.slot & 1));
                     let encoded = codec::encode_share(share, max_bytes);
                     let n = encoded.len() as u32;
                     for (i, value) in encoded.into_iter().enumerate() {
-                        writes.push(KvOp::Put { key: codec::share_key(*w, i as u32), value });
+                        writes.push(KvOp::Put { key: codec::share_key(*w, slot, i as u32), value });
                     }
-                    n
+                    (n, slot)
                 }
             };
             let token = tokens.get(w).copied().expect("every member has a token");
-            members.insert(*w, Member { token, digest, chunks, count: share.len() as u32 });
+            members.insert(*w, Member { token, digest, chunks, count: share.len() as u32, slot });
         }
+        members.extend(keep);
         let record = GenRecord { v: codec::VERSION, epoch: l.epoch, generation, phase, members };
         let seq = l.publish_seq + 1;
         let outstanding = writes.len();
@@ -140,7 +143,7 @@ impl Worker {
             .members
             .iter()
             .map(|(w, m)| {
-                let share = l.mirror.get(w).and_then(|a| a.assemble()).filter(|s| codec::share_digest(s) == m.digest);
+                let share = l.mirror.get(&(*w, m.slot)).and_then(|a| a.assemble()).filter(|s| codec::share_digest(s) == m.digest);
                 (*w, share)
             })
             .collect();
@@ -200,7 +203,10 @@ impl Worker {
             l.partitions_dirty = false;
             l.imbalance_due = None;
         }
-        let shares = p.shares.into_iter().map(|(w, s)| (w, Some(s))).collect();
+        let mut shares: Committed = p.shares.into_iter().map(|(w, s)| (w, Some(s))).collect();
+        for w in p.record.members.keys() {
+            shares.entry(*w).or_insert(None); // carried over unknown
+        }
         l.committed = Some(CommittedGen { at: now, record: p.record, revision, shares });
         l.foreign_gen_rev = None;
         l.dirty = true;
