@@ -16,7 +16,7 @@ fn decode_all(bytes: &[u8]) {
 
 fn sample_gen() -> GenRecord {
     let mut members = BTreeMap::new();
-    members.insert(WorkerId(3), Member { token: 7, digest: 42, chunks: 1, count: 2 });
+    members.insert(WorkerId(3), Member { token: 7, digest: 42, chunks: 1, count: 2, slot: 1 });
     GenRecord { v: 1, epoch: Epoch(9), generation: Generation(4), phase: Phase::Scaling, members }
 }
 

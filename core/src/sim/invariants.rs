@@ -267,7 +267,7 @@ mod tests {
             members: members
                 .iter()
                 .map(|(w, s)| {
-                    let m = Member { token: 7, digest: codec::share_digest(*s), chunks: 1, count: s.len() as u32 };
+                    let m = Member { token: 7, digest: codec::share_digest(*s), chunks: 1, count: s.len() as u32, slot: 0 };
                     (WorkerId(*w), m)
                 })
                 .collect(),
