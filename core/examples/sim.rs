@@ -86,7 +86,7 @@ fn spec(a: &Args, seed: u64) -> RunSpec {
     }
     if a.single {
         spec.sim.trace_kv = true;
-        spec.trace_tail = 400;
+        spec.trace_tail = std::env::var("PARTI_TRACE_TAIL").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
     }
     spec
 }

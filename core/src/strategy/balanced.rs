@@ -136,11 +136,21 @@ impl<'p> Solver<'p> {
         let total_c = prep.total_capacity().max(1) as f64;
         let cap: Vec<u64> = (0..nw as u32).map(|w| prep.capacity(w)).collect();
         let target: Vec<f64> = cap.iter().map(|&c| total_w * c as f64 / total_c).collect();
+        let weight: Vec<u64> = prep.parts.iter().map(|p| p.weight()).collect();
+        // a membership or partition change (no budget) moves the minimum and accepts up to
+        // one heaviest partition over the target; a budgeted round evens the load out
+        let heaviest = match input.max_moves {
+            None => weight.iter().copied().max().unwrap_or(0) as f64,
+            Some(_) => 0.0,
+        };
         let mut s = Solver {
             prep,
-            weight: prep.parts.iter().map(|p| p.weight()).collect(),
+            weight,
             pinned: vec![false; np],
-            quota: target.iter().map(|t| t * (1.0 + slack)).collect(),
+            quota: target
+                .iter()
+                .map(|t| (t * (1.0 + slack)).max(t + heaviest))
+                .collect(),
             floor: target.iter().map(|t| t * (1.0 - slack).max(0.0)).collect(),
             target,
             cap,
@@ -185,7 +195,24 @@ impl<'p> Solver<'p> {
                 orphans.push((w, Reverse(rank as u32)));
             }
         }
-        for (wi, mut ranks) in by_prev.into_iter().enumerate() {
+        // most loaded first (previous partitions plus pins, relative to capacity), so that a
+        // move budget goes where it narrows the imbalance most; without a budget the order
+        // does not matter (each worker keeps what fits its own quota)
+        let mut order: Vec<(u64, u64, usize)> = by_prev
+            .iter()
+            .enumerate()
+            .map(|(wi, ranks)| {
+                let prev: u64 = ranks.iter().map(|&r| self.weight[r as usize]).sum();
+                (self.load[wi] + prev, self.cap[wi], wi)
+            })
+            .collect();
+        order.sort_unstable_by(|&(la, ca, a), &(lb, cb, b)| {
+            (u128::from(lb) * u128::from(ca))
+                .cmp(&(u128::from(la) * u128::from(cb)))
+                .then(a.cmp(&b))
+        });
+        for (_, _, wi) in order {
+            let mut ranks = std::mem::take(&mut by_prev[wi]);
             ranks.sort_unstable_by_key(|&r| (Reverse(self.weight[r as usize]), r));
             for r in ranks {
                 let w = self.weight[r as usize];

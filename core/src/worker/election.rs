@@ -170,10 +170,10 @@ impl Worker {
     /// Renews the leader lease by CAS (every heartbeat while leading).
     pub(crate) fn renew_leader(&mut self, now: Instant) {
         let Some(l) = &mut self.leading else { return };
-        if l.renew_in_flight {
+        if l.renew_in_flight.is_some_and(|sent| now < sent + self.config.heartbeat_interval) {
             return;
         }
-        l.renew_in_flight = true;
+        l.renew_in_flight = Some(now);
         let (revision, epoch) = (l.leader_rev, l.epoch);
         let value = self.leader_value();
         self.send_kv(
@@ -185,7 +185,9 @@ impl Worker {
 
     pub(crate) fn on_leader_renew(&mut self, now: Instant, sent: Instant, epoch: Epoch, result: KvResult) {
         let Some(l) = self.leading.as_mut().filter(|l| l.epoch == epoch) else { return };
-        l.renew_in_flight = false;
+        if l.renew_in_flight == Some(sent) {
+            l.renew_in_flight = None;
+        }
         match result {
             KvResult::Written { revision } => {
                 l.leader_rev = revision;

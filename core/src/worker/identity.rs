@@ -157,11 +157,13 @@ impl Worker {
         if self.stopping.is_some() {
             return;
         }
-        if self.renew_in_flight {
+        // One renewal at a time, unless the one in flight is older than a heartbeat (its request
+        // may be lost: waiting for its timeout would let the lease lapse).
+        if self.renew_in_flight.is_some_and(|sent| now < sent + self.config.heartbeat_interval) {
             self.renew_again = true;
             return;
         }
-        self.renew_in_flight = true;
+        self.renew_in_flight = Some(now);
         self.renew_again = false;
         let value = codec::encode(&self.lease_value());
         self.send_kv(
@@ -172,7 +174,9 @@ impl Worker {
     }
 
     pub(crate) fn on_renew_result(&mut self, now: Instant, sent: Instant, result: KvResult) {
-        self.renew_in_flight = false;
+        if self.renew_in_flight == Some(sent) {
+            self.renew_in_flight = None;
+        }
         match result {
             KvResult::Written { revision } => {
                 self.lease_rev = Some(revision);
@@ -190,7 +194,7 @@ impl Worker {
                 }
             }
         }
-        if self.renew_again {
+        if self.renew_again && self.renew_in_flight.is_none() {
             self.renew_lease(now);
         }
     }

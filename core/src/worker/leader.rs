@@ -46,6 +46,8 @@ pub(crate) struct Peer {
     /// Revision of its lease as last seen (None: never seen).
     pub(crate) revision: Option<u64>,
     pub(crate) last_seen: Instant,
+    /// When this instance (token) was first seen.
+    pub(crate) since: Instant,
     pub(crate) dead: Option<Dead>,
     /// First time it was seen live but not a member of the committed generation.
     pub(crate) joined_at: Option<Instant>,
@@ -63,6 +65,7 @@ impl Peer {
             departing_since: None,
             revision: None,
             last_seen: now,
+            since: now,
             dead: None,
             joined_at: None,
         }
@@ -106,7 +109,8 @@ pub(crate) struct Publish {
 pub(crate) struct Leadership {
     pub(crate) epoch: Epoch,
     pub(crate) leader_rev: u64,
-    pub(crate) renew_in_flight: bool,
+    /// When the newest leader renewal still in flight was sent.
+    pub(crate) renew_in_flight: Option<Instant>,
     pub(crate) since: Instant,
     /// What the planner is doing (shown as the leader's state), if anything.
     pub(crate) activity: Option<State>,
@@ -125,6 +129,8 @@ pub(crate) struct Leadership {
     pub(crate) foreign_gen_rev: Option<u64>,
     /// Every share slot's chunks as seen in KV.
     pub(crate) mirror: BTreeMap<(WorkerId, u8), ShareAssembler>,
+    /// Revision of the latest write seen to each share slot.
+    pub(crate) mirror_rev: BTreeMap<(WorkerId, u8), u64>,
     pub(crate) publish: Option<Publish>,
     pub(crate) publish_seq: u64,
     pub(crate) retry_at: Option<Instant>,
@@ -140,7 +146,7 @@ impl Leadership {
         Leadership {
             epoch,
             leader_rev,
-            renew_in_flight: false,
+            renew_in_flight: None,
             since: now,
             activity: None,
             lease_watch: None,
@@ -155,6 +161,7 @@ impl Leadership {
             committed: None,
             foreign_gen_rev: None,
             mirror: BTreeMap::new(),
+            mirror_rev: BTreeMap::new(),
             publish: None,
             publish_seq: 0,
             retry_at: None,
@@ -163,6 +170,19 @@ impl Leadership {
             imbalance_due: None,
             dirty: true,
         }
+    }
+
+    /// Whether worker `w`'s committed share was overwritten after the commit (a write of an
+    /// aborted publish that landed late, or a deposed leader's): it must be written again.
+    pub(crate) fn share_corrupted(&self, w: WorkerId) -> bool {
+        let Some(c) = &self.committed else { return false };
+        let Some(m) = c.record.members.get(&w) else { return false };
+        if !matches!(c.shares.get(&w), Some(Some(_))) {
+            return false;
+        }
+        let key = (w, m.slot);
+        self.mirror_rev.get(&key).is_some_and(|r| *r > c.revision)
+            && self.mirror.get(&key).and_then(|a| a.assemble()).is_none_or(|s| codec::share_digest(&s) != m.digest)
     }
 
     /// The watches this role started.
@@ -232,10 +252,13 @@ impl Worker {
     }
 
     /// Refresh: the leader re-reads its source; a follower asks the leader through `ctl.refresh`.
-    pub(crate) fn on_refresh(&mut self, _now: Instant) {
+    pub(crate) fn on_refresh(&mut self, now: Instant) {
         if self.leading.is_some() {
             self.list_partitions();
-        } else if self.id.is_some() {
+        } else if self.id.is_none() {
+            // Not part of the cluster yet: ask once we are.
+            self.timers.set(Timer::Refresh, now + self.config.heartbeat_interval / 4);
+        } else {
             let nonce = self.rng.next_u64();
             let value = codec::encode(&codec::CtlValue { v: codec::VERSION, nonce });
             self.send_kv(Bucket::Assign, KvOp::Put { key: "ctl.refresh".into(), value }, Purpose::CtlPut);
@@ -288,6 +311,7 @@ impl Worker {
         if peer.token != v.token {
             // Another instance claimed the ID (a restart resuming its share, or a newcomer).
             peer.token = v.token;
+            peer.since = now;
             peer.applied = None;
             peer.dead = None;
             peer.joined_at = None;
@@ -335,6 +359,7 @@ impl Worker {
                 }
             }
         } else if let Some((id, slot, index)) = codec::parse_share_key(&entry.key) {
+            l.mirror_rev.insert((id, slot), entry.revision);
             let asm = l.mirror.entry((id, slot)).or_default();
             if entry.operation == Operation::Put {
                 match codec::decode::<ShareChunk>("share", &entry.value) {
@@ -376,6 +401,9 @@ impl Worker {
         }
         l.retry_at = None;
         let due = self.plan_due(now);
+        if due.is_none() {
+            self.leading.as_mut().expect("leading").activity = None; // nothing pending
+        }
         if let Some((at, phase, budget)) = due {
             if at <= now {
                 let l = self.leading.as_mut().expect("leading");
@@ -397,10 +425,12 @@ impl Worker {
         // timeout is stuck: evict it like a crashed one (its lease is deleted, so it fences).
         let stuck_after = self.config.revoke_timeout + ttl;
         let l = self.leading.as_mut().expect("leading");
-        let committed = l.committed.as_ref().map(|c| (c.record.generation, c.at + stuck_after));
+        let committed = l.committed.as_ref().map(|c| (c.record.generation, c.at));
         let mut deletes = Vec::new();
         for (id, p) in l.peers.iter_mut() {
-            let stuck = committed.is_some_and(|(g, after)| now >= after && p.applied.is_none_or(|a| a < g));
+            let stuck = committed.is_some_and(|(g, at)| {
+                now >= at.max(p.since) + stuck_after && p.applied.is_none_or(|a| a < g)
+            });
             if p.dead.is_none() && p.departing_since.is_none() && (now >= p.last_seen + ttl || stuck) {
                 // A silent worker fenced itself by now; a stuck one is still renewing and learns
                 // that its lease is gone at its next renewal, or fences within a TTL.
@@ -451,6 +481,9 @@ impl Worker {
         }
         if c.record.phase != Phase::Stable {
             take(now, c.record.phase); // continue a multi-step handoff
+        }
+        if c.record.members.keys().any(|w| l.share_corrupted(*w)) {
+            take(now, c.record.phase); // rewrite a committed share that was overwritten
         }
         let members = &c.record.members;
         let mut first_join: Option<Instant> = None;
@@ -555,7 +588,10 @@ impl Worker {
             consider(t);
         }
         if let Some(c) = &l.committed {
-            consider(c.at + self.config.revoke_timeout + ttl);
+            let stuck_after = self.config.revoke_timeout + ttl;
+            for p in l.peers.values().filter(|p| p.applied.is_none_or(|a| a < c.record.generation)) {
+                consider(c.at.max(p.since) + stuck_after);
+            }
         }
         match next {
             Some(t) => self.timers.set(Timer::Planner, t),
@@ -665,7 +701,8 @@ impl Worker {
         target.extend(frozen);
         let next = handoff::next_step(mode, committed, &target, &exempt, barrier);
         let reached = next == target;
-        let unchanged = members.is_some_and(|m| {
+        let repair = next.keys().any(|w| l.share_corrupted(*w));
+        let unchanged = !repair && members.is_some_and(|m| {
             m.len() == next.len() + keep.len()
                 && next.iter().all(|(w, s)| {
                     m.get(w).is_some_and(|mm| Some(mm.token) == tokens.get(w).copied())

@@ -71,7 +71,8 @@ pub struct Worker {
     pub(crate) claim_attempts: u32,
     pub(crate) lease_rev: Option<u64>,
     pub(crate) lease_ok_sent: Option<Instant>,
-    pub(crate) renew_in_flight: bool,
+    /// When the newest renewal still in flight was sent.
+    pub(crate) renew_in_flight: Option<Instant>,
     pub(crate) renew_again: bool,
     pub(crate) load: Option<f64>,
     pub(crate) draining: bool,
@@ -132,7 +133,7 @@ impl Worker {
             claim_attempts: 0,
             lease_rev: None,
             lease_ok_sent: None,
-            renew_in_flight: false,
+            renew_in_flight: None,
             renew_again: false,
             load: None,
             draining: false,
@@ -220,6 +221,7 @@ impl Worker {
                     }
                 }
                 Timer::Source => self.list_partitions(),
+                Timer::Refresh => self.on_refresh(now),
                 Timer::Shutdown => self.on_shutdown_deadline(now),
             }
         }
@@ -357,7 +359,10 @@ impl Worker {
             Purpose::LeaderRenew { sent, epoch } => self.on_leader_renew(now, sent, epoch, result),
             Purpose::CtlPut => {
                 if let KvResult::TimedOut | KvResult::Failed(_) = result {
+                    // An extra refresh is harmless, a lost one is not: ask again.
                     self.warn_kv("ctl.refresh", &result);
+                    let retry = now + self.config.heartbeat_interval / 4;
+                    self.timers.set(Timer::Refresh, retry);
                 }
             }
             Purpose::Leading { epoch, what } => {

@@ -26,7 +26,8 @@ impl Worker {
         for (w, share) in &shares {
             let digest = codec::share_digest(share);
             let old = l.committed.as_ref().and_then(|c| c.record.members.get(w));
-            let known = l.committed.as_ref().and_then(|c| c.shares.get(w)).is_some_and(|s| s.as_ref() == Some(share));
+            let known = l.committed.as_ref().and_then(|c| c.shares.get(w)).is_some_and(|s| s.as_ref() == Some(share))
+                && !l.share_corrupted(*w);
             let (chunks, slot) = match old {
                 Some(m) if m.digest == digest && known => (m.chunks, m.slot),
                 _ => {

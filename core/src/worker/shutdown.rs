@@ -37,7 +37,7 @@ impl Worker {
         self.set_state(State::Shutdown);
         self.stopping = Some(Stopping { final_stop, outstanding: 0, released: false, done: false });
         self.timers.set(Timer::Shutdown, now + self.config.shutdown_timeout);
-        for t in [Timer::Claim, Timer::LeaderCheck, Timer::Planner, Timer::Source, Timer::Alert] {
+        for t in [Timer::Claim, Timer::LeaderCheck, Timer::Planner, Timer::Source, Timer::Refresh, Timer::Alert] {
             self.timers.clear(t);
         }
         self.applying = None;

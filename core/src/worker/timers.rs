@@ -24,6 +24,8 @@ pub(crate) enum Timer {
     Planner,
     /// Leader: retry listing partitions.
     Source,
+    /// Follower: retry asking the leader for a refresh.
+    Refresh,
     /// Bound on a graceful stop.
     Shutdown,
 }
@@ -86,5 +88,6 @@ const ALL: [Timer; COUNT] = [
     Timer::Alert,
     Timer::Planner,
     Timer::Source,
+    Timer::Refresh,
     Timer::Shutdown,
 ];
