@@ -115,6 +115,36 @@ fn assert_balanced(input: &PlanInput, plan: &Plan) {
     );
 }
 
+/// Checks the bound of a plan made without a move budget: every worker's relative load at most
+/// the mean plus the heaviest partition scaled to its capacity, and min ≥ 0.95 × mean.
+fn assert_within_mean_plus_heaviest(input: &PlanInput, plan: &Plan) {
+    let total: u64 = input.partitions.iter().map(|p| p.weight()).sum();
+    let cap: u64 = input.workers.iter().map(|w| u64::from(w.capacity)).sum();
+    let mean = total as f64 / cap as f64;
+    let heaviest = input
+        .partitions
+        .iter()
+        .map(|p| p.weight())
+        .max()
+        .unwrap_or(0) as f64;
+    let l = loads(input, plan);
+    for slot in &input.workers {
+        let load = l[&slot.id];
+        let bound = mean + heaviest / f64::from(slot.capacity);
+        assert!(
+            load <= bound + 1e-6,
+            "worker {}: load {load} over mean {mean} + heaviest {heaviest} / capacity {}",
+            slot.id,
+            slot.capacity
+        );
+    }
+    let min = l.values().cloned().fold(f64::MAX, f64::min);
+    assert!(
+        min >= 0.95 * mean - 1e-6,
+        "min load {min} under 0.95 × mean {mean}"
+    );
+}
+
 fn weight_on(parts: &[Partition], plan: &Plan, w: WorkerId) -> u64 {
     parts
         .iter()
@@ -243,11 +273,13 @@ fn balanced_join_moves_within_five_percent_of_floor_skewed_weights() {
     }
 }
 
-/// With 5 % slack every worker is within 2.5 % of the mean; a departed partition of a third
-/// of the mean fits nowhere, so some worker must shed a heavy partition, which must go
-/// somewhere... Balanced keeps the load bound and pays in movement (see the module docs).
+/// With 5 % slack every worker is within 2.5 % of the mean, and a departed partition of a
+/// third of the mean fits nowhere within 1.05 × mean: holding that bound would make someone
+/// shed a heavy partition, which someone else would have to take, and so on. Without a move
+/// budget Balanced moves the departed share and nothing more, and accepts up to the mean plus
+/// the heaviest partition (see its docs); budgeted rounds even it out later (next test).
 #[test]
-fn balanced_skewed_leave_keeps_the_load_bound_at_the_cost_of_extra_movement() {
+fn balanced_skewed_leave_moves_the_floor_and_stays_within_mean_plus_heaviest() {
     for seed in [7, 8] {
         let parts = skewed(3_000, seed);
         let rest: Vec<u32> = (1..=101).filter(|&w| w != 51).collect();
@@ -257,7 +289,6 @@ fn balanced_skewed_leave_keeps_the_load_bound_at_the_cost_of_extra_movement() {
             workers(1..=101),
             workers(rest),
         );
-        assert_balanced(&input, &after);
         let floor = weight_on(&parts, &before, WorkerId(51)) as f64;
         let moved = summarize(&input, &after).moved_weight as f64;
         assert!(
@@ -265,9 +296,50 @@ fn balanced_skewed_leave_keeps_the_load_bound_at_the_cost_of_extra_movement() {
             "seed {seed}: moved {moved} under the floor {floor}"
         );
         assert!(
-            moved <= 8.0 * floor,
+            moved <= 1.05 * floor,
             "seed {seed}: moved {moved}, floor {floor}"
         );
+        assert_within_mean_plus_heaviest(&input, &after);
+    }
+}
+
+/// The leader's imbalance rounds after a skewed leave: each lowers the heaviest load without
+/// exceeding its budget, and repeated rounds end within max(heaviest, 1.05 × mean).
+#[test]
+fn balanced_budgeted_rounds_even_out_a_skewed_leave_within_the_budget() {
+    let s = Balanced::default();
+    for seed in [7, 8] {
+        let parts = skewed(3_000, seed);
+        let rest: Vec<u32> = (1..=101).filter(|&w| w != 51).collect();
+        let (mut input, _, after) = transition(&s, &parts, workers(1..=101), workers(rest));
+        let start = summarize(&input, &after).max_over_mean;
+        input.previous = after.assignment.clone();
+        for budget in [1, 10, 100] {
+            input.max_moves = Some(budget);
+            let round = plan(&s, &input).unwrap();
+            let moves = live_moves(&input, &round);
+            assert!(
+                (1..=budget).contains(&moves),
+                "seed {seed}, budget {budget}: {moves} moves"
+            );
+            let max = summarize(&input, &round).max_over_mean;
+            assert!(
+                max < start,
+                "seed {seed}, budget {budget}: max/mean {max}, was {start}"
+            );
+        }
+        input.max_moves = Some(100);
+        let mut current = after;
+        for _ in 0..20 {
+            input.previous = current.assignment.clone();
+            let next = plan(&s, &input).unwrap();
+            assert!(live_moves(&input, &next) <= 100, "seed {seed}");
+            if next == current {
+                break;
+            }
+            current = next;
+        }
+        assert_balanced(&input, &current);
     }
 }
 
@@ -657,5 +729,22 @@ proptest! {
         if let Some(budget) = input.max_moves {
             prop_assert!(live_moves(&input, &p) <= budget.max(forced));
         }
+    }
+}
+
+#[test]
+fn zz_debug_tmp() {
+    let parts = skewed(3_000, 12);
+    let s = Balanced::default();
+    let (input, before, after) = transition(&s, &parts, workers(1..=10), workers(1..=11));
+    let fresh = PlanInput::new(workers(1..=10), parts.clone());
+    println!("before {:?}", loads(&fresh, &before));
+    println!("after {:?}", loads(&input, &after));
+    let mut ws: Vec<u64> = parts.iter().map(|p| p.weight()).collect();
+    ws.sort();
+    println!("heaviest {:?}", &ws[ws.len() - 20..]);
+    println!("moved {}", live_moves(&input, &after));
+    for p in after.moved_from(&input.previous).take(30) {
+        println!("{}", explain(&s, &input, p).unwrap().reason);
     }
 }

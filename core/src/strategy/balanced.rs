@@ -18,31 +18,36 @@ use std::collections::{BTreeSet, BinaryHeap};
 /// capacity's share of the total weight):
 /// 1. **Pins**: a partition pinned to a live worker goes there, whatever it costs.
 /// 2. **Sticky**: every worker keeps its previous partitions, heaviest first, while it stays
-///    within its quota `target × (1 + slack)` (it may always keep one).
+///    within its *quota* (it may always keep one): `target × (1 + slack)` in a budgeted round
+///    (`max_moves` is `Some`), otherwise the larger of that and `target + heaviest`, *heaviest*
+///    being the heaviest partition's weight (in relative load: the mean plus the heaviest
+///    partition scaled to the worker's capacity). Workers are visited most loaded first, so a
+///    move budget goes where it narrows the imbalance most.
 /// 3. **Placement**: the rest (new partitions, those of departed workers, those shed in pass 2)
 ///    go heaviest-first to the worker whose relative load *after* taking the partition is
 ///    lowest — the least-loaded worker when capacities are equal, ties by lower ID (with mixed
 ///    capacities this is what keeps a big partition off a small worker). When a partition
-///    fits nowhere, the worker that can make room by moving off the least weight of *lighter*
+///    fits nowhere (within the quota), the worker that can make room by moving off the least weight of *lighter*
 ///    partitions takes it, and those are placed in turn. A shed partition that fits nowhere
 ///    and for which no room can be made goes back to its owner (moving it would only shift
-///    the overload). So planning again from the result moves nothing.
+///    the overload). So planning again from the result under the same quota moves nothing,
+///    unless a move budget cut the plan short.
 /// 4. **Refinement**: while the lightest worker is below `target × (1 − slack)` (a newcomer
 ///    starts at zero), move to it the partition that best fills its gap from the most loaded
 ///    worker that can spare one without falling below that line; if none can, from the most
 ///    loaded worker for which the move still narrows the gap between the two.
 ///
-/// Why this shape: passes 2–4 move only what the bounds force, so a join moves about
-/// `(1 − slack)/(N+1)` of the weight and a leave with small partitions moves the departed
-/// worker's partitions and nothing else (DESIGN §5.6). When partitions are heavy next to the
-/// headroom `slack` leaves (say a third of the mean, with every worker within 5 % of it), a
-/// leave cannot meet both the movement floor and the load bound: whoever takes the departed
-/// heavy partition must shed about as much, which someone else must take, and so on. Balanced
-/// keeps the load bound and pays in movement (3–7× the floor in the 3,000-partition skewed
-/// benchmark): an overloaded plan would not be a fixed point, and the next imbalance-driven
-/// plan would pay the same movement later. Callers who prefer the floor pass `max_moves`:
-/// partitions of departed workers never count against it, so `Some(0)` moves exactly the
-/// departed share and leaves the rest to later, budgeted rounds.
+/// Why this shape: passes 2–4 move only what the quotas force, so a join moves about
+/// `(1 − slack)/(N+1)` of the weight and a leave moves the departed worker's partitions and
+/// nothing else (DESIGN §5.6). The two quotas split the work between two kinds of plan. A
+/// membership or partition change (no `max_moves`) moves at most about the floor and may leave
+/// the heaviest worker at mean + heaviest partition: with partitions heavy next to the headroom
+/// `slack` leaves, holding every worker to the tight quota would make whoever takes a departed
+/// heavy partition shed about as much, which someone else would take, and so on (5× the floor
+/// in the 3,000-partition skewed benchmark). Imbalance rounds with a move budget (the leader's,
+/// when the heaviest load drifts too far over the mean) then even it out under the tight quota,
+/// at most `max_moves` partitions at a time; partitions of departed workers never count against
+/// the budget, so `Some(0)` moves exactly the departed share.
 ///
 /// Cost: O(P log P + P·(C + log W)) for the first three passes, C being the number of distinct
 /// capacities; making room and refining add O(W + partitions scanned) per partition they move,

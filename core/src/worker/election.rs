@@ -152,6 +152,11 @@ impl Worker {
         if self.stopping.is_some() || self.id.is_none() {
             return;
         }
+        if let Some(l) = &mut self.leading {
+            // A second answer about the same acquisition (a re-read raced the write's result).
+            l.leader_rev = l.leader_rev.max(revision);
+            return;
+        }
         let epoch = Epoch(revision);
         self.timers.clear(Timer::LeaderCheck);
         self.leading = Some(Box::new(Leadership::new(epoch, revision, now)));

@@ -129,8 +129,8 @@ pub(crate) struct Leadership {
     pub(crate) foreign_gen_rev: Option<u64>,
     /// Every share slot's chunks as seen in KV.
     pub(crate) mirror: BTreeMap<(WorkerId, u8), ShareAssembler>,
-    /// Revision of the latest write seen to each share slot.
-    pub(crate) mirror_rev: BTreeMap<(WorkerId, u8), u64>,
+    /// Highest revision the assignment watch delivered: the mirror is up to date until then.
+    pub(crate) assign_seen: u64,
     pub(crate) publish: Option<Publish>,
     pub(crate) publish_seq: u64,
     pub(crate) retry_at: Option<Instant>,
@@ -161,7 +161,7 @@ impl Leadership {
             committed: None,
             foreign_gen_rev: None,
             mirror: BTreeMap::new(),
-            mirror_rev: BTreeMap::new(),
+            assign_seen: 0,
             publish: None,
             publish_seq: 0,
             retry_at: None,
@@ -172,17 +172,17 @@ impl Leadership {
         }
     }
 
-    /// Whether worker `w`'s committed share was overwritten after the commit (a write of an
-    /// aborted publish that landed late, or a deposed leader's): it must be written again.
+    /// Whether worker `w`'s committed share is not what KV holds although the watch has caught
+    /// up with the commit (a write of an aborted publish that landed late, or a deposed
+    /// leader's): it must be written again.
     pub(crate) fn share_corrupted(&self, w: WorkerId) -> bool {
         let Some(c) = &self.committed else { return false };
         let Some(m) = c.record.members.get(&w) else { return false };
         if !matches!(c.shares.get(&w), Some(Some(_))) {
             return false;
         }
-        let key = (w, m.slot);
-        self.mirror_rev.get(&key).is_some_and(|r| *r > c.revision)
-            && self.mirror.get(&key).and_then(|a| a.assemble()).is_none_or(|s| codec::share_digest(&s) != m.digest)
+        self.assign_seen >= c.revision
+            && self.mirror.get(&(w, m.slot)).and_then(|a| a.assemble()).is_none_or(|s| codec::share_digest(&s) != m.digest)
     }
 
     /// The watches this role started.
@@ -339,6 +339,7 @@ impl Worker {
 
     fn on_assign_all(&mut self, now: Instant, entry: Entry) {
         let l = self.leading.as_mut().expect("leading");
+        l.assign_seen = l.assign_seen.max(entry.revision);
         if entry.key == "gen" {
             if entry.operation == Operation::Put {
                 if let Ok(rec) = codec::decode::<GenRecord>("gen", &entry.value) {
@@ -359,7 +360,6 @@ impl Worker {
                 }
             }
         } else if let Some((id, slot, index)) = codec::parse_share_key(&entry.key) {
-            l.mirror_rev.insert((id, slot), entry.revision);
             let asm = l.mirror.entry((id, slot)).or_default();
             if entry.operation == Operation::Put {
                 match codec::decode::<ShareChunk>("share", &entry.value) {
