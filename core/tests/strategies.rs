@@ -734,17 +734,20 @@ proptest! {
 
 #[test]
 fn zz_debug_tmp() {
-    let parts = skewed(3_000, 12);
     let s = Balanced::default();
-    let (input, before, after) = transition(&s, &parts, workers(1..=10), workers(1..=11));
-    let fresh = PlanInput::new(workers(1..=10), parts.clone());
-    println!("before {:?}", loads(&fresh, &before));
-    println!("after {:?}", loads(&input, &after));
-    let mut ws: Vec<u64> = parts.iter().map(|p| p.weight()).collect();
-    ws.sort();
-    println!("heaviest {:?}", &ws[ws.len() - 20..]);
-    println!("moved {}", live_moves(&input, &after));
-    for p in after.moved_from(&input.previous).take(30) {
-        println!("{}", explain(&s, &input, p).unwrap().reason);
+    for seed in [7u64, 8, 9, 11, 12, 13, 14] {
+        let parts = skewed(3000, seed);
+        let total: u64 = parts.iter().map(|p| p.weight()).sum();
+        let heaviest = parts.iter().map(|p| p.weight()).max().unwrap() as f64;
+        let rest: Vec<u32> = (1..=101).filter(|&w| w != 51).collect();
+        let (input, _, after) = transition(&s, &parts, workers(1..=100), workers(1..=101));
+        let sum = summarize(&input, &after);
+        let mean = total as f64 / 101.0;
+        println!("seed {seed} join: max {:.3} (bound {:.3}) min {:.3} moved/floor {:.3}", sum.max_over_mean, 1.0 + heaviest / mean, sum.min_over_mean, sum.moved_weight as f64 / mean);
+        let (input, before, after) = transition(&s, &parts, workers(1..=101), workers(rest));
+        let floor = weight_on(&parts, &before, WorkerId(51)) as f64;
+        let sum = summarize(&input, &after);
+        let mean = total as f64 / 100.0;
+        println!("seed {seed} leave: max {:.3} (bound {:.3}) min {:.3} moved/floor {:.3}", sum.max_over_mean, 1.0 + heaviest / mean, sum.min_over_mean, sum.moved_weight as f64 / floor);
     }
 }

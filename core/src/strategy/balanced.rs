@@ -95,6 +95,24 @@ enum Cause {
     Refined,
 }
 
+impl Cause {
+    /// Whether the partition was left on its previous owner (so taking it off is a move).
+    fn on_owner(self) -> bool {
+        matches!(
+            self,
+            Cause::Kept | Cause::KeptOverBudget | Cause::KeptNoRoom
+        )
+    }
+}
+
+/// The line a donor must stay at or above when lifting a worker below its floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keep {
+    Target,
+    Floor,
+    Nothing,
+}
+
 /// What a donor can hand to a worker below its floor (see [`Solver::gift`]).
 enum Gift {
     Stop,
@@ -171,18 +189,20 @@ impl<'p> Solver<'p> {
         if nw == 0 {
             return s;
         }
-        let orphans = s.pin_and_keep();
-        s.place(orphans);
+        let (orphans, held) = s.pin_and_keep();
+        s.place(orphans, held);
         s.refine();
         debug_assert_eq!(s.moved, s.count_moved(), "move accounting drifted");
         s
     }
 
-    /// Passes 1 and 2. Returns the partitions still to place, as a max-heap by weight.
-    fn pin_and_keep(&mut self) -> BinaryHeap<(u64, Reverse<u32>)> {
+    /// Passes 1 and 2. Returns the partitions still to place, as a max-heap by weight, and
+    /// those kept over quota because the move budget was spent, in the order they were met.
+    fn pin_and_keep(&mut self) -> (BinaryHeap<(u64, Reverse<u32>)>, Vec<u32>) {
         let prep = self.prep;
         let mut by_prev: Vec<Vec<u32>> = vec![Vec::new(); prep.workers.len()];
         let mut orphans = Vec::new();
+        let mut held = Vec::new();
         for rank in 0..prep.parts.len() {
             let w = self.weight[rank];
             if let Some(pin) = prep.pin[rank] {
@@ -229,6 +249,7 @@ impl<'p> Solver<'p> {
                     self.cause[r as usize] = if fits {
                         Cause::Kept
                     } else {
+                        held.push(r);
                         Cause::KeptOverBudget
                     };
                 } else {
@@ -238,17 +259,41 @@ impl<'p> Solver<'p> {
                 }
             }
         }
-        BinaryHeap::from(orphans)
+        (BinaryHeap::from(orphans), held)
     }
 
     /// Pass 3: heaviest first onto the worker whose relative load after taking the partition
     /// is lowest (the least-loaded one when capacities are equal), making room if needed.
-    fn place(&mut self, mut orphans: BinaryHeap<(u64, Reverse<u32>)>) {
+    ///
+    /// A shed partition that goes back to its owner gives its move back to the budget; the
+    /// partitions `held` back by the spent budget (still on their owners) are then shed in
+    /// turn while the budget lasts and their owner is still over quota, so that a heavy
+    /// partition nobody can take does not waste the round.
+    fn place(&mut self, mut orphans: BinaryHeap<(u64, Reverse<u32>)>, held: Vec<u32>) {
         let mut classes = Classes::new(&self.cap);
         for x in 0..self.load.len() as u32 {
             classes.push(x, self.load[x as usize], self.ver[x as usize]);
         }
-        while let Some((w, Reverse(rank))) = orphans.pop() {
+        let mut held = held.into_iter();
+        loop {
+            let Some((w, Reverse(rank))) = orphans.pop().or_else(|| {
+                if self.moved >= self.budget {
+                    return None;
+                }
+                let r = held.find(|&r| {
+                    let o = self.owner[r as usize];
+                    self.cause[r as usize] == Cause::KeptOverBudget
+                        && self.prep.prev[r as usize] == Some(o)
+                        && self.load[o as usize] as f64 > self.quota[o as usize]
+                })?;
+                let from = self.owner[r as usize];
+                self.unassign(r);
+                self.cause[r as usize] = Cause::OverQuota;
+                classes.push(from, self.load[from as usize], self.ver[from as usize]);
+                Some((self.weight[r as usize], Reverse(r)))
+            }) else {
+                break;
+            };
             let top = classes.best(|a, b| self.before(a, b, w), &self.ver);
             let (to, how) = if self.fits(top, w) {
                 (top, How::LeastLoaded)
@@ -257,7 +302,7 @@ impl<'p> Solver<'p> {
             } else if let Some((x, evict)) = self.cheapest_room(w) {
                 for e in evict {
                     self.unassign(e);
-                    if self.cause[e as usize] == Cause::Kept {
+                    if self.cause[e as usize].on_owner() {
                         self.cause[e as usize] = Cause::Evicted;
                     }
                     orphans.push((self.weight[e as usize], Reverse(e)));
@@ -295,9 +340,11 @@ impl<'p> Solver<'p> {
     ///
     /// Every move goes from a worker `d` to the lightest worker `r` and leaves both strictly
     /// between their old relative loads (so the sum of load²/capacity falls and the pass
-    /// ends). Preferred donors stay at or above their own floor; only when none can help is a
-    /// donor allowed below it (then it is lifted in turn), so a newcomer is not left idle
-    /// just because every spare partition is heavier than any worker's surplus.
+    /// ends). Preferred donors stay at or above their own target (so what the lifted worker
+    /// gets comes off the workers most over theirs); next, donors that stay at or above their
+    /// floor; only when none can help is a donor allowed below it (then it is lifted in turn),
+    /// so a newcomer is not left idle just because every spare partition is heavier than any
+    /// worker's surplus.
     fn refine(&mut self) {
         let nw = self.load.len() as u32;
         if (0..nw).all(|w| self.load[w as usize] as f64 >= self.floor[w as usize]) {
@@ -316,9 +363,9 @@ impl<'p> Solver<'p> {
                 return;
             }
             let mut pick = None;
-            'passes: for keep_floor in [true, false] {
+            'passes: for keep in [Keep::Target, Keep::Floor, Keep::Nothing] {
                 for d in order.iter().rev().map(|k| k.idx) {
-                    match self.gift(d, r, keep_floor) {
+                    match self.gift(d, r, keep) {
                         Gift::Stop => break,
                         Gift::Nothing => {}
                         Gift::Give(p) => {
@@ -336,25 +383,22 @@ impl<'p> Solver<'p> {
             order.remove(&self.key(r));
             self.unassign(p);
             self.assign(p, r);
-            if self.cause[p as usize] == Cause::Kept {
+            if self.cause[p as usize].on_owner() {
                 self.cause[p as usize] = Cause::Refined;
             }
             self.how[p as usize] = How::Refill;
             order.insert(self.key(d));
             order.insert(self.key(r));
-            stuck.retain(|&s| {
-                [true, false]
-                    .into_iter()
-                    .all(|keep| !matches!(self.gift(r, s, keep), Gift::Give(_)))
-            });
+            // the loosest condition finds a gift whenever a stricter one would
+            stuck.retain(|&s| !matches!(self.gift(r, s, Keep::Nothing), Gift::Give(_)));
         }
     }
 
     /// What donor `d` can hand to the lifted worker `r`: the partition that best fills `r`'s
     /// gap within `r`'s quota (or anything, if `r` is empty) and leaves both strictly between
-    /// their current relative loads; with `keep_floor`, also leaving `d` at or above its
-    /// floor. `Stop` when `d`, and so every less loaded donor, cannot qualify.
-    fn gift(&self, d: u32, r: u32, keep_floor: bool) -> Gift {
+    /// their current relative loads, and `d` at or above the line `keep` names. `Stop` when
+    /// `d`, and so every less loaded donor, cannot qualify.
+    fn gift(&self, d: u32, r: u32, keep: Keep) -> Gift {
         let (di, ri) = (d as usize, r as usize);
         let Some(fair) = self.fair_limit(d, r) else {
             return Gift::Stop;
@@ -364,8 +408,13 @@ impl<'p> Solver<'p> {
             l => self.quota[ri] - l as f64,
         };
         let mut limit = room.min(fair as f64);
-        if keep_floor {
-            let surplus = self.load[di] as f64 - self.floor[di];
+        let line = match keep {
+            Keep::Target => Some(self.target[di]),
+            Keep::Floor => Some(self.floor[di]),
+            Keep::Nothing => None,
+        };
+        if let Some(line) = line {
+            let surplus = self.load[di] as f64 - line;
             if surplus <= 0.0 {
                 return Gift::Stop;
             }

@@ -69,10 +69,7 @@ impl Worker {
             None => BTreeSet::new(),
             Some(m) => match self.my_share[m.slot as usize & 1].assemble() {
                 Some(share) if codec::share_digest(&share) == m.digest => share,
-                _ => {
-                    if std::env::var("PDEBUG").is_ok() { eprintln!("DEBUG {now} id={id:?} gen={} member={m:?} slot0={:?} slot1={:?}", gen.generation, self.my_share[0].head_digest(), self.my_share[1].head_digest()); }
-                    return;
-                } // not all chunks are here yet
+                _ => return, // not all chunks are here yet
             },
         };
         let generation = gen.generation;

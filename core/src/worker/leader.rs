@@ -102,6 +102,8 @@ pub(crate) struct Publish {
     pub(crate) outstanding: usize,
     pub(crate) committing: bool,
     pub(crate) planned: bool,
+    /// The partition list version it was planned from.
+    pub(crate) partitions_version: u64,
 }
 
 /// State of the leader role; exists only while leading.
@@ -118,7 +120,10 @@ pub(crate) struct Leadership {
     pub(crate) assign_watch: Option<WatchId>,
     pub(crate) peers: BTreeMap<WorkerId, Peer>,
     pub(crate) partitions: Option<Vec<Partition>>,
+    /// The partitions changed since the last generation that reflects them.
     pub(crate) partitions_dirty: bool,
+    /// Bumped whenever the partition list changes.
+    pub(crate) partitions_version: u64,
     pub(crate) list_req: Option<RequestId>,
     pub(crate) source_failures: u32,
     /// `None` while loading; `Some(None)` with no usable generation (cold start).
@@ -154,6 +159,7 @@ impl Leadership {
             peers: BTreeMap::new(),
             partitions: None,
             partitions_dirty: false,
+            partitions_version: 0,
             list_req: None,
             source_failures: 0,
             gen_loaded: false,
@@ -247,6 +253,7 @@ impl Worker {
         if l.partitions.as_ref() != Some(&list) {
             l.partitions = Some(list);
             l.partitions_dirty = true;
+            l.partitions_version += 1;
             l.dirty = true;
         }
     }
@@ -629,6 +636,8 @@ impl Worker {
         let mut eligible: Vec<WorkerSlot> = Vec::new();
         let mut barrier = true;
         let generation = l.committed.as_ref().map(|c| c.record.generation);
+        let parts = l.partitions.as_ref().expect("planner runs with partitions");
+        let listed: BTreeSet<&PartitionId> = parts.iter().map(Partition::id).collect();
         for (id, p) in &l.peers {
             let member = members.and_then(|m| m.get(id));
             let parked = match (&p.dead, p.departing_since) {
@@ -646,7 +655,9 @@ impl Worker {
             if parked {
                 match (member, committed.get(id)) {
                     (Some(m), Some(Some(share))) => {
-                        frozen.insert(*id, share.clone());
+                        // Removed partitions leave a frozen share too (a revoke is always safe).
+                        let listed = share.iter().filter(|p| listed.contains(p)).cloned().collect();
+                        frozen.insert(*id, listed);
                         tokens.insert(*id, m.token);
                     }
                     (Some(m), _) => {
@@ -674,7 +685,6 @@ impl Worker {
             }
         }
         let frozen_parts: BTreeSet<&PartitionId> = frozen.values().flatten().collect();
-        let parts = l.partitions.as_ref().expect("planner runs with partitions");
         let free: Vec<Partition> = parts.iter().filter(|p| !frozen_parts.contains(p.id())).cloned().collect();
         // Sticky by ID: a restarted instance under the same ID resumes its predecessor's share.
         let mut previous = BTreeMap::new();

@@ -53,7 +53,8 @@ impl Worker {
         }
         let l = self.leading.as_mut().expect("leading");
         l.publish_seq = seq;
-        l.publish = Some(Publish { record, shares, seq, outstanding, committing: false, planned });
+        let partitions_version = l.partitions_version;
+        l.publish = Some(Publish { record, shares, seq, outstanding, committing: false, planned, partitions_version });
         self.maybe_commit(now);
     }
 
@@ -199,7 +200,7 @@ impl Worker {
         if p.planned {
             l.last_rebalance = Some(now);
         }
-        if p.record.phase == Phase::Stable {
+        if p.record.phase == Phase::Stable && p.partitions_version == l.partitions_version {
             l.activity = None;
             l.partitions_dirty = false;
             l.imbalance_due = None;
