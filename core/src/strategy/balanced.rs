@@ -27,15 +27,17 @@ use std::collections::{BTreeSet, BinaryHeap};
 ///    go heaviest-first to the worker whose relative load *after* taking the partition is
 ///    lowest — the least-loaded worker when capacities are equal, ties by lower ID (with mixed
 ///    capacities this is what keeps a big partition off a small worker). When a partition
-///    fits nowhere (within the quota), the worker that can make room by moving off the least weight of *lighter*
-///    partitions takes it, and those are placed in turn. A shed partition that fits nowhere
-///    and for which no room can be made goes back to its owner (moving it would only shift
-///    the overload). So planning again from the result under the same quota moves nothing,
-///    unless a move budget cut the plan short.
+///    fits nowhere within the quota, the worker that can make room by moving off the least
+///    weight of *lighter* partitions takes it, and those are placed in turn. A shed partition
+///    that fits nowhere and for which no room can be made goes back to its owner (moving it
+///    would only shift the overload), and the move it was counted for goes to the next
+///    partition pass 2 kept over quota for want of budget. So planning again from the result
+///    under the same quota moves nothing, unless a move budget cut the plan short.
 /// 4. **Refinement**: while the lightest worker is below `target × (1 − slack)` (a newcomer
 ///    starts at zero), move to it the partition that best fills its gap from the most loaded
-///    worker that can spare one without falling below that line; if none can, from the most
-///    loaded worker for which the move still narrows the gap between the two.
+///    worker that can spare one without falling below its own target; else below that line;
+///    if none can, from the most loaded worker for which the move still narrows the gap
+///    between the two.
 ///
 /// Why this shape: passes 2–4 move only what the quotas force, so a join moves about
 /// `(1 − slack)/(N+1)` of the weight and a leave moves the departed worker's partitions and
@@ -275,25 +277,10 @@ impl<'p> Solver<'p> {
             classes.push(x, self.load[x as usize], self.ver[x as usize]);
         }
         let mut held = held.into_iter();
-        loop {
-            let Some((w, Reverse(rank))) = orphans.pop().or_else(|| {
-                if self.moved >= self.budget {
-                    return None;
-                }
-                let r = held.find(|&r| {
-                    let o = self.owner[r as usize];
-                    self.cause[r as usize] == Cause::KeptOverBudget
-                        && self.prep.prev[r as usize] == Some(o)
-                        && self.load[o as usize] as f64 > self.quota[o as usize]
-                })?;
-                let from = self.owner[r as usize];
-                self.unassign(r);
-                self.cause[r as usize] = Cause::OverQuota;
-                classes.push(from, self.load[from as usize], self.ver[from as usize]);
-                Some((self.weight[r as usize], Reverse(r)))
-            }) else {
-                break;
-            };
+        while let Some((w, Reverse(rank))) = orphans
+            .pop()
+            .or_else(|| self.shed_held(&mut held, &mut classes))
+        {
             let top = classes.best(|a, b| self.before(a, b, w), &self.ver);
             let (to, how) = if self.fits(top, w) {
                 (top, How::LeastLoaded)
@@ -322,6 +309,29 @@ impl<'p> Solver<'p> {
             self.how[rank as usize] = how;
             classes.push(to, self.load[to as usize], self.ver[to as usize]);
         }
+    }
+
+    /// Sheds the next partition `held` back by the spent move budget, if the budget allows a
+    /// move again and its owner is still over quota.
+    fn shed_held(
+        &mut self,
+        held: &mut impl Iterator<Item = u32>,
+        classes: &mut Classes,
+    ) -> Option<(u64, Reverse<u32>)> {
+        if self.moved >= self.budget {
+            return None;
+        }
+        let r = held.find(|&r| {
+            let o = self.owner[r as usize];
+            self.cause[r as usize] == Cause::KeptOverBudget
+                && self.prep.prev[r as usize] == Some(o)
+                && self.load[o as usize] as f64 > self.quota[o as usize]
+        })?;
+        let from = self.owner[r as usize];
+        self.unassign(r);
+        self.cause[r as usize] = Cause::OverQuota;
+        classes.push(from, self.load[from as usize], self.ver[from as usize]);
+        Some((self.weight[r as usize], Reverse(r)))
     }
 
     /// Whether worker `a` should take a partition of weight `w` before worker `b`: lower

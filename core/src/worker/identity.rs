@@ -275,7 +275,7 @@ impl Worker {
 
     /// Enters or leaves degraded mode from the connection flag, fencing and renewal state.
     pub(crate) fn update_degraded(&mut self, now: Instant) {
-        let degraded = self.id.is_some() && (!self.connected || self.fenced || self.lease_overdue(now));
+        let degraded = !self.connected || (self.id.is_some() && (self.fenced || self.lease_overdue(now)));
         match (degraded, self.degraded_since) {
             (true, None) => {
                 self.degraded_since = Some(now);

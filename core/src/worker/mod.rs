@@ -332,6 +332,8 @@ impl Worker {
 
     /// Moves to `to`, emitting the transition.
     pub(crate) fn set_state(&mut self, to: State) {
+        // Degraded shows until NATS is back, whatever else happens meanwhile.
+        let to = if self.degraded_since.is_some() && to != State::Shutdown { State::Degraded } else { to };
         if self.state != to && self.state != State::Shutdown {
             let from = std::mem::replace(&mut self.state, to);
             self.emit(Event::StateChanged { from, to });
