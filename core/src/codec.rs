@@ -277,6 +277,15 @@ impl ShareAssembler {
         self.chunks.get(&0).map(|c| c.digest)
     }
 
+    /// The digest announced by every chunk, if all chunks of the head's share are present
+    /// (cheap: the content is not re-hashed; [`ShareAssembler::assemble`] verifies it).
+    pub fn complete_digest(&self) -> Option<u64> {
+        let head = self.chunks.get(&0)?;
+        (0..head.count)
+            .all(|i| self.chunks.get(&i).is_some_and(|c| c.digest == head.digest && c.count == head.count))
+            .then_some(head.digest)
+    }
+
     /// The whole share if every chunk of the head's digest is present and the content matches
     /// the digest.
     pub fn assemble(&self) -> Option<BTreeSet<PartitionId>> {

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// A worker's stable ID, claimed from `[Config::id_min, Config::id_max]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -11,10 +12,10 @@ pub struct WorkerId(pub u32);
 /// A partition's ID: its keys joined by `.` (also its subject form).
 ///
 /// Built by [`crate::Partition::new`], which validates the keys; an ID read from KV is
-/// re-validated before use.
+/// re-validated before use. Cheap to clone (a shared string).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct PartitionId(pub(crate) String);
+pub struct PartitionId(pub(crate) Arc<str>);
 
 /// An assignment generation: increases by one with every committed assignment.
 #[derive(
@@ -53,7 +54,7 @@ impl PartitionId {
     pub fn parse(s: &str) -> Result<Self, crate::Error> {
         let keys: Vec<String> = s.split('.').map(str::to_owned).collect();
         crate::partition::validate_keys(&keys)?;
-        Ok(PartitionId(s.to_owned()))
+        Ok(PartitionId(Arc::from(s)))
     }
 }
 

@@ -25,10 +25,10 @@ impl Partition {
     pub fn new<K: AsRef<str>>(keys: &[K], weight: u64) -> Result<Self, Error> {
         let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_owned()).collect();
         validate_keys(&keys)?;
-        let id = PartitionId(keys.join("."));
+        let id = PartitionId(keys.join(".").into());
         if weight == 0 {
             return Err(Error::InvalidPartition {
-                partition: id.0,
+                partition: id.to_string(),
                 reason: "weight must be at least 1".into(),
             });
         }

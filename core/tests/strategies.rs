@@ -303,8 +303,10 @@ fn balanced_skewed_leave_moves_the_floor_and_stays_within_mean_plus_heaviest() {
     }
 }
 
-/// The leader's imbalance rounds after a skewed leave: each lowers the heaviest load without
-/// exceeding its budget, and repeated rounds end within max(heaviest, 1.05 × mean).
+/// The leader's imbalance rounds after a skewed leave: a round lowers the heaviest load without
+/// exceeding its budget, and repeated rounds of 100 moves end within max(heaviest, 1.05 × mean).
+/// (With these seeds the heaviest worker also holds light partitions over its quota, so even a
+/// budget of 1 lowers it once the heavy partition nobody can take has gone back.)
 #[test]
 fn balanced_budgeted_rounds_even_out_a_skewed_leave_within_the_budget() {
     let s = Balanced::default();
@@ -733,35 +735,6 @@ proptest! {
             .count();
         if let Some(budget) = input.max_moves {
             prop_assert!(live_moves(&input, &p) <= budget.max(forced));
-        }
-    }
-}
-
-#[test]
-fn zz_debug_tmp() {
-    let s = Balanced::default();
-    for seed in [7u64, 8, 9, 11, 12, 13, 14] {
-        let parts = skewed(3000, seed);
-        let rest: Vec<u32> = (1..=101).filter(|&w| w != 51).collect();
-        let (input0, _, after) = transition(&s, &parts, workers(1..=101), workers(rest));
-        for budget in [1usize, 10, 100] {
-            let mut input = input0.clone();
-            input.max_moves = Some(budget);
-            let mut current = after.clone();
-            let mut rounds = 0;
-            let mut total = 0;
-            let mut maxes = vec![];
-            loop {
-                input.previous = current.assignment.clone();
-                let next = plan(&s, &input).unwrap();
-                if next == current || rounds >= 3000 { break; }
-                total += live_moves(&input, &next);
-                rounds += 1;
-                current = next;
-                if rounds <= 3 { maxes.push(format!("{:.3}", summarize(&input, &current).max_over_mean)); }
-            }
-            let sum = summarize(&input, &current);
-            println!("seed {seed} budget {budget}: rounds {rounds} moves {total} max {:.3} min {:.3} first {:?}", sum.max_over_mean, sum.min_over_mean, maxes);
         }
     }
 }

@@ -486,7 +486,8 @@ impl<'p> Solver<'p> {
     /// Cost is the weight moved off, counted twice for partitions that will not fit anywhere
     /// either (each of those starts another round of making room). Ties go to the least
     /// relatively loaded worker. Evicting only lighter partitions, while placing heaviest
-    /// first, means a partition placed here is never evicted again, so placement ends.
+    /// first, means a partition placed here is never evicted again before the heap runs dry;
+    /// each held-back partition restarts the heap at most once, so placement ends.
     fn cheapest_room(&mut self, w: u64) -> Option<(u32, Vec<u32>)> {
         self.items();
         let room: Vec<f64> = (0..self.load.len())

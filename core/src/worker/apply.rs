@@ -67,6 +67,7 @@ impl Worker {
             // Not for this instance: a predecessor's share, or none at all.
             Some(m) if m.token != self.session => BTreeSet::new(),
             None => BTreeSet::new(),
+            Some(m) if self.my_share[m.slot as usize & 1].complete_digest() != Some(m.digest) => return,
             Some(m) => match self.my_share[m.slot as usize & 1].assemble() {
                 Some(share) if codec::share_digest(&share) == m.digest => share,
                 _ => return, // not all chunks are here yet

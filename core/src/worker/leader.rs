@@ -188,7 +188,16 @@ impl Leadership {
             return false;
         }
         self.assign_seen >= c.revision
-            && self.mirror.get(&(w, m.slot)).and_then(|a| a.assemble()).is_none_or(|s| codec::share_digest(&s) != m.digest)
+            && self.mirror.get(&(w, m.slot)).and_then(ShareAssembler::complete_digest) != Some(m.digest)
+    }
+
+    /// Whether every live worker has applied the committed generation.
+    pub(crate) fn barrier_complete(&self) -> bool {
+        let Some(c) = &self.committed else { return true };
+        self.peers
+            .values()
+            .filter(|p| p.dead.is_none() && p.departing_since.is_none())
+            .all(|p| p.applied >= Some(c.record.generation))
     }
 
     /// The watches this role started.
@@ -339,7 +348,10 @@ impl Worker {
             _ => {}
         }
         let after = (peer.token, peer.capacity, peer.applied, peer.draining, peer.departing_since.is_some(), peer.dead.is_some());
-        if before != after {
+        // A report of an applied generation matters to the planner only once it completes the
+        // barrier; anything else that changed always does.
+        let only_applied = (before.0, before.1, before.3, before.4, before.5) == (after.0, after.1, after.3, after.4, after.5);
+        if before != after && (!only_applied || l.barrier_complete()) {
             l.dirty = true;
         }
     }
