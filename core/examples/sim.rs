@@ -44,7 +44,8 @@ fn parse() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = |name: &str| -> Result<u64, String> {
             let v = it.next().ok_or(format!("{name} needs a value"))?;
-            v.parse().map_err(|_| format!("{name}: not a number: {v:?}"))
+            v.parse()
+                .map_err(|_| format!("{name}: not a number: {v:?}"))
         };
         match flag.as_str() {
             "--seeds" => {
@@ -80,13 +81,21 @@ fn parse() -> Result<Args, String> {
 }
 
 fn spec(a: &Args, seed: u64) -> RunSpec {
-    let mut spec = RunSpec::new(seed, a.workers, a.partitions, Duration::from_secs(a.duration_s));
+    let mut spec = RunSpec::new(
+        seed,
+        a.workers,
+        a.partitions,
+        Duration::from_secs(a.duration_s),
+    );
     if a.relaxed {
         spec = spec.relaxed();
     }
     if a.single {
         spec.sim.trace_kv = true;
-        spec.trace_tail = std::env::var("PARTI_TRACE_TAIL").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+        spec.trace_tail = std::env::var("PARTI_TRACE_TAIL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(400);
     }
     spec
 }
@@ -135,7 +144,10 @@ fn main() -> ExitCode {
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|h| h.join().expect("a simulation thread panicked")).collect()
+        workers
+            .into_iter()
+            .flat_map(|h| h.join().expect("a simulation thread panicked"))
+            .collect()
     });
     let secs = elapsed().as_secs_f64().max(1e-9);
     outcomes.sort_by_key(|o| o.seed);

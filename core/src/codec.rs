@@ -131,16 +131,24 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes a value, checking its version; `what` names it in the error.
-pub fn decode<T: DeserializeOwned + Versioned>(what: &'static str, bytes: &[u8]) -> Result<T, Error> {
+pub fn decode<T: DeserializeOwned + Versioned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, Error> {
     let err = |reason: String| Error::Decode { what, reason };
     #[derive(Deserialize)]
     struct Probe {
         v: Option<u64>,
     }
-    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| err(format!("not a parti value: {e}")))?;
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|e| err(format!("not a parti value: {e}")))?;
     match probe.v {
         Some(v) if v == VERSION as u64 => {}
-        Some(v) => return Err(err(format!("unsupported version {v} (this build reads {VERSION})"))),
+        Some(v) => {
+            return Err(err(format!(
+                "unsupported version {v} (this build reads {VERSION})"
+            )))
+        }
         None => return Err(err("no version field \"v\"".into())),
     }
     let value: T = serde_json::from_slice(bytes).map_err(|e| err(e.to_string()))?;
@@ -219,7 +227,13 @@ pub fn encode_share(partitions: &BTreeSet<PartitionId>, max_bytes: usize) -> Vec
         .into_iter()
         .enumerate()
         .map(|(i, partitions)| {
-            encode(&ShareChunk { v: VERSION, digest, index: i as u32, count, partitions })
+            encode(&ShareChunk {
+                v: VERSION,
+                digest,
+                index: i as u32,
+                count,
+                partitions,
+            })
         })
         .collect()
 }
@@ -248,7 +262,8 @@ pub fn parse_lease_key(key: &str) -> Option<WorkerId> {
 }
 
 fn parse_id(s: &str) -> Option<WorkerId> {
-    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     s.parse().ok().map(WorkerId)
@@ -282,7 +297,11 @@ impl ShareAssembler {
     pub fn complete_digest(&self) -> Option<u64> {
         let head = self.chunks.get(&0)?;
         (0..head.count)
-            .all(|i| self.chunks.get(&i).is_some_and(|c| c.digest == head.digest && c.count == head.count))
+            .all(|i| {
+                self.chunks
+                    .get(&i)
+                    .is_some_and(|c| c.digest == head.digest && c.count == head.count)
+            })
             .then_some(head.digest)
     }
 
@@ -345,7 +364,10 @@ mod tests {
         assert_eq!(parse_lease_key("worker.+1"), None);
         assert_eq!(parse_lease_key("worker."), None);
         assert_eq!(parse_lease_key("leader"), None);
-        assert_eq!(parse_share_key(&share_key(WorkerId(12), 1, 3)), Some((WorkerId(12), 1, 3)));
+        assert_eq!(
+            parse_share_key(&share_key(WorkerId(12), 1, 3)),
+            Some((WorkerId(12), 1, 3))
+        );
         assert_eq!(parse_share_key("worker.12.2.0"), None);
         assert_eq!(parse_share_key("worker.12.0"), None);
         assert_eq!(parse_share_key("worker.12.0.0.0"), None);

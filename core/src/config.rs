@@ -131,22 +131,40 @@ impl Config {
         let bad = |field: &'static str, reason: String| Err(Error::InvalidConfig { field, reason });
         let p = &self.bucket_prefix;
         if p.is_empty() || p.len() > 48 {
-            return bad("bucket_prefix", format!("{p:?} must be 1 to 48 characters long"));
+            return bad(
+                "bucket_prefix",
+                format!("{p:?} must be 1 to 48 characters long"),
+            );
         }
-        if let Some(c) = p.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-            return bad("bucket_prefix", format!("{p:?} holds {c:?}; allowed are A-Z a-z 0-9 - _"));
+        if let Some(c) = p
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return bad(
+                "bucket_prefix",
+                format!("{p:?} holds {c:?}; allowed are A-Z a-z 0-9 - _"),
+            );
         }
         if !(1..=5).contains(&self.replicas) {
-            return bad("replicas", format!("{} must be within 1..=5", self.replicas));
+            return bad(
+                "replicas",
+                format!("{} must be within 1..=5", self.replicas),
+            );
         }
         if self.id_min > self.id_max {
-            return bad("id_min", format!("{} must not be above id_max ({})", self.id_min, self.id_max));
+            return bad(
+                "id_min",
+                format!("{} must not be above id_max ({})", self.id_min, self.id_max),
+            );
         }
         if let Some(WorkerId(id)) = self.preferred_id {
             if !(self.id_min..=self.id_max).contains(&id) {
                 return bad(
                     "preferred_id",
-                    format!("{id} must be within id_min..=id_max ({}..={})", self.id_min, self.id_max),
+                    format!(
+                        "{id} must be within id_min..=id_max ({}..={})",
+                        self.id_min, self.id_max
+                    ),
                 );
             }
         }
@@ -155,10 +173,19 @@ impl Config {
         }
         let ms = |d: Duration| d.as_millis();
         if self.heartbeat_interval < Duration::from_millis(10) {
-            return bad("heartbeat_interval", format!("{} ms must be at least 10 ms", ms(self.heartbeat_interval)));
+            return bad(
+                "heartbeat_interval",
+                format!("{} ms must be at least 10 ms", ms(self.heartbeat_interval)),
+            );
         }
         if self.lease_ttl < Duration::from_secs(1) {
-            return bad("lease_ttl", format!("{} ms must be at least 1 s (NATS TTLs are whole seconds)", ms(self.lease_ttl)));
+            return bad(
+                "lease_ttl",
+                format!(
+                    "{} ms must be at least 1 s (NATS TTLs are whole seconds)",
+                    ms(self.lease_ttl)
+                ),
+            );
         }
         if self.lease_ttl <= self.heartbeat_interval + self.safety_margin {
             return bad(
@@ -183,8 +210,13 @@ impl Config {
         if self.expected_workers == Some(0) {
             return bad("expected_workers", "must be at least 1 when set".into());
         }
-        if !(self.rebalance_threshold.is_finite() && (0.0..=10.0).contains(&self.rebalance_threshold)) {
-            return bad("rebalance_threshold", format!("{} must be within 0.0..=10.0", self.rebalance_threshold));
+        if !(self.rebalance_threshold.is_finite()
+            && (0.0..=10.0).contains(&self.rebalance_threshold))
+        {
+            return bad(
+                "rebalance_threshold",
+                format!("{} must be within 0.0..=10.0", self.rebalance_threshold),
+            );
         }
         if self.max_moves_per_round == 0 {
             return bad("max_moves_per_round", "must be at least 1".into());
@@ -196,10 +228,16 @@ impl Config {
             return bad("shutdown_timeout", "must be above zero".into());
         }
         if self.alert_after.windows(2).any(|w| w[0] > w[1]) {
-            return bad("alert_after", "thresholds must not decrease (Info <= Warn <= Error <= Critical)".into());
+            return bad(
+                "alert_after",
+                "thresholds must not decrease (Info <= Warn <= Error <= Critical)".into(),
+            );
         }
         if !(4096..=1_048_000).contains(&self.max_value_bytes) {
-            return bad("max_value_bytes", format!("{} must be within 4096..=1048000", self.max_value_bytes));
+            return bad(
+                "max_value_bytes",
+                format!("{} must be within 4096..=1048000", self.max_value_bytes),
+            );
         }
         Ok(())
     }

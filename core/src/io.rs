@@ -1,6 +1,9 @@
 //! What goes into a [`crate::Worker`] and what comes out of it.
 
-use crate::{Bucket, Entry, Epoch, Generation, KvOp, KvResult, Partition, PartitionId, RequestId, WatchId, WorkerId};
+use crate::{
+    Bucket, Entry, Epoch, Generation, KvOp, KvResult, Partition, PartitionId, RequestId, WatchId,
+    WorkerId,
+};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;

@@ -84,8 +84,8 @@ pub mod plan;
 mod rng;
 pub mod sim;
 pub mod strategy;
-mod worker;
 mod time;
+mod worker;
 
 pub use config::{Config, HandoffMode};
 pub use error::Error;

@@ -1,7 +1,9 @@
 //! KV value decoders never panic: arbitrary, truncated or foreign bytes give an error, and
 //! every value round-trips.
 
-use parti_core::codec::{self, CtlValue, GenRecord, LeaderValue, LeaseValue, Member, Phase, ShareAssembler, ShareChunk};
+use parti_core::codec::{
+    self, CtlValue, GenRecord, LeaderValue, LeaseValue, Member, Phase, ShareAssembler, ShareChunk,
+};
 use parti_core::{Epoch, Generation, PartitionId, WorkerId};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,8 +18,23 @@ fn decode_all(bytes: &[u8]) {
 
 fn sample_gen() -> GenRecord {
     let mut members = BTreeMap::new();
-    members.insert(WorkerId(3), Member { token: 7, digest: 42, chunks: 1, count: 2, slot: 1 });
-    GenRecord { v: 1, epoch: Epoch(9), generation: Generation(4), phase: Phase::Scaling, members }
+    members.insert(
+        WorkerId(3),
+        Member {
+            token: 7,
+            digest: 42,
+            chunks: 1,
+            count: 2,
+            slot: 1,
+        },
+    );
+    GenRecord {
+        v: 1,
+        epoch: Epoch(9),
+        generation: Generation(4),
+        phase: Phase::Scaling,
+        members,
+    }
 }
 
 proptest! {
@@ -53,28 +70,59 @@ proptest! {
 
 #[test]
 fn values_round_trip() {
-    let lease = LeaseValue { v: 1, token: 5, capacity: 2, applied: Some(Generation(3)), load: Some(0.5), departing: true, draining: false };
-    assert_eq!(codec::decode::<LeaseValue>("lease", &codec::encode(&lease)).unwrap(), lease);
+    let lease = LeaseValue {
+        v: 1,
+        token: 5,
+        capacity: 2,
+        applied: Some(Generation(3)),
+        load: Some(0.5),
+        departing: true,
+        draining: false,
+    };
+    assert_eq!(
+        codec::decode::<LeaseValue>("lease", &codec::encode(&lease)).unwrap(),
+        lease
+    );
     let gen = sample_gen();
-    assert_eq!(codec::decode::<GenRecord>("gen", &codec::encode(&gen)).unwrap(), gen);
+    assert_eq!(
+        codec::decode::<GenRecord>("gen", &codec::encode(&gen)).unwrap(),
+        gen
+    );
 }
 
 #[test]
 fn foreign_values_are_refused_with_a_reason() {
     let err = codec::decode::<LeaseValue>("lease", b"hello").unwrap_err();
-    assert!(err.to_string().starts_with("cannot decode lease: not a parti value"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot decode lease: not a parti value"),
+        "{err}"
+    );
     let err = codec::decode::<LeaseValue>("lease", br#"{"token":1}"#).unwrap_err();
     assert!(err.to_string().contains("no version field"), "{err}");
-    let err = codec::decode::<ShareChunk>("share", br#"{"v":1,"digest":1,"index":0,"count":1,"partitions":["a..b"]}"#).unwrap_err();
+    let err = codec::decode::<ShareChunk>(
+        "share",
+        br#"{"v":1,"digest":1,"index":0,"count":1,"partitions":["a..b"]}"#,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("key 1 is empty"), "{err}");
-    let err = codec::decode::<ShareChunk>("share", br#"{"v":1,"digest":1,"index":2,"count":1,"partitions":[]}"#).unwrap_err();
+    let err = codec::decode::<ShareChunk>(
+        "share",
+        br#"{"v":1,"digest":1,"index":2,"count":1,"partitions":[]}"#,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("chunk 2 of 1"), "{err}");
 }
 
 #[test]
 fn a_share_with_a_missing_or_stale_chunk_is_not_assembled() {
-    let parts: BTreeSet<PartitionId> = (0..2000).map(|i| PartitionId::parse(&format!("t.{i}")).unwrap()).collect();
-    let chunks: Vec<ShareChunk> = codec::encode_share(&parts, 4096).iter().map(|b| codec::decode("share", b).unwrap()).collect();
+    let parts: BTreeSet<PartitionId> = (0..2000)
+        .map(|i| PartitionId::parse(&format!("t.{i}")).unwrap())
+        .collect();
+    let chunks: Vec<ShareChunk> = codec::encode_share(&parts, 4096)
+        .iter()
+        .map(|b| codec::decode("share", b).unwrap())
+        .collect();
     assert!(chunks.len() >= 3);
     let mut asm = ShareAssembler::default();
     for c in &chunks[..chunks.len() - 1] {
@@ -84,7 +132,11 @@ fn a_share_with_a_missing_or_stale_chunk_is_not_assembled() {
     let mut stale = chunks[chunks.len() - 1].clone();
     stale.digest ^= 1;
     asm.insert(stale);
-    assert_eq!(asm.assemble(), None, "the last chunk belongs to another share");
+    assert_eq!(
+        asm.assemble(),
+        None,
+        "the last chunk belongs to another share"
+    );
     asm.insert(chunks[chunks.len() - 1].clone());
     assert_eq!(asm.assemble(), Some(parts));
 }

@@ -28,22 +28,107 @@ fn defaults_are_valid_and_match_the_go_library() {
 #[test]
 fn each_bad_field_is_named() {
     let d = Config::default;
-    assert_eq!(field_of(Config { lease_ttl: Duration::from_secs(2), ..d() }), "lease_ttl");
-    assert_eq!(field_of(Config { heartbeat_interval: Duration::ZERO, ..d() }), "heartbeat_interval");
-    assert_eq!(field_of(Config { id_min: 10, id_max: 5, ..d() }), "id_min");
-    assert_eq!(field_of(Config { preferred_id: Some(WorkerId(100)), ..d() }), "preferred_id");
-    assert_eq!(field_of(Config { bucket_prefix: "a.b".into(), ..d() }), "bucket_prefix");
-    assert_eq!(field_of(Config { bucket_prefix: String::new(), ..d() }), "bucket_prefix");
+    assert_eq!(
+        field_of(Config {
+            lease_ttl: Duration::from_secs(2),
+            ..d()
+        }),
+        "lease_ttl"
+    );
+    assert_eq!(
+        field_of(Config {
+            heartbeat_interval: Duration::ZERO,
+            ..d()
+        }),
+        "heartbeat_interval"
+    );
+    assert_eq!(
+        field_of(Config {
+            id_min: 10,
+            id_max: 5,
+            ..d()
+        }),
+        "id_min"
+    );
+    assert_eq!(
+        field_of(Config {
+            preferred_id: Some(WorkerId(100)),
+            ..d()
+        }),
+        "preferred_id"
+    );
+    assert_eq!(
+        field_of(Config {
+            bucket_prefix: "a.b".into(),
+            ..d()
+        }),
+        "bucket_prefix"
+    );
+    assert_eq!(
+        field_of(Config {
+            bucket_prefix: String::new(),
+            ..d()
+        }),
+        "bucket_prefix"
+    );
     assert_eq!(field_of(Config { replicas: 0, ..d() }), "replicas");
     assert_eq!(field_of(Config { capacity: 0, ..d() }), "capacity");
-    assert_eq!(field_of(Config { expected_workers: Some(0), ..d() }), "expected_workers");
-    assert_eq!(field_of(Config { rebalance_threshold: -0.1, ..d() }), "rebalance_threshold");
-    assert_eq!(field_of(Config { rebalance_threshold: f64::NAN, ..d() }), "rebalance_threshold");
-    assert_eq!(field_of(Config { max_moves_per_round: 0, ..d() }), "max_moves_per_round");
-    assert_eq!(field_of(Config { revoke_timeout: Duration::ZERO, ..d() }), "revoke_timeout");
-    assert_eq!(field_of(Config { shutdown_timeout: Duration::ZERO, ..d() }), "shutdown_timeout");
-    assert_eq!(field_of(Config { planned_scale_window: Duration::from_secs(60), ..d() }), "planned_scale_window");
-    assert_eq!(field_of(Config { max_value_bytes: 2 << 20, ..d() }), "max_value_bytes");
+    assert_eq!(
+        field_of(Config {
+            expected_workers: Some(0),
+            ..d()
+        }),
+        "expected_workers"
+    );
+    assert_eq!(
+        field_of(Config {
+            rebalance_threshold: -0.1,
+            ..d()
+        }),
+        "rebalance_threshold"
+    );
+    assert_eq!(
+        field_of(Config {
+            rebalance_threshold: f64::NAN,
+            ..d()
+        }),
+        "rebalance_threshold"
+    );
+    assert_eq!(
+        field_of(Config {
+            max_moves_per_round: 0,
+            ..d()
+        }),
+        "max_moves_per_round"
+    );
+    assert_eq!(
+        field_of(Config {
+            revoke_timeout: Duration::ZERO,
+            ..d()
+        }),
+        "revoke_timeout"
+    );
+    assert_eq!(
+        field_of(Config {
+            shutdown_timeout: Duration::ZERO,
+            ..d()
+        }),
+        "shutdown_timeout"
+    );
+    assert_eq!(
+        field_of(Config {
+            planned_scale_window: Duration::from_secs(60),
+            ..d()
+        }),
+        "planned_scale_window"
+    );
+    assert_eq!(
+        field_of(Config {
+            max_value_bytes: 2 << 20,
+            ..d()
+        }),
+        "max_value_bytes"
+    );
     let mut alerts = d();
     alerts.alert_after[1] = Duration::from_secs(500);
     assert_eq!(field_of(alerts), "alert_after");
@@ -51,7 +136,12 @@ fn each_bad_field_is_named() {
 
 #[test]
 fn messages_say_the_allowed_range() {
-    let err = Config { lease_ttl: Duration::from_secs(2), ..Config::default() }.validate().unwrap_err();
+    let err = Config {
+        lease_ttl: Duration::from_secs(2),
+        ..Config::default()
+    }
+    .validate()
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid config: lease_ttl: 2000 ms must be above heartbeat_interval + safety_margin (3000 ms)"
@@ -60,22 +150,38 @@ fn messages_say_the_allowed_range() {
 
 #[test]
 fn worker_new_refuses_an_invalid_config() {
-    let bad = Config { replicas: 9, ..Config::default() };
-    assert!(matches!(parti_core::Worker::new(bad, parti_core::Instant::ZERO), Err(Error::InvalidConfig { field: "replicas", .. })));
+    let bad = Config {
+        replicas: 9,
+        ..Config::default()
+    };
+    assert!(matches!(
+        parti_core::Worker::new(bad, parti_core::Instant::ZERO),
+        Err(Error::InvalidConfig {
+            field: "replicas",
+            ..
+        })
+    ));
 }
 
 #[test]
 fn partitions_are_validated_by_name() {
     let msg = |r: Result<Partition, Error>| r.unwrap_err().to_string();
-    assert_eq!(msg(Partition::new::<&str>(&[], 1)), "invalid partition \"\": key list is empty");
+    assert_eq!(
+        msg(Partition::new::<&str>(&[], 1)),
+        "invalid partition \"\": key list is empty"
+    );
     assert!(msg(Partition::new(&["orders", ""], 1)).contains("key 1 is empty"));
     assert!(msg(Partition::new(&["orders", "a b"], 1)).contains("holds ' '"));
     assert!(msg(Partition::new(&["orders", "a.b"], 1)).contains("holds '.'"));
     assert!(msg(Partition::new(&["orders", "*"], 1)).contains("holds '*'"));
-    assert!(msg(Partition::new(&["orders", "0"], 0)).contains("\"orders.0\": weight must be at least 1"));
+    assert!(msg(Partition::new(&["orders", "0"], 0))
+        .contains("\"orders.0\": weight must be at least 1"));
     let p = Partition::new(&["orders", "7"], 5).unwrap();
     assert_eq!(p.subject(), "orders.7");
     assert_eq!(p.keys().collect::<Vec<_>>(), ["orders", "7"]);
     let dup = parti_core::partition::validate_partitions(&[p.clone(), p]).unwrap_err();
-    assert_eq!(dup.to_string(), "invalid partition \"orders.7\": listed twice");
+    assert_eq!(
+        dup.to_string(),
+        "invalid partition \"orders.7\": listed twice"
+    );
 }

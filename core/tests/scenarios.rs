@@ -8,8 +8,16 @@ use std::time::Duration;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-fn cluster(workers: u32, partitions: u32, seed: u64, edit: impl FnOnce(&mut Config)) -> (Sim, Vec<NodeId>) {
-    let mut config = Config { expected_workers: Some(workers), ..Config::default() };
+fn cluster(
+    workers: u32,
+    partitions: u32,
+    seed: u64,
+    edit: impl FnOnce(&mut Config),
+) -> (Sim, Vec<NodeId>) {
+    let mut config = Config {
+        expected_workers: Some(workers),
+        ..Config::default()
+    };
     edit(&mut config);
     let mut sim = Sim::new(config, SimConfig::default(), seed).unwrap();
     sim.set_partitions(numbered_partitions(partitions));
@@ -49,7 +57,11 @@ fn a_rolling_restart_moves_nothing_and_raises_no_emergency() {
     for n in nodes {
         sim.stop(n, false);
         let exited = sim.run_until_true(SECS(15), |s| s.status(n) == NodeStatus::Stopped);
-        assert!(exited.is_some(), "node {n} did not stop:\n{}", sim.trace().tail(40));
+        assert!(
+            exited.is_some(),
+            "node {n} did not stop:\n{}",
+            sim.trace().tail(40)
+        );
         sim.run_for(SECS(1));
         sim.restart(n);
         sim.must_converge(SECS(120));
@@ -63,8 +75,10 @@ fn a_leader_restart_moves_nothing() {
     let (mut sim, _) = settled(3, 60, 3);
     let leader = sim.leader().unwrap();
     sim.stop(leader, false);
-    sim.run_until_true(SECS(15), |s| s.status(leader) == NodeStatus::Stopped).expect("the leader stops");
-    sim.run_until_true(SECS(30), |s| s.leader().is_some()).expect("a new leader");
+    sim.run_until_true(SECS(15), |s| s.status(leader) == NodeStatus::Stopped)
+        .expect("the leader stops");
+    sim.run_until_true(SECS(30), |s| s.leader().is_some())
+        .expect("a new leader");
     sim.restart(leader);
     sim.must_converge(SECS(120));
     assert_eq!(sim.stats().moves, 0, "{}", sim.trace().tail(60));
@@ -78,7 +92,10 @@ fn a_crashed_follower_is_replaced_soon_after_its_lease_expires() {
     sim.crash(victim);
     let took = sim.must_converge(SECS(60));
     let cfg = sim.template().clone();
-    assert!(took <= cfg.lease_ttl + cfg.emergency_grace + SECS(2), "took {took:?}");
+    assert!(
+        took <= cfg.lease_ttl + cfg.emergency_grace + SECS(2),
+        "took {took:?}"
+    );
     assert_eq!(sim.stats().moves, lost);
     assert!(sim.stats().emergencies >= 1);
 }
@@ -89,7 +106,10 @@ fn an_isolated_worker_fences_before_its_partitions_move() {
     let victim = follower(&sim, &nodes);
     sim.isolate(victim);
     sim.run_for(SECS(20));
-    assert!(sim.holdings(victim).is_empty(), "a cut-off worker must have fenced");
+    assert!(
+        sim.holdings(victim).is_empty(),
+        "a cut-off worker must have fenced"
+    );
     sim.heal(victim);
     sim.must_converge(SECS(120));
 }
@@ -110,7 +130,10 @@ fn a_kv_outage_in_strict_mode_fences_everyone_then_recovers_fully() {
     sim.set_kv_outage(true);
     sim.run_for(SECS(10));
     for n in &nodes {
-        assert!(sim.holdings(*n).is_empty(), "node {n} must fence when it cannot renew");
+        assert!(
+            sim.holdings(*n).is_empty(),
+            "node {n} must fence when it cannot renew"
+        );
         assert_eq!(sim.state(*n), State::Degraded, "node {n}");
     }
     sim.set_kv_outage(false);
@@ -144,7 +167,16 @@ fn a_kv_outage_in_relaxed_mode_keeps_the_assignment_and_escalates_alerts() {
                 _ => None,
             })
             .collect();
-        assert_eq!(levels, [AlertLevel::Info, AlertLevel::Warn, AlertLevel::Error, AlertLevel::Critical], "node {n}");
+        assert_eq!(
+            levels,
+            [
+                AlertLevel::Info,
+                AlertLevel::Warn,
+                AlertLevel::Error,
+                AlertLevel::Critical
+            ],
+            "node {n}"
+        );
     }
     sim.set_kv_outage(false);
     sim.must_converge(SECS(120));

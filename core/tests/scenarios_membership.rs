@@ -7,7 +7,12 @@ use std::time::Duration;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-fn cluster(workers: u32, partitions: u32, seed: u64, edit: impl FnOnce(&mut Config)) -> (Sim, Vec<NodeId>) {
+fn cluster(
+    workers: u32,
+    partitions: u32,
+    seed: u64,
+    edit: impl FnOnce(&mut Config),
+) -> (Sim, Vec<NodeId>) {
     let mut config = Config::default();
     edit(&mut config);
     let mut sim = Sim::new(config, SimConfig::default(), seed).unwrap();
@@ -25,7 +30,10 @@ fn all_owned_once(sim: &Sim, count: usize) -> bool {
 fn cold_start_of_ten_workers_waits_for_the_window_then_shares_evenly() {
     let (mut sim, nodes) = cluster(10, 200, 21, |_| {});
     sim.run_for(SECS(20));
-    assert!(sim.owners().is_empty(), "nothing is assigned before the cold-start window ends");
+    assert!(
+        sim.owners().is_empty(),
+        "nothing is assigned before the cold-start window ends"
+    );
     let took = sim.must_converge(SECS(60));
     assert!(took <= SECS(45), "cold start took {took:?}");
     assert!(all_owned_once(&sim, 200));
@@ -50,7 +58,10 @@ fn a_join_waits_for_the_scale_window_then_moves_about_a_fair_share() {
     let joined_at = sim.now();
     let newcomer = sim.add_node();
     sim.run_for(SECS(5));
-    assert!(sim.holdings(newcomer).is_empty(), "the planned scale window (10 s) debounces joins");
+    assert!(
+        sim.holdings(newcomer).is_empty(),
+        "the planned scale window (10 s) debounces joins"
+    );
     sim.must_converge(SECS(60));
     assert!(sim.now() - joined_at >= SECS(10));
     assert!(all_owned_once(&sim, 90));
@@ -74,7 +85,11 @@ fn a_graceful_leave_hands_its_partitions_over_without_an_emergency() {
     assert_eq!(sim.status(leaving), NodeStatus::Stopped);
     assert!(sim.now() - asked < SECS(15), "a leave is planned at once");
     assert!(all_owned_once(&sim, 60));
-    assert_eq!(sim.stats().moves, handed, "only the leaver's partitions move");
+    assert_eq!(
+        sim.stats().moves,
+        handed,
+        "only the leaver's partitions move"
+    );
     assert_eq!(sim.stats().emergencies, 0);
 }
 
@@ -84,9 +99,15 @@ fn a_drain_moves_everything_away_then_reports_drained() {
     sim.must_converge(SECS(30));
     sim.drain(nodes[1]);
     let drained = sim.run_until_true(SECS(20), |s| {
-        s.events().iter().any(|(_, n, e)| *n == nodes[1] && *e == Event::Drained)
+        s.events()
+            .iter()
+            .any(|(_, n, e)| *n == nodes[1] && *e == Event::Drained)
     });
-    assert!(drained.is_some(), "no Drained event:\n{}", sim.trace().tail(40));
+    assert!(
+        drained.is_some(),
+        "no Drained event:\n{}",
+        sim.trace().tail(40)
+    );
     assert!(sim.holdings(nodes[1]).is_empty());
     sim.must_converge(SECS(30));
     assert!(all_owned_once(&sim, 60));
@@ -102,16 +123,24 @@ fn a_follower_crash_right_after_a_rebalance_is_reassigned_within_ttl_plus_grace(
     sim.add_node();
     // Wait for the join's rebalance to commit its first step, then crash a follower at once.
     let gen_before = sim.worker(nodes[0]).unwrap().applied_generation();
-    sim.run_until_true(SECS(30), |s| s.worker(nodes[0]).unwrap().applied_generation() > gen_before)
-        .expect("the join rebalances");
+    sim.run_until_true(SECS(30), |s| {
+        s.worker(nodes[0]).unwrap().applied_generation() > gen_before
+    })
+    .expect("the join rebalances");
     let leader = sim.leader().unwrap();
     let victim = *nodes.iter().find(|n| **n != leader).unwrap();
     sim.crash(victim);
     let crashed_at = sim.now();
-    let done = sim.run_until_true(SECS(60), |s| all_owned_once(s, 90)).expect("reassigned");
+    let done = sim
+        .run_until_true(SECS(60), |s| all_owned_once(s, 90))
+        .expect("reassigned");
     let cfg = sim.template().clone();
     let bound = cfg.lease_ttl + cfg.emergency_grace + SECS(1);
-    assert!(done - crashed_at <= bound, "reassigned after {:?} (bound {bound:?})", done - crashed_at);
+    assert!(
+        done - crashed_at <= bound,
+        "reassigned after {:?} (bound {bound:?})",
+        done - crashed_at
+    );
     sim.must_converge(SECS(60));
     assert!(sim.stats().emergencies >= 1);
 }
@@ -124,12 +153,22 @@ fn a_leader_crash_moves_only_the_leaders_partitions_and_a_new_leader_follows_wit
     let its = sim.holdings(leader).len() as u64;
     let crashed_at = sim.now();
     sim.crash(leader);
-    let elected = sim.run_until_true(SECS(30), |s| s.leader().is_some()).expect("a new leader");
+    let elected = sim
+        .run_until_true(SECS(30), |s| s.leader().is_some())
+        .expect("a new leader");
     let cfg = sim.template().clone();
-    assert!(elected - crashed_at <= cfg.lease_ttl + SECS(1), "new leader after {:?}", elected - crashed_at);
+    assert!(
+        elected - crashed_at <= cfg.lease_ttl + SECS(1),
+        "new leader after {:?}",
+        elected - crashed_at
+    );
     sim.must_converge(SECS(60));
     assert!(all_owned_once(&sim, 80));
-    assert_eq!(sim.stats().moves, its, "a failover moves nothing but the dead leader's partitions");
+    assert_eq!(
+        sim.stats().moves,
+        its,
+        "a failover moves nothing but the dead leader's partitions"
+    );
 }
 
 #[test]
@@ -148,7 +187,10 @@ fn every_state_transition_is_reported_in_order() {
         })
         .collect();
     assert_eq!(states.first(), Some(&(State::Init, State::ClaimingId)));
-    assert!(states.windows(2).all(|w| w[0].1 == w[1].0), "transitions chain: {states:?}");
+    assert!(
+        states.windows(2).all(|w| w[0].1 == w[1].0),
+        "transitions chain: {states:?}"
+    );
     assert_eq!(states.last().map(|s| s.1), Some(State::Stable));
     assert!(states.iter().any(|s| s.1 == State::WaitingAssignment));
 }

@@ -8,8 +8,16 @@ use std::time::Duration;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-fn settled(workers: u32, partitions: u32, seed: u64, edit: impl FnOnce(&mut Config)) -> (Sim, Vec<NodeId>) {
-    let mut config = Config { expected_workers: Some(workers), ..Config::default() };
+fn settled(
+    workers: u32,
+    partitions: u32,
+    seed: u64,
+    edit: impl FnOnce(&mut Config),
+) -> (Sim, Vec<NodeId>) {
+    let mut config = Config {
+        expected_workers: Some(workers),
+        ..Config::default()
+    };
     edit(&mut config);
     let mut sim = Sim::new(config, SimConfig::default(), seed).unwrap();
     sim.set_partitions(numbered_partitions(partitions));
@@ -27,7 +35,11 @@ fn follower(sim: &Sim, nodes: &[NodeId]) -> NodeId {
 fn assert_owned_exactly_once(sim: &Sim) {
     let owners = sim.owners();
     let listed: Vec<_> = sim.partitions().iter().map(|p| p.id().clone()).collect();
-    assert_eq!(owners.keys().cloned().collect::<Vec<_>>(), listed, "held set differs from the list");
+    assert_eq!(
+        owners.keys().cloned().collect::<Vec<_>>(),
+        listed,
+        "held set differs from the list"
+    );
     for (p, o) in &owners {
         assert_eq!(o.len(), 1, "{p} owned by {o:?}");
     }
@@ -40,7 +52,11 @@ fn refresh_adding_partitions_50_to_70_assigns_the_new_ones_and_moves_nothing() {
     sim.refresh(follower(&sim, &nodes));
     sim.must_converge(SECS(30));
     assert_owned_exactly_once(&sim);
-    assert_eq!(sim.stats().moves, 0, "new partitions go to workers, old ones stay");
+    assert_eq!(
+        sim.stats().moves,
+        0,
+        "new partitions go to workers, old ones stay"
+    );
     for n in &nodes {
         let held = sim.holdings(*n).len();
         assert!((23..=24).contains(&held), "node {n} holds {held} of 70");
@@ -56,11 +72,22 @@ fn refresh_removing_partitions_100_to_70_releases_the_removed_ones() {
     sim.must_converge(SECS(30));
     assert_owned_exactly_once(&sim);
     for n in &nodes {
-        assert!(sim.holdings(*n).iter().all(|p| p.as_str() < "p0070"), "node {n} kept a removed partition");
-        assert_eq!(sim.subscribed(*n), sim.holdings(*n), "node {n}: unsubscribed what it released");
+        assert!(
+            sim.holdings(*n).iter().all(|p| p.as_str() < "p0070"),
+            "node {n} kept a removed partition"
+        );
+        assert_eq!(
+            sim.subscribed(*n),
+            sim.holdings(*n),
+            "node {n}: unsubscribed what it released"
+        );
     }
     // Balance is restored with at most a handful of moves (70 / 3 does not divide evenly).
-    assert!(sim.stats().moves - before <= 10, "moved {}", sim.stats().moves - before);
+    assert!(
+        sim.stats().moves - before <= 10,
+        "moved {}",
+        sim.stats().moves - before
+    );
 }
 
 #[test]
@@ -77,11 +104,17 @@ fn refresh_changing_weights_100_to_200_keeps_every_partition_owned_and_balanced(
     sim.must_converge(SECS(30));
     assert_owned_exactly_once(&sim);
     let weight = |n: &NodeId| -> u64 {
-        sim.holdings(*n).iter().map(|p| heavier.iter().find(|q| q.id() == p).unwrap().weight()).sum()
+        sim.holdings(*n)
+            .iter()
+            .map(|p| heavier.iter().find(|q| q.id() == p).unwrap().weight())
+            .sum()
     };
     let loads: Vec<u64> = nodes.iter().map(weight).collect();
     let mean = loads.iter().sum::<u64>() / 3;
-    assert!(loads.iter().all(|l| *l <= mean + 200), "loads {loads:?} around mean {mean}");
+    assert!(
+        loads.iter().all(|l| *l <= mean + 200),
+        "loads {loads:?} around mean {mean}"
+    );
 }
 
 #[test]
@@ -97,9 +130,15 @@ fn manual_refresh_bypasses_the_rebalance_cooldown() {
     let asked = sim.now();
     sim.refresh(follower(&sim, &nodes));
     let done = sim
-        .run_until_true(SECS(30), |s| s.owners().len() == 60 && s.owners().values().all(|o| o.len() == 1))
+        .run_until_true(SECS(30), |s| {
+            s.owners().len() == 60 && s.owners().values().all(|o| o.len() == 1)
+        })
         .expect("the new partitions are owned");
-    assert!(done - asked < SECS(2), "refresh took {:?} despite the cooldown", done - asked);
+    assert!(
+        done - asked < SECS(2),
+        "refresh took {:?} despite the cooldown",
+        done - asked
+    );
     sim.assert_clean();
 }
 
@@ -110,7 +149,11 @@ fn a_failing_source_is_retried_and_its_list_applied_once_it_recovers() {
     sim.set_partitions(numbered_partitions(40));
     sim.refresh(nodes[1]);
     sim.run_for(SECS(5));
-    assert_eq!(sim.owners().len(), 30, "nothing changes while the source fails");
+    assert_eq!(
+        sim.owners().len(),
+        30,
+        "nothing changes while the source fails"
+    );
     sim.set_source_failing(false);
     sim.must_converge(SECS(60));
     assert_owned_exactly_once(&sim);

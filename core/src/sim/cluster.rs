@@ -11,8 +11,8 @@ use super::trace::{Trace, TraceKind};
 use super::{rand_between, NodeId};
 use crate::codec::{self, LeaseValue};
 use crate::{
-    Action, Bucket, Config, Error, Event, HandoffMode, Input, Instant, Operation, Partition, PartitionId, RequestId, Rng,
-    State, Worker, WorkerId,
+    Action, Bucket, Config, Error, Event, HandoffMode, Input, Instant, Operation, Partition,
+    PartitionId, RequestId, Rng, State, Worker, WorkerId,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -85,10 +85,21 @@ pub struct Stats {
 
 #[derive(Debug)]
 enum Ev {
-    Timer { node: NodeId, seq: u64 },
+    Timer {
+        node: NodeId,
+        seq: u64,
+    },
     Fault(usize),
-    Partitions { node: NodeId, incarnation: u32, id: RequestId },
-    Unsubscribed { node: NodeId, incarnation: u32, partition: PartitionId },
+    Partitions {
+        node: NodeId,
+        incarnation: u32,
+        id: RequestId,
+    },
+    Unsubscribed {
+        node: NodeId,
+        incarnation: u32,
+        partition: PartitionId,
+    },
     CheckIds,
 }
 
@@ -180,7 +191,8 @@ impl Sim {
 
     /// Adds a node and starts a worker on it now, from the template.
     pub fn add_node(&mut self) -> NodeId {
-        self.add_node_with(|_| {}).expect("the template was validated")
+        self.add_node_with(|_| {})
+            .expect("the template was validated")
     }
 
     /// Adds a node whose configuration is the template changed by `edit` (capacity, a
@@ -213,7 +225,8 @@ impl Sim {
         config.instance_token = token;
         config.preferred_id = node.last_id.or(config.preferred_id);
         let preferred = config.preferred_id;
-        let worker = Worker::new(config, node.clock.local(now)).expect("node configs are validated");
+        let worker =
+            Worker::new(config, node.clock.local(now)).expect("node configs are validated");
         node.worker = Some(worker);
         node.status = NodeStatus::Running;
         node.applied = None;
@@ -228,7 +241,15 @@ impl Sim {
         self.net.attach(now, n, incarnation);
         self.layout_changed_at = now;
         self.stats.starts += 1;
-        self.trace.push(now, Some(n), TraceKind::Started { incarnation, token, preferred });
+        self.trace.push(
+            now,
+            Some(n),
+            TraceKind::Started {
+                incarnation,
+                token,
+                preferred,
+            },
+        );
         self.after_handle(n, true);
     }
 
@@ -253,7 +274,11 @@ impl Sim {
         self.mark_dirty(n);
         self.ids_dirty = true;
         self.layout_changed_at = self.now;
-        let what = if status == NodeStatus::Crashed { TraceKind::Crashed } else { TraceKind::Exited };
+        let what = if status == NodeStatus::Crashed {
+            TraceKind::Crashed
+        } else {
+            TraceKind::Exited
+        };
         self.trace.push(self.now, Some(n), what);
     }
 
@@ -294,13 +319,20 @@ impl Sim {
         } else {
             let mut deliveries = std::mem::take(&mut self.deliveries);
             let mut changes = std::mem::take(&mut self.changes);
-            let at = self.net.step(&mut deliveries, &mut changes).expect("peeked");
+            let at = self
+                .net
+                .step(&mut deliveries, &mut changes)
+                .expect("peeked");
             self.now = self.now.max(at);
             for c in changes.drain(..) {
                 self.on_kv_change(&c);
             }
             for d in deliveries.drain(..) {
-                if self.nodes.get(d.node.0).is_some_and(|n| n.incarnation == d.incarnation) {
+                if self
+                    .nodes
+                    .get(d.node.0)
+                    .is_some_and(|n| n.incarnation == d.incarnation)
+                {
                     self.deliver(d.node, d.input);
                 }
             }
@@ -327,7 +359,11 @@ impl Sim {
 
     /// Runs until `pred` holds (checked now and after every step) or `bound` passes. Returns the
     /// time it first held, or `None` (the clock then stands at the deadline).
-    pub fn run_until_true(&mut self, bound: Duration, mut pred: impl FnMut(&Sim) -> bool) -> Option<Instant> {
+    pub fn run_until_true(
+        &mut self,
+        bound: Duration,
+        mut pred: impl FnMut(&Sim) -> bool,
+    ) -> Option<Instant> {
         let deadline = self.now + bound;
         loop {
             if pred(self) {
@@ -373,9 +409,15 @@ impl Sim {
             if next.is_none_or(|t| t > deadline) {
                 self.now = self.now.max(deadline);
                 let details = self.unsettled_details(bound);
-                self.checker.record(self.now, ViolationKind::NotConverged, details);
+                self.checker
+                    .record(self.now, ViolationKind::NotConverged, details);
                 self.report_violations();
-                return Err(self.checker.violations.last().expect("just recorded").clone());
+                return Err(self
+                    .checker
+                    .violations
+                    .last()
+                    .expect("just recorded")
+                    .clone());
             }
             self.step();
         }
@@ -383,7 +425,9 @@ impl Sim {
 
     /// The quiet period [`Sim::converge`] waits for.
     pub fn quiet_period(&self) -> Duration {
-        self.config.quiet_period.unwrap_or(2 * self.template.heartbeat_interval)
+        self.config
+            .quiet_period
+            .unwrap_or(2 * self.template.heartbeat_interval)
     }
 
     /// Whether the cluster looks settled right now: every listed partition is held by exactly
@@ -392,21 +436,45 @@ impl Sim {
     pub fn is_settled(&self) -> bool {
         let owners = self.holdings.owners();
         owners.len() == self.partitions.len()
-            && self.partitions.iter().all(|p| self.holdings.holders(p.id()).len() == 1)
-            && self.nodes.iter().all(|n| n.status != NodeStatus::Running || n.state == State::Stable)
+            && self
+                .partitions
+                .iter()
+                .all(|p| self.holdings.holders(p.id()).len() == 1)
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.status != NodeStatus::Running || n.state == State::Stable)
     }
 
     fn unsettled_details(&self, bound: Duration) -> String {
         let listed: BTreeSet<&PartitionId> = self.partitions.iter().map(Partition::id).collect();
-        let unowned = listed.iter().filter(|p| self.holdings.holders(p).is_empty()).count();
-        let shared = self.holdings.owners().values().filter(|n| n.len() > 1).count();
-        let stray = self.holdings.owners().keys().filter(|p| !listed.contains(p)).count();
+        let unowned = listed
+            .iter()
+            .filter(|p| self.holdings.holders(p).is_empty())
+            .count();
+        let shared = self
+            .holdings
+            .owners()
+            .values()
+            .filter(|n| n.len() > 1)
+            .count();
+        let stray = self
+            .holdings
+            .owners()
+            .keys()
+            .filter(|p| !listed.contains(p))
+            .count();
         let nodes: Vec<String> = self
             .nodes
             .iter()
             .enumerate()
             .map(|(i, n)| match n.running() {
-                Some(w) => format!("n{i}:{}/{:?}/{}", n.state, w.worker_id().map(|w| w.0), n.held.len()),
+                Some(w) => format!(
+                    "n{i}:{}/{:?}/{}",
+                    n.state,
+                    w.worker_id().map(|w| w.0),
+                    n.held.len()
+                ),
                 None => format!("n{i}:{:?}", n.status),
             })
             .collect();
@@ -437,14 +505,25 @@ impl Sim {
                 let fault = self.faults[i].clone();
                 self.apply_fault(&fault);
             }
-            Ev::Partitions { node, incarnation, id } => {
+            Ev::Partitions {
+                node,
+                incarnation,
+                id,
+            } => {
                 if self.is_current(node, incarnation) {
-                    let result =
-                        if self.source_failing { Err("partition source unavailable".to_owned()) } else { Ok(self.partitions.clone()) };
+                    let result = if self.source_failing {
+                        Err("partition source unavailable".to_owned())
+                    } else {
+                        Ok(self.partitions.clone())
+                    };
                     self.deliver(node, Input::Partitions { id, result });
                 }
             }
-            Ev::Unsubscribed { node, incarnation, partition } => {
+            Ev::Unsubscribed {
+                node,
+                incarnation,
+                partition,
+            } => {
                 if self.is_current(node, incarnation) {
                     self.deliver(node, Input::Unsubscribed(partition));
                 }
@@ -497,7 +576,8 @@ impl Sim {
         let worker = node.worker.as_mut().expect("running");
         if let Err(e) = worker.handle_input(local, input) {
             self.stats.input_errors += 1;
-            self.trace.push(self.now, Some(n), TraceKind::InputRefused(e.to_string()));
+            self.trace
+                .push(self.now, Some(n), TraceKind::InputRefused(e.to_string()));
         }
         self.after_handle(n, unsubscribed);
     }
@@ -507,7 +587,10 @@ impl Sim {
         let mut actions = std::mem::take(&mut self.actions);
         let mut events = std::mem::take(&mut self.worker_events);
         {
-            let worker = self.nodes[n.0].worker.as_mut().expect("handled by a worker");
+            let worker = self.nodes[n.0]
+                .worker
+                .as_mut()
+                .expect("handled by a worker");
             while let Some(a) = worker.poll_action() {
                 actions.push(a);
             }
@@ -520,7 +603,14 @@ impl Sim {
             match action {
                 Action::ListPartitions(id) => {
                     let at = self.now + rand_between(&mut self.rng, self.config.source_delay);
-                    self.queue.push(at, Ev::Partitions { node: n, incarnation, id });
+                    self.queue.push(
+                        at,
+                        Ev::Partitions {
+                            node: n,
+                            incarnation,
+                            id,
+                        },
+                    );
                 }
                 Action::Subscribe(p) => {
                     self.nodes[n.0].subscribed.insert(p);
@@ -530,8 +620,16 @@ impl Sim {
                     self.nodes[n.0].subscribed.remove(&p);
                     dirty = true;
                     if !self.rng.chance(self.config.unsubscribe_stuck_prob) {
-                        let at = self.now + rand_between(&mut self.rng, self.config.unsubscribe_delay);
-                        self.queue.push(at, Ev::Unsubscribed { node: n, incarnation, partition: p });
+                        let at =
+                            self.now + rand_between(&mut self.rng, self.config.unsubscribe_delay);
+                        self.queue.push(
+                            at,
+                            Ev::Unsubscribed {
+                                node: n,
+                                incarnation,
+                                partition: p,
+                            },
+                        );
                     }
                 }
                 other => {
@@ -587,11 +685,9 @@ impl Sim {
             Event::StateChanged { from, to } => {
                 if *to == State::Emergency && self.nodes[n.0].state != State::Emergency {
                     self.stats.emergency_entries += 1;
-                    let others = self
-                        .nodes
-                        .iter()
-                        .enumerate()
-                        .any(|(i, x)| i != n.0 && x.status == NodeStatus::Running && x.state == State::Emergency);
+                    let others = self.nodes.iter().enumerate().any(|(i, x)| {
+                        i != n.0 && x.status == NodeStatus::Running && x.state == State::Emergency
+                    });
                     if !others {
                         self.stats.emergencies += 1;
                     }
@@ -600,19 +696,40 @@ impl Sim {
                 self.layout_changed_at = now;
                 self.ids_dirty = true;
                 dirty = true;
-                self.trace.push(now, Some(n), TraceKind::State { from: *from, to: *to });
+                self.trace.push(
+                    now,
+                    Some(n),
+                    TraceKind::State {
+                        from: *from,
+                        to: *to,
+                    },
+                );
             }
             Event::IdClaimed(id) => {
                 self.nodes[n.0].last_id = Some(*id);
                 self.ids_dirty = true;
                 self.trace.push(now, Some(n), TraceKind::IdClaimed(*id));
             }
-            Event::AssignmentChanged { generation, added, removed, assigned } => {
+            Event::AssignmentChanged {
+                generation,
+                added,
+                removed,
+                assigned,
+            } => {
                 let node = &mut self.nodes[n.0];
                 let id = node.worker.as_ref().and_then(Worker::worker_id);
                 let prev = node.applied;
                 node.applied = prev.max(Some(*generation));
-                self.checker.on_applied(now, n, id, &node.sessions, prev, *generation, added, assigned);
+                self.checker.on_applied(
+                    now,
+                    n,
+                    id,
+                    &node.sessions,
+                    prev,
+                    *generation,
+                    added,
+                    assigned,
+                );
                 dirty = true;
                 let what = TraceKind::Assignment {
                     generation: *generation,
@@ -623,7 +740,10 @@ impl Sim {
                 self.trace.push(now, Some(n), what);
             }
             Event::LeadershipChanged { is_leader, epoch } => {
-                let what = TraceKind::Leadership { is_leader: *is_leader, epoch: *epoch };
+                let what = TraceKind::Leadership {
+                    is_leader: *is_leader,
+                    epoch: *epoch,
+                };
                 self.trace.push(now, Some(n), what);
             }
             Event::Drained => self.trace.push(now, Some(n), TraceKind::Drained),
@@ -641,7 +761,9 @@ impl Sim {
 
     fn on_kv_change(&mut self, change: &Change) {
         let e = &change.entry;
-        if let (Some((n, incarnation)), Bucket::Leases, Operation::Put) = (change.by, e.bucket, e.operation) {
+        if let (Some((n, incarnation)), Bucket::Leases, Operation::Put) =
+            (change.by, e.bucket, e.operation)
+        {
             // Learn the session tokens a process claims IDs under (they change when it loses one).
             let node = &mut self.nodes[n.0];
             if node.incarnation == incarnation && e.key.starts_with("worker.") {
@@ -651,12 +773,21 @@ impl Sim {
             }
         }
         if let Some((generation, epoch, members)) = self.checker.on_change(self.now, e) {
-            let what = TraceKind::Commit { generation, epoch, revision: e.revision, members };
+            let what = TraceKind::Commit {
+                generation,
+                epoch,
+                revision: e.revision,
+                members,
+            };
             self.trace.push(self.now, None, what);
         }
         if self.config.trace_kv {
-            let what =
-                TraceKind::Kv { bucket: e.bucket, key: e.key.clone(), revision: e.revision, operation: e.operation };
+            let what = TraceKind::Kv {
+                bucket: e.bucket,
+                key: e.key.clone(),
+                revision: e.revision,
+                operation: e.operation,
+            };
             self.trace.push(self.now, change.by.map(|b| b.0), what);
         }
     }
@@ -681,7 +812,10 @@ impl Sim {
                 _ => (&empty, node.last_id),
             };
             let was_empty = node.held.is_empty();
-            if self.holdings.update(n, id, &mut node.held, new, &mut conflicts) {
+            if self
+                .holdings
+                .update(n, id, &mut node.held, new, &mut conflicts)
+            {
                 self.ids_dirty |= was_empty != node.held.is_empty();
                 self.layout_changed_at = self.now;
             }
@@ -697,7 +831,12 @@ impl Sim {
                     .map(|h| {
                         let node = &nodes[h.0];
                         let id = node.worker.as_ref().and_then(Worker::worker_id);
-                        format!("node {} (worker {:?}, {})", h.0, id.map(|i| i.0), node.state)
+                        format!(
+                            "node {} (worker {:?}, {})",
+                            h.0,
+                            id.map(|i| i.0),
+                            node.state
+                        )
                     })
                     .collect();
                 names.join(" and ")
@@ -729,10 +868,13 @@ impl Sim {
             })
             .collect();
         if views.len() < 2 {
-            self.checker.check_ids(self.now, &views, |_| None, Duration::MAX);
+            self.checker
+                .check_ids(self.now, &views, |_| None, Duration::MAX);
             return;
         }
-        let grace = self.template.lease_ttl + self.template.heartbeat_interval + self.config.net.client_timeout;
+        let grace = self.template.lease_ttl
+            + self.template.heartbeat_interval
+            + self.config.net.client_timeout;
         let kv = self.net.kv();
         let lease = |id: WorkerId| kv.get(Bucket::Leases, &format!("worker.{id}")).cloned();
         if let Some(at) = self.checker.check_ids(self.now, &views, lease, grace) {
@@ -751,6 +893,7 @@ impl Sim {
     /// Schedules `fault` at `at` (at least now); it is traced when applied.
     pub fn schedule_fault(&mut self, at: Instant, fault: super::Fault) {
         self.faults.push(fault);
-        self.queue.push(at.max(self.now), Ev::Fault(self.faults.len() - 1));
+        self.queue
+            .push(at.max(self.now), Ev::Fault(self.faults.len() - 1));
     }
 }

@@ -67,7 +67,12 @@ impl fmt::Display for Fault {
             Fault::Restart(n) => write!(f, "restart n{}", n.0),
             Fault::RestartCrashed => write!(f, "restart-crashed"),
             Fault::Stop { node, final_stop } => {
-                write!(f, "stop n{}{}", node.0, if *final_stop { " final" } else { "" })
+                write!(
+                    f,
+                    "stop n{}{}",
+                    node.0,
+                    if *final_stop { " final" } else { "" }
+                )
             }
             Fault::Drain(n) => write!(f, "drain n{}", n.0),
             Fault::Join => write!(f, "join"),
@@ -88,13 +93,16 @@ impl fmt::Display for Fault {
 
 /// `count` partitions named `p0000`, `p0001`, ... with the default weight.
 pub fn numbered_partitions(count: u32) -> Vec<Partition> {
-    (0..count).map(|i| Partition::single(&format!("p{i:04}")).expect("valid key")).collect()
+    (0..count)
+        .map(|i| Partition::single(&format!("p{i:04}")).expect("valid key"))
+        .collect()
 }
 
 impl Sim {
     /// Applies `fault` now and traces it.
     pub fn apply_fault(&mut self, fault: &Fault) {
-        self.trace.push(self.now, None, TraceKind::Fault(fault.clone()));
+        self.trace
+            .push(self.now, None, TraceKind::Fault(fault.clone()));
         let exists = |n: &NodeId| n.0 < self.nodes.len();
         match fault {
             Fault::Crash(n) if exists(n) => self.crash(*n),
@@ -108,7 +116,9 @@ impl Sim {
             }
             Fault::Stop { node, final_stop } if exists(node) => self.stop(*node, *final_stop),
             Fault::Drain(n) if exists(n) => self.drain(*n),
-            Fault::Join if self.nodes.len() <= (self.template.id_max - self.template.id_min) as usize => {
+            Fault::Join
+                if self.nodes.len() <= (self.template.id_max - self.template.id_min) as usize =>
+            {
                 self.add_node();
             }
             Fault::Isolate(n) if exists(n) => self.isolate(*n),
@@ -123,14 +133,22 @@ impl Sim {
                 let mut partitions = std::mem::take(&mut self.partitions);
                 partitions.truncate(count);
                 let more = partitions.len() as u32..count as u32;
-                partitions.extend(more.map(|i| Partition::single(&format!("p{i:04}")).expect("valid key")));
+                partitions.extend(
+                    more.map(|i| Partition::single(&format!("p{i:04}")).expect("valid key")),
+                );
                 self.set_partitions(partitions);
             }
             Fault::Refresh(n) if exists(n) => {
                 // The application calls refresh on a live instance: if this one is down or
                 // stopping, the first one that is up gets it.
-                let up = |i: usize| self.nodes[i].status == NodeStatus::Running && self.nodes[i].state != State::Shutdown;
-                if let Some(i) = std::iter::once(n.0).chain(0..self.nodes.len()).find(|i| up(*i)) {
+                let up = |i: usize| {
+                    self.nodes[i].status == NodeStatus::Running
+                        && self.nodes[i].state != State::Shutdown
+                };
+                if let Some(i) = std::iter::once(n.0)
+                    .chain(0..self.nodes.len())
+                    .find(|i| up(*i))
+                {
                     self.refresh(NodeId(i));
                 }
             }

@@ -107,7 +107,13 @@ mod tests {
         let mut c = Vec::new();
         let (a, b) = (NodeId(0), NodeId(1));
         let (mut held_a, mut held_b, mut held_c) = (set(&[]), set(&[]), set(&[]));
-        h.update(a, Some(WorkerId(1)), &mut held_a, &set(&["p1", "p2"]), &mut c);
+        h.update(
+            a,
+            Some(WorkerId(1)),
+            &mut held_a,
+            &set(&["p1", "p2"]),
+            &mut c,
+        );
         assert_eq!(h.moves, 0);
         assert_eq!(held_a, set(&["p1", "p2"]));
         // Released and re-taken by the same ID (another node, same ID after a restart).
@@ -116,9 +122,18 @@ mod tests {
         assert_eq!(h.moves, 0);
         assert!(c.is_empty());
         // Taken by another ID while still held: a conflict and a move.
-        h.update(NodeId(2), Some(WorkerId(2)), &mut held_c, &set(&["p2"]), &mut c);
+        h.update(
+            NodeId(2),
+            Some(WorkerId(2)),
+            &mut held_c,
+            &set(&["p2"]),
+            &mut c,
+        );
         assert_eq!(h.moves, 1);
         assert_eq!(c, set(&["p2"]).into_iter().collect::<Vec<_>>());
-        assert_eq!(h.holders(&PartitionId::parse("p2").unwrap()), &[a, NodeId(2)]);
+        assert_eq!(
+            h.holders(&PartitionId::parse("p2").unwrap()),
+            &[a, NodeId(2)]
+        );
     }
 }

@@ -104,19 +104,30 @@ impl Checker {
     }
 
     /// Indexes a KV change if it commits a generation; returns (generation, epoch, members).
-    pub(crate) fn on_change(&mut self, at: Instant, e: &Entry) -> Option<(Generation, Epoch, usize)> {
+    pub(crate) fn on_change(
+        &mut self,
+        at: Instant,
+        e: &Entry,
+    ) -> Option<(Generation, Epoch, usize)> {
         if e.bucket != Bucket::Assign || e.key != "gen" || e.operation != Operation::Put {
             return None;
         }
         let rec: GenRecord = codec::decode("gen", &e.value).ok()?;
-        let digests: Shares = rec.members.iter().map(|(w, m)| (*w, (m.token, m.digest))).collect();
+        let digests: Shares = rec
+            .members
+            .iter()
+            .map(|(w, m)| (*w, (m.token, m.digest)))
+            .collect();
         let records = self.committed.entry(rec.generation).or_default();
         let reused = records.iter().any(|r| *r != digests);
         if !records.contains(&digests) {
             records.push(digests);
         }
         if reused {
-            let details = format!("{} committed again at rev {} with other shares", rec.generation, e.revision);
+            let details = format!(
+                "{} committed again at rev {} with other shares",
+                rec.generation, e.revision
+            );
             self.record(at, ViolationKind::GenerationReused, details);
         }
         Some((rec.generation, rec.epoch, rec.members.len()))
@@ -156,7 +167,10 @@ impl Checker {
             return self.record(at, ViolationKind::GenerationRegressed, details);
         }
         let Some(records) = self.committed.get(&generation) else {
-            let details = format!("node {} applied {generation}, which was never committed", node.0);
+            let details = format!(
+                "node {} applied {generation}, which was never committed",
+                node.0
+            );
             return self.record(at, ViolationKind::UncommittedShare, details);
         };
         if assigned.is_empty() {
@@ -168,7 +182,11 @@ impl Checker {
         };
         let digest = codec::share_digest(assigned);
         let ours = |r: &&Shares| r.get(&id).filter(|(t, _)| sessions.contains(t)).copied();
-        if records.iter().filter_map(|r| ours(&r)).any(|(_, d)| d == digest) {
+        if records
+            .iter()
+            .filter_map(|r| ours(&r))
+            .any(|(_, d)| d == digest)
+        {
             return;
         }
         let what = if records.iter().all(|r| !r.contains_key(&id)) {
@@ -178,13 +196,21 @@ impl Checker {
         } else {
             "the share digest differs".to_owned()
         };
-        let details =
-            format!("node {} (worker {id}) applied {generation} with {} partitions: {what}", node.0, assigned.len());
+        let details = format!(
+            "node {} (worker {id}) applied {generation} with {} partitions: {what}",
+            node.0,
+            assigned.len()
+        );
         self.record(at, ViolationKind::UncommittedShare, details);
     }
 
     /// Records a double owner for each partition in `conflicts` (Strict mode only).
-    pub(crate) fn on_conflicts(&mut self, at: Instant, conflicts: &[PartitionId], holders: impl Fn(&PartitionId) -> String) {
+    pub(crate) fn on_conflicts(
+        &mut self,
+        at: Instant,
+        conflicts: &[PartitionId],
+        holders: impl Fn(&PartitionId) -> String,
+    ) {
         if !self.strict {
             return;
         }
@@ -203,7 +229,8 @@ impl Checker {
         lease: impl Fn(WorkerId) -> Option<Entry>,
         grace: Duration,
     ) -> Option<Instant> {
-        let active = |v: &&IdView| !matches!(v.state, State::Init | State::ClaimingId | State::Shutdown);
+        let active =
+            |v: &&IdView| !matches!(v.state, State::Init | State::ClaimingId | State::Shutdown);
         let mut by_id: BTreeMap<WorkerId, Vec<&IdView>> = BTreeMap::new();
         for v in views.iter().filter(active) {
             by_id.entry(v.id).or_default().push(v);
@@ -216,15 +243,24 @@ impl Checker {
                 let lease_token = lease(*id)
                     .and_then(|e| codec::decode::<LeaseValue>("lease", &e.value).ok())
                     .map(|l| l.token);
-                let acting: Vec<&&IdView> =
-                    group.iter().filter(|v| v.holds || lease_token == Some(v.token)).collect();
+                let acting: Vec<&&IdView> = group
+                    .iter()
+                    .filter(|v| v.holds || lease_token == Some(v.token))
+                    .collect();
                 if acting.len() > 1 {
                     acting_dups.insert(*id);
                 }
                 if acting.len() > 1 && !self.dup_acting.contains(id) {
                     let nodes: Vec<String> = acting
                         .iter()
-                        .map(|v| format!("node {} ({}{})", v.node.0, v.state, if v.holds { ", holding" } else { "" }))
+                        .map(|v| {
+                            format!(
+                                "node {} ({}{})",
+                                v.node.0,
+                                v.state,
+                                if v.holds { ", holding" } else { "" }
+                            )
+                        })
                         .collect();
                     let details = format!("worker {id} acted as by {}", nodes.join(" and "));
                     self.record(at, ViolationKind::DuplicateId, details);
@@ -235,8 +271,15 @@ impl Checker {
                 let (since, reported) = self.dup_since.entry(*id).or_insert((at, false));
                 if !*reported && at.saturating_duration_since(*since) >= grace {
                     *reported = true;
-                    let nodes: Vec<String> = group.iter().map(|v| format!("node {} ({})", v.node.0, v.state)).collect();
-                    let details = format!("worker {id} shared by {} since {}", nodes.join(" and "), since);
+                    let nodes: Vec<String> = group
+                        .iter()
+                        .map(|v| format!("node {} ({})", v.node.0, v.state))
+                        .collect();
+                    let details = format!(
+                        "worker {id} shared by {} since {}",
+                        nodes.join(" and "),
+                        since
+                    );
                     self.record(at, ViolationKind::LingeringDuplicateId, details);
                 } else if !*reported {
                     recheck = Some(*since + grace);
@@ -267,12 +310,24 @@ mod tests {
             members: members
                 .iter()
                 .map(|(w, s)| {
-                    let m = Member { token: 7, digest: codec::share_digest(*s), chunks: 1, count: s.len() as u32, slot: 0 };
+                    let m = Member {
+                        token: 7,
+                        digest: codec::share_digest(*s),
+                        chunks: 1,
+                        count: s.len() as u32,
+                        slot: 0,
+                    };
                     (WorkerId(*w), m)
                 })
                 .collect(),
         };
-        Entry { bucket: Bucket::Assign, key: "gen".into(), revision: generation, operation: Operation::Put, value: codec::encode(&rec) }
+        Entry {
+            bucket: Bucket::Assign,
+            key: "gen".into(),
+            revision: generation,
+            operation: Operation::Put,
+            value: codec::encode(&rec),
+        }
     }
 
     fn kinds(c: &Checker) -> Vec<ViolationKind> {
@@ -290,17 +345,75 @@ mod tests {
         let (a, b) = (set(&["p1", "p2"]), set(&["p3"]));
         assert!(c.on_change(t, &gen_entry(1, &[(1, &a), (2, &b)])).is_some());
         let mine = tokens(&[7]);
-        c.on_applied(t, NodeId(0), Some(WorkerId(1)), &mine, None, Generation(1), &a, &a);
+        c.on_applied(
+            t,
+            NodeId(0),
+            Some(WorkerId(1)),
+            &mine,
+            None,
+            Generation(1),
+            &a,
+            &a,
+        );
         // Without a share of its own a worker applies the empty set.
-        c.on_applied(t, NodeId(3), Some(WorkerId(3)), &mine, None, Generation(1), &set(&[]), &set(&[]));
+        c.on_applied(
+            t,
+            NodeId(3),
+            Some(WorkerId(3)),
+            &mine,
+            None,
+            Generation(1),
+            &set(&[]),
+            &set(&[]),
+        );
         assert!(c.violations.is_empty(), "{:?}", c.violations);
         // Another worker's share, an uncommitted generation, a non-member, another instance's share.
-        c.on_applied(t, NodeId(1), Some(WorkerId(2)), &mine, None, Generation(1), &a, &a);
-        c.on_applied(t, NodeId(1), Some(WorkerId(2)), &mine, None, Generation(2), &b, &b);
-        c.on_applied(t, NodeId(2), Some(WorkerId(3)), &mine, None, Generation(1), &b, &b);
-        c.on_applied(t, NodeId(4), Some(WorkerId(1)), &tokens(&[8]), None, Generation(1), &a, &a);
+        c.on_applied(
+            t,
+            NodeId(1),
+            Some(WorkerId(2)),
+            &mine,
+            None,
+            Generation(1),
+            &a,
+            &a,
+        );
+        c.on_applied(
+            t,
+            NodeId(1),
+            Some(WorkerId(2)),
+            &mine,
+            None,
+            Generation(2),
+            &b,
+            &b,
+        );
+        c.on_applied(
+            t,
+            NodeId(2),
+            Some(WorkerId(3)),
+            &mine,
+            None,
+            Generation(1),
+            &b,
+            &b,
+        );
+        c.on_applied(
+            t,
+            NodeId(4),
+            Some(WorkerId(1)),
+            &tokens(&[8]),
+            None,
+            Generation(1),
+            &a,
+            &a,
+        );
         assert_eq!(kinds(&c), vec![ViolationKind::UncommittedShare; 4]);
-        assert!(c.violations[3].details.contains("another instance"), "{}", c.violations[3].details);
+        assert!(
+            c.violations[3].details.contains("another instance"),
+            "{}",
+            c.violations[3].details
+        );
     }
 
     #[test]
@@ -312,10 +425,40 @@ mod tests {
         c.on_change(t, &gen_entry(3, &[(1, &a)]));
         let g = |n| Some(Generation(n));
         let w = Some(WorkerId(1));
-        c.on_applied(t, NodeId(0), w, &mine, g(3), Generation(3), &set(&[]), &set(&["p1"]));
-        c.on_applied(t, NodeId(0), w, &mine, g(3), Generation(2), &set(&[]), &set(&[]));
-        assert!(c.violations.is_empty(), "a fence or revoke timeout only drops");
-        c.on_applied(t, NodeId(0), w, &mine, g(3), Generation(2), &set(&["p1"]), &set(&["p1"]));
+        c.on_applied(
+            t,
+            NodeId(0),
+            w,
+            &mine,
+            g(3),
+            Generation(3),
+            &set(&[]),
+            &set(&["p1"]),
+        );
+        c.on_applied(
+            t,
+            NodeId(0),
+            w,
+            &mine,
+            g(3),
+            Generation(2),
+            &set(&[]),
+            &set(&[]),
+        );
+        assert!(
+            c.violations.is_empty(),
+            "a fence or revoke timeout only drops"
+        );
+        c.on_applied(
+            t,
+            NodeId(0),
+            w,
+            &mine,
+            g(3),
+            Generation(2),
+            &set(&["p1"]),
+            &set(&["p1"]),
+        );
         assert_eq!(kinds(&c), vec![ViolationKind::GenerationRegressed]);
     }
 
@@ -331,12 +474,33 @@ mod tests {
     }
 
     fn view(node: usize, id: u32, token: u64, holds: bool, connected: bool) -> IdView {
-        IdView { node: NodeId(node), id: WorkerId(id), state: State::Stable, token, holds, connected }
+        IdView {
+            node: NodeId(node),
+            id: WorkerId(id),
+            state: State::Stable,
+            token,
+            holds,
+            connected,
+        }
     }
 
     fn lease(token: u64) -> Entry {
-        let v = LeaseValue { v: VERSION, token, capacity: 1, applied: None, load: None, departing: false, draining: false };
-        Entry { bucket: Bucket::Leases, key: "worker.1".into(), revision: 1, operation: Operation::Put, value: codec::encode(&v) }
+        let v = LeaseValue {
+            v: VERSION,
+            token,
+            capacity: 1,
+            applied: None,
+            load: None,
+            departing: false,
+            draining: false,
+        };
+        Entry {
+            bucket: Bucket::Leases,
+            key: "worker.1".into(),
+            revision: 1,
+            operation: Operation::Put,
+            value: codec::encode(&v),
+        }
     }
 
     #[test]

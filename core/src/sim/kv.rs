@@ -63,7 +63,10 @@ impl Slot {
 impl MemKv {
     /// An empty KV: no `max_age` on either bucket, history kept (see [`MemKv::set_keep_history`]).
     pub fn new() -> Self {
-        MemKv { keep_history: true, ..MemKv::default() }
+        MemKv {
+            keep_history: true,
+            ..MemKv::default()
+        }
     }
 
     /// Sets (or clears) the `max_age` of a bucket. Values already written expire relative to
@@ -75,7 +78,9 @@ impl MemKv {
         if let Some(age) = max_age {
             for (key, slot) in &store.keys {
                 if slot.is_live() {
-                    store.expiries.insert((slot.written + age, slot.entry.revision), key.clone());
+                    store
+                        .expiries
+                        .insert((slot.written + age, slot.entry.revision), key.clone());
                 }
             }
         }
@@ -119,13 +124,19 @@ impl MemKv {
                 }
                 store.write(now, bucket, key, Operation::Put, value.clone(), keep)
             }
-            KvOp::Update { key, value, revision } => {
+            KvOp::Update {
+                key,
+                value,
+                revision,
+            } => {
                 if store.last_revision(key) != *revision {
                     return (KvResult::WrongRevision, None);
                 }
                 store.write(now, bucket, key, Operation::Put, value.clone(), keep)
             }
-            KvOp::Put { key, value } => store.write(now, bucket, key, Operation::Put, value.clone(), keep),
+            KvOp::Put { key, value } => {
+                store.write(now, bucket, key, Operation::Put, value.clone(), keep)
+            }
             KvOp::Delete { key, revision } => {
                 if revision.is_some_and(|r| store.last_revision(key) != r) {
                     return (KvResult::WrongRevision, None);
@@ -181,7 +192,10 @@ impl MemKv {
     /// Every write ever made to `key` (puts and markers, oldest first); empty when history is
     /// off. For invariant checks ("was this generation ever committed?").
     pub fn history(&self, bucket: Bucket, key: &str) -> &[Entry] {
-        self.store(bucket).history.get(key).map_or(&[], Vec::as_slice)
+        self.store(bucket)
+            .history
+            .get(key)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The last revision handed out in `bucket` (0 before the first write).
@@ -201,7 +215,11 @@ impl MemKv {
 
     /// Number of live keys in `bucket`.
     pub fn live_keys(&self, bucket: Bucket) -> usize {
-        self.store(bucket).keys.values().filter(|s| s.is_live()).count()
+        self.store(bucket)
+            .keys
+            .values()
+            .filter(|s| s.is_live())
+            .count()
     }
 
     fn store(&self, bucket: Bucket) -> &Store {
@@ -240,18 +258,31 @@ impl Store {
     ) -> (KvResult, Option<Entry>) {
         self.revision += 1;
         let revision = self.revision;
-        let entry = Entry { bucket, key: key.to_owned(), revision, operation, value };
-        let slot = Slot { entry: entry.clone(), written: now };
+        let entry = Entry {
+            bucket,
+            key: key.to_owned(),
+            revision,
+            operation,
+            value,
+        };
+        let slot = Slot {
+            entry: entry.clone(),
+            written: now,
+        };
         if let Some(old) = self.keys.insert(key.to_owned(), slot) {
             if let (Some(age), true) = (self.max_age, old.is_live()) {
-                self.expiries.remove(&(old.written + age, old.entry.revision));
+                self.expiries
+                    .remove(&(old.written + age, old.entry.revision));
             }
         }
         if let (Some(age), Operation::Put) = (self.max_age, operation) {
             self.expiries.insert((now + age, revision), key.to_owned());
         }
         if keep_history {
-            self.history.entry(key.to_owned()).or_default().push(entry.clone());
+            self.history
+                .entry(key.to_owned())
+                .or_default()
+                .push(entry.clone());
         }
         (KvResult::Written { revision }, Some(entry))
     }

@@ -47,7 +47,9 @@ pub use invariants::{Violation, ViolationKind};
 pub use kv::MemKv;
 pub use net::{Change, Delivery, NetConfig, NetStats, Network};
 pub use node::{NodeClock, NodeStatus};
-pub use schedule::{random_schedule, run_schedule, run_seed, settle_bound, Outcome, RunSpec, Schedule};
+pub use schedule::{
+    random_schedule, run_schedule, run_seed, settle_bound, Outcome, RunSpec, Schedule,
+};
 pub use trace::{Trace, TraceEntry, TraceKind};
 
 use crate::Rng;

@@ -132,8 +132,16 @@ struct Link {
 
 #[derive(Debug)]
 enum Outgoing {
-    Kv { incarnation: u32, id: RequestId, bucket: Bucket, op: KvOp },
-    Watch { incarnation: u32, id: WatchId },
+    Kv {
+        incarnation: u32,
+        id: RequestId,
+        bucket: Bucket,
+        op: KvOp,
+    },
+    Watch {
+        incarnation: u32,
+        id: WatchId,
+    },
 }
 
 #[derive(Debug)]
@@ -150,12 +158,38 @@ struct Watch {
 #[derive(Debug)]
 enum NetEv {
     /// A request reaches the KV; `reply` is false for writes whose client is no longer waiting.
-    Arrive { node: NodeId, incarnation: u32, id: RequestId, bucket: Bucket, op: KvOp, reply: bool },
-    Reply { node: NodeId, incarnation: u32, id: RequestId, result: KvResult },
-    Timeout { node: NodeId, incarnation: u32, id: RequestId },
-    WatchStart { node: NodeId, incarnation: u32, id: WatchId },
-    WatchDue { node: NodeId, id: WatchId },
-    Notice { node: NodeId, incarnation: u32 },
+    Arrive {
+        node: NodeId,
+        incarnation: u32,
+        id: RequestId,
+        bucket: Bucket,
+        op: KvOp,
+        reply: bool,
+    },
+    Reply {
+        node: NodeId,
+        incarnation: u32,
+        id: RequestId,
+        result: KvResult,
+    },
+    Timeout {
+        node: NodeId,
+        incarnation: u32,
+        id: RequestId,
+    },
+    WatchStart {
+        node: NodeId,
+        incarnation: u32,
+        id: WatchId,
+    },
+    WatchDue {
+        node: NodeId,
+        id: WatchId,
+    },
+    Notice {
+        node: NodeId,
+        incarnation: u32,
+    },
     Expiry,
 }
 
@@ -245,12 +279,21 @@ impl Network {
         let link = self.link(node);
         link.process = None;
         link.outbox.clear();
-        let watches: Vec<_> = self.watches.range((node, WatchId(0))..).take_while(|(k, _)| k.0 == node).map(|(k, _)| *k).collect();
+        let watches: Vec<_> = self
+            .watches
+            .range((node, WatchId(0))..)
+            .take_while(|(k, _)| k.0 == node)
+            .map(|(k, _)| *k)
+            .collect();
         for k in watches {
             self.watches.remove(&k);
         }
-        let pending: Vec<_> =
-            self.pending.range((node, 0, RequestId(0))..).take_while(|k| k.0 == node).copied().collect();
+        let pending: Vec<_> = self
+            .pending
+            .range((node, 0, RequestId(0))..)
+            .take_while(|k| k.0 == node)
+            .copied()
+            .collect();
         for k in pending {
             self.pending.remove(&k);
         }
@@ -267,7 +310,11 @@ impl Network {
         };
         match action {
             Action::Kv { id, bucket, op } => self.send_kv(now, node, incarnation, id, bucket, op),
-            Action::Watch { id, bucket, filters } => {
+            Action::Watch {
+                id,
+                bucket,
+                filters,
+            } => {
                 let watch = Watch {
                     incarnation,
                     bucket,
@@ -280,9 +327,18 @@ impl Network {
                 self.watches.insert((node, id), watch);
                 if self.is_connected(node) {
                     let at = now + rand_between(&mut self.rng, self.config.kv_delay);
-                    self.queue.push(at, NetEv::WatchStart { node, incarnation, id });
+                    self.queue.push(
+                        at,
+                        NetEv::WatchStart {
+                            node,
+                            incarnation,
+                            id,
+                        },
+                    );
                 } else {
-                    self.link(node).outbox.push(Outgoing::Watch { incarnation, id });
+                    self.link(node)
+                        .outbox
+                        .push(Outgoing::Watch { incarnation, id });
                 }
             }
             Action::Unwatch(id) => {
@@ -293,21 +349,64 @@ impl Network {
         None
     }
 
-    fn send_kv(&mut self, now: Instant, node: NodeId, incarnation: u32, id: RequestId, bucket: Bucket, op: KvOp) {
+    fn send_kv(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        incarnation: u32,
+        id: RequestId,
+        bucket: Bucket,
+        op: KvOp,
+    ) {
         self.stats.requests += 1;
         self.pending.insert((node, incarnation, id));
-        self.queue.push(now + self.config.client_timeout, NetEv::Timeout { node, incarnation, id });
+        self.queue.push(
+            now + self.config.client_timeout,
+            NetEv::Timeout {
+                node,
+                incarnation,
+                id,
+            },
+        );
         if !self.is_connected(node) {
-            self.link(node).outbox.push(Outgoing::Kv { incarnation, id, bucket, op });
+            self.link(node).outbox.push(Outgoing::Kv {
+                incarnation,
+                id,
+                bucket,
+                op,
+            });
         } else if self.rng.chance(self.config.drop_prob) {
             self.stats.dropped += 1;
             if is_write(&op) && self.rng.chance(self.config.late_land_prob) {
-                let late = rand_between(&mut self.rng, (Duration::ZERO, 2 * self.config.client_timeout));
-                self.queue.push(now + late, NetEv::Arrive { node, incarnation, id, bucket, op, reply: false });
+                let late = rand_between(
+                    &mut self.rng,
+                    (Duration::ZERO, 2 * self.config.client_timeout),
+                );
+                self.queue.push(
+                    now + late,
+                    NetEv::Arrive {
+                        node,
+                        incarnation,
+                        id,
+                        bucket,
+                        op,
+                        reply: false,
+                    },
+                );
             }
         } else {
             let at = now + rand_between(&mut self.rng, self.config.kv_delay);
-            self.queue.push(at, NetEv::Arrive { node, incarnation, id, bucket, op, reply: true });
+            self.queue.push(
+                at,
+                NetEv::Arrive {
+                    node,
+                    incarnation,
+                    id,
+                    bucket,
+                    op,
+                    reply: true,
+                },
+            );
         }
     }
 
@@ -333,7 +432,10 @@ impl Network {
         if self.kv_up == up {
             return;
         }
-        let nodes: Vec<NodeId> = (0..self.links.len()).map(NodeId).filter(|n| self.links[n.0].up).collect();
+        let nodes: Vec<NodeId> = (0..self.links.len())
+            .map(NodeId)
+            .filter(|n| self.links[n.0].up)
+            .collect();
         self.kv_up = up;
         for node in nodes {
             if up {
@@ -352,20 +454,50 @@ impl Network {
     }
 
     fn on_reconnect(&mut self, now: Instant, node: NodeId) {
-        let Some(process) = self.links[node.0].process else { return };
+        let Some(process) = self.links[node.0].process else {
+            return;
+        };
         let at = now + rand_between(&mut self.rng, self.config.kv_delay);
-        self.queue.push(at, NetEv::Notice { node, incarnation: process });
+        self.queue.push(
+            at,
+            NetEv::Notice {
+                node,
+                incarnation: process,
+            },
+        );
         let mut at = now;
         for out in std::mem::take(&mut self.links[node.0].outbox) {
             at = at.max(now + rand_between(&mut self.rng, self.config.kv_delay));
             match out {
-                Outgoing::Kv { incarnation, id, bucket, op } => {
+                Outgoing::Kv {
+                    incarnation,
+                    id,
+                    bucket,
+                    op,
+                } => {
                     if !is_write(&op) || self.rng.chance(self.config.buffered_land_prob) {
-                        self.queue.push(at, NetEv::Arrive { node, incarnation, id, bucket, op, reply: true });
+                        self.queue.push(
+                            at,
+                            NetEv::Arrive {
+                                node,
+                                incarnation,
+                                id,
+                                bucket,
+                                op,
+                                reply: true,
+                            },
+                        );
                     }
                 }
                 Outgoing::Watch { incarnation, id } => {
-                    self.queue.push(at, NetEv::WatchStart { node, incarnation, id });
+                    self.queue.push(
+                        at,
+                        NetEv::WatchStart {
+                            node,
+                            incarnation,
+                            id,
+                        },
+                    );
                 }
             }
         }
@@ -390,39 +522,87 @@ impl Network {
     pub fn step(&mut self, out: &mut Vec<Delivery>, changes: &mut Vec<Change>) -> Option<Instant> {
         let (now, ev) = self.queue.pop()?;
         match ev {
-            NetEv::Arrive { node, incarnation, id, bucket, op, reply } => {
+            NetEv::Arrive {
+                node,
+                incarnation,
+                id,
+                bucket,
+                op,
+                reply,
+            } => {
                 if self.is_connected(node) {
                     let result = self.apply(now, (node, incarnation), bucket, &op, changes);
                     if !reply {
                         self.stats.landed_late += 1;
                     } else {
                         let at = now + rand_between(&mut self.rng, self.config.kv_delay);
-                        self.queue.push(at, NetEv::Reply { node, incarnation, id, result });
+                        self.queue.push(
+                            at,
+                            NetEv::Reply {
+                                node,
+                                incarnation,
+                                id,
+                                result,
+                            },
+                        );
                     }
                 } else if self.links[node.0].process == Some(incarnation) && reply {
                     // Cut off in flight: the client still holds it and resends after the heal.
-                    self.link(node).outbox.push(Outgoing::Kv { incarnation, id, bucket, op });
+                    self.link(node).outbox.push(Outgoing::Kv {
+                        incarnation,
+                        id,
+                        bucket,
+                        op,
+                    });
                 }
             }
-            NetEv::Reply { node, incarnation, id, result } => {
+            NetEv::Reply {
+                node,
+                incarnation,
+                id,
+                result,
+            } => {
                 if self.is_connected(node) && self.pending.remove(&(node, incarnation, id)) {
-                    out.push(Delivery { node, incarnation, input: Input::KvResult { id, result } });
+                    out.push(Delivery {
+                        node,
+                        incarnation,
+                        input: Input::KvResult { id, result },
+                    });
                 }
             }
-            NetEv::Timeout { node, incarnation, id } => {
+            NetEv::Timeout {
+                node,
+                incarnation,
+                id,
+            } => {
                 if self.pending.remove(&(node, incarnation, id)) {
                     self.stats.timeouts += 1;
-                    out.push(Delivery { node, incarnation, input: Input::KvResult { id, result: KvResult::TimedOut } });
+                    out.push(Delivery {
+                        node,
+                        incarnation,
+                        input: Input::KvResult {
+                            id,
+                            result: KvResult::TimedOut,
+                        },
+                    });
                 }
             }
-            NetEv::WatchStart { node, incarnation, id } => self.start_watch(now, node, incarnation, id),
+            NetEv::WatchStart {
+                node,
+                incarnation,
+                id,
+            } => self.start_watch(now, node, incarnation, id),
             NetEv::WatchDue { node, id } => self.deliver_due(now, node, id, out),
             NetEv::Notice { node, incarnation } => {
                 let connected = self.is_connected(node);
                 let link = self.link(node);
                 if link.process == Some(incarnation) && link.reported != connected {
                     link.reported = connected;
-                    out.push(Delivery { node, incarnation, input: Input::Connection(connected) });
+                    out.push(Delivery {
+                        node,
+                        incarnation,
+                        input: Input::Connection(connected),
+                    });
                 }
             }
             NetEv::Expiry => {
@@ -455,7 +635,10 @@ impl Network {
         let (result, change) = self.kv.apply(now, bucket, op);
         if let Some(e) = change {
             self.fan_out(now, &e);
-            changes.push(Change { entry: e, by: Some(by) });
+            changes.push(Change {
+                entry: e,
+                by: Some(by),
+            });
         }
         self.schedule_expiry();
         result
@@ -472,12 +655,16 @@ impl Network {
 
     fn start_watch(&mut self, now: Instant, node: NodeId, incarnation: u32, id: WatchId) {
         let connected = self.is_connected(node);
-        let Some(w) = self.watches.get_mut(&(node, id)) else { return };
+        let Some(w) = self.watches.get_mut(&(node, id)) else {
+            return;
+        };
         if w.incarnation != incarnation || w.started {
             return;
         }
         if !connected {
-            self.links[node.0].outbox.push(Outgoing::Watch { incarnation, id });
+            self.links[node.0]
+                .outbox
+                .push(Outgoing::Watch { incarnation, id });
             return;
         }
         w.started = true;
@@ -494,7 +681,9 @@ impl Network {
 
     fn deliver_due(&mut self, now: Instant, node: NodeId, id: WatchId, out: &mut Vec<Delivery>) {
         let connected = self.is_connected(node);
-        let Some(w) = self.watches.get_mut(&(node, id)) else { return };
+        let Some(w) = self.watches.get_mut(&(node, id)) else {
+            return;
+        };
         w.armed = false;
         if !connected {
             return; // held; re-armed when the node reconnects
@@ -502,7 +691,11 @@ impl Network {
         while w.queue.front().is_some_and(|(due, _)| *due <= now) {
             let (_, entry) = w.queue.pop_front().expect("checked");
             self.stats.watch_deliveries += 1;
-            out.push(Delivery { node, incarnation: w.incarnation, input: Input::WatchEntry { watch: id, entry } });
+            out.push(Delivery {
+                node,
+                incarnation: w.incarnation,
+                input: Input::WatchEntry { watch: id, entry },
+            });
         }
         if let Some((due, _)) = w.queue.front() {
             w.armed = true;
@@ -512,7 +705,13 @@ impl Network {
 
     fn fan_out(&mut self, now: Instant, entry: &Entry) {
         for (&(node, id), w) in self.watches.iter_mut() {
-            if !w.started || w.bucket != entry.bucket || !w.filters.iter().any(|f| crate::filter_matches(f, &entry.key)) {
+            if !w.started
+                || w.bucket != entry.bucket
+                || !w
+                    .filters
+                    .iter()
+                    .any(|f| crate::filter_matches(f, &entry.key))
+            {
                 continue;
             }
             let due = (now + rand_between(&mut self.rng, self.config.watch_delay)).max(w.last_due);
@@ -528,7 +727,12 @@ impl Network {
 
     fn link(&mut self, node: NodeId) -> &mut Link {
         if self.links.len() <= node.0 {
-            self.links.resize_with(node.0 + 1, || Link { process: None, up: true, reported: true, outbox: Vec::new() });
+            self.links.resize_with(node.0 + 1, || Link {
+                process: None,
+                up: true,
+                reported: true,
+                outbox: Vec::new(),
+            });
         }
         &mut self.links[node.0]
     }

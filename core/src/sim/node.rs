@@ -30,7 +30,11 @@ const MILLION: i128 = 1_000_000;
 
 impl Default for NodeClock {
     fn default() -> Self {
-        NodeClock { ppm: 0, real_base: Instant::ZERO, local_base: Instant::ZERO }
+        NodeClock {
+            ppm: 0,
+            real_base: Instant::ZERO,
+            local_base: Instant::ZERO,
+        }
     }
 }
 
@@ -145,7 +149,11 @@ mod tests {
         let target = t(5000);
         let real = c.real(target, t(1000));
         assert!(c.local(real) >= target);
-        assert!(c.local(Instant::from_origin(real.since_origin() - Duration::from_nanos(1))) < target);
+        assert!(
+            c.local(Instant::from_origin(
+                real.since_origin() - Duration::from_nanos(1)
+            )) < target
+        );
         c.set_ppm(t(2000), -1000);
         assert_eq!(c.local(t(2000)), t(2001));
         assert_eq!(c.local(t(3000)), t(3000));

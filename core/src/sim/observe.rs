@@ -19,7 +19,10 @@ impl Sim {
 
     /// Nodes whose worker process is running.
     pub fn running_nodes(&self) -> Vec<NodeId> {
-        (0..self.nodes.len()).map(NodeId).filter(|n| self.nodes[n.0].status == NodeStatus::Running).collect()
+        (0..self.nodes.len())
+            .map(NodeId)
+            .filter(|n| self.nodes[n.0].status == NodeStatus::Running)
+            .collect()
     }
 
     /// What node `n`'s process is doing.
@@ -40,7 +43,9 @@ impl Sim {
 
     /// The node whose running worker holds `id`, if any (the lowest node if several).
     pub fn node_of(&self, id: WorkerId) -> Option<NodeId> {
-        self.running_nodes().into_iter().find(|n| self.worker_id(*n) == Some(id))
+        self.running_nodes()
+            .into_iter()
+            .find(|n| self.worker_id(*n) == Some(id))
     }
 
     /// The partitions node `n` held after the last step (empty unless running).
@@ -63,7 +68,12 @@ impl Sim {
         self.holdings
             .owners()
             .iter()
-            .map(|(p, nodes)| (p.clone(), nodes.iter().filter_map(|n| self.worker_id(*n)).collect()))
+            .map(|(p, nodes)| {
+                (
+                    p.clone(),
+                    nodes.iter().filter_map(|n| self.worker_id(*n)).collect(),
+                )
+            })
             .collect()
     }
 
@@ -76,8 +86,18 @@ impl Sim {
     pub fn leader(&self) -> Option<NodeId> {
         self.running_nodes()
             .into_iter()
-            .filter(|n| self.nodes[n.0].worker.as_ref().is_some_and(Worker::is_leader))
-            .max_by_key(|n| (self.nodes[n.0].worker.as_ref().and_then(Worker::epoch), std::cmp::Reverse(n.0)))
+            .filter(|n| {
+                self.nodes[n.0]
+                    .worker
+                    .as_ref()
+                    .is_some_and(Worker::is_leader)
+            })
+            .max_by_key(|n| {
+                (
+                    self.nodes[n.0].worker.as_ref().and_then(Worker::epoch),
+                    std::cmp::Reverse(n.0),
+                )
+            })
     }
 
     /// Every worker event so far, with its time and node (empty unless
@@ -145,7 +165,11 @@ impl Sim {
                 self.assert_clean();
                 d
             }
-            Err(v) => panic!("{v}\nseed {}; trace tail:\n{}", self.seed(), self.trace().tail(80)),
+            Err(v) => panic!(
+                "{v}\nseed {}; trace tail:\n{}",
+                self.seed(),
+                self.trace().tail(80)
+            ),
         }
     }
 

@@ -39,7 +39,10 @@ impl<E> Ord for Item<E> {
 
 impl<E> Default for Queue<E> {
     fn default() -> Self {
-        Queue { heap: BinaryHeap::new(), seq: 0 }
+        Queue {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
     }
 }
 
@@ -47,7 +50,11 @@ impl<E> Queue<E> {
     /// Schedules `event` at `at`.
     pub(crate) fn push(&mut self, at: Instant, event: E) {
         self.seq += 1;
-        self.heap.push(Item { at, seq: self.seq, event });
+        self.heap.push(Item {
+            at,
+            seq: self.seq,
+            event,
+        });
     }
 
     /// The time of the next event.

@@ -50,10 +50,17 @@ pub fn random_schedule(seed: u64, workers: u32, duration: Duration) -> Schedule 
     let mut outage_until = Instant::ZERO;
     let mut failing_until = Instant::ZERO;
     let mut t = Instant::from_millis(1000 + rng.below(2000));
-    let secs = |rng: &mut Rng, lo: u64, hi: u64| Duration::from_millis(rng.range(lo * 1000, hi * 1000));
+    let secs =
+        |rng: &mut Rng, lo: u64, hi: u64| Duration::from_millis(rng.range(lo * 1000, hi * 1000));
     while t < end {
-        let idle: Vec<usize> = (0..nodes.len()).filter(|&i| busy_until[i] <= t && nodes[i] != Model::Gone).collect();
-        let up: Vec<usize> = idle.iter().copied().filter(|&i| nodes[i] == Model::Up).collect();
+        let idle: Vec<usize> = (0..nodes.len())
+            .filter(|&i| busy_until[i] <= t && nodes[i] != Model::Gone)
+            .collect();
+        let up: Vec<usize> = idle
+            .iter()
+            .copied()
+            .filter(|&i| nodes[i] == Model::Up)
+            .collect();
         let pick = |rng: &mut Rng, from: &[usize]| from[rng.below(from.len() as u64) as usize];
         let mut push = |at: Instant, f: Fault| {
             if at < end {
@@ -93,7 +100,13 @@ pub fn random_schedule(seed: u64, workers: u32, duration: Duration) -> Schedule 
             9..=10 if !nodes.is_empty() => {
                 let n = rng.below(nodes.len() as u64) as usize;
                 let ppm = rng.range(0, 2000) as i32 - 1000;
-                push(t, Fault::ClockSkew { node: NodeId(n), ppm });
+                push(
+                    t,
+                    Fault::ClockSkew {
+                        node: NodeId(n),
+                        ppm,
+                    },
+                );
             }
             11 if nodes.len() < 2 * workers as usize => {
                 push(t, Fault::Join);
@@ -103,7 +116,13 @@ pub fn random_schedule(seed: u64, workers: u32, duration: Duration) -> Schedule 
             12..=14 if up.len() > 1 => {
                 let n = pick(&mut rng, &up);
                 let final_stop = rng.chance(0.3);
-                push(t, Fault::Stop { node: NodeId(n), final_stop });
+                push(
+                    t,
+                    Fault::Stop {
+                        node: NodeId(n),
+                        final_stop,
+                    },
+                );
                 if !final_stop || rng.chance(0.3) {
                     let back = t + Duration::from_millis(rng.range(500, 12_000));
                     push(back, Fault::Restart(NodeId(n)));
@@ -116,7 +135,13 @@ pub fn random_schedule(seed: u64, workers: u32, duration: Duration) -> Schedule 
                 let n = pick(&mut rng, &up);
                 let stop = t + secs(&mut rng, 2, 15);
                 push(t, Fault::Drain(NodeId(n)));
-                push(stop, Fault::Stop { node: NodeId(n), final_stop: true });
+                push(
+                    stop,
+                    Fault::Stop {
+                        node: NodeId(n),
+                        final_stop: true,
+                    },
+                );
                 if rng.chance(0.5) {
                     let back = stop + secs(&mut rng, 1, 10);
                     push(back, Fault::Restart(NodeId(n)));
@@ -171,9 +196,16 @@ impl RunSpec {
     /// cold start ends when they have joined), lossy networking (0.2 % of requests lost) and
     /// the cheap settings of the random runner (no event log, no KV history).
     pub fn new(seed: u64, workers: u32, partitions: u32, duration: Duration) -> Self {
-        let config = Config { expected_workers: Some(workers.max(1)), ..Config::default() };
+        let config = Config {
+            expected_workers: Some(workers.max(1)),
+            ..Config::default()
+        };
         let sim = SimConfig {
-            net: NetConfig { drop_prob: 0.002, buffered_land_prob: 0.8, ..NetConfig::default() },
+            net: NetConfig {
+                drop_prob: 0.002,
+                buffered_land_prob: 0.8,
+                ..NetConfig::default()
+            },
             unsubscribe_stuck_prob: 0.001,
             keep_events: false,
             kv_history: false,
@@ -181,7 +213,16 @@ impl RunSpec {
             ..SimConfig::default()
         };
         let converge_bound = settle_bound(&config, &sim.net);
-        RunSpec { seed, workers, partitions, duration, config, sim, converge_bound, trace_tail: 200 }
+        RunSpec {
+            seed,
+            workers,
+            partitions,
+            duration,
+            config,
+            sim,
+            converge_bound,
+            trace_tail: 200,
+        }
     }
 
     /// The same run in Relaxed handoff mode (exclusive ownership is then not checked).
@@ -239,7 +280,8 @@ impl Outcome {
 /// `spec.partitions` partitions, applies the faults, heals everything at `spec.duration`, and
 /// waits (up to `spec.converge_bound`) for the cluster to settle.
 pub fn run_schedule(spec: &RunSpec, schedule: &Schedule) -> Outcome {
-    let mut sim = Sim::new(spec.config.clone(), spec.sim.clone(), spec.seed).expect("valid run configuration");
+    let mut sim = Sim::new(spec.config.clone(), spec.sim.clone(), spec.seed)
+        .expect("valid run configuration");
     sim.set_partitions(numbered_partitions(spec.partitions));
     for _ in 0..spec.workers {
         sim.add_node();
@@ -250,7 +292,10 @@ pub fn run_schedule(spec: &RunSpec, schedule: &Schedule) -> Outcome {
     let end = Instant::from_origin(spec.duration);
     sim.run_until(end);
     sim.apply_fault(&Fault::HealAll);
-    let converge_ms = sim.converge(spec.converge_bound).ok().map(|d| d.as_millis() as u64);
+    let converge_ms = sim
+        .converge(spec.converge_bound)
+        .ok()
+        .map(|d| d.as_millis() as u64);
     let violations = sim.violations().to_vec();
     let report = (!violations.is_empty()).then(|| failure_report(spec, schedule, &sim));
     Outcome {
@@ -267,7 +312,10 @@ pub fn run_schedule(spec: &RunSpec, schedule: &Schedule) -> Outcome {
 
 /// Generates the schedule of `spec.seed` and plays it.
 pub fn run_seed(spec: &RunSpec) -> Outcome {
-    run_schedule(spec, &random_schedule(spec.seed, spec.workers, spec.duration))
+    run_schedule(
+        spec,
+        &random_schedule(spec.seed, spec.workers, spec.duration),
+    )
 }
 
 fn failure_report(spec: &RunSpec, schedule: &Schedule, sim: &Sim) -> String {

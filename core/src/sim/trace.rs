@@ -108,7 +108,11 @@ pub struct Trace {
 impl Trace {
     /// An empty trace keeping at most `limit` entries.
     pub fn new(limit: usize) -> Self {
-        Trace { entries: VecDeque::new(), limit: limit.max(1), dropped: 0 }
+        Trace {
+            entries: VecDeque::new(),
+            limit: limit.max(1),
+            dropped: 0,
+        }
     }
 
     /// Appends an entry.
@@ -151,25 +155,54 @@ impl fmt::Display for TraceEntry {
         }
         match &self.what {
             TraceKind::Fault(x) => write!(f, "FAULT {x}"),
-            TraceKind::Started { incarnation, token, preferred } => {
-                write!(f, "start #{incarnation} token={token:016x} preferred={preferred:?}")
+            TraceKind::Started {
+                incarnation,
+                token,
+                preferred,
+            } => {
+                write!(
+                    f,
+                    "start #{incarnation} token={token:016x} preferred={preferred:?}"
+                )
             }
             TraceKind::Crashed => write!(f, "CRASH"),
             TraceKind::Exited => write!(f, "exited"),
             TraceKind::State { from, to } => write!(f, "state {from} -> {to}"),
             TraceKind::IdClaimed(id) => write!(f, "id {id}"),
             TraceKind::Leadership { is_leader, epoch } => {
-                write!(f, "{} {epoch}", if *is_leader { "LEADS" } else { "steps down" })
+                write!(
+                    f,
+                    "{} {epoch}",
+                    if *is_leader { "LEADS" } else { "steps down" }
+                )
             }
-            TraceKind::Assignment { generation, added, removed, assigned } => {
+            TraceKind::Assignment {
+                generation,
+                added,
+                removed,
+                assigned,
+            } => {
                 write!(f, "applies {generation}: +{added} -{removed} = {assigned}")
             }
             TraceKind::Drained => write!(f, "drained"),
             TraceKind::Warning(w) => write!(f, "warning {w:?}"),
-            TraceKind::Commit { generation, epoch, revision, members } => {
-                write!(f, "commit {generation} {epoch} rev={revision} members={members}")
+            TraceKind::Commit {
+                generation,
+                epoch,
+                revision,
+                members,
+            } => {
+                write!(
+                    f,
+                    "commit {generation} {epoch} rev={revision} members={members}"
+                )
             }
-            TraceKind::Kv { bucket, key, revision, operation } => {
+            TraceKind::Kv {
+                bucket,
+                key,
+                revision,
+                operation,
+            } => {
                 write!(f, "kv {bucket:?} {key} rev={revision} {operation:?}")
             }
             TraceKind::InputRefused(e) => write!(f, "input refused: {e}"),

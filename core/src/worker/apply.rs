@@ -28,7 +28,11 @@ impl Worker {
             }
             match codec::decode::<GenRecord>("gen", &entry.value) {
                 Ok(rec) => {
-                    if self.gen_seen.as_ref().is_none_or(|g| rec.generation > g.generation) {
+                    if self
+                        .gen_seen
+                        .as_ref()
+                        .is_none_or(|g| rec.generation > g.generation)
+                    {
                         self.gen_seen = Some(rec);
                     }
                 }
@@ -50,7 +54,10 @@ impl Worker {
     }
 
     pub(crate) fn undecodable(&mut self, key: String, reason: impl ToString) {
-        self.emit(Event::Warning(Warning::Undecodable { key, reason: reason.to_string() }));
+        self.emit(Event::Warning(Warning::Undecodable {
+            key,
+            reason: reason.to_string(),
+        }));
     }
 
     /// Applies the committed generation if it is newer than what we hold and our share of it is
@@ -59,7 +66,9 @@ impl Worker {
         if self.fenced || self.stopping.is_some() || !self.revoking.is_empty() {
             return;
         }
-        let (Some(id), Some(gen)) = (self.id, &self.gen_seen) else { return };
+        let (Some(id), Some(gen)) = (self.id, &self.gen_seen) else {
+            return;
+        };
         if self.applied.is_some_and(|a| a >= gen.generation) {
             return;
         }
@@ -67,7 +76,9 @@ impl Worker {
             // Not for this instance: a predecessor's share, or none at all.
             Some(m) if m.token != self.session => BTreeSet::new(),
             None => BTreeSet::new(),
-            Some(m) if self.my_share[m.slot as usize & 1].complete_digest() != Some(m.digest) => return,
+            Some(m) if self.my_share[m.slot as usize & 1].complete_digest() != Some(m.digest) => {
+                return
+            }
             Some(m) => match self.my_share[m.slot as usize & 1].assemble() {
                 Some(share) if codec::share_digest(&share) == m.digest => share,
                 _ => return, // not all chunks are here yet
@@ -90,7 +101,12 @@ impl Worker {
         }
         self.held.extend(added.iter().cloned());
         if !added.is_empty() || !removed.is_empty() || self.applied.is_none() {
-            self.emit(Event::AssignmentChanged { generation, added, removed, assigned: target });
+            self.emit(Event::AssignmentChanged {
+                generation,
+                added,
+                removed,
+                assigned: target,
+            });
         }
         self.applying = Some(generation);
         self.phase_seen = phase;
@@ -101,7 +117,9 @@ impl Worker {
 
     /// Every revoke of the generation being applied is done: report it.
     fn finish_apply(&mut self, now: Instant) {
-        let Some(g) = self.applying.take() else { return };
+        let Some(g) = self.applying.take() else {
+            return;
+        };
         self.applied = Some(g);
         if self.degraded_since.is_none() {
             let s = self.settled_state();
@@ -123,7 +141,12 @@ impl Worker {
     }
 
     pub(crate) fn on_revoke_deadline(&mut self, now: Instant) {
-        let late: Vec<_> = self.revoking.iter().filter(|(_, d)| **d <= now).map(|(p, _)| p.clone()).collect();
+        let late: Vec<_> = self
+            .revoking
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
         for p in late {
             self.revoking.remove(&p);
             self.held.remove(&p);

@@ -41,14 +41,23 @@ impl Worker {
 
     /// Creates the leader key, or takes it over by CAS from a leader that stopped renewing.
     fn try_acquire(&mut self, _now: Instant, takeover: Option<u64>) {
-        if self.acquiring || self.leading.is_some() || self.stopping.is_some() || self.fenced || self.id.is_none() {
+        if self.acquiring
+            || self.leading.is_some()
+            || self.stopping.is_some()
+            || self.fenced
+            || self.id.is_none()
+        {
             return;
         }
         self.acquiring = true;
         let value = self.leader_value();
         let key = LEADER_KEY.to_owned();
         let op = match takeover {
-            Some(revision) => KvOp::Update { key, value, revision },
+            Some(revision) => KvOp::Update {
+                key,
+                value,
+                revision,
+            },
             None => KvOp::Create { key, value },
         };
         self.send_kv(Bucket::Leases, op, Purpose::LeaderAcquire);
@@ -75,10 +84,16 @@ impl Worker {
                         self.step_down(now);
                     }
                 }
-                self.leader_seen = Some(LeaderSeen { revision: entry.revision, worker: value.worker });
+                self.leader_seen = Some(LeaderSeen {
+                    revision: entry.revision,
+                    worker: value.worker,
+                });
                 if self.leading.is_none() {
                     // Take over if it is not renewed for a TTL (counted on our clock from now).
-                    self.timers.set(Timer::LeaderCheck, now + self.config.lease_ttl + self.stagger());
+                    self.timers.set(
+                        Timer::LeaderCheck,
+                        now + self.config.lease_ttl + self.stagger(),
+                    );
                     if self.state == State::Election {
                         self.set_state(State::WaitingAssignment);
                     }
@@ -96,7 +111,9 @@ impl Worker {
 
     /// A small per-ID delay so followers do not all race for an expired lease at once.
     fn stagger(&self) -> std::time::Duration {
-        let rank = self.id.map_or(0, |id| id.0.saturating_sub(self.config.id_min)) as u64;
+        let rank = self
+            .id
+            .map_or(0, |id| id.0.saturating_sub(self.config.id_min)) as u64;
         std::time::Duration::from_millis(5 * (rank % 64))
     }
 
@@ -111,11 +128,18 @@ impl Worker {
             KvResult::Written { revision } => self.become_leader(now, revision),
             KvResult::AlreadyExists => {
                 // Someone leads; the watch tells who. Arm a check in case the watch is slow.
-                self.timers.set_earliest(Timer::LeaderCheck, now + self.config.lease_ttl);
+                self.timers
+                    .set_earliest(Timer::LeaderCheck, now + self.config.lease_ttl);
             }
             _ => {
                 // Unknown or lost race: read the key to learn the truth.
-                self.send_kv(Bucket::Leases, KvOp::Get { key: LEADER_KEY.into() }, Purpose::LeaderReread);
+                self.send_kv(
+                    Bucket::Leases,
+                    KvOp::Get {
+                        key: LEADER_KEY.into(),
+                    },
+                    Purpose::LeaderReread,
+                );
             }
         }
     }
@@ -132,7 +156,8 @@ impl Worker {
                     // us would have a higher revision, which is fine as an epoch too.
                     None if ours => self.become_leader(now, e.revision),
                     None => {
-                        self.timers.set_earliest(Timer::LeaderCheck, now + self.config.lease_ttl);
+                        self.timers
+                            .set_earliest(Timer::LeaderCheck, now + self.config.lease_ttl);
                     }
                 }
             }
@@ -143,7 +168,8 @@ impl Worker {
                 self.try_acquire(now, None);
             }
             _ => {
-                self.timers.set_earliest(Timer::LeaderCheck, now + self.config.heartbeat_interval);
+                self.timers
+                    .set_earliest(Timer::LeaderCheck, now + self.config.heartbeat_interval);
             }
         }
     }
@@ -164,8 +190,14 @@ impl Worker {
             revision,
             worker: self.id.expect("checked"),
         });
-        self.timers.set(Timer::LeaderFence, now + (self.config.lease_ttl - self.config.safety_margin));
-        self.emit(Event::LeadershipChanged { is_leader: true, epoch });
+        self.timers.set(
+            Timer::LeaderFence,
+            now + (self.config.lease_ttl - self.config.safety_margin),
+        );
+        self.emit(Event::LeadershipChanged {
+            is_leader: true,
+            epoch,
+        });
         if self.state == State::Election {
             self.set_state(State::WaitingAssignment);
         }
@@ -175,7 +207,9 @@ impl Worker {
     /// Renews the leader lease by CAS (every heartbeat while leading).
     pub(crate) fn renew_leader(&mut self, now: Instant) {
         let Some(l) = &mut self.leading else { return };
-        if l.renew_in_flight.is_some_and(|sent| now < sent + self.config.heartbeat_interval) {
+        if l.renew_in_flight
+            .is_some_and(|sent| now < sent + self.config.heartbeat_interval)
+        {
             return;
         }
         l.renew_in_flight = Some(now);
@@ -183,23 +217,44 @@ impl Worker {
         let value = self.leader_value();
         self.send_kv(
             Bucket::Leases,
-            KvOp::Update { key: LEADER_KEY.into(), value, revision },
+            KvOp::Update {
+                key: LEADER_KEY.into(),
+                value,
+                revision,
+            },
             Purpose::LeaderRenew { sent: now, epoch },
         );
     }
 
-    pub(crate) fn on_leader_renew(&mut self, now: Instant, sent: Instant, epoch: Epoch, result: KvResult) {
-        let Some(l) = self.leading.as_mut().filter(|l| l.epoch == epoch) else { return };
+    pub(crate) fn on_leader_renew(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        epoch: Epoch,
+        result: KvResult,
+    ) {
+        let Some(l) = self.leading.as_mut().filter(|l| l.epoch == epoch) else {
+            return;
+        };
         if l.renew_in_flight == Some(sent) {
             l.renew_in_flight = None;
         }
         match result {
             KvResult::Written { revision } => {
                 l.leader_rev = revision;
-                self.timers.set(Timer::LeaderFence, sent + (self.config.lease_ttl - self.config.safety_margin));
+                self.timers.set(
+                    Timer::LeaderFence,
+                    sent + (self.config.lease_ttl - self.config.safety_margin),
+                );
             }
             KvResult::WrongRevision => {
-                self.send_kv(Bucket::Leases, KvOp::Get { key: LEADER_KEY.into() }, Purpose::LeaderReread);
+                self.send_kv(
+                    Bucket::Leases,
+                    KvOp::Get {
+                        key: LEADER_KEY.into(),
+                    },
+                    Purpose::LeaderReread,
+                );
             }
             other => self.warn_kv(LEADER_KEY, &other),
         }
@@ -222,9 +277,15 @@ impl Worker {
         self.timers.clear(Timer::LeaderFence);
         self.timers.clear(Timer::Planner);
         self.timers.clear(Timer::Source);
-        self.emit(Event::LeadershipChanged { is_leader: false, epoch: l.epoch });
+        self.emit(Event::LeadershipChanged {
+            is_leader: false,
+            epoch: l.epoch,
+        });
         if self.stopping.is_none() && self.id.is_some() {
-            self.timers.set_earliest(Timer::LeaderCheck, now + self.config.lease_ttl + self.stagger());
+            self.timers.set_earliest(
+                Timer::LeaderCheck,
+                now + self.config.lease_ttl + self.stagger(),
+            );
             let back = self.settled_state();
             self.set_state(back);
         }

@@ -46,7 +46,9 @@ pub(crate) fn next_step(
     let mut held_by: BTreeMap<&PartitionId, Vec<WorkerId>> = BTreeMap::new();
     for (w, share) in committed.iter().filter(|(w, _)| !exempt.contains(w)) {
         match share {
-            Some(share) => share.iter().for_each(|p| held_by.entry(p).or_default().push(*w)),
+            Some(share) => share
+                .iter()
+                .for_each(|p| held_by.entry(p).or_default().push(*w)),
             None => return next,
         }
     }
@@ -57,7 +59,9 @@ pub(crate) fn next_step(
             .filter(|p| held_by.get(p).is_none_or(|hs| hs.iter().all(|h| h == w)))
             .cloned()
             .collect();
-        next.get_mut(w).expect("every target worker is in next").extend(grants);
+        next.get_mut(w)
+            .expect("every target worker is in next")
+            .extend(grants);
     }
     next
 }
@@ -67,7 +71,10 @@ mod tests {
     use super::*;
 
     fn set(items: &[&str]) -> BTreeSet<PartitionId> {
-        items.iter().map(|s| PartitionId::parse(s).unwrap()).collect()
+        items
+            .iter()
+            .map(|s| PartitionId::parse(s).unwrap())
+            .collect()
     }
 
     #[test]
@@ -84,7 +91,10 @@ mod tests {
         assert_eq!(step1b, step1);
         // Once A's revoke is committed and applied, p2 is granted to B.
         let committed2: Committed = step1.iter().map(|(w, s)| (*w, Some(s.clone()))).collect();
-        assert_eq!(next_step(HandoffMode::Strict, &committed2, &target, &none, true), target);
+        assert_eq!(
+            next_step(HandoffMode::Strict, &committed2, &target, &none, true),
+            target
+        );
     }
 
     #[test]
@@ -92,10 +102,19 @@ mod tests {
         let (a, b) = (WorkerId(0), WorkerId(1));
         let committed: Committed = [(a, Some(set(&["p1"]))), (b, Some(set(&["p2"])))].into();
         let target: Shares = [(b, set(&["p1", "p2"]))].into();
-        let not_yet = next_step(HandoffMode::Strict, &committed, &target, &BTreeSet::new(), true);
+        let not_yet = next_step(
+            HandoffMode::Strict,
+            &committed,
+            &target,
+            &BTreeSet::new(),
+            true,
+        );
         assert_eq!(not_yet, [(b, set(&["p2"]))].into());
         let exempt = [a].into();
-        assert_eq!(next_step(HandoffMode::Strict, &committed, &target, &exempt, true), target);
+        assert_eq!(
+            next_step(HandoffMode::Strict, &committed, &target, &exempt, true),
+            target
+        );
     }
 
     #[test]
@@ -103,7 +122,13 @@ mod tests {
         let (a, b) = (WorkerId(0), WorkerId(1));
         let committed: Committed = [(a, None), (b, Some(set(&[])))].into();
         let target: Shares = [(a, set(&["p1"])), (b, set(&["p2"]))].into();
-        let next = next_step(HandoffMode::Strict, &committed, &target, &BTreeSet::new(), true);
+        let next = next_step(
+            HandoffMode::Strict,
+            &committed,
+            &target,
+            &BTreeSet::new(),
+            true,
+        );
         assert_eq!(next, [(a, set(&[])), (b, set(&[]))].into());
     }
 
@@ -112,6 +137,15 @@ mod tests {
         let a = WorkerId(0);
         let committed: Committed = [(a, Some(set(&["p1"])))].into();
         let target: Shares = [(WorkerId(1), set(&["p1"]))].into();
-        assert_eq!(next_step(HandoffMode::Relaxed, &committed, &target, &BTreeSet::new(), false), target);
+        assert_eq!(
+            next_step(
+                HandoffMode::Relaxed,
+                &committed,
+                &target,
+                &BTreeSet::new(),
+                false
+            ),
+            target
+        );
     }
 }

@@ -23,7 +23,9 @@ impl Worker {
         self.set_state(State::ClaimingId);
         self.send_kv(
             Bucket::Leases,
-            KvOp::List { prefix: "worker.".into() },
+            KvOp::List {
+                prefix: "worker.".into(),
+            },
             Purpose::ClaimList,
         );
     }
@@ -33,13 +35,16 @@ impl Worker {
             KvResult::Entries(e) => e,
             other => {
                 self.warn_kv("worker.*", &other);
-                self.timers.set(Timer::Claim, now + self.config.heartbeat_interval);
+                self.timers
+                    .set(Timer::Claim, now + self.config.heartbeat_interval);
                 return;
             }
         };
         let mut slots = BTreeMap::new();
         for e in &entries {
-            let Some(id) = codec::parse_lease_key(&e.key) else { continue };
+            let Some(id) = codec::parse_lease_key(&e.key) else {
+                continue;
+            };
             if e.operation != Operation::Put {
                 continue;
             }
@@ -61,7 +66,11 @@ impl Worker {
                 let value = codec::encode(&self.lease_value());
                 let key = format!("worker.{id}");
                 let op = match revision {
-                    Some(revision) => KvOp::Update { key, value, revision },
+                    Some(revision) => KvOp::Update {
+                        key,
+                        value,
+                        revision,
+                    },
                     None => KvOp::Create { key, value },
                 };
                 self.send_kv(Bucket::Leases, op, Purpose::ClaimWrite { id, sent: now });
@@ -96,7 +105,13 @@ impl Worker {
             .map(|id| (id, None))
     }
 
-    pub(crate) fn on_claim_write(&mut self, now: Instant, id: WorkerId, sent: Instant, result: KvResult) {
+    pub(crate) fn on_claim_write(
+        &mut self,
+        now: Instant,
+        id: WorkerId,
+        sent: Instant,
+        result: KvResult,
+    ) {
         match result {
             KvResult::Written { revision } => self.claimed(now, id, revision, sent),
             KvResult::AlreadyExists | KvResult::WrongRevision | KvResult::TimedOut => {
@@ -105,14 +120,16 @@ impl Worker {
                 self.claim_attempts += 1;
                 if self.claim_attempts > 3 * (self.config.id_max - self.config.id_min + 1) {
                     self.claim_attempts = 0;
-                    self.timers.set(Timer::Claim, now + self.config.heartbeat_interval);
+                    self.timers
+                        .set(Timer::Claim, now + self.config.heartbeat_interval);
                 } else {
                     self.start_claim(now);
                 }
             }
             other => {
                 self.warn_kv(&format!("worker.{id}"), &other);
-                self.timers.set(Timer::Claim, now + self.config.heartbeat_interval);
+                self.timers
+                    .set(Timer::Claim, now + self.config.heartbeat_interval);
             }
         }
     }
@@ -125,7 +142,8 @@ impl Worker {
         self.fenced = false;
         self.emit(Event::IdClaimed(id));
         self.set_state(State::Election);
-        self.timers.set(Timer::Heartbeat, now + self.config.heartbeat_interval);
+        self.timers
+            .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
         self.arm_fence();
         self.start_following(now);
         self.start_election(now);
@@ -146,20 +164,26 @@ impl Worker {
     }
 
     pub(crate) fn on_heartbeat(&mut self, now: Instant) {
-        self.timers.set(Timer::Heartbeat, now + self.config.heartbeat_interval);
+        self.timers
+            .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
         self.renew_lease(now);
         self.renew_leader(now);
     }
 
     /// Renews our lease by CAS now (or right after the renewal in flight).
     pub(crate) fn renew_lease(&mut self, now: Instant) {
-        let (Some(id), Some(revision)) = (self.id, self.lease_rev) else { return };
+        let (Some(id), Some(revision)) = (self.id, self.lease_rev) else {
+            return;
+        };
         if self.stopping.is_some() {
             return;
         }
         // One renewal at a time, unless the one in flight is older than a heartbeat (its request
         // may be lost: waiting for its timeout would let the lease lapse).
-        if self.renew_in_flight.is_some_and(|sent| now < sent + self.config.heartbeat_interval) {
+        if self
+            .renew_in_flight
+            .is_some_and(|sent| now < sent + self.config.heartbeat_interval)
+        {
             self.renew_again = true;
             return;
         }
@@ -168,7 +192,11 @@ impl Worker {
         let value = codec::encode(&self.lease_value());
         self.send_kv(
             Bucket::Leases,
-            KvOp::Update { key: format!("worker.{id}"), value, revision },
+            KvOp::Update {
+                key: format!("worker.{id}"),
+                value,
+                revision,
+            },
             Purpose::LeaseRenew { sent: now },
         );
     }
@@ -185,7 +213,13 @@ impl Worker {
             KvResult::WrongRevision => {
                 // Lost to someone else, or a timed-out renewal of ours landed: re-read.
                 let Some(id) = self.id else { return };
-                self.send_kv(Bucket::Leases, KvOp::Get { key: format!("worker.{id}") }, Purpose::LeaseReread);
+                self.send_kv(
+                    Bucket::Leases,
+                    KvOp::Get {
+                        key: format!("worker.{id}"),
+                    },
+                    Purpose::LeaseReread,
+                );
                 return;
             }
             other => {
@@ -275,7 +309,8 @@ impl Worker {
 
     /// Enters or leaves degraded mode from the connection flag, fencing and renewal state.
     pub(crate) fn update_degraded(&mut self, now: Instant) {
-        let degraded = !self.connected || (self.id.is_some() && (self.fenced || self.lease_overdue(now)));
+        let degraded =
+            !self.connected || (self.id.is_some() && (self.fenced || self.lease_overdue(now)));
         match (degraded, self.degraded_since) {
             (true, None) => {
                 self.degraded_since = Some(now);
@@ -296,9 +331,16 @@ impl Worker {
 
     /// Raises the alert levels that are due and arms the next.
     pub(crate) fn on_alert(&mut self, now: Instant) {
-        let Some(since) = self.degraded_since else { return };
+        let Some(since) = self.degraded_since else {
+            return;
+        };
         let degraded_for = now - since;
-        let levels = [AlertLevel::Info, AlertLevel::Warn, AlertLevel::Error, AlertLevel::Critical];
+        let levels = [
+            AlertLevel::Info,
+            AlertLevel::Warn,
+            AlertLevel::Error,
+            AlertLevel::Critical,
+        ];
         let next = self.alert_level.map_or(0, |l| l + 1);
         let mut reached = None;
         for i in next..4 {
@@ -308,11 +350,15 @@ impl Worker {
         }
         if let Some(i) = reached {
             self.alert_level = Some(i);
-            self.emit(Event::Alert { level: levels[i], degraded_for });
+            self.emit(Event::Alert {
+                level: levels[i],
+                degraded_for,
+            });
         }
         let following = self.alert_level.map_or(0, |l| l + 1);
         if following < 4 {
-            self.timers.set(Timer::Alert, since + self.config.alert_after[following]);
+            self.timers
+                .set(Timer::Alert, since + self.config.alert_after[following]);
         }
     }
 }

@@ -9,8 +9,8 @@ use super::{Purpose, Timer, Worker};
 use crate::codec::{self, GenRecord, LeaseValue, Phase, ShareAssembler, ShareChunk};
 use crate::strategy::{PlanInput, WorkerSlot};
 use crate::{
-    Bucket, Entry, Epoch, Event, Generation, Instant, KvOp, Operation, Partition,
-    PartitionId, RequestId, State, WatchId, Warning, WorkerId,
+    Bucket, Entry, Epoch, Event, Generation, Instant, KvOp, Operation, Partition, PartitionId,
+    RequestId, State, Warning, WatchId, WorkerId,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -182,18 +182,28 @@ impl Leadership {
     /// up with the commit (a write of an aborted publish that landed late, or a deposed
     /// leader's): it must be written again.
     pub(crate) fn share_corrupted(&self, w: WorkerId) -> bool {
-        let Some(c) = &self.committed else { return false };
-        let Some(m) = c.record.members.get(&w) else { return false };
+        let Some(c) = &self.committed else {
+            return false;
+        };
+        let Some(m) = c.record.members.get(&w) else {
+            return false;
+        };
         if !matches!(c.shares.get(&w), Some(Some(_))) {
             return false;
         }
         self.assign_seen >= c.revision
-            && self.mirror.get(&(w, m.slot)).and_then(ShareAssembler::complete_digest) != Some(m.digest)
+            && self
+                .mirror
+                .get(&(w, m.slot))
+                .and_then(ShareAssembler::complete_digest)
+                != Some(m.digest)
     }
 
     /// Whether every live worker has applied the committed generation.
     pub(crate) fn barrier_complete(&self) -> bool {
-        let Some(c) = &self.committed else { return true };
+        let Some(c) = &self.committed else {
+            return true;
+        };
         self.peers
             .values()
             .filter(|p| p.dead.is_none() && p.departing_since.is_none())
@@ -239,8 +249,15 @@ impl Worker {
         self.act(crate::Action::ListPartitions(id));
     }
 
-    pub(crate) fn on_partitions(&mut self, now: Instant, id: RequestId, result: Result<Vec<Partition>, String>) {
-        let Some(l) = self.leading.as_mut().filter(|l| l.list_req == Some(id)) else { return };
+    pub(crate) fn on_partitions(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<Vec<Partition>, String>,
+    ) {
+        let Some(l) = self.leading.as_mut().filter(|l| l.list_req == Some(id)) else {
+            return;
+        };
         l.list_req = None;
         let list = match result {
             Ok(list) => list,
@@ -273,16 +290,29 @@ impl Worker {
             self.list_partitions();
         } else if self.id.is_none() {
             // Not part of the cluster yet: ask once we are.
-            self.timers.set(Timer::Refresh, now + self.config.heartbeat_interval / 4);
+            self.timers
+                .set(Timer::Refresh, now + self.config.heartbeat_interval / 4);
         } else {
             let nonce = self.rng.next_u64();
-            let value = codec::encode(&codec::CtlValue { v: codec::VERSION, nonce });
-            self.send_kv(Bucket::Assign, KvOp::Put { key: "ctl.refresh".into(), value }, Purpose::CtlPut);
+            let value = codec::encode(&codec::CtlValue {
+                v: codec::VERSION,
+                nonce,
+            });
+            self.send_kv(
+                Bucket::Assign,
+                KvOp::Put {
+                    key: "ctl.refresh".into(),
+                    value,
+                },
+                Purpose::CtlPut,
+            );
         }
     }
 
     pub(crate) fn on_leader_watch_entry(&mut self, now: Instant, watch: WatchId, entry: Entry) {
-        let Some(l) = self.leading.as_ref() else { return };
+        let Some(l) = self.leading.as_ref() else {
+            return;
+        };
         if Some(watch) == l.lease_watch {
             self.on_peer_lease(now, entry);
         } else if Some(watch) == l.assign_watch {
@@ -291,7 +321,9 @@ impl Worker {
     }
 
     fn on_peer_lease(&mut self, now: Instant, entry: Entry) {
-        let Some(id) = codec::parse_lease_key(&entry.key) else { return };
+        let Some(id) = codec::parse_lease_key(&entry.key) else {
+            return;
+        };
         let l = self.leading.as_mut().expect("leading");
         if entry.operation != Operation::Put {
             l.dirty = true;
@@ -304,7 +336,11 @@ impl Worker {
                 Some(p) if p.departing_since.is_some() => p.revision = None,
                 Some(p) if entry.operation == Operation::Purge => {
                     // Expired without renewal: it fenced itself by now.
-                    p.dead = Some(Dead { release_at: now + self.config.emergency_grace, confirmed: true, retry_at: None });
+                    p.dead = Some(Dead {
+                        release_at: now + self.config.emergency_grace,
+                        confirmed: true,
+                        retry_at: None,
+                    });
                     l.activity = Some(State::Emergency);
                 }
                 Some(_) => {
@@ -323,7 +359,10 @@ impl Worker {
         if fresh {
             l.dirty = true;
         }
-        let peer = l.peers.entry(id).or_insert_with(|| Peer::unseen(v.token, now));
+        let peer = l
+            .peers
+            .entry(id)
+            .or_insert_with(|| Peer::unseen(v.token, now));
         if peer.token != v.token {
             // Another instance claimed the ID (a restart resuming its share, or a newcomer).
             peer.token = v.token;
@@ -335,7 +374,14 @@ impl Worker {
         if peer.dead.as_ref().is_some_and(|d| d.confirmed) {
             return; // a late renewal from before our delete: ignore
         }
-        let before = (peer.token, peer.capacity, peer.applied, peer.draining, peer.departing_since.is_some(), peer.dead.is_some());
+        let before = (
+            peer.token,
+            peer.capacity,
+            peer.applied,
+            peer.draining,
+            peer.departing_since.is_some(),
+            peer.dead.is_some(),
+        );
         peer.dead = None;
         peer.capacity = v.capacity;
         peer.applied = v.applied;
@@ -347,10 +393,18 @@ impl Worker {
             (false, Some(_)) => peer.departing_since = None,
             _ => {}
         }
-        let after = (peer.token, peer.capacity, peer.applied, peer.draining, peer.departing_since.is_some(), peer.dead.is_some());
+        let after = (
+            peer.token,
+            peer.capacity,
+            peer.applied,
+            peer.draining,
+            peer.departing_since.is_some(),
+            peer.dead.is_some(),
+        );
         // A report of an applied generation matters to the planner only once it completes the
         // barrier; anything else that changed always does.
-        let only_applied = (before.0, before.1, before.3, before.4, before.5) == (after.0, after.1, after.3, after.4, after.5);
+        let only_applied = (before.0, before.1, before.3, before.4, before.5)
+            == (after.0, after.1, after.3, after.4, after.5);
         if before != after && (!only_applied || l.barrier_complete()) {
             l.dirty = true;
         }
@@ -360,15 +414,13 @@ impl Worker {
         let l = self.leading.as_mut().expect("leading");
         l.assign_seen = l.assign_seen.max(entry.revision);
         if entry.key == "gen" {
-            if entry.operation == Operation::Put {
-                if let Ok(rec) = codec::decode::<GenRecord>("gen", &entry.value) {
-                    if rec.epoch > l.epoch {
-                        return self.step_down(now);
-                    }
-                }
+            let newer = entry.operation == Operation::Put
+                && codec::decode::<GenRecord>("gen", &entry.value).is_ok_and(|r| r.epoch > l.epoch);
+            if newer {
+                self.step_down(now); // a later leader committed
             }
         } else if entry.key == "ctl.refresh" {
-            if entry.operation == Operation::Put && entry.revision > 0 {
+            if entry.operation == Operation::Put {
                 self.list_partitions();
             }
         } else if let Some(rest) = entry.key.strip_prefix("ctl.drain.") {
@@ -390,8 +442,14 @@ impl Worker {
             }
             // Fill in a committed share we did not know yet.
             if let Some(c) = &mut l.committed {
-                if let (Some(m), Some(None)) = (c.record.members.get(&id).filter(|m| m.slot == slot), c.shares.get(&id)) {
-                    if let Some(share) = asm.assemble().filter(|s| codec::share_digest(s) == m.digest) {
+                if let (Some(m), Some(None)) = (
+                    c.record.members.get(&id).filter(|m| m.slot == slot),
+                    c.shares.get(&id),
+                ) {
+                    if let Some(share) = asm
+                        .assemble()
+                        .filter(|s| codec::share_digest(s) == m.digest)
+                    {
                         c.shares.insert(id, Some(share));
                         l.dirty = true;
                     }
@@ -402,7 +460,9 @@ impl Worker {
 
     /// The planner: runs after every step while leading.
     pub(crate) fn leader_tick(&mut self, now: Instant) {
-        let Some(l) = self.leading.as_mut() else { return };
+        let Some(l) = self.leading.as_mut() else {
+            return;
+        };
         if !l.gen_loaded || l.sealing || l.partitions.is_none() {
             return;
         }
@@ -412,7 +472,10 @@ impl Worker {
             return;
         }
         // A new leader waits (at most a TTL) to learn every committed share from its watch.
-        let adopting = l.committed.as_ref().is_some_and(|c| c.shares.values().any(Option::is_none))
+        let adopting = l
+            .committed
+            .as_ref()
+            .is_some_and(|c| c.shares.values().any(Option::is_none))
             && now < l.since + self.config.lease_ttl;
         if adopting || l.retry_at.is_some_and(|t| t > now) {
             self.arm_planner(now);
@@ -450,13 +513,24 @@ impl Worker {
             let stuck = committed.is_some_and(|(g, at)| {
                 now >= at.max(p.since) + stuck_after && p.applied.is_none_or(|a| a < g)
             });
-            if p.dead.is_none() && p.departing_since.is_none() && (now >= p.last_seen + ttl || stuck) {
+            if p.dead.is_none()
+                && p.departing_since.is_none()
+                && (now >= p.last_seen + ttl || stuck)
+            {
                 // A silent worker fenced itself by now; a stuck one is still renewing and learns
                 // that its lease is gone at its next renewal, or fences within a TTL.
                 let release_at = if stuck { now + ttl } else { now + grace };
-                p.dead = Some(Dead { release_at, confirmed: false, retry_at: None });
+                p.dead = Some(Dead {
+                    release_at,
+                    confirmed: false,
+                    retry_at: None,
+                });
                 deletes.push((*id, p.revision));
-            } else if let Some(d) = p.dead.as_mut().filter(|d| d.retry_at.is_some_and(|t| t <= now)) {
+            } else if let Some(d) = p
+                .dead
+                .as_mut()
+                .filter(|d| d.retry_at.is_some_and(|t| t <= now))
+            {
                 d.retry_at = None;
                 deletes.push((*id, p.revision));
             }
@@ -468,7 +542,13 @@ impl Worker {
         for (id, revision) in deletes {
             let key = format!("worker.{id}");
             match revision {
-                Some(revision) => self.leader_kv(KvOp::Delete { key, revision: Some(revision) }, LeaderReq::PeerDelete(id)),
+                Some(revision) => self.leader_kv(
+                    KvOp::Delete {
+                        key,
+                        revision: Some(revision),
+                    },
+                    LeaderReq::PeerDelete(id),
+                ),
                 None => self.leader_kv(KvOp::Get { key }, LeaderReq::PeerGet(id)),
             };
         }
@@ -480,7 +560,11 @@ impl Worker {
         let l = self.leading.as_mut().expect("leading");
         let Some(c) = &l.committed else {
             // Cold start.
-            let live = l.peers.values().filter(|p| p.dead.is_none() && p.departing_since.is_none()).count();
+            let live = l
+                .peers
+                .values()
+                .filter(|p| p.dead.is_none() && p.departing_since.is_none())
+                .count();
             let at = match cfg.expected_workers {
                 Some(n) if live as u32 >= n => now,
                 _ => l.since + cfg.cold_start_window,
@@ -522,7 +606,11 @@ impl Worker {
                 continue;
             }
             if p.draining || p.ctl_draining {
-                if member.is_some_and(|_| c.shares.get(id).is_some_and(|s| s.as_ref().is_none_or(|s| !s.is_empty()))) {
+                if member.is_some_and(|_| {
+                    c.shares
+                        .get(id)
+                        .is_some_and(|s| s.as_ref().is_none_or(|s| !s.is_empty()))
+                }) {
                     take(now, Phase::Rebalancing);
                 }
                 continue;
@@ -539,7 +627,9 @@ impl Worker {
         }
         if let (Some(first), Some(last)) = (first_join, last_join) {
             let window = (last + cfg.planned_scale_window).min(first + cfg.max_scale_delay);
-            let cooldown = l.last_rebalance.map_or(window, |t| t + cfg.min_rebalance_interval);
+            let cooldown = l
+                .last_rebalance
+                .map_or(window, |t| t + cfg.min_rebalance_interval);
             take(window.max(cooldown), Phase::Scaling);
             l.activity.get_or_insert(State::Scaling);
         }
@@ -556,13 +646,20 @@ impl Worker {
             l.imbalance_due = None;
             if let Some(parts) = &l.partitions {
                 if imbalance(parts, c, &l.peers) > cfg.rebalance_threshold {
-                    let at = l.last_rebalance.map_or(now, |t| t + cfg.min_rebalance_interval);
+                    let at = l
+                        .last_rebalance
+                        .map_or(now, |t| t + cfg.min_rebalance_interval);
                     l.imbalance_due = Some(at.max(now));
                 }
             }
         }
-        l.imbalance_due
-            .map(|at| (at, Phase::Rebalancing, Some(cfg.max_moves_per_round as usize)))
+        l.imbalance_due.map(|at| {
+            (
+                at,
+                Phase::Rebalancing,
+                Some(cfg.max_moves_per_round as usize),
+            )
+        })
     }
 
     fn arm_planner(&mut self, now: Instant) {
@@ -608,7 +705,11 @@ impl Worker {
         }
         if let Some(c) = &l.committed {
             let stuck_after = self.config.revoke_timeout + ttl;
-            for p in l.peers.values().filter(|p| p.applied.is_none_or(|a| a < c.record.generation)) {
+            for p in l
+                .peers
+                .values()
+                .filter(|p| p.applied.is_none_or(|a| a < c.record.generation))
+            {
                 consider(c.at.max(p.since) + stuck_after);
             }
         }
@@ -622,7 +723,8 @@ impl Worker {
     pub(crate) fn refresh_leader_state(&mut self) {
         if self.degraded_since.is_none() && self.stopping.is_none() {
             let s = self.settled_state();
-            if self.applied.is_some() || self.leading.as_ref().is_some_and(|l| l.activity.is_some()) {
+            if self.applied.is_some() || self.leading.as_ref().is_some_and(|l| l.activity.is_some())
+            {
                 self.set_state(s);
             }
         }
@@ -657,7 +759,10 @@ impl Worker {
                 (None, Some(since)) => since + grace > now,
                 (None, None) => false,
             };
-            let holds_nothing = p.departing_since.is_some() || p.dead.as_ref().is_some_and(|d| d.confirmed && d.release_at <= now);
+            let holds_nothing = p.departing_since.is_some()
+                || p.dead
+                    .as_ref()
+                    .is_some_and(|d| d.confirmed && d.release_at <= now);
             // A new instance under a member's ID: the old one departed, or lost the ID and
             // dropped everything, so the committed share is held by nobody.
             let replaced = member.is_some_and(|m| m.token != p.token);
@@ -668,7 +773,11 @@ impl Worker {
                 match (member, committed.get(id)) {
                     (Some(m), Some(Some(share))) => {
                         // Removed partitions leave a frozen share too (a revoke is always safe).
-                        let listed = share.iter().filter(|p| listed.contains(p)).cloned().collect();
+                        let listed = share
+                            .iter()
+                            .filter(|p| listed.contains(p))
+                            .cloned()
+                            .collect();
                         frozen.insert(*id, listed);
                         tokens.insert(*id, m.token);
                     }
@@ -687,7 +796,10 @@ impl Worker {
             }
             tokens.insert(*id, p.token);
             if !(p.draining || p.ctl_draining) {
-                eligible.push(WorkerSlot { id: *id, capacity: p.capacity });
+                eligible.push(WorkerSlot {
+                    id: *id,
+                    capacity: p.capacity,
+                });
             }
         }
         // Members gone for good hold nothing.
@@ -697,7 +809,11 @@ impl Worker {
             }
         }
         let frozen_parts: BTreeSet<&PartitionId> = frozen.values().flatten().collect();
-        let free: Vec<Partition> = parts.iter().filter(|p| !frozen_parts.contains(p.id())).cloned().collect();
+        let free: Vec<Partition> = parts
+            .iter()
+            .filter(|p| !frozen_parts.contains(p.id()))
+            .cloned()
+            .collect();
         // Sticky by ID: a restarted instance under the same ID resumes its predecessor's share.
         let mut previous = BTreeMap::new();
         for slot in &eligible {
@@ -707,7 +823,14 @@ impl Worker {
                 }
             }
         }
-        let input = PlanInput { workers: eligible.clone(), partitions: free, previous, pins: BTreeMap::new(), slack: 0.05, max_moves: budget };
+        let input = PlanInput {
+            workers: eligible.clone(),
+            partitions: free,
+            previous,
+            pins: BTreeMap::new(),
+            slack: 0.05,
+            max_moves: budget,
+        };
         let plan = self.strategy.assign(&input);
         let mut target: Shares = eligible.iter().map(|w| (w.id, BTreeSet::new())).collect();
         for (p, w) in plan.assignment {
@@ -724,15 +847,20 @@ impl Worker {
         let next = handoff::next_step(mode, committed, &target, &exempt, barrier);
         let reached = next == target;
         let repair = next.keys().any(|w| l.share_corrupted(*w));
-        let unchanged = !repair && members.is_some_and(|m| {
-            m.len() == next.len() + keep.len()
-                && next.iter().all(|(w, s)| {
-                    m.get(w).is_some_and(|mm| Some(mm.token) == tokens.get(w).copied())
-                        && committed.get(w).is_some_and(|c| c.as_ref() == Some(s))
-                })
-        });
+        let unchanged = !repair
+            && members.is_some_and(|m| {
+                m.len() == next.len() + keep.len()
+                    && next.iter().all(|(w, s)| {
+                        m.get(w)
+                            .is_some_and(|mm| Some(mm.token) == tokens.get(w).copied())
+                            && committed.get(w).is_some_and(|c| c.as_ref() == Some(s))
+                    })
+            });
         let new_phase = if reached { Phase::Stable } else { phase };
-        let same_phase = l.committed.as_ref().is_some_and(|c| c.record.phase == new_phase);
+        let same_phase = l
+            .committed
+            .as_ref()
+            .is_some_and(|c| c.record.phase == new_phase);
         if unchanged && same_phase {
             let l = self.leading.as_mut().expect("leading");
             if reached {
@@ -753,7 +881,12 @@ fn imbalance(parts: &[Partition], c: &CommittedGen, peers: &BTreeMap<WorkerId, P
     let weights: BTreeMap<&PartitionId, u64> = parts.iter().map(|p| (p.id(), p.weight())).collect();
     let mut loads = Vec::new();
     for (id, share) in &c.shares {
-        let Some(p) = peers.get(id).filter(|p| p.dead.is_none() && p.departing_since.is_none()) else { continue };
+        let Some(p) = peers
+            .get(id)
+            .filter(|p| p.dead.is_none() && p.departing_since.is_none())
+        else {
+            continue;
+        };
         let Some(share) = share else { return 0.0 };
         let w: u64 = share.iter().filter_map(|x| weights.get(x)).sum();
         loads.push(w as f64 / p.capacity as f64);

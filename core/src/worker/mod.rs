@@ -44,7 +44,10 @@ pub(crate) enum Purpose {
     /// Writing `ctl.refresh` for the leader.
     CtlPut,
     /// Requests of the leader role (ignored if leadership changed since).
-    Leading { epoch: Epoch, what: leader::LeaderReq },
+    Leading {
+        epoch: Epoch,
+        what: leader::LeaderReq,
+    },
     /// Shutdown writes.
     Stop,
 }
@@ -170,7 +173,10 @@ impl Worker {
                 | Input::Partitions { .. }
                 | Input::Unsubscribed(_)
                 | Input::Connection(_) => Ok(()),
-                _ => Err(Error::WrongState { state: self.state, input: input_name(&input) }),
+                _ => Err(Error::WrongState {
+                    state: self.state,
+                    input: input_name(&input),
+                }),
             };
         }
         match input {
@@ -316,7 +322,11 @@ impl Worker {
     pub(crate) fn watch(&mut self, bucket: Bucket, filters: Vec<String>) -> WatchId {
         self.next_watch += 1;
         let id = WatchId(self.next_watch);
-        self.actions.push_back(Action::Watch { id, bucket, filters });
+        self.actions.push_back(Action::Watch {
+            id,
+            bucket,
+            filters,
+        });
         id
     }
 
@@ -333,7 +343,11 @@ impl Worker {
     /// Moves to `to`, emitting the transition.
     pub(crate) fn set_state(&mut self, to: State) {
         // Degraded shows until NATS is back, whatever else happens meanwhile.
-        let to = if self.degraded_since.is_some() && to != State::Shutdown { State::Degraded } else { to };
+        let to = if self.degraded_since.is_some() && to != State::Shutdown {
+            State::Degraded
+        } else {
+            to
+        };
         if self.state != to && self.state != State::Shutdown {
             let from = std::mem::replace(&mut self.state, to);
             self.emit(Event::StateChanged { from, to });

@@ -20,13 +20,20 @@ impl Worker {
     ) {
         let max_bytes = self.config.max_value_bytes;
         let l = self.leading.as_ref().expect("leading");
-        let generation = l.committed.as_ref().map_or(crate::Generation(1), |c| c.record.generation.next());
+        let generation = l
+            .committed
+            .as_ref()
+            .map_or(crate::Generation(1), |c| c.record.generation.next());
         let mut members = BTreeMap::new();
         let mut writes = Vec::new();
         for (w, share) in &shares {
             let digest = codec::share_digest(share);
             let old = l.committed.as_ref().and_then(|c| c.record.members.get(w));
-            let known = l.committed.as_ref().and_then(|c| c.shares.get(w)).is_some_and(|s| s.as_ref() == Some(share))
+            let known = l
+                .committed
+                .as_ref()
+                .and_then(|c| c.shares.get(w))
+                .is_some_and(|s| s.as_ref() == Some(share))
                 && !l.share_corrupted(*w);
             let (chunks, slot) = match old {
                 Some(m) if m.digest == digest && known => (m.chunks, m.slot),
@@ -36,16 +43,34 @@ impl Worker {
                     let encoded = codec::encode_share(share, max_bytes);
                     let n = encoded.len() as u32;
                     for (i, value) in encoded.into_iter().enumerate() {
-                        writes.push(KvOp::Put { key: codec::share_key(*w, slot, i as u32), value });
+                        writes.push(KvOp::Put {
+                            key: codec::share_key(*w, slot, i as u32),
+                            value,
+                        });
                     }
                     (n, slot)
                 }
             };
             let token = tokens.get(w).copied().expect("every member has a token");
-            members.insert(*w, Member { token, digest, chunks, count: share.len() as u32, slot });
+            members.insert(
+                *w,
+                Member {
+                    token,
+                    digest,
+                    chunks,
+                    count: share.len() as u32,
+                    slot,
+                },
+            );
         }
         members.extend(keep);
-        let record = GenRecord { v: codec::VERSION, epoch: l.epoch, generation, phase, members };
+        let record = GenRecord {
+            v: codec::VERSION,
+            epoch: l.epoch,
+            generation,
+            phase,
+            members,
+        };
         let seq = l.publish_seq + 1;
         let outstanding = writes.len();
         for op in writes {
@@ -54,7 +79,15 @@ impl Worker {
         let l = self.leading.as_mut().expect("leading");
         l.publish_seq = seq;
         let partitions_version = l.partitions_version;
-        l.publish = Some(Publish { record, shares, seq, outstanding, committing: false, planned, partitions_version });
+        l.publish = Some(Publish {
+            record,
+            shares,
+            seq,
+            outstanding,
+            committing: false,
+            planned,
+            partitions_version,
+        });
         self.maybe_commit(now);
     }
 
@@ -68,8 +101,16 @@ impl Worker {
         let value = codec::encode(&p.record);
         let key = "gen".to_owned();
         let op = match (&l.committed, l.foreign_gen_rev) {
-            (Some(c), _) => KvOp::Update { key, value, revision: c.revision },
-            (None, Some(revision)) => KvOp::Update { key, value, revision },
+            (Some(c), _) => KvOp::Update {
+                key,
+                value,
+                revision: c.revision,
+            },
+            (None, Some(revision)) => KvOp::Update {
+                key,
+                value,
+                revision,
+            },
             (None, None) => KvOp::Create { key, value },
         };
         self.leader_kv(op, LeaderReq::Commit);
@@ -118,11 +159,22 @@ impl Worker {
                 Ok(rec) => {
                     // Seal: re-commit the same assignment under our epoch, so that a deposed
                     // leader's late commit fails its CAS.
-                    let sealed = GenRecord { epoch, generation: rec.generation.next(), ..rec };
+                    let sealed = GenRecord {
+                        epoch,
+                        generation: rec.generation.next(),
+                        ..rec
+                    };
                     let value = codec::encode(&sealed);
                     let l = self.leading.as_mut().expect("leading");
                     l.sealing = true;
-                    self.leader_kv(KvOp::Update { key: "gen".into(), value, revision: e.revision }, LeaderReq::Seal(sealed));
+                    self.leader_kv(
+                        KvOp::Update {
+                            key: "gen".into(),
+                            value,
+                            revision: e.revision,
+                        },
+                        LeaderReq::Seal(sealed),
+                    );
                 }
                 Err(err) => {
                     self.undecodable("gen".into(), err);
@@ -145,7 +197,11 @@ impl Worker {
             .members
             .iter()
             .map(|(w, m)| {
-                let share = l.mirror.get(&(*w, m.slot)).and_then(|a| a.assemble()).filter(|s| codec::share_digest(s) == m.digest);
+                let share = l
+                    .mirror
+                    .get(&(*w, m.slot))
+                    .and_then(|a| a.assemble())
+                    .filter(|s| codec::share_digest(s) == m.digest);
                 (*w, share)
             })
             .collect();
@@ -155,15 +211,26 @@ impl Worker {
         for (w, m) in &record.members {
             if !l.peers.contains_key(w) {
                 unseen.push(*w);
-                l.peers.insert(*w, super::leader::Peer::unseen(m.token, now));
+                l.peers
+                    .insert(*w, super::leader::Peer::unseen(m.token, now));
             }
         }
-        l.committed = Some(CommittedGen { at: now, record, revision, shares });
+        l.committed = Some(CommittedGen {
+            at: now,
+            record,
+            revision,
+            shares,
+        });
         l.sealing = false;
         l.gen_loaded = true;
         l.dirty = true;
         for w in unseen {
-            self.leader_kv(KvOp::Get { key: format!("worker.{w}") }, LeaderReq::PeerGet(w));
+            self.leader_kv(
+                KvOp::Get {
+                    key: format!("worker.{w}"),
+                },
+                LeaderReq::PeerGet(w),
+            );
         }
     }
 
@@ -209,7 +276,12 @@ impl Worker {
         for w in p.record.members.keys() {
             shares.entry(*w).or_insert(None); // carried over unknown
         }
-        l.committed = Some(CommittedGen { at: now, record: p.record, revision, shares });
+        l.committed = Some(CommittedGen {
+            at: now,
+            record: p.record,
+            revision,
+            shares,
+        });
         l.foreign_gen_rev = None;
         l.dirty = true;
     }
@@ -240,7 +312,12 @@ impl Worker {
         match result {
             KvResult::Written { .. } => self.confirm_dead(id),
             KvResult::WrongRevision | KvResult::TimedOut => {
-                self.leader_kv(KvOp::Get { key: format!("worker.{id}") }, LeaderReq::PeerGet(id));
+                self.leader_kv(
+                    KvOp::Get {
+                        key: format!("worker.{id}"),
+                    },
+                    LeaderReq::PeerGet(id),
+                );
             }
             other => {
                 self.warn_kv(&format!("worker.{id}"), &other);
@@ -254,8 +331,16 @@ impl Worker {
             KvResult::Value(None) => {
                 let release_at = now + self.config.emergency_grace;
                 let l = self.leading.as_mut().expect("leading");
-                if let Some(p) = l.peers.get_mut(&id).filter(|p| p.dead.is_none() && p.revision.is_none()) {
-                    p.dead = Some(super::leader::Dead { release_at, confirmed: false, retry_at: None });
+                if let Some(p) = l
+                    .peers
+                    .get_mut(&id)
+                    .filter(|p| p.dead.is_none() && p.revision.is_none())
+                {
+                    p.dead = Some(super::leader::Dead {
+                        release_at,
+                        confirmed: false,
+                        retry_at: None,
+                    });
                     l.activity = Some(crate::State::Emergency);
                 }
                 self.confirm_dead(id)

@@ -35,14 +35,32 @@ impl Worker {
             return;
         }
         self.set_state(State::Shutdown);
-        self.stopping = Some(Stopping { final_stop, outstanding: 0, released: false, done: false });
-        self.timers.set(Timer::Shutdown, now + self.config.shutdown_timeout);
-        for t in [Timer::Claim, Timer::LeaderCheck, Timer::Planner, Timer::Source, Timer::Refresh, Timer::Alert] {
+        self.stopping = Some(Stopping {
+            final_stop,
+            outstanding: 0,
+            released: false,
+            done: false,
+        });
+        self.timers
+            .set(Timer::Shutdown, now + self.config.shutdown_timeout);
+        for t in [
+            Timer::Claim,
+            Timer::LeaderCheck,
+            Timer::Planner,
+            Timer::Source,
+            Timer::Refresh,
+            Timer::Alert,
+        ] {
             self.timers.clear(t);
         }
         self.applying = None;
         let deadline = now + self.config.revoke_timeout;
-        let to_revoke: Vec<_> = self.held.iter().filter(|p| !self.revoking.contains_key(*p)).cloned().collect();
+        let to_revoke: Vec<_> = self
+            .held
+            .iter()
+            .filter(|p| !self.revoking.contains_key(*p))
+            .cloned()
+            .collect();
         for p in to_revoke {
             self.act(Action::Unsubscribe(p.clone()));
             self.revoking.insert(p, deadline);
@@ -65,7 +83,9 @@ impl Worker {
 
     /// Everything is revoked: give up leadership and the lease.
     pub(crate) fn stop_after_revokes(&mut self, now: Instant) {
-        let Some(s) = self.stopping.as_mut() else { return };
+        let Some(s) = self.stopping.as_mut() else {
+            return;
+        };
         if s.released {
             return;
         }
@@ -75,16 +95,33 @@ impl Worker {
         if let Some(l) = self.leading.as_ref() {
             let revision = l.leader_rev;
             self.step_down(now);
-            self.send_kv(Bucket::Leases, KvOp::Delete { key: "leader".into(), revision: Some(revision) }, Purpose::Stop);
+            self.send_kv(
+                Bucket::Leases,
+                KvOp::Delete {
+                    key: "leader".into(),
+                    revision: Some(revision),
+                },
+                Purpose::Stop,
+            );
             outstanding += 1;
         }
         if let (Some(id), Some(revision)) = (self.id, self.lease_rev) {
             let key = format!("worker.{id}");
             let op = if final_stop {
-                KvOp::Delete { key, revision: Some(revision) }
+                KvOp::Delete {
+                    key,
+                    revision: Some(revision),
+                }
             } else {
-                let value = codec::encode(&LeaseValue { departing: true, ..self.lease_value() });
-                KvOp::Update { key, value, revision }
+                let value = codec::encode(&LeaseValue {
+                    departing: true,
+                    ..self.lease_value()
+                });
+                KvOp::Update {
+                    key,
+                    value,
+                    revision,
+                }
             };
             self.send_kv(Bucket::Leases, op, Purpose::Stop);
             outstanding += 1;
@@ -97,7 +134,9 @@ impl Worker {
     }
 
     pub(crate) fn on_stop_result(&mut self, _now: Instant) {
-        let Some(s) = self.stopping.as_mut() else { return };
+        let Some(s) = self.stopping.as_mut() else {
+            return;
+        };
         s.outstanding = s.outstanding.saturating_sub(1);
         if s.outstanding == 0 && s.released {
             self.finish_stop();
@@ -118,12 +157,17 @@ impl Worker {
     }
 
     fn finish_stop(&mut self) {
-        let Some(s) = self.stopping.as_mut() else { return };
+        let Some(s) = self.stopping.as_mut() else {
+            return;
+        };
         if s.done {
             return;
         }
         s.done = true;
-        for w in [self.leader_watch.take(), self.assign_watch.take()].into_iter().flatten() {
+        for w in [self.leader_watch.take(), self.assign_watch.take()]
+            .into_iter()
+            .flatten()
+        {
             self.act(Action::Unwatch(w));
         }
         self.timers = Default::default();
