@@ -52,7 +52,7 @@ impl PartitionId {
 
     /// Parses and validates an ID (as read from KV or given by a user).
     pub fn parse(s: &str) -> Result<Self, crate::Error> {
-        let keys: Vec<String> = s.split('.').map(str::to_owned).collect();
+        let keys: Vec<&str> = s.split('.').collect();
         crate::partition::validate_keys(&keys)?;
         Ok(PartitionId(Arc::from(s)))
     }

@@ -62,29 +62,26 @@ impl Partition {
 }
 
 /// Checks a key list; the error names the partition as far as it can be named.
-pub(crate) fn validate_keys(keys: &[String]) -> Result<(), Error> {
-    let name = keys.join(".");
+pub(crate) fn validate_keys<K: AsRef<str>>(keys: &[K]) -> Result<(), Error> {
     let bad = |reason: String| {
-        Err(Error::InvalidPartition {
-            partition: name.clone(),
-            reason,
-        })
+        let name: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        Err(Error::InvalidPartition { partition: name.join("."), reason })
     };
     if keys.is_empty() {
         return bad("key list is empty".into());
     }
-    for (i, key) in keys.iter().enumerate() {
+    let mut len = keys.len() - 1;
+    for (i, key) in keys.iter().map(AsRef::as_ref).enumerate() {
         if key.is_empty() {
             return bad(format!("key {i} is empty"));
         }
         if let Some(c) = key.chars().find(|c| !is_key_char(*c)) {
-            return bad(format!(
-                "key {i} ({key:?}) holds {c:?}; allowed are A-Z a-z 0-9 - _ = /"
-            ));
+            return bad(format!("key {i} ({key:?}) holds {c:?}; allowed are A-Z a-z 0-9 - _ = /"));
         }
+        len += key.len();
     }
-    if name.len() > 256 {
-        return bad(format!("id is {} bytes long; at most 256", name.len()));
+    if len > 256 {
+        return bad(format!("id is {len} bytes long; at most 256"));
     }
     Ok(())
 }
