@@ -65,7 +65,10 @@ impl Partition {
 pub(crate) fn validate_keys<K: AsRef<str>>(keys: &[K]) -> Result<(), Error> {
     let bad = |reason: String| {
         let name: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
-        Err(Error::InvalidPartition { partition: name.join("."), reason })
+        Err(Error::InvalidPartition {
+            partition: name.join("."),
+            reason,
+        })
     };
     if keys.is_empty() {
         return bad("key list is empty".into());
@@ -76,7 +79,9 @@ pub(crate) fn validate_keys<K: AsRef<str>>(keys: &[K]) -> Result<(), Error> {
             return bad(format!("key {i} is empty"));
         }
         if let Some(c) = key.chars().find(|c| !is_key_char(*c)) {
-            return bad(format!("key {i} ({key:?}) holds {c:?}; allowed are A-Z a-z 0-9 - _ = /"));
+            return bad(format!(
+                "key {i} ({key:?}) holds {c:?}; allowed are A-Z a-z 0-9 - _ = /"
+            ));
         }
         len += key.len();
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 impl Worker {
     /// Watches `gen` and our share's chunks.
-    pub(crate) fn start_following(&mut self, _now: Instant) {
+    pub(crate) fn start_following(&mut self) {
         let id = self.id.expect("following needs an ID");
         let filters = vec!["gen".into(), format!("worker.{id}.>")];
         self.assign_watch = Some(self.watch(Bucket::Assign, filters));
@@ -170,7 +170,7 @@ impl Worker {
     }
 
     /// Drops every partition at once (fencing, lost ID): no waiting for confirmations.
-    pub(crate) fn drop_all(&mut self, _now: Instant) {
+    pub(crate) fn drop_all(&mut self) {
         self.revoking.clear();
         self.applying = None;
         self.timers.clear(Timer::Revoke);

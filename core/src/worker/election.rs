@@ -18,9 +18,9 @@ const LEADER_KEY: &str = "leader";
 
 impl Worker {
     /// Watches the leader lease and tries to take it.
-    pub(crate) fn start_election(&mut self, now: Instant) {
+    pub(crate) fn start_election(&mut self) {
         self.leader_watch = Some(self.watch(Bucket::Leases, vec![LEADER_KEY.into()]));
-        self.try_acquire(now, None);
+        self.try_acquire(None);
     }
 
     pub(crate) fn stop_election(&mut self) {
@@ -40,7 +40,7 @@ impl Worker {
     }
 
     /// Creates the leader key, or takes it over by CAS from a leader that stopped renewing.
-    fn try_acquire(&mut self, _now: Instant, takeover: Option<u64>) {
+    fn try_acquire(&mut self, takeover: Option<u64>) {
         if self.acquiring
             || self.leading.is_some()
             || self.stopping.is_some()
@@ -104,7 +104,7 @@ impl Worker {
                 if self.leading.is_some() {
                     self.step_down(now);
                 }
-                self.try_acquire(now, None);
+                self.try_acquire(None);
             }
         }
     }
@@ -117,9 +117,9 @@ impl Worker {
         std::time::Duration::from_millis(5 * (rank % 64))
     }
 
-    pub(crate) fn on_leader_check(&mut self, now: Instant) {
+    pub(crate) fn on_leader_check(&mut self) {
         let takeover = self.leader_seen.as_ref().map(|l| l.revision);
-        self.try_acquire(now, takeover);
+        self.try_acquire(takeover);
     }
 
     pub(crate) fn on_acquire_result(&mut self, now: Instant, result: KvResult) {
@@ -165,7 +165,7 @@ impl Worker {
                 if self.leading.is_some() {
                     self.step_down(now);
                 }
-                self.try_acquire(now, None);
+                self.try_acquire(None);
             }
             _ => {
                 self.timers
@@ -201,7 +201,7 @@ impl Worker {
         if self.state == State::Election {
             self.set_state(State::WaitingAssignment);
         }
-        self.start_leading(now);
+        self.start_leading();
     }
 
     /// Renews the leader lease by CAS (every heartbeat while leading).
@@ -226,13 +226,7 @@ impl Worker {
         );
     }
 
-    pub(crate) fn on_leader_renew(
-        &mut self,
-        now: Instant,
-        sent: Instant,
-        epoch: Epoch,
-        result: KvResult,
-    ) {
+    pub(crate) fn on_leader_renew(&mut self, sent: Instant, epoch: Epoch, result: KvResult) {
         let Some(l) = self.leading.as_mut().filter(|l| l.epoch == epoch) else {
             return;
         };
@@ -258,7 +252,6 @@ impl Worker {
             }
             other => self.warn_kv(LEADER_KEY, &other),
         }
-        let _ = now;
     }
 
     /// The leader lease was not renewed in time: stop leading at once.

@@ -16,7 +16,7 @@ enum Slot {
 
 impl Worker {
     /// Starts (or restarts) claiming an ID: list the leases, then pick.
-    pub(crate) fn start_claim(&mut self, _now: Instant) {
+    pub(crate) fn start_claim(&mut self) {
         if self.stopping.is_some() {
             return;
         }
@@ -123,7 +123,7 @@ impl Worker {
                     self.timers
                         .set(Timer::Claim, now + self.config.heartbeat_interval);
                 } else {
-                    self.start_claim(now);
+                    self.start_claim();
                 }
             }
             other => {
@@ -145,8 +145,8 @@ impl Worker {
         self.timers
             .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
         self.arm_fence();
-        self.start_following(now);
-        self.start_election(now);
+        self.start_following();
+        self.start_election();
         self.update_degraded(now);
     }
 
@@ -252,7 +252,7 @@ impl Worker {
     fn lose_id(&mut self, now: Instant) {
         let Some(id) = self.id.take() else { return };
         self.emit(Event::Warning(Warning::IdLost(id)));
-        self.drop_all(now);
+        self.drop_all();
         self.step_down(now);
         self.stop_following();
         self.stop_election();
@@ -262,7 +262,7 @@ impl Worker {
         self.session = self.rng.next_u64();
         self.timers.clear(Timer::Heartbeat);
         self.timers.clear(Timer::Fence);
-        self.start_claim(now);
+        self.start_claim();
     }
 
     fn renewed(&mut self, now: Instant, sent: Instant) {
@@ -289,7 +289,7 @@ impl Worker {
         if self.config.handoff == HandoffMode::Strict && !self.fenced {
             self.fenced = true;
             self.emit(Event::Warning(Warning::Fenced));
-            self.drop_all(now);
+            self.drop_all();
             self.applied = None;
             if self.stopping.is_some() {
                 self.stop_after_revokes(now);

@@ -10,6 +10,7 @@ mod election;
 mod handoff;
 mod identity;
 mod leader;
+mod planner;
 mod publish;
 mod shutdown;
 mod timers;
@@ -120,6 +121,7 @@ impl Worker {
         now: Instant,
     ) -> Result<Self, Error> {
         config.validate()?;
+        let _ = now; // nothing is timed before the first answer arrives
         let mut w = Worker {
             rng: Rng::new(config.instance_token ^ 0x7061_7274_6900),
             session: config.instance_token,
@@ -159,7 +161,7 @@ impl Worker {
             phase_seen: crate::codec::Phase::Stable,
             stopping: None,
         };
-        w.start_claim(now);
+        w.start_claim();
         Ok(w)
     }
 
@@ -213,11 +215,11 @@ impl Worker {
         }
         for t in self.timers.take_due(now) {
             match t {
-                Timer::Claim => self.start_claim(now),
+                Timer::Claim => self.start_claim(),
                 Timer::Heartbeat => self.on_heartbeat(now),
                 Timer::Fence => self.on_fence_deadline(now),
                 Timer::LeaderFence => self.on_leader_fence(now),
-                Timer::LeaderCheck => self.on_leader_check(now),
+                Timer::LeaderCheck => self.on_leader_check(),
                 Timer::Revoke => self.on_revoke_deadline(now),
                 Timer::Alert => self.on_alert(now),
                 Timer::Planner => {
@@ -372,7 +374,7 @@ impl Worker {
             Purpose::LeaseReread => self.on_lease_reread(now, result),
             Purpose::LeaderAcquire => self.on_acquire_result(now, result),
             Purpose::LeaderReread => self.on_leader_reread(now, result),
-            Purpose::LeaderRenew { sent, epoch } => self.on_leader_renew(now, sent, epoch, result),
+            Purpose::LeaderRenew { sent, epoch } => self.on_leader_renew(sent, epoch, result),
             Purpose::CtlPut => {
                 if let KvResult::TimedOut | KvResult::Failed(_) = result {
                     // An extra refresh is harmless, a lost one is not: ask again.
@@ -386,7 +388,7 @@ impl Worker {
                     self.on_leader_result(now, what, result);
                 }
             }
-            Purpose::Stop => self.on_stop_result(now),
+            Purpose::Stop => self.on_stop_result(),
         }
     }
 

@@ -11,7 +11,6 @@ impl Worker {
     /// Writes the shares that changed, then (once all landed) commits `gen` by CAS.
     pub(crate) fn publish(
         &mut self,
-        now: Instant,
         shares: Shares,
         tokens: BTreeMap<WorkerId, u64>,
         keep: BTreeMap<WorkerId, Member>,
@@ -88,10 +87,10 @@ impl Worker {
             planned,
             partitions_version,
         });
-        self.maybe_commit(now);
+        self.maybe_commit();
     }
 
-    fn maybe_commit(&mut self, _now: Instant) {
+    fn maybe_commit(&mut self) {
         let l = self.leading.as_mut().expect("leading");
         let Some(p) = l.publish.as_mut() else { return };
         if p.outstanding > 0 || p.committing {
@@ -244,7 +243,7 @@ impl Worker {
                 if let Some(p) = l.publish.as_mut() {
                     p.outstanding -= 1;
                 }
-                self.maybe_commit(now);
+                self.maybe_commit();
             }
             other => {
                 self.warn_kv("worker.*", &other);

@@ -133,7 +133,7 @@ impl Worker {
         }
     }
 
-    pub(crate) fn on_stop_result(&mut self, _now: Instant) {
+    pub(crate) fn on_stop_result(&mut self) {
         let Some(s) = self.stopping.as_mut() else {
             return;
         };
