@@ -93,6 +93,8 @@ pub use ids::{Epoch, Generation, PartitionId, RequestId, WatchId, WorkerId};
 pub use io::{Action, AlertLevel, Event, Input, State, Warning};
 pub use kv::{filter_matches, Bucket, Entry, KvOp, KvResult, Operation};
 pub use partition::Partition;
+pub use plan::{explain, plan, summarize, Explanation, PlanSummary};
 pub use rng::Rng;
+pub use strategy::{Plan, PlanInput, Strategy, WorkerSlot};
 pub use time::Instant;
 pub use worker::Worker;

@@ -214,3 +214,14 @@ fn random_schedules_keep_every_guarantee() {
         assert!(outcome.passed(), "{}", outcome.report.unwrap_or_default());
     }
 }
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    let spec = RunSpec::new(42, 5, 100, SECS(60));
+    let (a, b) = (run_seed(&spec), run_seed(&spec));
+    assert_eq!(
+        (a.moves, a.emergencies, a.steps, a.converge_ms),
+        (b.moves, b.emergencies, b.steps, b.converge_ms)
+    );
+    assert!(a.steps > 1000, "a real run: {} steps", a.steps);
+}
