@@ -194,3 +194,23 @@ fn every_state_transition_is_reported_in_order() {
     assert_eq!(states.last().map(|s| s.1), Some(State::Stable));
     assert!(states.iter().any(|s| s.1 == State::WaitingAssignment));
 }
+
+#[test]
+fn a_hundred_thousand_partitions_on_three_workers_travel_in_chunks() {
+    // Shares of ~33k partitions do not fit one 100 kB value: each is split into chunks.
+    let (mut sim, nodes) = cluster(3, 100_000, 29, |c| {
+        c.expected_workers = Some(3);
+        c.max_value_bytes = 100_000;
+    });
+    sim.must_converge(SECS(60));
+    assert!(all_owned_once(&sim, 100_000));
+    let chunks = sim.kv().live_keys(parti_core::Bucket::Assign);
+    assert!(
+        chunks > 3 * 3,
+        "expected several chunks per share, found {chunks} keys"
+    );
+    for n in &nodes {
+        let held = sim.holdings(*n).len();
+        assert!((33_333..=33_334).contains(&held), "node {n} holds {held}");
+    }
+}
