@@ -50,8 +50,10 @@ impl Worker {
             }
             match codec::decode::<LeaseValue>("lease", &e.value) {
                 Ok(v) if v.token == self.session => {
-                    // A claim of ours whose answer was lost landed after all.
-                    return self.claimed(now, id, e.revision, now);
+                    // A claim of ours whose answer was lost landed after all; its lease counts
+                    // from the earliest moment it can have been written.
+                    let sent = self.claim_sent.unwrap_or(now);
+                    return self.claimed(now, id, e.revision, sent);
                 }
                 Ok(v) if v.departing => {
                     slots.insert(id, Slot::Departing(e.revision));
@@ -73,6 +75,7 @@ impl Worker {
                     },
                     None => KvOp::Create { key, value },
                 };
+                self.claim_sent.get_or_insert(now);
                 self.send_kv(Bucket::Leases, op, Purpose::ClaimWrite { id, sent: now });
             }
             None => {
@@ -137,6 +140,7 @@ impl Worker {
     fn claimed(&mut self, now: Instant, id: WorkerId, revision: u64, sent: Instant) {
         self.id = Some(id);
         self.claim_attempts = 0;
+        self.claim_sent = None;
         self.lease_rev = Some(revision);
         self.lease_ok_sent = Some(sent);
         self.fenced = false;

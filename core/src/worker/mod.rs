@@ -73,6 +73,8 @@ pub struct Worker {
     pub(crate) session: u64,
     pub(crate) id: Option<WorkerId>,
     pub(crate) claim_attempts: u32,
+    /// When the first claim write of this session was sent (a landed claim counts from then).
+    pub(crate) claim_sent: Option<Instant>,
     pub(crate) lease_rev: Option<u64>,
     pub(crate) lease_ok_sent: Option<Instant>,
     /// When the newest renewal still in flight was sent.
@@ -136,6 +138,7 @@ impl Worker {
             timers: Timers::default(),
             id: None,
             claim_attempts: 0,
+            claim_sent: None,
             lease_rev: None,
             lease_ok_sent: None,
             renew_in_flight: None,
