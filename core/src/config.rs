@@ -30,7 +30,8 @@ pub struct Config {
     /// ID to try first (a restart, a StatefulSet ordinal). Default none.
     pub preferred_id: Option<WorkerId>,
     /// Unique per process; tells a restarted instance from its predecessor and seeds the
-    /// little randomness the core uses. Drivers fill it from the OS. Default 0.
+    /// little randomness the core uses. Drivers fill it from the OS; [`crate::Worker::new`]
+    /// refuses 0 (the default).
     pub instance_token: u64,
     /// This worker's capacity relative to others (loads are weight / capacity). Default 1.
     pub capacity: u32,

@@ -19,7 +19,8 @@
 //!
 //! # fn perform(_: Action) -> Option<Input> { None }
 //! # fn wait_for_input_until(_: Option<Instant>) -> (Instant, Option<Input>) { (Instant::ZERO, None) }
-//! let mut worker = Worker::new(Config::default(), Instant::ZERO)?;
+//! let config = Config { instance_token: 0x5eed, ..Config::default() }; // unique per process
+//! let mut worker = Worker::new(config, Instant::ZERO)?;
 //! loop {
 //!     while let Some(action) = worker.poll_action() {
 //!         // KV operations, watches, partition listing, subscribe / unsubscribe. Results come

@@ -149,6 +149,21 @@ fn messages_say_the_allowed_range() {
 }
 
 #[test]
+fn worker_new_refuses_a_missing_instance_token() {
+    let err = parti_core::Worker::new(Config::default(), parti_core::Instant::ZERO).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                field: "instance_token",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn worker_new_refuses_an_invalid_config() {
     let bad = Config {
         replicas: 9,

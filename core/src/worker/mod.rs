@@ -123,6 +123,13 @@ impl Worker {
         now: Instant,
     ) -> Result<Self, Error> {
         config.validate()?;
+        if config.instance_token == 0 {
+            return Err(Error::InvalidConfig {
+                field: "instance_token",
+                reason: "must be set, unique per process (drivers draw it from OS randomness)"
+                    .into(),
+            });
+        }
         let _ = now; // nothing is timed before the first answer arrives
         let mut w = Worker {
             rng: Rng::new(config.instance_token ^ 0x7061_7274_6900),
