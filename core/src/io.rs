@@ -114,7 +114,8 @@ pub enum Event {
         /// The epoch of the leadership gained or lost.
         epoch: Epoch,
     },
-    /// Degraded (Relaxed mode): NATS unreachable for `degraded_for`.
+    /// Degraded for `degraded_for`: NATS unreachable (Relaxed mode keeps its partitions) or, in
+    /// Strict mode, fenced because the lease could not be renewed.
     Alert {
         /// Severity, rising with the duration.
         level: AlertLevel,

@@ -171,15 +171,15 @@ impl Worker {
 
     /// Drops every partition at once (fencing, lost ID): no waiting for confirmations.
     pub(crate) fn drop_all(&mut self) {
-        self.revoking.clear();
+        let revoking = std::mem::take(&mut self.revoking);
         self.applying = None;
         self.timers.clear(Timer::Revoke);
         if self.held.is_empty() {
             return;
         }
         let removed = std::mem::take(&mut self.held);
-        for p in &removed {
-            self.act(Action::Unsubscribe(p.clone()));
+        for p in removed.iter().filter(|p| !revoking.contains_key(*p)) {
+            self.act(Action::Unsubscribe(p.clone())); // the others were asked already
         }
         self.emit(Event::AssignmentChanged {
             generation: self.applied.unwrap_or_default(),

@@ -179,7 +179,8 @@ impl Worker {
         let (Some(id), Some(revision)) = (self.id, self.lease_rev) else {
             return;
         };
-        if self.stopping.is_some() {
+        // A stopping worker keeps its lease alive while its revokes finish.
+        if self.stopping.as_ref().is_some_and(|s| s.released) {
             return;
         }
         // One renewal at a time, unless the one in flight is older than a heartbeat (its request
@@ -234,6 +235,9 @@ impl Worker {
         }
         if self.renew_again && self.renew_in_flight.is_none() {
             self.renew_lease(now);
+        }
+        if self.stopping.is_some() && self.revoking.is_empty() {
+            self.stop_after_revokes(now); // it was waiting for this renewal
         }
     }
 

@@ -83,12 +83,11 @@ impl Worker {
 
     /// Everything is revoked: give up leadership and the lease.
     pub(crate) fn stop_after_revokes(&mut self, now: Instant) {
-        let Some(s) = self.stopping.as_mut() else {
-            return;
-        };
-        if s.released {
+        // Wait for a renewal in flight: its new revision is the one the last write must expect.
+        if self.stopping.as_ref().is_none_or(|s| s.released) || self.renew_in_flight.is_some() {
             return;
         }
+        let s = self.stopping.as_mut().expect("checked");
         s.released = true;
         let final_stop = s.final_stop || self.draining;
         let mut outstanding = 0;
@@ -146,6 +145,7 @@ impl Worker {
     pub(crate) fn on_shutdown_deadline(&mut self, now: Instant) {
         if self.stopping.as_ref().is_some_and(|s| !s.done) {
             self.emit(Event::Warning(Warning::ShutdownTimedOut));
+            self.renew_in_flight = None;
             let removed: Vec<_> = self.revoking.keys().cloned().collect();
             self.revoking.clear();
             for p in removed {
