@@ -1,0 +1,233 @@
+//! Putting a worker together: configuration, KV, partition source, strategy, listener.
+
+use crate::handle::Snapshot;
+use crate::kv::{KvStore, MemoryKv, NatsKv};
+use crate::listener::{ListenerSubscriptions, NoListener};
+use crate::runner::{Runner, RunnerParts};
+use crate::{Error, EventStream, PartitionSource, RebalanceListener, StaticSource, WorkerHandle};
+use parti_core::strategy::Strategy;
+use parti_core::{Config, Partition};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Entry point: `Worker::builder()` starts a [`WorkerBuilder`]. The running worker is driven
+/// through its [`WorkerHandle`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Worker;
+
+impl Worker {
+    /// A builder with the default [`Config`] and nothing else set.
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder::default()
+    }
+}
+
+/// Configures and starts a worker. A KV store and a partition source are required.
+#[must_use = "a builder does nothing until start() is called"]
+pub struct WorkerBuilder {
+    config: Config,
+    kv: Option<Arc<dyn KvStore>>,
+    source: Option<Arc<dyn PartitionSource>>,
+    strategy: Option<Box<dyn Strategy>>,
+    listener: Arc<dyn RebalanceListener>,
+    connection: Option<mpsc::UnboundedReceiver<bool>>,
+    kv_timeout: Option<Duration>,
+    source_timeout: Duration,
+}
+
+impl Default for WorkerBuilder {
+    fn default() -> Self {
+        WorkerBuilder {
+            config: Config::default(),
+            kv: None,
+            source: None,
+            strategy: None,
+            listener: Arc::new(NoListener),
+            connection: None,
+            kv_timeout: None,
+            source_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("config", &self.config)
+            .field("kv", &self.kv.is_some())
+            .field("source", &self.source.is_some())
+            .field("strategy", &self.strategy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerBuilder {
+    /// The protocol configuration. An `instance_token` of 0 is replaced by a random one.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The KV store every worker of the fleet shares (required, or use
+    /// [`WorkerBuilder::memory`] / [`WorkerBuilder::nats`]).
+    pub fn kv(mut self, kv: Arc<dyn KvStore>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+
+    /// Runs against an in-memory KV (tests, demos). Clones of a `MemoryKv` share one store:
+    /// give each worker of an in-process fleet a clone of the same one.
+    pub fn memory(self, kv: MemoryKv) -> Self {
+        self.kv(Arc::new(kv))
+    }
+
+    /// Runs against NATS JetStream KV.
+    pub fn nats(self, kv: NatsKv) -> Self {
+        self.kv(Arc::new(kv))
+    }
+
+    /// The application's partition source (required, or use [`WorkerBuilder::partitions`]).
+    /// Only the leader reads it, so give every worker an equivalent source.
+    pub fn source(mut self, source: impl PartitionSource) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// A fixed partition list (a [`StaticSource`]; to change it later, build the
+    /// `StaticSource` yourself, keep a clone and pass it to [`WorkerBuilder::source`]).
+    pub fn partitions(self, partitions: Vec<Partition>) -> Self {
+        self.source(StaticSource::new(partitions))
+    }
+
+    /// The placement strategy used while this worker leads (default `Balanced`).
+    pub fn strategy(mut self, strategy: Box<dyn Strategy>) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// Told when partitions are assigned and revoked (default: nobody).
+    pub fn rebalance_listener(mut self, listener: impl RebalanceListener) -> Self {
+        self.listener = Arc::new(listener);
+        self
+    }
+
+    /// Connection up (`true`) / down (`false`) notifications for the core (degraded mode in
+    /// Relaxed handoff, faster fencing decisions in Strict).
+    pub fn connection_events(mut self, events: mpsc::UnboundedReceiver<bool>) -> Self {
+        self.connection = Some(events);
+        self
+    }
+
+    /// How long one KV operation may take before the core is told `TimedOut` (its outcome is
+    /// then unknown). Default: the heartbeat interval, at least 1 s.
+    pub fn kv_timeout(mut self, timeout: Duration) -> Self {
+        self.kv_timeout = Some(timeout);
+        self
+    }
+
+    /// How long one call of the partition source may take before it counts as failed.
+    /// Default 10 s.
+    pub fn source_timeout(mut self, timeout: Duration) -> Self {
+        self.source_timeout = timeout;
+        self
+    }
+
+    /// Validates the configuration and starts the worker on the current tokio runtime.
+    ///
+    /// Events emitted before [`WorkerHandle::events`] is called are not replayed; use
+    /// [`WorkerBuilder::start_with_events`] to see them all.
+    pub async fn start(self) -> Result<WorkerHandle, Error> {
+        self.launch(None)
+    }
+
+    /// Like [`WorkerBuilder::start`], with an event stream that sees every event from the
+    /// first one on.
+    pub async fn start_with_events(self) -> Result<(WorkerHandle, EventStream), Error> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = self.launch(Some(tx))?;
+        Ok((handle, EventStream { rx }))
+    }
+
+    fn launch(
+        mut self,
+        subscriber: Option<mpsc::UnboundedSender<crate::Event>>,
+    ) -> Result<WorkerHandle, Error> {
+        let kv = self.kv.take().ok_or(Error::Missing("kv"))?;
+        let source = self.source.take().ok_or(Error::Missing("source"))?;
+        if self.config.instance_token == 0 {
+            self.config.instance_token = random_token();
+        }
+        self.config.validate()?;
+        let kv_timeout = self
+            .kv_timeout
+            .unwrap_or(self.config.heartbeat_interval.max(Duration::from_secs(1)));
+        let shutdown_timeout = self.config.shutdown_timeout;
+        let origin = tokio::time::Instant::now();
+        let now = parti_core::Instant::ZERO;
+        let core = match self.strategy.take() {
+            Some(s) => parti_core::Worker::with_strategy(self.config, s, now)?,
+            None => parti_core::Worker::new(self.config, now)?,
+        };
+        let initial = Snapshot {
+            worker_id: None,
+            is_leader: false,
+            leader: None,
+            state: core.state(),
+            assignment: Arc::default(),
+            generation: None,
+            stopped: false,
+        };
+        let (snapshot_tx, snapshot_rx) = watch::channel(initial);
+        let (command_tx, command_rx) = mpsc::unbounded_channel();
+        let runner = Runner::new(RunnerParts {
+            core,
+            origin,
+            kv,
+            kv_timeout,
+            source,
+            source_timeout: self.source_timeout,
+            subscriptions: Box::new(ListenerSubscriptions(self.listener)),
+            commands: command_rx,
+            connection: self.connection,
+            subscribers: subscriber.into_iter().collect(),
+            snapshot: snapshot_tx,
+        });
+        tokio::spawn(runner.run());
+        Ok(WorkerHandle {
+            commands: command_tx,
+            snapshot: snapshot_rx,
+            shutdown_timeout,
+        })
+    }
+}
+
+/// A random, non-zero instance token: the std hasher's per-process random keys, the wall clock,
+/// the process ID and a counter.
+fn random_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.write_u128(wall.as_nanos());
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_token;
+
+    #[test]
+    fn random_tokens_differ_and_are_not_zero() {
+        let a = random_token();
+        let b = random_token();
+        assert_ne!(a, 0);
+        assert_ne!(a, b);
+    }
+}

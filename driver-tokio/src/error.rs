@@ -1,0 +1,31 @@
+//! The crate's error type.
+
+use std::time::Duration;
+
+/// What can go wrong when starting or commanding a worker.
+///
+/// Protocol outcomes (an ID lost, leadership lost, a source failing) are not errors: they arrive
+/// as [`crate::Event`]s on [`crate::WorkerHandle::events`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Invalid input to the core: a bad configuration (the error names the field), a malformed
+    /// partition, an undecodable value.
+    #[error(transparent)]
+    Config(#[from] parti_core::Error),
+    /// NATS could not be reached, or a bucket could not be created or bound.
+    #[error("nats: {0}")]
+    Nats(String),
+    /// The worker has stopped (or stopped before the request finished).
+    #[error("worker stopped")]
+    Stopped,
+    /// The request did not finish within its bound.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The partition source failed.
+    #[error("partition source: {0}")]
+    Source(String),
+    /// The builder lacks a required part.
+    #[error("missing {0}: set it on the WorkerBuilder")]
+    Missing(&'static str),
+}

@@ -1,0 +1,146 @@
+//! What the application is told: the core's events with Kafka-style names, plus the driver's own
+//! non-fatal problems, delivered in order on an [`EventStream`].
+
+use futures::Stream;
+use parti_core::{AlertLevel, Bucket, Epoch, Generation, PartitionId, State, Warning, WorkerId};
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// An event of a running worker, from [`crate::WorkerHandle::events`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The worker's state changed.
+    StateChanged {
+        /// Previous state.
+        from: State,
+        /// New state.
+        to: State,
+    },
+    /// The worker claimed its ID.
+    IdClaimed(WorkerId),
+    /// This worker's partitions changed (a committed generation was applied, or partitions
+    /// were dropped on a fence or a stop).
+    AssignmentChanged {
+        /// The committed generation now applied (the last applied one for a fence or a stop).
+        generation: Generation,
+        /// Partitions gained.
+        assigned: BTreeSet<PartitionId>,
+        /// Partitions lost (being unsubscribed; see [`crate::RebalanceListener::on_revoked`]).
+        revoked: BTreeSet<PartitionId>,
+        /// Every partition the worker now owns.
+        all: BTreeSet<PartitionId>,
+    },
+    /// This worker became leader or stopped leading.
+    LeadershipChanged {
+        /// Whether this worker now leads.
+        is_leader: bool,
+        /// The epoch of the leadership gained or lost.
+        epoch: Epoch,
+    },
+    /// Degraded (Relaxed mode): NATS unreachable for `degraded_for`.
+    Alert {
+        /// Severity, rising with the duration.
+        level: AlertLevel,
+        /// How long the worker has been degraded.
+        degraded_for: Duration,
+    },
+    /// The worker's share is empty after [`crate::WorkerHandle::drain`]: it may now stop.
+    Drained,
+    /// A non-fatal problem the core handles by itself (it retries).
+    Warning(Warning),
+    /// A non-fatal problem of the driver (a broken watch, a failing listener).
+    DriverWarning(DriverWarning),
+}
+
+impl From<parti_core::Event> for Event {
+    fn from(e: parti_core::Event) -> Self {
+        use parti_core::Event as E;
+        match e {
+            E::StateChanged { from, to } => Event::StateChanged { from, to },
+            E::IdClaimed(id) => Event::IdClaimed(id),
+            E::AssignmentChanged {
+                generation,
+                added,
+                removed,
+                assigned,
+            } => Event::AssignmentChanged {
+                generation,
+                assigned: added,
+                revoked: removed,
+                all: assigned,
+            },
+            E::LeadershipChanged { is_leader, epoch } => {
+                Event::LeadershipChanged { is_leader, epoch }
+            }
+            E::Alert {
+                level,
+                degraded_for,
+            } => Event::Alert {
+                level,
+                degraded_for,
+            },
+            E::Drained => Event::Drained,
+            E::Warning(w) => Event::Warning(w),
+        }
+    }
+}
+
+/// A non-fatal problem of the driver itself, reported by [`Event::DriverWarning`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DriverWarning {
+    /// A KV watch failed or ended; it is rebuilt after `retry_in` and resumes after the last
+    /// revision it delivered.
+    WatchFailed {
+        /// The watched bucket.
+        bucket: Bucket,
+        /// What went wrong.
+        reason: String,
+        /// The backoff before the rebuild (50 ms doubling up to 2 s).
+        retry_in: Duration,
+    },
+    /// A rebalance listener callback panicked. A panicking `on_revoked` is not confirmed: the
+    /// core drops the partitions at `revoke_timeout` instead.
+    ListenerPanicked {
+        /// `on_assigned` or `on_revoked`.
+        callback: &'static str,
+        /// The panic message.
+        message: String,
+    },
+    /// A rebalance listener callback did not finish within `revoke_timeout`; it was cancelled.
+    ListenerTimedOut {
+        /// `on_assigned` or `on_revoked`.
+        callback: &'static str,
+        /// The bound that was exceeded.
+        after: Duration,
+    },
+    /// The core refused an input from the driver (a bug; reported rather than crashing).
+    InputRejected(String),
+}
+
+/// The ordered stream of a worker's events, from [`crate::WorkerHandle::events`].
+///
+/// Lossless and unbounded: consume it, or drop it. It ends when the worker has stopped.
+#[derive(Debug)]
+pub struct EventStream {
+    pub(crate) rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl EventStream {
+    /// The next event, or `None` once the worker has stopped.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}

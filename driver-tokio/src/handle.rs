@@ -1,0 +1,181 @@
+//! The cloneable handle to a running worker.
+
+use crate::{Error, EventStream};
+use parti_core::{Generation, PartitionId, State, WorkerId};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// A request from a handle to the runner.
+pub(crate) enum Command {
+    Refresh(Reply),
+    Drain(Reply),
+    Stop { final_stop: bool, reply: Reply },
+    Load(f64, Reply),
+    Subscribe(mpsc::UnboundedSender<crate::Event>),
+}
+
+/// Where the runner answers a command.
+pub(crate) type Reply = oneshot::Sender<Result<(), Error>>;
+
+/// What the runner publishes after every step, read by the handle without a round trip.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Snapshot {
+    pub(crate) worker_id: Option<WorkerId>,
+    pub(crate) is_leader: bool,
+    pub(crate) leader: Option<WorkerId>,
+    pub(crate) state: State,
+    pub(crate) assignment: Arc<BTreeSet<PartitionId>>,
+    pub(crate) generation: Option<Generation>,
+    pub(crate) stopped: bool,
+}
+
+impl Snapshot {
+    pub(crate) fn of(core: &parti_core::Worker, previous: &Snapshot) -> Snapshot {
+        let assignment = if core.assignment() == previous.assignment.as_ref() {
+            previous.assignment.clone()
+        } else {
+            Arc::new(core.assignment().clone())
+        };
+        Snapshot {
+            worker_id: core.worker_id(),
+            is_leader: core.is_leader(),
+            leader: core.leader(),
+            state: core.state(),
+            assignment,
+            generation: core.applied_generation(),
+            stopped: core.is_stopped(),
+        }
+    }
+}
+
+/// A handle to a running worker, from [`crate::WorkerBuilder::start`]. Cheap to clone.
+///
+/// The getters read a snapshot the worker publishes after every step (no round trip). The
+/// async methods ask the worker's task and wait for its answer. Dropping every handle stops the
+/// worker gracefully, as [`WorkerHandle::stop`] would.
+#[derive(Clone, Debug)]
+pub struct WorkerHandle {
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) snapshot: watch::Receiver<Snapshot>,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl WorkerHandle {
+    /// The claimed ID; `None` before the claim, after the ID was lost, and after a stop.
+    pub fn worker_id(&self) -> Option<WorkerId> {
+        self.snapshot.borrow().worker_id
+    }
+
+    /// Whether this worker leads the fleet right now.
+    pub fn is_leader(&self) -> bool {
+        self.snapshot.borrow().is_leader
+    }
+
+    /// The leader's ID as last seen in KV.
+    pub fn leader(&self) -> Option<WorkerId> {
+        self.snapshot.borrow().leader
+    }
+
+    /// The worker's lifecycle state.
+    pub fn state(&self) -> State {
+        self.snapshot.borrow().state
+    }
+
+    /// The partitions this worker owns: subscribed, or being revoked and not yet confirmed.
+    pub fn assignment(&self) -> BTreeSet<PartitionId> {
+        self.snapshot.borrow().assignment.as_ref().clone()
+    }
+
+    /// The last committed generation this worker applied.
+    pub fn generation(&self) -> Option<Generation> {
+        self.snapshot.borrow().generation
+    }
+
+    /// True once the worker has stopped: nothing more will happen.
+    pub fn is_stopped(&self) -> bool {
+        self.snapshot.borrow().stopped
+    }
+
+    /// Subscribes to the worker's events, in order and without loss, from now on.
+    ///
+    /// Events that happened before this call are not replayed: to see every event from the
+    /// start, use [`crate::WorkerBuilder::start_with_events`]. The stream ends when the worker
+    /// stops (at once if it already has).
+    pub fn events(&self) -> EventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        // If the worker is gone, `tx` is dropped with the command and the stream ends at once.
+        let _ = self.commands.send(Command::Subscribe(tx));
+        EventStream { rx }
+    }
+
+    /// Asks the leader to re-read the partition source now (a follower forwards the request
+    /// through KV). Resolves once the worker accepted the request, not when the assignment
+    /// changed: watch [`WorkerHandle::events`] for that.
+    pub async fn refresh_partitions(&self) -> Result<(), Error> {
+        self.ask(Command::Refresh).await
+    }
+
+    /// Reports the application's current load (any unit, relative across workers); the leader
+    /// may rebalance when loads diverge beyond the config's `rebalance_threshold`.
+    pub async fn set_load(&self, load: f64) -> Result<(), Error> {
+        self.ask(|reply| Command::Load(load, reply)).await
+    }
+
+    /// Moves this worker's partitions elsewhere; resolves when its share is empty
+    /// ([`crate::Event::Drained`]). A later [`WorkerHandle::stop`] then deletes the lease.
+    /// `Err(Stopped)` if the worker stops first.
+    pub async fn drain(&self) -> Result<(), Error> {
+        self.ask(Command::Drain).await
+    }
+
+    /// Stops gracefully for a restart: revokes every partition (awaiting
+    /// [`crate::RebalanceListener::on_revoked`]), steps down as leader and marks the lease
+    /// `departing`, so a restarted instance that claims the same ID resumes the same share.
+    ///
+    /// Bounded by the config's `shutdown_timeout` inside the worker; this call gives up with
+    /// [`Error::Timeout`] one second after that. Stopping a stopped worker is `Ok`.
+    pub async fn stop(&self) -> Result<(), Error> {
+        self.stop_with(false).await
+    }
+
+    /// Stops for good: like [`WorkerHandle::stop`], but deletes the lease (no restart follows),
+    /// so the leader reassigns the partitions at once.
+    pub async fn stop_final(&self) -> Result<(), Error> {
+        self.stop_with(true).await
+    }
+
+    /// Waits until the worker has stopped (however that came about).
+    pub async fn stopped(&self) {
+        let mut rx = self.snapshot.clone();
+        // An error means the runner is gone: stopped too.
+        let _ = rx.wait_for(|s| s.stopped).await;
+    }
+
+    async fn stop_with(&self, final_stop: bool) -> Result<(), Error> {
+        if self.is_stopped() {
+            return Ok(());
+        }
+        let bound = self.shutdown_timeout + Duration::from_secs(1);
+        match tokio::time::timeout(bound, self.ask(|reply| Command::Stop { final_stop, reply }))
+            .await
+        {
+            Ok(Err(Error::Stopped)) if self.is_stopped() => Ok(()),
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(bound)),
+        }
+    }
+
+    /// Sends a command and waits for its answer; a gone runner is `Err(Stopped)`.
+    async fn ask(
+        &self,
+        command: impl FnOnce(crate::handle::Reply) -> Command,
+    ) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(command(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.await.unwrap_or(Err(Error::Stopped))
+    }
+}
