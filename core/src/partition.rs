@@ -35,6 +35,14 @@ impl Partition {
         Ok(Partition { id, weight })
     }
 
+    /// A partition from an already validated ID.
+    pub(crate) fn from_id(id: PartitionId, weight: u64) -> Self {
+        Partition {
+            id,
+            weight: weight.max(1),
+        }
+    }
+
     /// A partition from one key with the default weight.
     pub fn single(key: &str) -> Result<Self, Error> {
         Self::new(&[key], Self::DEFAULT_WEIGHT)

@@ -158,3 +158,25 @@ fn a_failing_source_is_retried_and_its_list_applied_once_it_recovers() {
     sim.must_converge(SECS(60));
     assert_owned_exactly_once(&sim);
 }
+
+#[test]
+fn a_new_leader_reassigns_a_leavers_partitions_while_the_source_fails() {
+    let (mut sim, _) = settled(3, 30, 16, |_| {});
+    sim.set_source_failing(true);
+    let leader = sim.leader().unwrap();
+    sim.stop(leader, true);
+    // The new leader cannot read the source: it plans with the committed partitions.
+    let done = sim.run_until_true(SECS(30), |s| {
+        s.leader().is_some_and(|l| l != leader)
+            && s.owners().len() == 30
+            && s.owners().values().all(|o| o.len() == 1)
+    });
+    assert!(
+        done.is_some(),
+        "the leaver's partitions stayed unowned:\n{}",
+        sim.trace().tail(40)
+    );
+    sim.set_source_failing(false);
+    sim.must_converge(SECS(60));
+    assert_owned_exactly_once(&sim);
+}

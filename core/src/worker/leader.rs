@@ -198,6 +198,22 @@ impl Leadership {
                 != Some(m.digest)
     }
 
+    /// While the source fails, a new leader plans with the partitions of the committed
+    /// generation (at the default weight) rather than not at all: crashed workers' partitions
+    /// must not wait for the source. `None` if the committed shares are not all known.
+    pub(crate) fn committed_partitions(&self) -> Option<Vec<Partition>> {
+        let c = self.committed.as_ref()?;
+        let mut ids = std::collections::BTreeSet::new();
+        for share in c.shares.values() {
+            ids.extend(share.as_ref()?.iter().cloned());
+        }
+        Some(
+            ids.into_iter()
+                .map(|id| Partition::from_id(id, Partition::DEFAULT_WEIGHT))
+                .collect(),
+        )
+    }
+
     /// Whether every live worker has applied the committed generation.
     pub(crate) fn barrier_complete(&self) -> bool {
         let Some(c) = &self.committed else {

@@ -15,6 +15,9 @@ impl Worker {
         let Some(l) = self.leading.as_mut() else {
             return;
         };
+        if l.partitions.is_none() && l.source_failures > 0 {
+            l.partitions = l.committed_partitions();
+        }
         if !l.gen_loaded || l.sealing || l.partitions.is_none() {
             return;
         }
