@@ -2,7 +2,7 @@
 
 use crate::handle::Snapshot;
 use crate::kv::{KvStore, MemoryKv, NatsKv};
-use crate::listener::{ListenerSubscriptions, NoListener};
+use crate::listener::NoListener;
 use crate::runner::{Runner, RunnerParts};
 use crate::{Error, EventStream, PartitionSource, RebalanceListener, StaticSource, WorkerHandle};
 use parti_core::strategy::Strategy;
@@ -36,6 +36,8 @@ pub struct WorkerBuilder {
     connection: Option<mpsc::UnboundedReceiver<bool>>,
     kv_timeout: Option<Duration>,
     source_timeout: Duration,
+    /// Set by `subscribe` / `consume` (subscriptions/worker.rs).
+    pub(crate) subscription: Option<crate::subscriptions::SubscriptionSpec>,
 }
 
 impl Default for WorkerBuilder {
@@ -49,6 +51,7 @@ impl Default for WorkerBuilder {
             connection: None,
             kv_timeout: None,
             source_timeout: Duration::from_secs(10),
+            subscription: None,
         }
     }
 }
@@ -181,6 +184,13 @@ impl WorkerBuilder {
             stopped: false,
         };
         let (snapshot_tx, snapshot_rx) = watch::channel(initial);
+        // The listener alone, or the subscription manager around it.
+        let subscriptions = crate::subscriptions::plug(
+            self.subscription.take(),
+            self.listener,
+            core.config(),
+            snapshot_rx.clone(),
+        )?;
         let (command_tx, command_rx) = mpsc::unbounded_channel();
         let runner = Runner::new(RunnerParts {
             core,
@@ -189,17 +199,18 @@ impl WorkerBuilder {
             kv_timeout,
             source,
             source_timeout: self.source_timeout,
-            subscriptions: Box::new(ListenerSubscriptions(self.listener)),
+            subscriptions,
             commands: command_rx,
             connection: self.connection,
             subscribers: subscriber.into_iter().collect(),
             snapshot: snapshot_tx,
         });
-        tokio::spawn(runner.run());
+        let task = tokio::spawn(runner.run());
         Ok(WorkerHandle {
             commands: command_tx,
             snapshot: snapshot_rx,
             shutdown_timeout,
+            task: task.abort_handle(),
         })
     }
 }

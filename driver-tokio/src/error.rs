@@ -28,4 +28,7 @@ pub enum Error {
     /// The builder lacks a required part.
     #[error("missing {0}: set it on the WorkerBuilder")]
     Missing(&'static str),
+    /// The subscription manager refused its input (a bad stream name, subject template...).
+    #[error(transparent)]
+    Subscription(#[from] crate::subscriptions::SubscriptionError),
 }

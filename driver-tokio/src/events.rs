@@ -120,6 +120,9 @@ pub enum DriverWarning {
     },
     /// The core refused an input from the driver (a bug; reported rather than crashing).
     InputRejected(String),
+    /// The subscription manager hit a problem (a subscribe retried, a handler that
+    /// panicked, a consumer that could not be created yet; see [`crate::subscriptions`]).
+    Subscription(crate::subscriptions::SubscriptionError),
 }
 
 /// The ordered stream of a worker's events, from [`crate::WorkerHandle::events`].

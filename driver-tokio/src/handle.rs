@@ -60,6 +60,8 @@ pub struct WorkerHandle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) snapshot: watch::Receiver<Snapshot>,
     pub(crate) shutdown_timeout: Duration,
+    /// The runner task, for [`WorkerHandle::abort`].
+    pub(crate) task: tokio::task::AbortHandle,
 }
 
 impl WorkerHandle {
@@ -144,6 +146,17 @@ impl WorkerHandle {
     /// so the leader reassigns the partitions at once.
     pub async fn stop_final(&self) -> Result<(), Error> {
         self.stop_with(true).await
+    }
+
+    /// Kills the worker's task at once, as a crash would: no revoke, no step-down, no lease
+    /// delete. Its lease stays in KV until it expires (`lease_ttl`), and only then does the
+    /// leader reassign its partitions; no listener callback runs. For simulating a crash in
+    /// one process (`parti demo`, tests); use [`WorkerHandle::stop`] to leave.
+    ///
+    /// The event streams end and [`WorkerHandle::stopped`] resolves once the task is gone;
+    /// [`WorkerHandle::is_stopped`] keeps reporting the last snapshot.
+    pub fn abort(&self) {
+        self.task.abort();
     }
 
     /// Waits until the worker has stopped (however that came about).

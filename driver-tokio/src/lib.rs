@@ -40,6 +40,14 @@
 //! # }
 //! ```
 //!
+//! ## Consuming the partitions' messages
+//!
+//! [`WorkerBuilder::subscribe`] (core NATS) and [`WorkerBuilder::consume`] (JetStream) plug
+//! in the [`subscriptions`] manager: a [`SubjectTemplate`] maps each owned partition to a
+//! subject, one [`MessageHandler`] receives its messages, and a revoke is confirmed only after
+//! the partition's subscription is gone and its handler calls returned. The manager also works
+//! on its own ([`SubscriptionManager`]).
+//!
 //! ## What the handle offers
 //!
 //! Cheap getters read a snapshot published after every step ([`WorkerHandle::state`],
@@ -66,6 +74,7 @@ pub mod kv;
 mod listener;
 mod runner;
 mod source;
+pub mod subscriptions;
 pub mod testing;
 mod watches;
 
@@ -75,6 +84,9 @@ pub use events::{DriverWarning, Event, EventStream};
 pub use handle::WorkerHandle;
 pub use listener::RebalanceListener;
 pub use source::{PartitionSource, SourceError, StaticSource};
+pub use subscriptions::{
+    JoinedError, MessageHandler, SubjectTemplate, SubscriptionError, SubscriptionManager,
+};
 
 pub use parti_core;
 pub use parti_core::strategy;

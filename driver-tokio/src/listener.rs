@@ -1,6 +1,7 @@
 //! Telling the application which partitions it gained and lost, Kafka-style, and the internal
 //! seam where a subscription manager plugs in.
 
+use crate::events::DriverWarning;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use parti_core::PartitionId;
@@ -8,6 +9,7 @@ use std::any::Any;
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Called when this worker gains or loses partitions, like Kafka's `ConsumerRebalanceListener`.
 ///
@@ -52,9 +54,10 @@ impl RebalanceListener for NoListener {}
 /// What the runner does with `Action::Subscribe` / `Action::Unsubscribe`, in batches.
 ///
 /// The runner calls these one at a time, in order, and confirms an unsubscribe to the core
-/// only when `on_unsubscribe`'s future resolves `Ok`. `Err` carries a panic message. Today the
-/// only implementation forwards to a [`RebalanceListener`]; the subscription manager (NATS
-/// subscriptions per partition, or a pull consumer per worker) will be another.
+/// only when `on_unsubscribe`'s future resolves `Ok`. `Err` carries a panic message. One
+/// implementation forwards to a [`RebalanceListener`]; the subscription manager (NATS
+/// subscriptions per partition, or a pull consumer per worker) is the other
+/// (`crate::subscriptions::plug`).
 pub(crate) trait Subscriptions: Send + Sync {
     /// Start consuming `partitions`.
     fn on_subscribe(
@@ -67,6 +70,11 @@ pub(crate) trait Subscriptions: Send + Sync {
         &self,
         partitions: BTreeSet<PartitionId>,
     ) -> BoxFuture<'static, Result<(), String>>;
+
+    /// Warnings produced in the background, for the runner to publish (taken once).
+    fn warnings(&mut self) -> Option<mpsc::UnboundedReceiver<DriverWarning>> {
+        None
+    }
 }
 
 /// [`Subscriptions`] that forwards to the application's [`RebalanceListener`].
@@ -91,7 +99,7 @@ impl Subscriptions for ListenerSubscriptions {
 }
 
 /// Runs `fut`, turning a panic (also one while creating the inner future) into `Err`.
-fn caught<F>(fut: F) -> BoxFuture<'static, Result<(), String>>
+pub(crate) fn caught<F>(fut: F) -> BoxFuture<'static, Result<(), String>>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {

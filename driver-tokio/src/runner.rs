@@ -65,6 +65,8 @@ enum Wake {
     Kv(RequestId, KvResult),
     Source(RequestId, Result<Vec<Partition>, String>),
     SubDone(Option<Result<(), String>>),
+    /// A warning of the subscription manager (`None`: it is gone).
+    SubWarning(Option<DriverWarning>),
     Connection(Option<bool>),
     Timeout,
 }
@@ -79,6 +81,8 @@ pub(crate) struct Runner {
     subscriptions: Box<dyn Subscriptions>,
     sub_queue: VecDeque<SubOp>,
     sub_current: Option<SubInFlight>,
+    /// Background warnings of the subscriptions (the subscription manager's errors).
+    sub_warnings: Option<mpsc::UnboundedReceiver<DriverWarning>>,
     /// Partitions subscribed as far as the subscriptions know (queued changes included).
     subscribed: BTreeSet<PartitionId>,
     watches: Watches,
@@ -96,8 +100,10 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
-    pub(crate) fn new(p: RunnerParts) -> Self {
+    pub(crate) fn new(mut p: RunnerParts) -> Self {
+        let sub_warnings = p.subscriptions.warnings();
         Runner {
+            sub_warnings,
             watches: Watches::new(p.kv.clone()),
             core: p.core,
             origin: p.origin,
@@ -155,6 +161,9 @@ impl Runner {
                 c = recv_opt(&mut self.connection), if self.connection.is_some() => {
                     Wake::Connection(c)
                 }
+                w = recv_opt(&mut self.sub_warnings), if self.sub_warnings.is_some() => {
+                    Wake::SubWarning(w)
+                }
                 () = &mut sleep, if deadline.is_some() => Wake::Timeout,
             };
             self.on_wake(wake);
@@ -188,6 +197,8 @@ impl Runner {
             Wake::Kv(id, result) => self.input(Input::KvResult { id, result }),
             Wake::Source(id, result) => self.input(Input::Partitions { id, result }),
             Wake::SubDone(done) => self.on_sub_done(done),
+            Wake::SubWarning(Some(w)) => self.publish(Event::DriverWarning(w)),
+            Wake::SubWarning(None) => self.sub_warnings = None,
             Wake::Connection(Some(up)) => self.input(Input::Connection(up)),
             Wake::Connection(None) => self.connection = None,
             Wake::Timeout => {
@@ -441,7 +452,7 @@ impl Runner {
 }
 
 /// The next value of an optional receiver (never resolves when there is none).
-async fn recv_opt(rx: &mut Option<mpsc::UnboundedReceiver<bool>>) -> Option<bool> {
+async fn recv_opt<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

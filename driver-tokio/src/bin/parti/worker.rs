@@ -1,0 +1,305 @@
+//! `parti worker`: one real worker process against NATS. It logs every event on one
+//! timestamped line and stops gracefully on SIGTERM or SIGINT.
+
+use crate::common::{
+    compact, fmt_duration, load_partitions, numbered_partitions, timestamp, truncate,
+};
+use crate::{CliError, CliResult};
+use parti::kv::{NatsError, NatsKv, NatsOptions};
+use parti::{Config, DriverWarning, Event, HandoffMode, Warning, Worker, WorkerId};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `parti worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// NATS server URL, e.g. nats://127.0.0.1:4222.
+    #[arg(long, value_name = "URL")]
+    nats: String,
+    /// Prefix of the fleet's KV buckets.
+    #[arg(long, default_value = "parti", value_name = "P")]
+    prefix: String,
+    /// Serve partitions p0 .. p{N-1} (every worker of a fleet must be given the same list).
+    #[arg(long, value_name = "N", default_value_t = 64, conflicts_with = "partitions_file",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    partitions: u32,
+    /// Serve the partitions in FILE: a JSON array of IDs, a JSON object of ID to weight, or
+    /// one 'ID [WEIGHT]' per line.
+    #[arg(long, value_name = "FILE")]
+    partitions_file: Option<PathBuf>,
+    /// Try this worker ID first (e.g. a StatefulSet ordinal).
+    #[arg(long, value_name = "N")]
+    id_preferred: Option<u32>,
+    /// Revoke before grant: never two owners at once (the default).
+    #[arg(long, conflicts_with = "relaxed")]
+    strict: bool,
+    /// One-phase handoff, at-least-once; keeps its partitions while NATS is unreachable.
+    #[arg(long)]
+    relaxed: bool,
+    /// Lease renewal interval in milliseconds (default 2000).
+    #[arg(long, value_name = "MS")]
+    heartbeat_ms: Option<u64>,
+    /// Lease TTL in milliseconds (default 6000; whole seconds on NATS). Every worker of a
+    /// fleet must use the same.
+    #[arg(long, value_name = "MS")]
+    ttl_ms: Option<u64>,
+    /// Fence this long before the lease would expire (default 1000, or a quarter of
+    /// --ttl-ms when that is smaller).
+    #[arg(long, value_name = "MS")]
+    safety_margin_ms: Option<u64>,
+    /// Cold-start and scale windows in milliseconds (defaults 30000 and 10000).
+    #[arg(long, value_name = "MS")]
+    window_ms: Option<u64>,
+    /// Cold start ends as soon as this many workers are live.
+    #[arg(long, value_name = "N")]
+    expected_workers: Option<u32>,
+    /// This worker's capacity relative to the others.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    capacity: u32,
+    /// On SIGTERM / SIGINT, leave for good (delete the lease: partitions move at once)
+    /// instead of stopping for a restart (lease marked departing, share parked).
+    #[arg(long)]
+    final_stop: bool,
+}
+
+impl WorkerArgs {
+    /// The configuration the flags describe (not yet validated).
+    fn config(&self) -> Config {
+        let mut c = Config {
+            bucket_prefix: self.prefix.clone(),
+            preferred_id: self.id_preferred.map(WorkerId),
+            capacity: self.capacity,
+            expected_workers: self.expected_workers,
+            handoff: if self.relaxed {
+                HandoffMode::Relaxed
+            } else {
+                HandoffMode::Strict
+            },
+            ..Config::default()
+        };
+        if let Some(ms) = self.heartbeat_ms {
+            c.heartbeat_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.ttl_ms {
+            c.lease_ttl = Duration::from_millis(ms);
+            if self.heartbeat_ms.is_none() {
+                c.heartbeat_interval = c.heartbeat_interval.min(c.lease_ttl / 3);
+            }
+            c.safety_margin = c.safety_margin.min(c.lease_ttl / 4);
+            c.emergency_grace = c.emergency_grace.min(c.lease_ttl / 4);
+            c.revoke_timeout = c.revoke_timeout.min(c.lease_ttl / 2);
+        }
+        if let Some(ms) = self.safety_margin_ms {
+            c.safety_margin = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.window_ms {
+            let w = Duration::from_millis(ms);
+            c.cold_start_window = w;
+            c.planned_scale_window = w;
+            c.restart_grace = w;
+            c.min_rebalance_interval = w;
+            c.max_scale_delay = c.max_scale_delay.max(w);
+        }
+        c
+    }
+}
+
+/// One timestamped line on stdout. A worker keeps running if stdout is gone.
+fn log(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{} {line}", timestamp());
+}
+
+/// Runs `parti worker` until SIGTERM / SIGINT.
+pub async fn run(args: WorkerArgs) -> CliResult {
+    let config = args.config();
+    config.validate().map_err(|e| {
+        let flags = match &e {
+            parti::parti_core::Error::InvalidConfig { field, .. } => match *field {
+                "lease_ttl" | "heartbeat_interval" | "safety_margin" => {
+                    "--ttl-ms, --heartbeat-ms, --safety-margin-ms"
+                }
+                "bucket_prefix" => "--prefix",
+                "preferred_id" => "--id-preferred",
+                "capacity" => "--capacity",
+                "expected_workers" => "--expected-workers",
+                _ => "--window-ms",
+            },
+            _ => "the flags",
+        };
+        CliError::usage(format!(
+            "invalid worker configuration: {e} (adjust {flags})"
+        ))
+    })?;
+    let partitions = match &args.partitions_file {
+        Some(path) => load_partitions(path)?,
+        None => numbered_partitions(0, args.partitions as usize),
+    };
+    // Install the handlers before anything else, so an early signal is not fatal.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|e| CliError::runtime(format!("cannot handle SIGTERM: {e}")))?;
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|e| CliError::runtime(format!("cannot handle SIGINT: {e}")))?;
+    log(format_args!(
+        "starting: nats {}, prefix {}, {} partitions, {} handoff, heartbeat {}, lease ttl {}",
+        args.nats,
+        args.prefix,
+        partitions.len(),
+        format!("{:?}", config.handoff).to_lowercase(),
+        fmt_duration(config.heartbeat_interval),
+        fmt_duration(config.lease_ttl)
+    ));
+    let options = NatsOptions {
+        name: Some("parti-worker".into()),
+        ..NatsOptions::new(args.nats.clone())
+    };
+    let (kv, connection) = NatsKv::connect(&options, &config)
+        .await
+        .map_err(|e| connect_error(&args.nats, &args.prefix, e))?;
+    let (worker, mut events) = Worker::builder()
+        .config(config)
+        .nats(kv)
+        .connection_events(connection)
+        .partitions(partitions)
+        .start_with_events()
+        .await
+        .map_err(|e| CliError::usage(format!("cannot start the worker: {e}")))?;
+    let signal = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(e) => log(describe(&e)),
+                None => return Err(CliError::runtime("the worker stopped on its own")),
+            },
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+        }
+    };
+    log(format_args!(
+        "{signal}: stopping ({})",
+        if args.final_stop {
+            "for good: the lease is deleted"
+        } else {
+            "for a restart: the lease is marked departing"
+        }
+    ));
+    let stop = async {
+        if args.final_stop {
+            worker.stop_final().await
+        } else {
+            worker.stop().await
+        }
+    };
+    tokio::pin!(stop);
+    // Keep logging what the stop does (revokes, step-down) until it is done.
+    let result = loop {
+        tokio::select! {
+            r = &mut stop => break r,
+            Some(e) = events.recv() => log(describe(&e)),
+        }
+    };
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(50), events.recv()).await {
+        log(describe(&e));
+    }
+    match result {
+        Ok(()) => {
+            log("stopped");
+            Ok(())
+        }
+        Err(e) => Err(CliError::runtime(format!("the graceful stop failed: {e}"))),
+    }
+}
+
+/// One clear message for each way connecting can fail.
+fn connect_error(url: &str, prefix: &str, e: NatsError) -> CliError {
+    match e {
+        NatsError::Connect(e) => CliError::runtime(format!(
+            "cannot connect to NATS at {url}: {e} (is nats-server running there? check --nats)"
+        )),
+        NatsError::InvalidOptions(m) => CliError::usage(format!("--nats {url}: {m}")),
+        e @ NatsError::BucketMismatch { .. } => CliError::usage(format!(
+            "{e}: give every worker of the fleet the same --ttl-ms, or use another --prefix \
+             than {prefix}"
+        )),
+        e => CliError::runtime(format!("cannot set up the KV at {url}: {e}")),
+    }
+}
+
+/// One line per event.
+pub fn describe(e: &Event) -> String {
+    match e {
+        Event::StateChanged { from, to } => format!("state {from} -> {to}"),
+        Event::IdClaimed(id) => format!("claimed worker id {id}"),
+        Event::AssignmentChanged {
+            generation,
+            assigned,
+            revoked,
+            all,
+        } => format!(
+            "assignment {generation}: +{} -{} = {} partitions [{}]",
+            assigned.len(),
+            revoked.len(),
+            all.len(),
+            truncate(&compact(all), 300)
+        ),
+        Event::LeadershipChanged { is_leader, epoch } => {
+            if *is_leader {
+                format!("leader: yes (epoch {epoch})")
+            } else {
+                format!("leader: no longer (epoch {epoch})")
+            }
+        }
+        Event::Alert {
+            level,
+            degraded_for,
+        } => format!(
+            "alert {level:?}: degraded for {}",
+            fmt_duration(*degraded_for)
+        ),
+        Event::Drained => "drained: no partitions left".into(),
+        Event::Warning(w) => format!("warning: {}", warning(w)),
+        Event::DriverWarning(w) => format!("warning: {}", driver_warning(w)),
+        other => format!("{other:?}"),
+    }
+}
+
+fn warning(w: &Warning) -> String {
+    match w {
+        Warning::IdRangeExhausted { min, max } => {
+            format!("every worker id in {min}..={max} is taken; retrying")
+        }
+        Warning::IdLost(id) => {
+            format!("worker id {id} was taken by another instance; claiming again")
+        }
+        Warning::Fenced => "lease not renewed in time: dropped every partition (fenced)".into(),
+        Warning::RevokeTimedOut(p) => format!("revoke of {p} timed out; dropped anyway"),
+        Warning::SourceFailed(m) => format!("partition source failed: {m}"),
+        Warning::InvalidPartitions(m) => format!("partition list rejected: {m}"),
+        Warning::Undecodable { key, reason } => format!("undecodable value at {key}: {reason}"),
+        Warning::KvFailed { key, reason } => format!("kv operation on {key} failed: {reason}"),
+        Warning::WorkerCrashed(id) => format!("worker {id} crashed; reassigning its partitions"),
+        Warning::ShutdownTimedOut => "the stop overran shutdown_timeout".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn driver_warning(w: &DriverWarning) -> String {
+    match w {
+        DriverWarning::WatchFailed {
+            bucket,
+            reason,
+            retry_in,
+        } => format!(
+            "watch of {bucket:?} failed ({reason}); rebuilding in {}",
+            fmt_duration(*retry_in)
+        ),
+        DriverWarning::ListenerPanicked { callback, message } => {
+            format!("{callback} panicked: {message}")
+        }
+        DriverWarning::ListenerTimedOut { callback, after } => {
+            format!("{callback} timed out after {}", fmt_duration(*after))
+        }
+        DriverWarning::InputRejected(m) => format!("the core refused an input: {m}"),
+        other => format!("{other:?}"),
+    }
+}
