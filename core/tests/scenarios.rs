@@ -2,43 +2,15 @@
 //! restarts, isolation, outages, clock skew and random fault schedules. (The simulator checks
 //! every invariant after every step; `must_converge` panics with the trace on a violation.)
 
-use parti_core::sim::{numbered_partitions, run_seed, NodeId, NodeStatus, RunSpec, Sim, SimConfig};
-use parti_core::{AlertLevel, Config, Event, HandoffMode, State};
-use std::time::Duration;
+use parti_core::sim::{run_seed, NodeStatus, RunSpec};
+use parti_core::{AlertLevel, Event, HandoffMode, State};
 
-const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-fn cluster(
-    workers: u32,
-    partitions: u32,
-    seed: u64,
-    edit: impl FnOnce(&mut Config),
-) -> (Sim, Vec<NodeId>) {
-    let mut config = Config {
-        expected_workers: Some(workers),
-        ..Config::default()
-    };
-    edit(&mut config);
-    let mut sim = Sim::new(config, SimConfig::default(), seed).unwrap();
-    sim.set_partitions(numbered_partitions(partitions));
-    let nodes = (0..workers).map(|_| sim.add_node()).collect();
-    (sim, nodes)
-}
-
-fn settled(workers: u32, partitions: u32, seed: u64) -> (Sim, Vec<NodeId>) {
-    let (mut sim, nodes) = cluster(workers, partitions, seed, |_| {});
-    sim.must_converge(SECS(60));
-    (sim, nodes)
-}
-
-fn follower(sim: &Sim, nodes: &[NodeId]) -> NodeId {
-    let leader = sim.leader().expect("a leader");
-    *nodes.iter().find(|n| **n != leader).expect("a follower")
-}
+mod common;
+use common::*;
 
 #[test]
 fn a_fresh_cluster_gives_every_partition_exactly_one_owner() {
-    let (sim, nodes) = settled(3, 100, 1);
+    let (sim, nodes) = settled(3, 100, 1, |_| {});
     let owners = sim.owners();
     assert_eq!(owners.len(), 100);
     assert!(owners.values().all(|o| o.len() == 1));
@@ -53,7 +25,7 @@ fn a_fresh_cluster_gives_every_partition_exactly_one_owner() {
 
 #[test]
 fn a_rolling_restart_moves_nothing_and_raises_no_emergency() {
-    let (mut sim, nodes) = settled(4, 100, 2);
+    let (mut sim, nodes) = settled(4, 100, 2, |_| {});
     for n in nodes {
         sim.stop(n, false);
         let exited = sim.run_until_true(SECS(15), |s| s.status(n) == NodeStatus::Stopped);
@@ -72,7 +44,7 @@ fn a_rolling_restart_moves_nothing_and_raises_no_emergency() {
 
 #[test]
 fn a_leader_restart_moves_nothing() {
-    let (mut sim, _) = settled(3, 60, 3);
+    let (mut sim, _) = settled(3, 60, 3, |_| {});
     let leader = sim.leader().unwrap();
     sim.stop(leader, false);
     sim.run_until_true(SECS(15), |s| s.status(leader) == NodeStatus::Stopped)
@@ -86,7 +58,7 @@ fn a_leader_restart_moves_nothing() {
 
 #[test]
 fn a_crashed_follower_is_replaced_soon_after_its_lease_expires() {
-    let (mut sim, nodes) = settled(3, 90, 4);
+    let (mut sim, nodes) = settled(3, 90, 4, |_| {});
     let victim = follower(&sim, &nodes);
     let lost = sim.holdings(victim).len() as u64;
     sim.crash(victim);
@@ -102,7 +74,7 @@ fn a_crashed_follower_is_replaced_soon_after_its_lease_expires() {
 
 #[test]
 fn an_isolated_worker_fences_before_its_partitions_move() {
-    let (mut sim, nodes) = settled(3, 60, 5);
+    let (mut sim, nodes) = settled(3, 60, 5, |_| {});
     let victim = follower(&sim, &nodes);
     sim.isolate(victim);
     sim.run_for(SECS(20));
@@ -116,7 +88,7 @@ fn an_isolated_worker_fences_before_its_partitions_move() {
 
 #[test]
 fn an_isolated_leader_is_replaced_without_double_ownership() {
-    let (mut sim, _) = settled(3, 60, 6);
+    let (mut sim, _) = settled(3, 60, 6, |_| {});
     let leader = sim.leader().unwrap();
     sim.isolate(leader);
     sim.run_for(SECS(20));
@@ -126,7 +98,7 @@ fn an_isolated_leader_is_replaced_without_double_ownership() {
 
 #[test]
 fn a_kv_outage_in_strict_mode_fences_everyone_then_recovers_fully() {
-    let (mut sim, nodes) = settled(3, 60, 7);
+    let (mut sim, nodes) = settled(3, 60, 7, |_| {});
     sim.set_kv_outage(true);
     sim.run_for(SECS(10));
     for n in &nodes {
@@ -145,7 +117,7 @@ fn a_kv_outage_in_strict_mode_fences_everyone_then_recovers_fully() {
 
 #[test]
 fn a_kv_outage_in_relaxed_mode_keeps_the_assignment_and_escalates_alerts() {
-    let (mut sim, nodes) = cluster(3, 60, 8, |c| {
+    let (mut sim, nodes) = expecting(3, 60, 8, |c| {
         c.handoff = HandoffMode::Relaxed;
         c.alert_after = [SECS(0), SECS(3), SECS(6), SECS(9)];
     });
@@ -187,7 +159,7 @@ fn a_kv_outage_in_relaxed_mode_keeps_the_assignment_and_escalates_alerts() {
 
 #[test]
 fn a_join_takes_a_fair_share_and_moves_little() {
-    let (mut sim, _) = settled(4, 100, 9);
+    let (mut sim, _) = settled(4, 100, 9, |_| {});
     let newcomer = sim.add_node();
     sim.must_converge(SECS(120));
     let held = sim.holdings(newcomer).len();
@@ -197,7 +169,7 @@ fn a_join_takes_a_fair_share_and_moves_little() {
 
 #[test]
 fn skewed_clocks_keep_ownership_exclusive() {
-    let (mut sim, nodes) = settled(3, 60, 10);
+    let (mut sim, nodes) = settled(3, 60, 10, |_| {});
     sim.set_clock_skew(nodes[0], 1000);
     sim.set_clock_skew(nodes[1], -1000);
     let victim = follower(&sim, &nodes);

@@ -1,30 +1,11 @@
 //! Membership on the simulator: cold start, joins, graceful leaves, drains, crashes of a
 //! follower right after a rebalance and of the leader, with the time each takes and what moves.
 
-use parti_core::sim::{numbered_partitions, NodeId, NodeStatus, Sim, SimConfig};
-use parti_core::{Config, Event, State};
-use std::time::Duration;
+use parti_core::sim::NodeStatus;
+use parti_core::{Event, State};
 
-const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-fn cluster(
-    workers: u32,
-    partitions: u32,
-    seed: u64,
-    edit: impl FnOnce(&mut Config),
-) -> (Sim, Vec<NodeId>) {
-    let mut config = Config::default();
-    edit(&mut config);
-    let mut sim = Sim::new(config, SimConfig::default(), seed).unwrap();
-    sim.set_partitions(numbered_partitions(partitions));
-    let nodes = (0..workers).map(|_| sim.add_node()).collect();
-    (sim, nodes)
-}
-
-fn all_owned_once(sim: &Sim, count: usize) -> bool {
-    let owners = sim.owners();
-    owners.len() == count && owners.values().all(|o| o.len() == 1)
-}
+mod common;
+use common::*;
 
 #[test]
 fn cold_start_of_ten_workers_waits_for_the_window_then_shares_evenly() {

@@ -2,34 +2,11 @@
 //! removals and weight changes reach every worker, every partition is owned exactly once, removed
 //! ones are released, and a manual refresh is not held back by the rebalance cooldown.
 
-use parti_core::sim::{numbered_partitions, NodeId, Sim, SimConfig};
-use parti_core::{Config, Partition};
-use std::time::Duration;
+use parti_core::sim::{numbered_partitions, NodeId, Sim};
+use parti_core::Partition;
 
-const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-fn settled(
-    workers: u32,
-    partitions: u32,
-    seed: u64,
-    edit: impl FnOnce(&mut Config),
-) -> (Sim, Vec<NodeId>) {
-    let mut config = Config {
-        expected_workers: Some(workers),
-        ..Config::default()
-    };
-    edit(&mut config);
-    let mut sim = Sim::new(config, SimConfig::default(), seed).unwrap();
-    sim.set_partitions(numbered_partitions(partitions));
-    let nodes = (0..workers).map(|_| sim.add_node()).collect();
-    sim.must_converge(SECS(60));
-    (sim, nodes)
-}
-
-fn follower(sim: &Sim, nodes: &[NodeId]) -> NodeId {
-    let leader = sim.leader().expect("a leader");
-    *nodes.iter().find(|n| **n != leader).expect("a follower")
-}
+mod common;
+use common::*;
 
 /// Every listed partition has exactly one owner and nothing else is held.
 fn assert_owned_exactly_once(sim: &Sim) {
