@@ -23,18 +23,30 @@ pub struct NatsServer {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
+    /// Arguments added to every start (see [`NatsServer::start_with`]).
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
 impl NatsServer {
     /// Starts a server on `127.0.0.1` with a port the OS picks, and waits until it listens.
     pub fn start() -> io::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`NatsServer::start`], with more `nats-server` arguments, e.g.
+    /// `["--user", "a", "--pass", "b"]`, `["--auth", "TOKEN"]` or `["-c", "auth.conf"]`. They
+    /// come after the fixture's own (`-a 127.0.0.1 -p PORT -js -sd DIR --ports_file_dir DIR`),
+    /// and are given again on every [`NatsServer::restart`]. The fixture's flags win over a
+    /// config file's (`-c`) listen address, port and store directory.
+    pub fn start_with(extra_args: &[&str]) -> io::Result<Self> {
         let bin = Self::binary()?;
         let dir = unique_dir()?;
         let mut server = NatsServer {
             bin,
             dir,
             port: 0,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         server.spawn(None)?;
@@ -82,7 +94,7 @@ impl NatsServer {
     }
 
     /// Kills the server if it runs, then starts it again on the same port with the same store
-    /// directory, and waits until it listens.
+    /// directory and the same extra arguments, and waits until it listens.
     pub fn restart(&mut self) -> io::Result<()> {
         self.kill();
         self.spawn(Some(self.port))
@@ -99,6 +111,7 @@ impl NatsServer {
             .arg(&self.dir)
             .arg("--ports_file_dir")
             .arg(&self.dir)
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -153,7 +153,7 @@ async fn connecting_to_no_server_fails() {
     let err = NatsKv::connect(&options, &config(Duration::from_secs(6)))
         .await
         .expect_err("nothing listens");
-    assert!(matches!(err, NatsError::Connect(_)), "{err}");
+    assert!(matches!(err, NatsError::Connect { .. }), "{err}");
 }
 
 async fn next_event(events: &mut ConnectionEvents) -> bool {

@@ -50,7 +50,7 @@ use async_nats::header::{HeaderMap, NATS_EXPECTED_LAST_SUBJECT_SEQUENCE};
 use async_nats::jetstream::context::{CreateKeyValueErrorKind, PublishError, PublishErrorKind};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
-use async_nats::{jetstream, Client, ConnectOptions, Event, ServerAddr};
+use async_nats::{jetstream, Client, ConnectErrorKind, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -70,7 +70,9 @@ pub type ConnectionEvents = mpsc::UnboundedReceiver<bool>;
 /// `nats://127.0.0.1:4222` without authentication.
 #[derive(Clone)]
 pub struct NatsOptions {
-    /// Server URLs (`nats://host:port`, `tls://host:port`); more than one for a cluster.
+    /// Server URLs (`nats://host:port`, `tls://host:port`); more than one for a cluster, tried
+    /// in random order. Credentials go in the fields below: a URL with a user part is refused
+    /// (async-nats would ignore it).
     pub urls: Vec<String>,
     /// User name (with `password`).
     pub user: Option<String>,
@@ -78,7 +80,7 @@ pub struct NatsOptions {
     pub password: Option<String>,
     /// Authentication token.
     pub token: Option<String>,
-    /// NKey seed (`SU...`).
+    /// NKey seed (`SU...`); surrounding whitespace (a file's newline) is ignored.
     pub nkey_seed: Option<String>,
     /// Path of a `.creds` file (JWT and NKey seed).
     pub creds_file: Option<PathBuf>,
@@ -123,12 +125,28 @@ impl NatsOptions {
         }
     }
 
-    /// Builds async-nats options; connection events go to `events`.
-    async fn connect_options(
-        &self,
-        events: mpsc::UnboundedSender<bool>,
-        reconnects: watch::Sender<u64>,
-    ) -> Result<ConnectOptions, NatsError> {
+    /// The server URLs, comma-separated, with any password or token written in them
+    /// (`nats://user:pass@host`) shown as `***`: for logs and error messages.
+    pub fn display_urls(&self) -> String {
+        self.urls
+            .iter()
+            .map(|url| redact_url(url))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Connects a plain client with these options (URLs, authentication, TLS, ping interval,
+    /// request timeout, name), without creating or opening any bucket: for tools that only read.
+    /// Fails at once, like [`NatsKv::connect`], if no server is reachable or the credentials
+    /// are refused.
+    pub async fn connect_client(&self) -> Result<Client, NatsError> {
+        let options = self.client_options().await?;
+        self.connect_with(options).await
+    }
+
+    /// Checks the options and builds the async-nats options every connection shares:
+    /// authentication, TLS, name, ping interval, request timeout.
+    async fn client_options(&self) -> Result<ConnectOptions, NatsError> {
         let invalid = |reason: &str| Err(NatsError::InvalidOptions(reason.into()));
         if self.urls.is_empty() {
             return invalid("urls: at least one server URL is needed");
@@ -156,7 +174,7 @@ impl NatsOptions {
             options = options.token(token.clone());
         }
         if let Some(seed) = &self.nkey_seed {
-            options = options.nkey(seed.clone());
+            options = options.nkey(seed.trim().to_string());
         }
         if let Some(ca) = &self.tls_ca_file {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
@@ -164,11 +182,23 @@ impl NatsOptions {
         if let Some(name) = &self.name {
             options = options.name(name);
         }
-        let max_delay = self.reconnect_max_delay;
-        let reconnects = Arc::new(reconnects);
         Ok(options
             .ping_interval(self.ping_interval)
-            .request_timeout(Some(self.request_timeout))
+            .request_timeout(Some(self.request_timeout)))
+    }
+
+    /// [`NatsOptions::client_options`], reconnecting for ever; connection events go to
+    /// `events`.
+    async fn connect_options(
+        &self,
+        events: mpsc::UnboundedSender<bool>,
+        reconnects: watch::Sender<u64>,
+    ) -> Result<ConnectOptions, NatsError> {
+        let max_delay = self.reconnect_max_delay;
+        let reconnects = Arc::new(reconnects);
+        Ok(self
+            .client_options()
+            .await?
             .max_reconnects(None)
             .reconnect_delay_callback(move |attempts| reconnect_delay(attempts, max_delay))
             .event_callback(move |event| {
@@ -177,14 +207,66 @@ impl NatsOptions {
                 async move { on_event(&events, &reconnects, event) }
             }))
     }
+
+    /// Connects to one of the URLs (tried in random order, like async-nats does); a refused
+    /// authorization ends the attempt at once.
+    async fn connect_with(&self, options: ConnectOptions) -> Result<Client, NatsError> {
+        let urls = self
+            .urls
+            .iter()
+            .map(|url| {
+                let invalid = |reason: String| {
+                    NatsError::InvalidOptions(format!("url {:?}: {reason}", redact_url(url)))
+                };
+                let addr = url
+                    .parse::<ServerAddr>()
+                    .map_err(|err| invalid(err.to_string()))?;
+                // async-nats ignores them: refuse rather than connect without them.
+                if addr.has_user_pass() || addr.password().is_some() {
+                    return Err(invalid(
+                        "credentials in a URL are not used: give them as user and password, \
+                         or token"
+                            .into(),
+                    ));
+                }
+                Ok(addr)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        options.connect(urls).await.map_err(|source| {
+            let urls = self.display_urls();
+            match source.kind() {
+                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                    NatsError::Unauthorized { urls, source }
+                }
+                _ => NatsError::Connect { urls, source },
+            }
+        })
+    }
+}
+
+/// `url` with the password (or token) in its user part replaced by `***`.
+fn redact_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => {
+            let userinfo = &url[start..start + at];
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_string(),
+            };
+            format!("{}{shown}{}", &url[..start], &url[start + at..])
+        }
+        None => url.to_string(),
+    }
 }
 
 impl fmt::Debug for NatsOptions {
-    /// Secrets are shown as `Some("***")`.
+    /// Secrets are shown as `Some("***")`, and so is a password or token inside a URL.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secret = |s: &Option<String>| s.as_ref().map(|_| "***");
         f.debug_struct("NatsOptions")
-            .field("urls", &self.urls)
+            .field("urls", &self.display_urls())
             .field("user", &self.user)
             .field("password", &secret(&self.password))
             .field("token", &secret(&self.token))
@@ -247,9 +329,25 @@ pub enum NatsError {
         #[source]
         source: std::io::Error,
     },
-    /// No connection could be made (unreachable, authentication, TLS).
-    #[error("cannot connect to nats: {0}")]
-    Connect(#[from] async_nats::ConnectError),
+    /// No connection could be made (unreachable, timed out, TLS).
+    #[error("cannot connect to nats at {urls}: {source}")]
+    Connect {
+        /// The URLs tried, comma-separated (see [`NatsOptions::display_urls`]).
+        urls: String,
+        /// What async-nats reported.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// A server was reached but authorization failed: it refused the credentials given (or
+    /// wanted some), or they could not be used (an nkey seed that cannot sign).
+    #[error("authorization failed at nats {urls}: {source}")]
+    Unauthorized {
+        /// The URLs tried, comma-separated (see [`NatsOptions::display_urls`]).
+        urls: String,
+        /// What async-nats reported.
+        #[source]
+        source: async_nats::ConnectError,
+    },
     /// A bucket could neither be created nor opened.
     #[error("cannot create or open bucket {bucket}: {reason}")]
     Bucket {
@@ -291,9 +389,10 @@ struct Inner {
 impl NatsKv {
     /// Connects, then creates (or opens) `<prefix>-leases` and `<prefix>-assign`.
     ///
-    /// Fails if no server is reachable now (it does not wait for one), on bad credentials, or
-    /// if a bucket exists with settings that contradict `config` (see the module docs). Once
-    /// connected, the client reconnects for ever; the returned events say when it is up.
+    /// Fails if no server is reachable now (it does not wait for one), at once on refused
+    /// credentials ([`NatsError::Unauthorized`]), or if a bucket exists with settings that
+    /// contradict `config` (see the module docs). Once connected, the client reconnects for
+    /// ever; the returned events say when it is up.
     pub async fn connect(
         options: &NatsOptions,
         config: &Config,
@@ -301,15 +400,7 @@ impl NatsKv {
         let (tx, rx) = mpsc::unbounded_channel();
         let (reconnects_tx, reconnects) = watch::channel(0);
         let connect_options = options.connect_options(tx, reconnects_tx).await?;
-        let urls = options
-            .urls
-            .iter()
-            .map(|url| {
-                url.parse::<ServerAddr>()
-                    .map_err(|err| NatsError::InvalidOptions(format!("url {url:?}: {err}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let client = connect_options.connect(urls).await?;
+        let client = options.connect_with(connect_options).await?;
         let js = jetstream::ContextBuilder::new()
             .timeout(options.request_timeout)
             .build(client.clone());
@@ -650,4 +741,20 @@ fn live_entry(bucket: Bucket, entry: kv::Entry) -> Option<Entry> {
         operation: Operation::Put,
         value: entry.value.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn secrets_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("nats://a:secret@10.0.0.1:4222"),
+            "nats://a:***@10.0.0.1:4222"
+        );
+        assert_eq!(redact_url("tls://tok@host/x@y"), "tls://***@host/x@y");
+        assert_eq!(redact_url("u:p@host:4222"), "u:***@host:4222");
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
 }

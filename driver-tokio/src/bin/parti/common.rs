@@ -1,12 +1,184 @@
-//! Helpers shared by the subcommands: compact partition lists, durations, timestamps,
-//! partition and weight files, strategy selection.
+//! Helpers shared by the subcommands: NATS connection flags, compact partition lists,
+//! durations, timestamps, partition and weight files, strategy selection.
 
 use crate::{CliError, CliResult};
+use parti::kv::{NatsError, NatsOptions};
 use parti::strategy::{Balanced, BoundedLoad, ConsistentHash, RoundRobin, Strategy};
 use parti::{Partition, PartitionId};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How to reach and authenticate to NATS: `--nats` and the credential flags, flattened into
+/// every subcommand that talks to a server. The secrets (`--password`, `--token`, the seed in
+/// `--nkey-seed-file`) are never printed, nor a password or token written in a URL.
+#[derive(Clone, Default, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL; several, comma-separated, for a cluster (tried in random order), e.g.
+    /// nats://10.0.0.1:4222,nats://10.0.0.2:4222.
+    #[arg(long, value_name = "URL[,URL..]", value_delimiter = ',')]
+    pub nats: Vec<String>,
+    /// User name to authenticate with (with --password).
+    #[arg(long, value_name = "NAME", requires = "nats")]
+    pub user: Option<String>,
+    /// Password of --user. Other local users may see it in the process list: where that
+    /// matters, prefer --nkey-seed-file or --creds.
+    #[arg(long, value_name = "PASSWORD", requires = "user")]
+    pub password: Option<String>,
+    /// Authentication token.
+    #[arg(long, value_name = "TOKEN", requires = "nats")]
+    pub token: Option<String>,
+    /// File holding an NKey seed (SU...) to authenticate with.
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    pub nkey_seed_file: Option<PathBuf>,
+    /// Credentials file (.creds: a user JWT and its NKey seed).
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    pub creds: Option<PathBuf>,
+    /// CA certificate (PEM) to verify the server's certificate with; the connection must
+    /// then use TLS.
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl fmt::Debug for NatsArgs {
+    /// Secrets are shown as `Some("***")`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "***");
+        let urls = NatsOptions {
+            urls: self.nats.clone(),
+            ..NatsOptions::default()
+        }
+        .display_urls();
+        f.debug_struct("NatsArgs")
+            .field("nats", &urls)
+            .field("user", &self.user)
+            .field("password", &secret(&self.password))
+            .field("token", &secret(&self.token))
+            .field("nkey_seed_file", &self.nkey_seed_file)
+            .field("creds", &self.creds)
+            .field("tls_ca", &self.tls_ca)
+            .finish()
+    }
+}
+
+impl NatsArgs {
+    /// Whether `--nats` was given.
+    pub fn given(&self) -> bool {
+        !self.nats.is_empty()
+    }
+
+    /// Whether any credential or TLS flag was given.
+    pub fn any_credentials(&self) -> bool {
+        self.user.is_some()
+            || self.token.is_some()
+            || self.nkey_seed_file.is_some()
+            || self.creds.is_some()
+            || self.tls_ca.is_some()
+    }
+
+    /// The connection options the flags describe; `name` is the connection's name on the
+    /// server. Files that cannot be read are usage errors. `--user` without `--password`
+    /// sends an empty password (for the server to refuse or accept).
+    pub fn options(&self, name: &str) -> CliResult<NatsOptions> {
+        let urls: Vec<String> = self
+            .nats
+            .iter()
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(CliError::usage(
+                "--nats needs a server URL, e.g. nats://127.0.0.1:4222",
+            ));
+        }
+        let listed = NatsOptions {
+            urls: urls.clone(),
+            ..NatsOptions::default()
+        };
+        // Masking changed something: a URL holds credentials, which the client would not use.
+        if listed.display_urls() != urls.join(",") {
+            return Err(CliError::usage(format!(
+                "--nats {}: credentials in a URL are not used; give --user and --password, or \
+                 --token",
+                listed.display_urls()
+            )));
+        }
+        let nkey_seed = match &self.nkey_seed_file {
+            Some(path) => {
+                let seed = std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        CliError::usage(format!(
+                            "cannot read --nkey-seed-file {}: {e}",
+                            path.display()
+                        ))
+                    })?
+                    .trim()
+                    .to_string();
+                if !seed.starts_with('S') {
+                    return Err(CliError::usage(format!(
+                        "--nkey-seed-file {}: expected an NKey seed (a line starting with \
+                         SU...)",
+                        path.display()
+                    )));
+                }
+                Some(seed)
+            }
+            None => None,
+        };
+        for (flag, file) in [("--creds", &self.creds), ("--tls-ca", &self.tls_ca)] {
+            if let Some(path) = file {
+                if let Err(e) = std::fs::File::open(path) {
+                    return Err(CliError::usage(format!(
+                        "cannot read {flag} {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(NatsOptions {
+            urls,
+            user: self.user.clone(),
+            password: self
+                .user
+                .as_ref()
+                .map(|_| self.password.clone().unwrap_or_default()),
+            token: self.token.clone(),
+            nkey_seed,
+            creds_file: self.creds.clone(),
+            tls_ca_file: self.tls_ca.clone(),
+            name: Some(name.to_string()),
+            ..NatsOptions::default()
+        })
+    }
+}
+
+/// One clear message for each way connecting to NATS can fail (`urls` as
+/// [`NatsOptions::display_urls`] shows them); `None` for the bucket errors, which each
+/// subcommand words itself.
+pub fn nats_error(urls: &str, e: &NatsError) -> Option<CliError> {
+    Some(match e {
+        NatsError::Unauthorized { source, .. } => CliError::runtime(format!(
+            "authorization failed at NATS {urls}: {source} (check --user and --password, \
+             --token, --nkey-seed-file or --creds)"
+        )),
+        NatsError::Connect { source, .. } => {
+            let hint = if source.kind() == async_nats::ConnectErrorKind::Tls {
+                "does the server use TLS with a certificate signed by --tls-ca?"
+            } else {
+                "is nats-server running there? check --nats"
+            };
+            CliError::runtime(format!(
+                "cannot connect to NATS at {urls}: {source} ({hint})"
+            ))
+        }
+        NatsError::Credentials { path, source } => {
+            CliError::usage(format!("cannot read --creds {}: {source}", path.display()))
+        }
+        NatsError::InvalidOptions(m) => CliError::usage(format!("--nats {urls}: {m}")),
+        _ => return None,
+    })
+}
 
 /// The placement strategy to preview with (`--strategy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -9,7 +9,9 @@
 //! re-checks too, because a worker whose share did not change applies a new generation without
 //! an event.
 
-use crate::common::{compact, fmt_duration, numbered_partitions, short_token, truncate};
+use crate::common::{
+    compact, fmt_duration, nats_error, numbered_partitions, short_token, truncate, NatsArgs,
+};
 use crate::worker::describe;
 use crate::{CliError, CliResult};
 use futures::stream::{BoxStream, SelectAll};
@@ -33,9 +35,9 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 64, value_name = "P",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     partitions: u32,
-    /// Run against this NATS server (one connection per worker) instead of in memory.
-    #[arg(long, value_name = "URL")]
-    nats: Option<String>,
+    /// With --nats: run against NATS (one connection per worker) instead of in memory.
+    #[command(flatten)]
+    nats: NatsArgs,
     /// With --nats: keep the demo's buckets afterwards (they are deleted by default).
     #[arg(long, requires = "nats")]
     keep_buckets: bool,
@@ -79,7 +81,7 @@ struct Member {
 /// How the workers reach their KV.
 enum Backend {
     Memory(MemoryKv),
-    Nats { url: String },
+    Nats { options: Box<NatsOptions> },
 }
 
 struct Demo {
@@ -113,12 +115,14 @@ pub async fn run(args: DemoArgs) -> CliResult {
     } else {
         demo_config(args.workers)
     };
-    let backend = match &args.nats {
-        None => Backend::Memory(MemoryKv::new(config.lease_ttl)),
-        Some(url) => {
-            config.bucket_prefix = format!("demo-{}", &short_token(random())[..6]);
-            Backend::Nats { url: url.clone() }
+    let backend = if args.nats.given() {
+        let options = args.nats.options("parti-demo")?;
+        config.bucket_prefix = format!("demo-{}", &short_token(random())[..6]);
+        Backend::Nats {
+            options: Box::new(options),
         }
+    } else {
+        Backend::Memory(MemoryKv::new(config.lease_ttl))
     };
     let c = &config;
     let settle_bound = Duration::from_secs(20)
@@ -130,9 +134,11 @@ pub async fn run(args: DemoArgs) -> CliResult {
             + c.restart_grace);
     let where_ = match &backend {
         Backend::Memory(_) => "in-memory KV".to_string(),
-        Backend::Nats { url } => format!(
-            "NATS {url} (buckets {}-leases, {}-assign; one connection per worker)",
-            c.bucket_prefix, c.bucket_prefix
+        Backend::Nats { options } => format!(
+            "NATS {} (buckets {}-leases, {}-assign; one connection per worker)",
+            options.display_urls(),
+            c.bucket_prefix,
+            c.bucket_prefix
         ),
     };
     say!(
@@ -299,17 +305,20 @@ impl Demo {
             .source(self.source.clone());
         let builder = match &self.backend {
             Backend::Memory(kv) => builder.memory(kv.clone()),
-            Backend::Nats { url } => {
+            Backend::Nats { options } => {
                 let options = NatsOptions {
                     name: Some(format!("parti-demo-{index}")),
-                    ..NatsOptions::new(url.clone())
+                    ..NatsOptions::clone(options)
                 };
                 let (kv, connection) =
                     NatsKv::connect(&options, &self.config).await.map_err(|e| {
-                        CliError::runtime(format!(
-                            "cannot connect to NATS at {url}: {e} (is nats-server -js running \
-                             there? check --nats)"
-                        ))
+                        let urls = options.display_urls();
+                        nats_error(&urls, &e).unwrap_or_else(|| {
+                            CliError::runtime(format!(
+                                "cannot set up the demo's buckets at {urls}: {e} (is JetStream \
+                                 enabled there? nats-server -js)"
+                            ))
+                        })
                     })?;
                 builder.nats(kv).connection_events(connection)
             }
@@ -579,13 +588,16 @@ impl Demo {
         for m in &mut self.members {
             m.live = false;
         }
-        if let Backend::Nats { url } = &self.backend {
+        if let Backend::Nats { options } = &self.backend {
             let prefix = &self.config.bucket_prefix;
             if keep_buckets {
-                say!("buckets {prefix}-leases and {prefix}-assign kept on {url}");
+                say!(
+                    "buckets {prefix}-leases and {prefix}-assign kept on {}",
+                    options.display_urls()
+                );
                 return;
             }
-            if let Ok(client) = async_nats::connect(url.as_str()).await {
+            if let Ok(client) = options.connect_client().await {
                 let js = async_nats::jetstream::new(client);
                 for b in [self.config.leases_bucket(), self.config.assign_bucket()] {
                     if let Err(e) = js.delete_key_value(&b).await {

@@ -2,9 +2,12 @@
 //! (no worker involved) from NATS or from an offline assignment file, decoded without ever
 //! panicking, and checked for inconsistencies.
 
-use crate::common::short_token;
+use crate::common::{nats_error, short_token};
 use crate::{CliError, CliResult};
+use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+use async_nats::jetstream::ErrorCode;
 use futures::TryStreamExt;
+use parti::kv::NatsOptions;
 use parti::parti_core::codec::{
     self, share_key, GenRecord, LeaderValue, LeaseValue, Member, Phase, ShareAssembler, ShareChunk,
 };
@@ -41,6 +44,8 @@ pub struct Fleet {
     pub bad_leader: Option<String>,
     /// Why the `gen` record is undecodable, if it is.
     pub bad_gen: Option<String>,
+    /// Buckets that do not exist on the server (read as empty).
+    pub missing: Vec<String>,
 }
 
 /// One raw live entry of a bucket.
@@ -50,15 +55,16 @@ struct Raw {
 }
 
 impl Fleet {
-    /// Reads `<prefix>-leases` and `<prefix>-assign` from the NATS server at `url`, without
-    /// creating anything.
-    pub async fn from_nats(url: &str, prefix: &str) -> CliResult<Fleet> {
+    /// Reads `<prefix>-leases` and `<prefix>-assign` from NATS, without creating anything. A
+    /// bucket that does not exist reads as empty and is listed in [`Fleet::missing`].
+    pub async fn from_nats(options: &NatsOptions, prefix: &str) -> CliResult<Fleet> {
         check_prefix(prefix)?;
-        match tokio::time::timeout(READ_TIMEOUT, read_nats(url, prefix)).await {
+        match tokio::time::timeout(READ_TIMEOUT, read_nats(options, prefix)).await {
             Ok(r) => r,
             Err(_) => Err(CliError::runtime(format!(
-                "reading the KV of prefix {prefix:?} from {url} took over {}s; is the server \
+                "reading the KV of prefix {prefix:?} from {} took over {}s; is the server \
                  (and JetStream) healthy?",
+                options.display_urls(),
                 READ_TIMEOUT.as_secs()
             ))),
         }
@@ -210,10 +216,15 @@ impl Fleet {
     /// Everything inconsistent, one sentence each.
     pub fn warnings(&self) -> Vec<String> {
         let mut out: Vec<String> = self
-            .undecodable
+            .missing
             .iter()
-            .map(|u| format!("undecodable value in {u}"))
+            .map(|b| format!("bucket {b} does not exist (deleted?): read as empty"))
             .collect();
+        out.extend(
+            self.undecodable
+                .iter()
+                .map(|u| format!("undecodable value in {u}")),
+        );
         match &self.leader {
             None if self.bad_leader.is_some() => {}
             None => out.push("no leader lease: an election is due".into()),
@@ -355,35 +366,52 @@ fn assemble(
     Ok(share)
 }
 
-async fn read_nats(url: &str, prefix: &str) -> CliResult<Fleet> {
-    let client = async_nats::ConnectOptions::new()
-        .name("parti-cli")
-        .connect(url)
-        .await
-        .map_err(|e| {
-            CliError::runtime(format!(
-                "cannot connect to NATS at {url}: {e} (is nats-server running there? check --nats)"
-            ))
-        })?;
+async fn read_nats(options: &NatsOptions, prefix: &str) -> CliResult<Fleet> {
+    let urls = options.display_urls();
+    let client = options.connect_client().await.map_err(|e| {
+        nats_error(&urls, &e).unwrap_or_else(|| CliError::runtime(format!("{urls}: {e}")))
+    })?;
     let js = async_nats::jetstream::new(client);
-    let leases = read_bucket(&js, url, &format!("{prefix}-leases"), prefix).await?;
-    let assign = read_bucket(&js, url, &format!("{prefix}-assign"), prefix).await?;
-    Ok(Fleet::from_raw(leases, assign))
+    let mut missing = Vec::new();
+    let mut read = async |bucket: String| -> CliResult<Vec<Raw>> {
+        match read_bucket(&js, &urls, &bucket).await? {
+            Some(raw) => Ok(raw),
+            None => {
+                missing.push(bucket);
+                Ok(Vec::new())
+            }
+        }
+    };
+    let leases = read(format!("{prefix}-leases")).await?;
+    let assign = read(format!("{prefix}-assign")).await?;
+    let mut fleet = Fleet::from_raw(leases, assign);
+    fleet.missing = missing;
+    Ok(fleet)
 }
 
-/// Every live key of a bucket with its latest value.
+/// Every live key of a bucket with its latest value; `None` if the bucket does not exist.
 async fn read_bucket(
     js: &async_nats::jetstream::Context,
-    url: &str,
+    urls: &str,
     bucket: &str,
-    prefix: &str,
-) -> CliResult<Vec<Raw>> {
-    let store = js.get_key_value(bucket).await.map_err(|e| {
-        CliError::runtime(format!(
-            "cannot open bucket {bucket} at {url}: {e} (has a worker with --prefix {prefix} \
-             run on this server?)"
-        ))
-    })?;
+) -> CliResult<Option<Vec<Raw>>> {
+    let store = match js.get_key_value(bucket).await {
+        Ok(store) => store,
+        Err(e) => {
+            let not_found = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<GetStreamError>())
+                .is_some_and(|s| {
+                    matches!(s.kind(), GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+                });
+            if not_found {
+                return Ok(None);
+            }
+            return Err(CliError::runtime(format!(
+                "cannot open bucket {bucket} at {urls}: {e}"
+            )));
+        }
+    };
     let failed =
         |e: &dyn std::fmt::Display| CliError::runtime(format!("reading bucket {bucket}: {e}"));
     let keys: Vec<String> = store
@@ -405,7 +433,7 @@ async fn read_bucket(
             }
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Phase name in lower case.

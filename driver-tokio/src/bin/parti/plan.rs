@@ -7,7 +7,7 @@
 //! worker list, and [`parti::parti_core::plan`] / [`parti::parti_core::explain`] say what the
 //! strategy would do. Nothing is written.
 
-use crate::common::{compact, natural_sort, truncate, StrategyArg};
+use crate::common::{compact, natural_sort, truncate, NatsArgs, StrategyArg};
 use crate::fleet::Fleet;
 use crate::{CliError, CliResult};
 use parti::parti_core::{self, summarize, PlanInput, WorkerSlot};
@@ -16,13 +16,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// Where the committed assignment comes from.
+/// Where the committed assignment comes from: a NATS server (`--nats`, with its credential
+/// flags) or a file.
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("source").args(["nats", "file"]).required(true).multiple(false)))]
 pub struct SourceArgs {
-    /// NATS server URL: read the fleet's committed assignment and live leases.
-    #[arg(long, value_name = "URL")]
-    nats: Option<String>,
+    /// With --nats: read the fleet's committed assignment and live leases from NATS.
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Offline: a JSON object of worker ID to its partitions (a list, or {"capacity": N,
     /// "partitions": [...]}); every worker in it counts as live.
     #[arg(long, value_name = "FILE")]
@@ -121,13 +123,26 @@ struct Scenario {
 }
 
 async fn load(common: &CommonArgs) -> CliResult<(Fleet, String)> {
-    match (&common.source.nats, &common.source.file) {
-        (Some(url), _) => Ok((
-            Fleet::from_nats(url, &common.prefix).await?,
-            format!("{url} prefix {}", common.prefix),
+    match (common.source.nats.given(), &common.source.file) {
+        (true, _) => {
+            let options = common.source.nats.options("parti-cli")?;
+            let urls = options.display_urls();
+            let fleet = Fleet::from_nats(&options, &common.prefix).await?;
+            if let Some(bucket) = fleet.missing.first() {
+                return Err(CliError::runtime(format!(
+                    "bucket {bucket} does not exist at {urls} (has a worker with --prefix {} \
+                     run on this server?)",
+                    common.prefix
+                )));
+            }
+            Ok((fleet, format!("{urls} prefix {}", common.prefix)))
+        }
+        (false, Some(_)) if common.source.nats.any_credentials() => Err(CliError::usage(
+            "--user, --password, --token, --nkey-seed-file, --creds and --tls-ca go with \
+             --nats, not --file",
         )),
-        (None, Some(path)) => Ok((Fleet::from_file(path)?, format!("file {}", path.display()))),
-        (None, None) => Err(CliError::usage("give --nats URL or --file FILE")),
+        (false, Some(path)) => Ok((Fleet::from_file(path)?, format!("file {}", path.display()))),
+        (false, None) => Err(CliError::usage("give --nats URL or --file FILE")),
     }
 }
 
@@ -480,7 +495,7 @@ mod tests {
     fn common(file: PathBuf) -> CommonArgs {
         CommonArgs {
             source: SourceArgs {
-                nats: None,
+                nats: NatsArgs::default(),
                 file: Some(file),
             },
             prefix: "parti".into(),

@@ -1,17 +1,17 @@
 //! `parti status`: a fleet's workers, leader, committed generation and shares, read from its
 //! KV without starting a worker, with a warning for anything inconsistent.
 
-use crate::common::{compact, short_token, truncate};
+use crate::common::{compact, short_token, truncate, NatsArgs};
 use crate::fleet::{phase_name, Fleet};
 use crate::CliResult;
 use std::fmt::Write;
 
 /// Arguments of `parti status`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("nats", |a| a.required(true)))]
 pub struct StatusArgs {
-    /// NATS server URL, e.g. nats://127.0.0.1:4222.
-    #[arg(long, value_name = "URL")]
-    nats: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Prefix of the fleet's KV buckets.
     #[arg(long, default_value = "parti", value_name = "P")]
     prefix: String,
@@ -22,12 +22,19 @@ pub struct StatusArgs {
 
 /// Runs `parti status`.
 pub async fn run(args: StatusArgs) -> CliResult {
-    let fleet = Fleet::from_nats(&args.nats, &args.prefix).await?;
-    let report = render(
-        &fleet,
-        &format!("{} prefix {}", args.nats, args.prefix),
-        args.verbose,
-    );
+    let options = args.nats.options("parti-cli")?;
+    let fleet = Fleet::from_nats(&options, &args.prefix).await?;
+    let source = format!("{} prefix {}", options.display_urls(), args.prefix);
+    let report = if fleet.missing.len() == 2 {
+        // A server no worker of this prefix has used: nothing is wrong, there is no fleet yet.
+        format!(
+            "fleet       {source}\nno buckets yet: {} and {} do not exist on this server (no \
+             worker with --prefix {} has run here)",
+            fleet.missing[0], fleet.missing[1], args.prefix
+        )
+    } else {
+        render(&fleet, &source, args.verbose)
+    };
     say!("{}", report.trim_end());
     Ok(())
 }

@@ -2,20 +2,21 @@
 //! timestamped line and stops gracefully on SIGTERM or SIGINT.
 
 use crate::common::{
-    compact, fmt_duration, load_partitions, numbered_partitions, timestamp, truncate,
+    compact, fmt_duration, load_partitions, nats_error, numbered_partitions, timestamp, truncate,
+    NatsArgs,
 };
 use crate::{CliError, CliResult};
-use parti::kv::{NatsError, NatsKv, NatsOptions};
+use parti::kv::{NatsError, NatsKv};
 use parti::{Config, DriverWarning, Event, HandoffMode, Warning, Worker, WorkerId};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Arguments of `parti worker`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("nats", |a| a.required(true)))]
 pub struct WorkerArgs {
-    /// NATS server URL, e.g. nats://127.0.0.1:4222.
-    #[arg(long, value_name = "URL")]
-    nats: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Prefix of the fleet's KV buckets.
     #[arg(long, default_value = "parti", value_name = "P")]
     prefix: String,
@@ -113,6 +114,8 @@ fn log(line: impl std::fmt::Display) {
 /// Runs `parti worker` until SIGTERM / SIGINT.
 pub async fn run(args: WorkerArgs) -> CliResult {
     let config = args.config();
+    let options = args.nats.options("parti-worker")?;
+    let urls = options.display_urls();
     config.validate().map_err(|e| {
         let flags = match &e {
             parti::parti_core::Error::InvalidConfig { field, .. } => match *field {
@@ -142,21 +145,17 @@ pub async fn run(args: WorkerArgs) -> CliResult {
     let mut sigint = signal(SignalKind::interrupt())
         .map_err(|e| CliError::runtime(format!("cannot handle SIGINT: {e}")))?;
     log(format_args!(
-        "starting: nats {}, prefix {}, {} partitions, {} handoff, heartbeat {}, lease ttl {}",
-        args.nats,
+        "starting: nats {urls}{}, prefix {}, {} partitions, {} handoff, heartbeat {}, lease ttl {}",
+        auth_summary(&args.nats),
         args.prefix,
         partitions.len(),
         format!("{:?}", config.handoff).to_lowercase(),
         fmt_duration(config.heartbeat_interval),
         fmt_duration(config.lease_ttl)
     ));
-    let options = NatsOptions {
-        name: Some("parti-worker".into()),
-        ..NatsOptions::new(args.nats.clone())
-    };
     let (kv, connection) = NatsKv::connect(&options, &config)
         .await
-        .map_err(|e| connect_error(&args.nats, &args.prefix, e))?;
+        .map_err(|e| connect_error(&urls, &args.prefix, e))?;
     let (worker, mut events) = Worker::builder()
         .config(config)
         .nats(kv)
@@ -210,13 +209,37 @@ pub async fn run(args: WorkerArgs) -> CliResult {
     }
 }
 
+/// How the worker authenticates, for its first line: the kind of credentials, never a secret.
+fn auth_summary(nats: &NatsArgs) -> String {
+    let mut parts = Vec::new();
+    if let Some(user) = &nats.user {
+        parts.push(format!("user {user}"));
+    }
+    if nats.token.is_some() {
+        parts.push("token".into());
+    }
+    if nats.nkey_seed_file.is_some() {
+        parts.push("nkey".into());
+    }
+    if nats.creds.is_some() {
+        parts.push("creds".into());
+    }
+    if nats.tls_ca.is_some() {
+        parts.push("tls".into());
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
 /// One clear message for each way connecting can fail.
 fn connect_error(url: &str, prefix: &str, e: NatsError) -> CliError {
+    if let Some(e) = nats_error(url, &e) {
+        return e;
+    }
     match e {
-        NatsError::Connect(e) => CliError::runtime(format!(
-            "cannot connect to NATS at {url}: {e} (is nats-server running there? check --nats)"
-        )),
-        NatsError::InvalidOptions(m) => CliError::usage(format!("--nats {url}: {m}")),
         e @ NatsError::BucketMismatch { .. } => CliError::usage(format!(
             "{e}: give every worker of the fleet the same --ttl-ms, or use another --prefix \
              than {prefix}"
