@@ -68,7 +68,7 @@
 //! ## Also here
 //!
 //! - [`strategy`]: placement strategies ([`strategy::Balanced`] by default) and the
-//!   [`strategy::Strategy`] trait; [`plan`] previews and explains placements.
+//!   [`strategy::Strategy`] trait; [`plan()`] and [`explain()`] preview and explain placements.
 //! - [`codec`]: the versioned values stored in KV.
 //! - [`sim`]: the in-memory KV with NATS semantics and the deterministic cluster simulator.
 #![forbid(unsafe_code)]
