@@ -2,8 +2,10 @@
 //!
 //! One [`Worker`] per process. Its parts live in sibling modules, each an `impl Worker` block:
 //! `identity` (ID claim, lease renewal, fencing, degraded alerts), `election` (the leader lease),
-//! `apply` (following committed generations), `leader` (the planner's view and triggers),
-//! `publish` (writing shares and committing generations), `shutdown`.
+//! `apply` (following committed generations), `leader` (the leader's view of workers, partitions
+//! and shares), `planner` (triggers, liveness, the next generation), `handoff` (the pure
+//! revoke-before-grant rule), `publish` (writing shares, committing and sealing generations),
+//! `shutdown`, and `timers` (the timer table).
 
 mod apply;
 mod election;
