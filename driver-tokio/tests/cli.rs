@@ -5,47 +5,12 @@
 
 use parti::testing::NatsServer;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+
+mod cli_support;
+use cli_support::{run, signal, text, BIN};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_parti");
-
-/// Runs `parti args...` to completion; fails the test if it runs past `deadline`.
-fn run(args: &[&str], deadline: Duration) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn parti");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(deadline) {
-        Ok(output) => output.expect("wait for parti"),
-        Err(_) => {
-            signal(pid, "KILL");
-            panic!("parti {args:?} did not finish within {deadline:?}");
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Sends a signal with the system's `kill`.
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{name}"), pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {pid} failed");
-}
 
 /// A server, or `None` (with a notice) when no nats-server binary exists on this machine.
 fn server() -> Option<NatsServer> {

@@ -4,42 +4,16 @@
 //! comma-separated list of URLs, and no secret is ever printed.
 
 use parti::testing::NatsServer;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_parti");
+mod cli_support;
+use cli_support::text;
 
 /// Far longer than `parti status` takes against a loopback server; past it, it hung.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Runs `parti args...` to completion; fails the test if it runs past [`DEADLINE`].
-fn run(args: &[&str]) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn parti");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(output) => output.expect("wait for parti"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("parti {args:?} did not finish within {DEADLINE:?}");
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn run(args: &[&str]) -> std::process::Output {
+    cli_support::run(args, DEADLINE)
 }
 
 /// A server demanding user `a`, password `s3cret`.

@@ -1,0 +1,46 @@
+//! Helpers shared by the tests that run the `parti` binary.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The `parti` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_parti");
+
+/// Runs `parti args...` to completion; fails the test if it runs past `deadline`.
+pub fn run(args: &[&str], deadline: Duration) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn parti");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(output) => output.expect("wait for parti"),
+        Err(_) => {
+            signal(pid, "KILL");
+            panic!("parti {args:?} did not finish within {deadline:?}");
+        }
+    }
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Sends signal `name` (`TERM`, `KILL`, ...) to process `pid`.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
