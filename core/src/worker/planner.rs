@@ -303,8 +303,7 @@ impl Worker {
         let mut tokens: BTreeMap<WorkerId, u64> = BTreeMap::new();
         let mut exempt: BTreeSet<WorkerId> = BTreeSet::new();
         let mut eligible: Vec<WorkerSlot> = Vec::new();
-        let mut barrier = true;
-        let generation = l.committed.as_ref().map(|c| c.record.generation);
+        let barrier = l.barrier_complete();
         let parts = l.partitions.as_ref().expect("planner runs with partitions");
         let listed: BTreeSet<&PartitionId> = parts.iter().map(Partition::id).collect();
         for (id, p) in &l.peers {
@@ -345,9 +344,6 @@ impl Worker {
             }
             if holds_nothing {
                 continue;
-            }
-            if generation.is_some() && p.applied < generation {
-                barrier = false;
             }
             tokens.insert(*id, p.token);
             if !(p.draining || p.ctl_draining) {
