@@ -1,0 +1,1 @@
+//! uniffi bindings for parti (work in progress).
