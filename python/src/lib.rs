@@ -1,7 +1,28 @@
-//! The compiled core of the `parti` Python package (`parti._parti`).
+//! `parti._parti`: the compiled core of the `parti` Python package.
+//!
+//! Everything here wraps the Rust crates: the driver (`parti`) for workers on NATS or in
+//! memory, the core (`parti-core`) for planning and the simulator. One process-wide tokio
+//! runtime (pyo3-async-runtimes') runs every worker; async methods return asyncio awaitables
+//! and blocking calls release the GIL. Python callbacks (listener, source, strategy, message
+//! handler) always run on the event loop the worker was started from.
+#![warn(missing_docs)]
+
+mod config;
+mod errors;
+mod partition;
+mod sim;
+mod state;
+
 use pyo3::prelude::*;
 
+/// The module: classes, functions and exceptions.
 #[pymodule]
-fn _parti(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _parti(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<partition::PyPartition>()?;
+    m.add_class::<partition::PyWorkerSlot>()?;
+    m.add_class::<config::PyConfig>()?;
+    sim::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

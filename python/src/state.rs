@@ -1,0 +1,19 @@
+//! Worker states as Python sees them: lowercase snake_case strings.
+
+use parti::State;
+
+/// The Python name of a worker state (`"claiming_id"`, `"stable"`, ...).
+pub(crate) fn state_name(state: State) -> &'static str {
+    match state {
+        State::Init => "init",
+        State::ClaimingId => "claiming_id",
+        State::Election => "election",
+        State::WaitingAssignment => "waiting_assignment",
+        State::Stable => "stable",
+        State::Scaling => "scaling",
+        State::Rebalancing => "rebalancing",
+        State::Emergency => "emergency",
+        State::Degraded => "degraded",
+        State::Shutdown => "shutdown",
+    }
+}
