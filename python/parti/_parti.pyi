@@ -354,5 +354,94 @@ class Worker:
     def stop(self) -> Awaitable[None]: ...
 
 # --- simulation ---
-# (filled in by the simulator's binding)
+
+@final
+class Simulation:
+    """The core's deterministic simulator: workers on a virtual clock over an in-memory KV and a
+    simulated network, no NATS. The same seed and calls give the same run. After every step the
+    guarantees (exclusive ownership, committed increasing generations, distinct IDs) are
+    checked; broken ones land in `violations`.
+
+    Nodes are ints: the index returned by `add_worker`, stable across crashes and restarts. An
+    index that names no node, like any other invalid argument, raises `ConfigError` naming it.
+    `advance` and `converge` release the GIL and run at most one virtual day per call.
+    """
+
+    def __init__(
+        self,
+        partitions: Union[int, Iterable[Union[Partition, str]]] = 30,
+        *,
+        config: Optional[Config] = None,
+        seed: int = 0,
+    ) -> None:
+        """`partitions`: an int (that many partitions `p0000`, `p0001`, ...) or an iterable of
+        `Partition` or `str` (no duplicate IDs); `config`: every worker's template (default
+        `Config()`; its durations run on the virtual clock)."""
+    def add_worker(
+        self, *, capacity: Optional[int] = None, preferred_id: Optional[int] = None
+    ) -> int:
+        """Adds a node and starts a worker on it now; returns the node index."""
+    def crash(self, node: int) -> None:
+        """Kills the node's process (like SIGKILL): its holdings vanish at once."""
+    def restart(self, node: int) -> None:
+        """Starts a new process on a crashed or stopped node; no-op on a running node."""
+    def stop(self, node: int, *, final: bool = False) -> None:
+        """Graceful stop (`final=True`: no restart follows); the process exits after handoff."""
+    def drain(self, node: int) -> None:
+        """Asks the node's worker to hand its partitions to the others and keep running."""
+    def refresh(self, node: int) -> None:
+        """Asks the node's worker to re-read the partition source (after `set_partitions`)."""
+    def isolate(self, node: int) -> None:
+        """Cuts the node off the KV; its process keeps running."""
+    def heal(self, node: Optional[int] = None) -> None:
+        """Reconnects an isolated node; with no node, ends every fault: heals every node, ends
+        a KV outage, repairs the source and restarts crashed nodes."""
+    def kill_leader(self) -> Optional[int]:
+        """Crashes the node that leads; returns its index (None if nobody leads)."""
+    def set_partitions(self, partitions: Union[int, Iterable[Union[Partition, str]]]) -> None:
+        """Replaces the list the source returns; workers learn it at the leader's next read."""
+    def set_source_failing(self, failing: bool) -> None:
+        """Makes the partition source fail (True) or work again (False)."""
+    def set_kv_outage(self, down: bool) -> None:
+        """Starts (True) or ends (False) a KV outage."""
+    def advance(self, seconds: float) -> None:
+        """Runs the virtual clock forward by `seconds` (at most 86400 per call)."""
+    def converge(self, timeout: float = 120.0) -> float:
+        """Runs until every partition has exactly one owner, every worker is stable and nothing
+        changed for two heartbeat intervals; returns the virtual seconds from the call to the
+        last change. Raises `SimulationError` (and records a violation) if `timeout` virtual
+        seconds pass first. Does not check `violations`: see `check`."""
+    @property
+    def now(self) -> float:
+        """Virtual seconds since the simulation started."""
+    @property
+    def seed(self) -> int: ...
+    @property
+    def leader(self) -> Optional[int]:
+        """The index of the running node that leads, if any."""
+    @property
+    def nodes(self) -> int:
+        """Number of nodes ever added."""
+    def worker_id(self, node: int) -> Optional[int]:
+        """The worker ID of the node's running worker, if it has claimed one."""
+    def state(self, node: int) -> str:
+        """The state the node's worker last reported (`"stable"`, `"claiming_id"`, ...)."""
+    def status(self, node: int) -> str:
+        """`"running"`, `"crashed"` or `"stopped"`."""
+    def assignment(self, node: int) -> frozenset[str]:
+        """The IDs of the partitions the node holds (empty unless running)."""
+    def assignments(self) -> dict[int, frozenset[str]]:
+        """Worker ID -> IDs of the partitions it holds, for running workers with an ID."""
+    def owners(self) -> dict[str, list[int]]:
+        """Partition ID -> the worker IDs holding it (held partitions only)."""
+    @property
+    def violations(self) -> list[str]:
+        """Every broken guarantee so far, one line each (empty on a clean run)."""
+    def is_settled(self) -> bool:
+        """Every partition held by exactly one running worker, every running worker stable."""
+    def check(self) -> None:
+        """Raises `SimulationError` listing every violation (and the last trace lines), if any."""
+    def trace(self, last: int = 50) -> str:
+        """The last `last` lines of the trace of faults and protocol events."""
+
 # --- end simulation ---

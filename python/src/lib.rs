@@ -7,11 +7,17 @@
 //! handler) always run on the event loop the worker was started from.
 #![warn(missing_docs)]
 
+mod callbacks;
 mod config;
 mod errors;
+mod events;
+mod message;
 mod partition;
+mod planning;
 mod sim;
 mod state;
+mod strategy;
+mod worker;
 
 use pyo3::prelude::*;
 
@@ -22,6 +28,14 @@ fn _parti(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<partition::PyPartition>()?;
     m.add_class::<partition::PyWorkerSlot>()?;
     m.add_class::<config::PyConfig>()?;
+    m.add_class::<planning::PyPlanResult>()?;
+    m.add_class::<planning::PyExplanation>()?;
+    m.add_function(wrap_pyfunction!(planning::plan, m)?)?;
+    m.add_function(wrap_pyfunction!(planning::explain, m)?)?;
+    events::register(m)?;
+    m.add_class::<message::PyMessage>()?;
+    m.add_class::<worker::PyMemoryKv>()?;
+    m.add_class::<worker::PyWorker>()?;
     sim::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -54,7 +54,11 @@ impl PyPartition {
 
     fn __repr__(&self) -> String {
         let keys: Vec<String> = self.0.keys().map(|k| format!("{k:?}")).collect();
-        format!("Partition([{}], weight={})", keys.join(", "), self.0.weight())
+        format!(
+            "Partition([{}], weight={})",
+            keys.join(", "),
+            self.0.weight()
+        )
     }
 }
 
@@ -96,7 +100,10 @@ impl From<&CoreSlot> for PyWorkerSlot {
 }
 
 /// Reads a list of partitions: each item a `Partition` or a `str` (one key, default weight).
-pub(crate) fn partitions_from(field: &str, items: &Bound<'_, PyAny>) -> PyResult<Vec<CorePartition>> {
+pub(crate) fn partitions_from(
+    field: &str,
+    items: &Bound<'_, PyAny>,
+) -> PyResult<Vec<CorePartition>> {
     let mut out = Vec::new();
     let iter = items
         .try_iter()
@@ -117,10 +124,7 @@ pub(crate) fn partition_from(field: &str, item: &Bound<'_, PyAny>) -> PyResult<C
     }
     Err(bad_arg(
         field,
-        format!(
-            "expected Partition or str, got {}",
-            item.get_type().name()?
-        ),
+        format!("expected Partition or str, got {}", item.get_type().name()?),
     ))
 }
 

@@ -1,0 +1,144 @@
+//! Calling Python from the worker: every callback (listener, source, message handler) runs on
+//! the asyncio event loop the worker was started from, sync or async alike.
+
+use crate::events::frozenset;
+use crate::partition::partitions_from;
+use futures::future::BoxFuture;
+use parti::{Partition, PartitionId, PartitionSource, RebalanceListener, SourceError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3_async_runtimes::TaskLocals;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Runs `f(*args)` on the loop and awaits its result if it is awaitable.
+const INVOKE: &std::ffi::CStr = cr#"
+import inspect
+
+async def invoke(f, args):
+    result = f(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+"#;
+
+static INVOKE_FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The event loop a worker was started from, and how to run Python callables on it.
+pub(crate) struct LoopBridge {
+    locals: TaskLocals,
+}
+
+impl LoopBridge {
+    /// The running loop of the calling coroutine (errors outside a running loop).
+    pub(crate) fn current(py: Python<'_>) -> PyResult<Arc<Self>> {
+        let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
+        Ok(Arc::new(LoopBridge { locals }))
+    }
+
+    /// Calls `f(*args)` on the loop (awaiting it if it returns an awaitable) and returns its
+    /// result. Errors if `f` raises or the loop is closed.
+    pub(crate) async fn call(
+        &self,
+        f: &Py<PyAny>,
+        args: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>>,
+    ) -> PyResult<Py<PyAny>> {
+        let fut = Python::attach(|py| {
+            let invoke = INVOKE_FN.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+                let module =
+                    PyModule::from_code(py, INVOKE, c"parti/_invoke.py", c"parti._invoke")?;
+                Ok(module.getattr("invoke")?.unbind())
+            })?;
+            let coro = invoke.bind(py).call1((f.bind(py), args(py)?))?;
+            pyo3_async_runtimes::into_future_with_locals(&self.locals, coro)
+        })?;
+        fut.await
+    }
+
+    /// Hands an exception raised by `what` to the loop's exception handler (asyncio's
+    /// convention for errors in callbacks: logged, the program goes on).
+    pub(crate) fn report(&self, what: &str, err: PyErr) {
+        Python::attach(|py| {
+            let context = PyDict::new(py);
+            let loop_ = self.locals.event_loop(py);
+            let sent = context
+                .set_item("message", format!("parti: exception in {what}"))
+                .and_then(|()| context.set_item("exception", err.value(py)))
+                .and_then(|()| {
+                    let handler = loop_.getattr("call_exception_handler")?;
+                    loop_.call_method1("call_soon_threadsafe", (handler, context))
+                });
+            if sent.is_err() {
+                // The loop is closed: nobody is left to tell but the unraisable hook.
+                err.write_unraisable(py, None);
+            }
+        });
+    }
+}
+
+/// `on_assigned` / `on_revoked` as a [`RebalanceListener`]. A revoke is confirmed only when
+/// `on_revoked` returned (or its coroutine finished).
+pub(crate) struct PyListener {
+    pub(crate) bridge: Arc<LoopBridge>,
+    pub(crate) on_assigned: Option<Py<PyAny>>,
+    pub(crate) on_revoked: Option<Py<PyAny>>,
+}
+
+impl PyListener {
+    async fn notify(
+        &self,
+        what: &str,
+        callback: &Option<Py<PyAny>>,
+        parts: &BTreeSet<PartitionId>,
+    ) {
+        let Some(f) = callback else { return };
+        let result = self
+            .bridge
+            .call(f, |py| PyTuple::new(py, [frozenset(py, parts)?]))
+            .await;
+        if let Err(e) = result {
+            self.bridge.report(what, e);
+        }
+    }
+}
+
+impl RebalanceListener for PyListener {
+    fn on_assigned<'a>(&'a self, partitions: &'a BTreeSet<PartitionId>) -> BoxFuture<'a, ()> {
+        Box::pin(self.notify("on_assigned", &self.on_assigned, partitions))
+    }
+
+    fn on_revoked<'a>(&'a self, partitions: &'a BTreeSet<PartitionId>) -> BoxFuture<'a, ()> {
+        Box::pin(self.notify("on_revoked", &self.on_revoked, partitions))
+    }
+}
+
+/// A Python callable (sync or async) as the worker's [`PartitionSource`]: it returns the
+/// partitions (`Partition` or `str` items); raising is a failed listing, retried by the worker.
+pub(crate) struct PySource {
+    pub(crate) bridge: Arc<LoopBridge>,
+    pub(crate) callable: Py<PyAny>,
+}
+
+impl PartitionSource for PySource {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Partition>, SourceError>> {
+        Box::pin(async move {
+            let result = self
+                .bridge
+                .call(&self.callable, |py| Ok(PyTuple::empty(py)))
+                .await;
+            Python::attach(|py| {
+                let describe = |e: PyErr| {
+                    let name = e
+                        .get_type(py)
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|_| "Exception".into());
+                    SourceError(format!("{name}: {}", e.value(py)))
+                };
+                let list = result.map_err(describe)?;
+                partitions_from("source()", list.bind(py)).map_err(describe)
+            })
+        })
+    }
+}

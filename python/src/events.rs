@@ -1,0 +1,348 @@
+//! Worker events as Python classes, and `EventStream` for `async for`.
+
+use crate::state::state_name;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use parti::{AlertLevel, DriverWarning, Event, PartitionId, Warning};
+use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::prelude::*;
+use pyo3::types::PyFrozenSet;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// The worker moved from one state to another.
+#[pyclass(frozen, module = "parti._parti", name = "StateChanged")]
+pub(crate) struct StateChanged {
+    /// The state it left.
+    #[pyo3(get)]
+    previous: &'static str,
+    /// The state it entered.
+    #[pyo3(get)]
+    state: &'static str,
+}
+
+/// The worker claimed its ID.
+#[pyclass(frozen, module = "parti._parti", name = "IdClaimed")]
+pub(crate) struct IdClaimed {
+    /// The claimed ID.
+    #[pyo3(get)]
+    worker_id: u32,
+}
+
+/// The worker's partitions changed (Kafka's assigned / revoked).
+#[pyclass(frozen, module = "parti._parti", name = "AssignmentChanged")]
+pub(crate) struct AssignmentChanged {
+    /// The generation now applied.
+    #[pyo3(get)]
+    generation: u64,
+    /// Partitions gained.
+    #[pyo3(get)]
+    assigned: Py<PyFrozenSet>,
+    /// Partitions lost.
+    #[pyo3(get)]
+    revoked: Py<PyFrozenSet>,
+    /// Every partition now owned.
+    #[pyo3(get)]
+    all: Py<PyFrozenSet>,
+}
+
+/// The worker became or stopped being the leader.
+#[pyclass(frozen, module = "parti._parti", name = "LeadershipChanged")]
+pub(crate) struct LeadershipChanged {
+    /// Whether this worker now leads.
+    #[pyo3(get)]
+    is_leader: bool,
+    /// The leadership epoch.
+    #[pyo3(get)]
+    epoch: u64,
+}
+
+/// The worker has been degraded (NATS unreachable) for a while.
+#[pyclass(frozen, module = "parti._parti", name = "Alert")]
+pub(crate) struct Alert {
+    /// `"info"`, `"warn"`, `"error"` or `"critical"`.
+    #[pyo3(get)]
+    level: &'static str,
+    /// Seconds degraded so far.
+    #[pyo3(get)]
+    degraded_for: f64,
+}
+
+/// A drain finished: the worker holds no partition.
+#[pyclass(frozen, module = "parti._parti", name = "Drained")]
+pub(crate) struct Drained;
+
+/// Something went wrong and was handled (retried, skipped); the worker goes on.
+#[pyclass(frozen, module = "parti._parti", name = "WorkerWarning")]
+pub(crate) struct WorkerWarning {
+    /// What kind of problem (`"source_failed"`, `"kv_failed"`, `"fenced"`, ...).
+    #[pyo3(get)]
+    kind: &'static str,
+    /// What happened, for a log line.
+    #[pyo3(get)]
+    message: String,
+}
+
+#[pymethods]
+impl StateChanged {
+    fn __repr__(&self) -> String {
+        format!(
+            "StateChanged(previous={:?}, state={:?})",
+            self.previous, self.state
+        )
+    }
+}
+
+#[pymethods]
+impl IdClaimed {
+    fn __repr__(&self) -> String {
+        format!("IdClaimed(worker_id={})", self.worker_id)
+    }
+}
+
+#[pymethods]
+impl AssignmentChanged {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "AssignmentChanged(generation={}, assigned={}, revoked={}, all={})",
+            self.generation,
+            sorted(self.assigned.bind(py))?,
+            sorted(self.revoked.bind(py))?,
+            sorted(self.all.bind(py))?,
+        ))
+    }
+}
+
+fn sorted(set: &Bound<'_, PyFrozenSet>) -> PyResult<String> {
+    let mut items: Vec<String> = set.iter().map(|i| i.extract()).collect::<PyResult<_>>()?;
+    items.sort();
+    Ok(format!("{items:?}"))
+}
+
+#[pymethods]
+impl LeadershipChanged {
+    fn __repr__(&self) -> String {
+        let b = if self.is_leader { "True" } else { "False" };
+        format!("LeadershipChanged(is_leader={b}, epoch={})", self.epoch)
+    }
+}
+
+#[pymethods]
+impl Alert {
+    fn __repr__(&self) -> String {
+        format!(
+            "Alert(level={:?}, degraded_for={})",
+            self.level, self.degraded_for
+        )
+    }
+}
+
+#[pymethods]
+impl Drained {
+    fn __repr__(&self) -> &'static str {
+        "Drained()"
+    }
+}
+
+#[pymethods]
+impl WorkerWarning {
+    fn __repr__(&self) -> String {
+        format!(
+            "WorkerWarning(kind={:?}, message={:?})",
+            self.kind, self.message
+        )
+    }
+}
+
+/// A frozenset of partition IDs.
+pub(crate) fn frozenset<'py>(
+    py: Python<'py>,
+    set: &BTreeSet<PartitionId>,
+) -> PyResult<Bound<'py, PyFrozenSet>> {
+    PyFrozenSet::new(py, set.iter().map(PartitionId::as_str))
+}
+
+fn level_name(level: AlertLevel) -> &'static str {
+    match level {
+        AlertLevel::Info => "info",
+        AlertLevel::Warn => "warn",
+        AlertLevel::Error => "error",
+        AlertLevel::Critical => "critical",
+    }
+}
+
+/// The kind and message of a core warning.
+fn core_warning(w: &Warning) -> (&'static str, String) {
+    match w {
+        Warning::IdRangeExhausted { min, max } => (
+            "id_range_exhausted",
+            format!("every worker ID in {min}..={max} is taken; retrying after a lease TTL"),
+        ),
+        Warning::IdLost(id) => (
+            "id_lost",
+            format!("another instance took worker ID {id}; dropped everything, claiming again"),
+        ),
+        Warning::Fenced => (
+            "fenced",
+            "the lease could not be renewed in time; every partition was dropped".into(),
+        ),
+        Warning::RevokeTimedOut(p) => (
+            "revoke_timed_out",
+            format!("the revoke of {p} was not confirmed in time; dropped anyway"),
+        ),
+        Warning::SourceFailed(reason) => (
+            "source_failed",
+            format!("the partition source failed (retrying): {reason}"),
+        ),
+        Warning::InvalidPartitions(reason) => (
+            "invalid_partitions",
+            format!("the partition source returned an unusable list: {reason}"),
+        ),
+        Warning::Undecodable { key, reason } => (
+            "undecodable",
+            format!("ignored an undecodable KV value at {key}: {reason}"),
+        ),
+        Warning::KvFailed { key, reason } => (
+            "kv_failed",
+            format!("a KV operation on {key} failed (retrying): {reason}"),
+        ),
+        Warning::WorkerCrashed(id) => (
+            "worker_crashed",
+            format!("worker {id} stopped renewing its lease; its partitions are reassigned"),
+        ),
+        Warning::ShutdownTimedOut => (
+            "shutdown_timed_out",
+            "the stop did not finish within shutdown_timeout; stopped anyway".into(),
+        ),
+        other => ("other", format!("{other:?}")),
+    }
+}
+
+/// The kind and message of a driver warning.
+fn driver_warning(w: &DriverWarning) -> (&'static str, String) {
+    match w {
+        DriverWarning::WatchFailed {
+            bucket,
+            reason,
+            retry_in,
+        } => (
+            "watch_failed",
+            format!("the watch of {bucket:?} failed ({reason}); retrying in {retry_in:?}"),
+        ),
+        DriverWarning::ListenerPanicked { callback, message } => {
+            ("listener_failed", format!("{callback} failed: {message}"))
+        }
+        DriverWarning::ListenerTimedOut { callback, after } => (
+            "listener_timed_out",
+            format!("{callback} did not return within {after:?}; went on without it"),
+        ),
+        DriverWarning::InputRejected(reason) => ("input_rejected", reason.clone()),
+        DriverWarning::Subscription(e) => ("subscription", e.to_string()),
+        other => ("other", format!("{other:?}")),
+    }
+}
+
+/// The Python object of an event.
+pub(crate) fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
+    let obj = match event {
+        Event::StateChanged { from, to } => Py::new(
+            py,
+            StateChanged {
+                previous: state_name(from),
+                state: state_name(to),
+            },
+        )?
+        .into_any(),
+        Event::IdClaimed(id) => Py::new(py, IdClaimed { worker_id: id.0 })?.into_any(),
+        Event::AssignmentChanged {
+            generation,
+            assigned,
+            revoked,
+            all,
+        } => Py::new(
+            py,
+            AssignmentChanged {
+                generation: generation.0,
+                assigned: frozenset(py, &assigned)?.unbind(),
+                revoked: frozenset(py, &revoked)?.unbind(),
+                all: frozenset(py, &all)?.unbind(),
+            },
+        )?
+        .into_any(),
+        Event::LeadershipChanged { is_leader, epoch } => Py::new(
+            py,
+            LeadershipChanged {
+                is_leader,
+                epoch: epoch.0,
+            },
+        )?
+        .into_any(),
+        Event::Alert {
+            level,
+            degraded_for,
+        } => Py::new(
+            py,
+            Alert {
+                level: level_name(level),
+                degraded_for: degraded_for.as_secs_f64(),
+            },
+        )?
+        .into_any(),
+        Event::Drained => Py::new(py, Drained)?.into_any(),
+        Event::Warning(w) => warning(py, core_warning(&w))?,
+        Event::DriverWarning(w) => warning(py, driver_warning(&w))?,
+        other => warning(py, ("other", format!("{other:?}")))?,
+    };
+    Ok(obj)
+}
+
+fn warning(py: Python<'_>, (kind, message): (&'static str, String)) -> PyResult<Py<PyAny>> {
+    Ok(Py::new(py, WorkerWarning { kind, message })?.into_any())
+}
+
+/// An ordered, lossless stream of a worker's events: `async for event in stream`. It ends
+/// when the worker has stopped.
+#[pyclass(frozen, module = "parti._parti", name = "EventStream")]
+pub(crate) struct EventStream {
+    stream: Arc<tokio::sync::Mutex<BoxStream<'static, Event>>>,
+}
+
+impl EventStream {
+    /// A Python stream over a Rust one.
+    pub(crate) fn new(stream: BoxStream<'static, Event>) -> Self {
+        EventStream {
+            stream: Arc::new(tokio::sync::Mutex::new(stream)),
+        }
+    }
+}
+
+#[pymethods]
+impl EventStream {
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stream = self.stream.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let next = stream.lock().await.next().await;
+            match next {
+                Some(event) => Python::attach(|py| event_to_py(py, event)),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            }
+        })
+    }
+}
+
+/// Registers the event classes.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<StateChanged>()?;
+    m.add_class::<IdClaimed>()?;
+    m.add_class::<AssignmentChanged>()?;
+    m.add_class::<LeadershipChanged>()?;
+    m.add_class::<Alert>()?;
+    m.add_class::<Drained>()?;
+    m.add_class::<WorkerWarning>()?;
+    m.add_class::<EventStream>()?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! `plan` and `explain`: the planner as pure functions, with no network.
+
+use crate::errors::{bad_arg, core_err};
+use crate::partition::{partition_id, partitions_from, workers_from};
+use crate::strategy::{strategy_from, Resolved};
+use parti::parti_core::strategy::{Plan, PlanInput};
+use parti::parti_core::{explain as core_explain, plan as core_plan, summarize};
+use parti::{PartitionId, WorkerId};
+use pyo3::prelude::*;
+use std::collections::BTreeMap;
+
+/// A plan: the owner of every partition, with its balance and movement against `previous`.
+#[pyclass(frozen, module = "parti._parti", name = "PlanResult")]
+pub(crate) struct PyPlanResult {
+    plan: Plan,
+    /// The strategy's name.
+    #[pyo3(get)]
+    strategy: String,
+    /// Heaviest worker's load over the mean (1.0 is perfect).
+    #[pyo3(get)]
+    max_over_mean: f64,
+    /// Lightest worker's load over the mean.
+    #[pyo3(get)]
+    min_over_mean: f64,
+    /// Partitions whose owner differs from `previous`.
+    #[pyo3(get)]
+    moved: usize,
+    /// Total weight of the moved partitions.
+    #[pyo3(get)]
+    moved_weight: u64,
+}
+
+#[pymethods]
+impl PyPlanResult {
+    /// The owner (worker ID) of every partition ID.
+    #[getter]
+    fn assignment(&self) -> BTreeMap<String, u32> {
+        self.plan
+            .assignment
+            .iter()
+            .map(|(p, w)| (p.to_string(), w.0))
+            .collect()
+    }
+
+    /// The partition IDs of each worker, sorted (workers without partitions are absent).
+    fn by_worker(&self) -> BTreeMap<u32, Vec<String>> {
+        self.plan
+            .by_worker()
+            .into_iter()
+            .map(|(w, ps)| (w.0, ps.iter().map(ToString::to_string).collect()))
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "PlanResult(strategy={:?}, partitions={}, max_over_mean={:.3}, moved={})",
+            self.strategy,
+            self.plan.assignment.len(),
+            self.max_over_mean,
+            self.moved
+        )
+    }
+}
+
+/// Why one partition is where a strategy puts it.
+#[pyclass(frozen, module = "parti._parti", name = "Explanation")]
+pub(crate) struct PyExplanation {
+    /// The partition explained.
+    #[pyo3(get)]
+    partition: String,
+    /// Its owner in the plan (None only when there are no workers).
+    #[pyo3(get)]
+    owner: Option<u32>,
+    /// Its owner in `previous`, live or not.
+    #[pyo3(get)]
+    previous: Option<u32>,
+    /// One sentence from the strategy.
+    #[pyo3(get)]
+    reason: String,
+}
+
+#[pymethods]
+impl PyExplanation {
+    fn __repr__(&self) -> String {
+        format!(
+            "Explanation(partition={:?}, owner={:?}, previous={:?}, reason={:?})",
+            self.partition, self.owner, self.previous, self.reason
+        )
+    }
+}
+
+/// Builds the planner's input from the Python arguments.
+fn input_from(
+    workers: &Bound<'_, PyAny>,
+    partitions: &Bound<'_, PyAny>,
+    previous: Option<BTreeMap<String, u32>>,
+    slack: f64,
+    max_moves: Option<usize>,
+) -> PyResult<PlanInput> {
+    let mut input = PlanInput::new(
+        workers_from(workers)?,
+        partitions_from("partitions", partitions)?,
+    );
+    for (p, w) in previous.unwrap_or_default() {
+        input
+            .previous
+            .insert(partition_id("previous", &p)?, WorkerId(w));
+    }
+    if !(slack.is_finite() && slack >= 0.0) {
+        return Err(bad_arg(
+            "slack",
+            format!("{slack} must be a finite number >= 0"),
+        ));
+    }
+    input.slack = slack;
+    input.max_moves = max_moves;
+    Ok(input)
+}
+
+/// Runs the planner, raising a Python strategy's error if it had one.
+fn run<T>(
+    py: Python<'_>,
+    resolved: &Resolved,
+    f: impl FnOnce(&dyn parti::parti_core::strategy::Strategy) -> Result<T, parti::parti_core::Error>
+        + Send,
+) -> PyResult<T>
+where
+    T: Send,
+{
+    let strategy = resolved.strategy.as_ref();
+    let out = if resolved.python.is_some() {
+        f(strategy)
+    } else {
+        // A built-in strategy runs without the GIL: big plans do not stall other threads.
+        py.detach(move || f(strategy))
+    };
+    if let Some(e) = resolved.python.as_ref().and_then(|p| p.take_error()) {
+        return Err(e);
+    }
+    out.map_err(core_err)
+}
+
+/// Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
+#[pyfunction]
+#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, slack = 0.05, max_moves = None))]
+pub(crate) fn plan(
+    py: Python<'_>,
+    workers: &Bound<'_, PyAny>,
+    partitions: &Bound<'_, PyAny>,
+    strategy: Option<&Bound<'_, PyAny>>,
+    previous: Option<BTreeMap<String, u32>>,
+    slack: f64,
+    max_moves: Option<usize>,
+) -> PyResult<PyPlanResult> {
+    let input = input_from(workers, partitions, previous, slack, max_moves)?;
+    let resolved = resolve(py, strategy)?;
+    let plan = run(py, &resolved, |s| core_plan(s, &input))?;
+    let summary = summarize(&input, &plan);
+    Ok(PyPlanResult {
+        strategy: resolved.strategy.name().to_owned(),
+        max_over_mean: summary.max_over_mean,
+        min_over_mean: summary.min_over_mean,
+        moved: summary.moved,
+        moved_weight: summary.moved_weight,
+        plan,
+    })
+}
+
+/// Says why `partition` lands where the strategy puts it.
+#[pyfunction]
+#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, slack = 0.05, max_moves = None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn explain(
+    py: Python<'_>,
+    partition: &str,
+    workers: &Bound<'_, PyAny>,
+    partitions: &Bound<'_, PyAny>,
+    strategy: Option<&Bound<'_, PyAny>>,
+    previous: Option<BTreeMap<String, u32>>,
+    slack: f64,
+    max_moves: Option<usize>,
+) -> PyResult<PyExplanation> {
+    let target: PartitionId = partition_id("partition", partition)?;
+    let input = input_from(workers, partitions, previous, slack, max_moves)?;
+    let resolved = resolve(py, strategy)?;
+    let e = run(py, &resolved, |s| core_explain(s, &input, &target))?;
+    Ok(PyExplanation {
+        partition: e.partition.to_string(),
+        owner: e.owner.map(|w| w.0),
+        previous: e.previous.map(|w| w.0),
+        reason: e.reason,
+    })
+}
+
+/// `strategy=None` is the balanced strategy.
+fn resolve(py: Python<'_>, strategy: Option<&Bound<'_, PyAny>>) -> PyResult<Resolved> {
+    match strategy {
+        Some(s) => strategy_from(s, false),
+        None => strategy_from(pyo3::types::PyString::new(py, "balanced").as_any(), false),
+    }
+}

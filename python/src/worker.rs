@@ -1,0 +1,457 @@
+//! `Worker`: one member of the fleet, on NATS or an in-memory KV, driven from asyncio.
+
+use crate::callbacks::{LoopBridge, PyListener, PySource};
+use crate::config::PyConfig;
+use crate::errors::{bad_arg, driver_err, PartiError, WorkerStoppedError};
+use crate::events::{frozenset, EventStream};
+use crate::message::message_handler;
+use crate::partition::{partitions_from, seconds};
+use crate::state::state_name;
+use crate::strategy::strategy_from;
+use futures::StreamExt;
+use parti::kv::{MemoryKv, NatsKv, NatsOptions};
+use parti::parti_core::strategy::Strategy;
+use parti::{Config, Event, Partition, SubjectTemplate, WorkerHandle};
+use pyo3::prelude::*;
+use pyo3::types::{PyFrozenSet, PyString};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use tokio::sync::{mpsc, oneshot};
+
+/// Events kept for the first `events()` call, at most (the oldest are dropped past it).
+const FIRST_EVENTS_CAP: usize = 1024;
+
+/// An in-memory KV with NATS semantics: workers sharing one run as a fleet in-process.
+#[pyclass(frozen, module = "parti._parti", name = "MemoryKv")]
+pub(crate) struct PyMemoryKv(MemoryKv);
+
+#[pymethods]
+impl PyMemoryKv {
+    #[new]
+    #[pyo3(signature = (lease_ttl = 6.0))]
+    fn new(lease_ttl: f64) -> PyResult<Self> {
+        Ok(PyMemoryKv(MemoryKv::new(seconds("lease_ttl", lease_ttl)?)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("MemoryKv(lease_ttl={})", self.0.lease_ttl().as_secs_f64())
+    }
+}
+
+/// Where the worker keeps its leases and assignments.
+enum Backend {
+    Nats(NatsOptions),
+    Memory(MemoryKv),
+}
+
+/// Everything `start()` needs, gathered by the constructor.
+struct Pending {
+    backend: Backend,
+    config: Config,
+    partitions: Option<Vec<Partition>>,
+    source: Option<Py<PyAny>>,
+    strategy: Box<dyn Strategy>,
+    on_assigned: Option<Py<PyAny>>,
+    on_revoked: Option<Py<PyAny>>,
+    subscription: Option<(SubjectTemplate, Py<PyAny>)>,
+}
+
+/// A member of the fleet: `async with Worker(...) as w:` starts it and stops it.
+#[pyclass(frozen, module = "parti._parti", name = "Worker")]
+pub(crate) struct PyWorker {
+    pending: Mutex<Option<Pending>>,
+    handle: OnceLock<WorkerHandle>,
+    /// Hands the events seen since start to the first `events()` call.
+    first_events: Mutex<Option<oneshot::Sender<mpsc::UnboundedSender<Event>>>>,
+}
+
+#[pymethods]
+impl PyWorker {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        nats = None,
+        memory = None,
+        partitions = None,
+        source = None,
+        config = None,
+        strategy = None,
+        on_assigned = None,
+        on_revoked = None,
+        user = None,
+        password = None,
+        token = None,
+        nkey_seed = None,
+        creds_file = None,
+        tls_ca_file = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        nats: Option<&Bound<'_, PyAny>>,
+        memory: Option<&Bound<'_, PyMemoryKv>>,
+        partitions: Option<&Bound<'_, PyAny>>,
+        source: Option<&Bound<'_, PyAny>>,
+        config: Option<&Bound<'_, PyConfig>>,
+        strategy: Option<&Bound<'_, PyAny>>,
+        on_assigned: Option<&Bound<'_, PyAny>>,
+        on_revoked: Option<&Bound<'_, PyAny>>,
+        user: Option<String>,
+        password: Option<String>,
+        token: Option<String>,
+        nkey_seed: Option<String>,
+        creds_file: Option<PathBuf>,
+        tls_ca_file: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let config = config.map(|c| c.get().0.clone()).unwrap_or_default();
+        let backend = match (nats, memory) {
+            (Some(_), Some(_)) => return Err(bad_arg("nats", "give nats= or memory=, not both")),
+            (None, None) => {
+                return Err(bad_arg(
+                    "nats",
+                    "give nats=\"nats://host:4222\" (or a list of URLs), or memory=MemoryKv()",
+                ))
+            }
+            (None, Some(kv)) => {
+                let kv = kv.get().0.clone();
+                if kv.lease_ttl() != config.lease_ttl {
+                    return Err(bad_arg(
+                        "memory",
+                        format!(
+                            "the MemoryKv's lease_ttl ({} s) differs from config.lease_ttl ({} s)",
+                            kv.lease_ttl().as_secs_f64(),
+                            config.lease_ttl.as_secs_f64()
+                        ),
+                    ));
+                }
+                Backend::Memory(kv)
+            }
+            (Some(urls), None) => {
+                let urls: Vec<String> = if let Ok(s) = urls.cast::<PyString>() {
+                    s.to_cow()?
+                        .split(',')
+                        .map(|u| u.trim().to_owned())
+                        .collect()
+                } else {
+                    urls.extract()
+                        .map_err(|_| bad_arg("nats", "expected a URL or a list of URLs"))?
+                };
+                if urls.is_empty() || urls.iter().any(String::is_empty) {
+                    return Err(bad_arg("nats", "a server URL is empty"));
+                }
+                Backend::Nats(NatsOptions {
+                    urls,
+                    user,
+                    password,
+                    token,
+                    nkey_seed,
+                    creds_file,
+                    tls_ca_file,
+                    ..NatsOptions::default()
+                })
+            }
+        };
+        let (partitions, source) = match (partitions, source) {
+            (Some(_), Some(_)) => {
+                return Err(bad_arg(
+                    "partitions",
+                    "give partitions= or source=, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(bad_arg(
+                    "partitions",
+                    "give partitions=[...] or source=callable returning them",
+                ))
+            }
+            (Some(list), None) => (Some(partitions_from("partitions", list)?), None),
+            (None, Some(f)) if f.is_callable() => (None, Some(f.clone().unbind())),
+            (None, Some(_)) => return Err(bad_arg("source", "expected a callable")),
+        };
+        for (name, cb) in [("on_assigned", on_assigned), ("on_revoked", on_revoked)] {
+            if cb.is_some_and(|cb| !cb.is_callable()) {
+                return Err(bad_arg(name, "expected a callable"));
+            }
+        }
+        let strategy = match strategy {
+            Some(s) => strategy_from(s, true)?.strategy,
+            None => Box::new(parti::strategy::Balanced::default()),
+        };
+        Ok(PyWorker {
+            pending: Mutex::new(Some(Pending {
+                backend,
+                config,
+                partitions,
+                source,
+                strategy,
+                on_assigned: on_assigned.map(|c| c.clone().unbind()),
+                on_revoked: on_revoked.map(|c| c.clone().unbind()),
+                subscription: None,
+            })),
+            handle: OnceLock::new(),
+            first_events: Mutex::new(None),
+        })
+    }
+
+    /// Consumes the owned partitions' messages with core NATS: `handler(message)` (async) is
+    /// called for every message on the subject `subject_template` gives a partition
+    /// (`"work.{keys}"`: all keys joined by `.`; `"{key1}.in.{key0}"`: keys by position).
+    /// Call before `start()`; needs `nats=`.
+    fn subscribe(&self, subject_template: &str, handler: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut pending = lock(&self.pending);
+        let Some(p) = pending.as_mut() else {
+            return Err(PartiError::new_err(
+                "subscribe() must be called before start()",
+            ));
+        };
+        if matches!(p.backend, Backend::Memory(_)) {
+            return Err(bad_arg(
+                "subscribe",
+                "needs a NATS worker (nats=...), not memory=",
+            ));
+        }
+        if !handler.is_callable() {
+            return Err(bad_arg("handler", "expected an async function"));
+        }
+        let template =
+            SubjectTemplate::parse(subject_template).map_err(|e| bad_arg("subject_template", e))?;
+        p.subscription = Some((template, handler.clone().unbind()));
+        Ok(())
+    }
+
+    /// Starts the worker (connects, claims an ID, joins the fleet) and returns it.
+    fn start<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let pending = lock(&slf.get().pending)
+            .take()
+            .ok_or_else(|| PartiError::new_err("the worker was already started"))?;
+        let bridge = LoopBridge::current(py)?;
+        let this: Py<PyWorker> = slf.clone().unbind();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let Pending {
+                backend,
+                config,
+                partitions,
+                source,
+                strategy,
+                on_assigned,
+                on_revoked,
+                subscription,
+            } = pending;
+            let mut builder = parti::Worker::builder()
+                .config(config.clone())
+                .strategy(strategy)
+                .rebalance_listener(PyListener {
+                    bridge: bridge.clone(),
+                    on_assigned,
+                    on_revoked,
+                });
+            builder = match (partitions, source) {
+                (Some(list), _) => builder.partitions(list),
+                (None, Some(callable)) => builder.source(PySource {
+                    bridge: bridge.clone(),
+                    callable,
+                }),
+                (None, None) => builder,
+            };
+            builder = match backend {
+                Backend::Memory(kv) => builder.memory(kv),
+                Backend::Nats(options) => {
+                    let (kv, connection) = NatsKv::connect(&options, &config)
+                        .await
+                        .map_err(|e| driver_err(parti::Error::Nats(e.to_string())))?;
+                    if let Some((template, handler)) = subscription {
+                        let handler = message_handler(bridge.clone(), handler);
+                        builder = builder.subscribe(kv.client().clone(), template, handler);
+                    }
+                    builder.nats(kv).connection_events(connection)
+                }
+            };
+            let (handle, events) = builder.start_with_events().await.map_err(driver_err)?;
+            let worker = this.get();
+            let _ = worker.handle.set(handle);
+            *lock(&worker.first_events) = Some(keep_first_events(events));
+            Ok(this)
+        })
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::start(slf)
+    }
+
+    #[pyo3(signature = (_exc_type = None, _exc = None, _tb = None))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc_type: Option<&Bound<'py, PyAny>>,
+        _exc: Option<&Bound<'py, PyAny>>,
+        _tb: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.stop(py, false)
+    }
+
+    /// The claimed worker ID (None before the claim).
+    #[getter]
+    fn worker_id(&self) -> Option<u32> {
+        self.handle.get().and_then(|h| h.worker_id()).map(|w| w.0)
+    }
+
+    /// Whether this worker is the leader.
+    #[getter]
+    fn is_leader(&self) -> bool {
+        self.handle.get().is_some_and(|h| h.is_leader())
+    }
+
+    /// The leader's worker ID, as last seen.
+    #[getter]
+    fn leader(&self) -> Option<u32> {
+        self.handle.get().and_then(|h| h.leader()).map(|w| w.0)
+    }
+
+    /// The worker's state (`"init"` before start, then `"claiming_id"`, `"stable"`, ...).
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.handle.get().map_or("init", |h| state_name(h.state()))
+    }
+
+    /// The partitions this worker owns now.
+    #[getter]
+    fn assignment<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyFrozenSet>> {
+        let set = self
+            .handle
+            .get()
+            .map(|h| h.assignment())
+            .unwrap_or_default();
+        frozenset(py, &set)
+    }
+
+    /// The generation of the applied assignment (None before the first).
+    #[getter]
+    fn generation(&self) -> Option<u64> {
+        self.handle.get().and_then(|h| h.generation()).map(|g| g.0)
+    }
+
+    /// Whether the worker has stopped (or crashed out).
+    #[getter]
+    fn is_stopped(&self) -> bool {
+        self.handle.get().is_some_and(|h| h.is_stopped())
+    }
+
+    /// An ordered, lossless stream of events. The first call after `start()` replays the
+    /// events since start (up to 1,024); later calls see events from the moment of the call.
+    fn events(&self) -> PyResult<EventStream> {
+        let handle = self.started()?;
+        if let Some(first) = lock(&self.first_events).take() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            if first.send(tx).is_ok() {
+                let stream = futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|e| (e, rx))
+                });
+                return Ok(EventStream::new(stream.boxed()));
+            }
+        }
+        Ok(EventStream::new(handle.events().boxed()))
+    }
+
+    /// Asks the source for the partition list again; resolves when the worker took it.
+    fn refresh_partitions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.started()?.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            handle.refresh_partitions().await.map_err(driver_err)
+        })
+    }
+
+    /// Moves this worker's partitions elsewhere; resolves when it holds none.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.started()?.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            handle.drain().await.map_err(driver_err)
+        })
+    }
+
+    /// Stops gracefully: revokes every partition (awaiting `on_revoked`) and steps down. By
+    /// default the lease is kept as "departing", so a restart that claims the same ID within
+    /// `restart_grace` resumes the same share; `final=True` leaves the fleet for good and the
+    /// leader reassigns at once. Stopping a stopped (or never started) worker does nothing.
+    #[pyo3(signature = (r#final = false))]
+    fn stop<'py>(&self, py: Python<'py>, r#final: bool) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.handle.get().cloned();
+        if handle.is_none() {
+            // Never started: nothing will ever start it now.
+            lock(&self.pending).take();
+        }
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let Some(handle) = handle else { return Ok(()) };
+            let result = if r#final {
+                handle.stop_final().await
+            } else {
+                handle.stop().await
+            };
+            match result {
+                Ok(()) | Err(parti::Error::Stopped) => Ok(()),
+                Err(e) => Err(driver_err(e)),
+            }
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        match self.handle.get() {
+            None => "Worker(not started)".to_owned(),
+            Some(h) => format!(
+                "Worker(worker_id={}, state={:?}, leader={}, partitions={})",
+                h.worker_id().map_or("None".to_owned(), |w| w.0.to_string()),
+                state_name(h.state()),
+                if h.is_leader() { "True" } else { "False" },
+                h.assignment().len()
+            ),
+        }
+    }
+}
+
+impl PyWorker {
+    fn started(&self) -> PyResult<&WorkerHandle> {
+        self.handle.get().ok_or_else(|| {
+            WorkerStoppedError::new_err("the worker is not started: await worker.start() first")
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps the events since start (the newest [`FIRST_EVENTS_CAP`]) until the first `events()`
+/// call takes them, then forwards the rest of the stream to it. Ends when the worker object
+/// goes away without anybody asking.
+fn keep_first_events(
+    mut events: parti::EventStream,
+) -> oneshot::Sender<mpsc::UnboundedSender<Event>> {
+    let (take_tx, mut take_rx) = oneshot::channel::<mpsc::UnboundedSender<Event>>();
+    pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+        let mut backlog = VecDeque::new();
+        let target = loop {
+            tokio::select! {
+                target = &mut take_rx => break target,
+                event = events.recv() => match event {
+                    Some(e) => {
+                        if backlog.len() == FIRST_EVENTS_CAP {
+                            backlog.pop_front();
+                        }
+                        backlog.push_back(e);
+                    }
+                    None => break take_rx.await,
+                },
+            }
+        };
+        let Ok(tx) = target else { return };
+        for e in backlog {
+            let _ = tx.send(e);
+        }
+        while let Some(e) = events.recv().await {
+            if tx.send(e).is_err() {
+                return;
+            }
+        }
+    });
+    take_tx
+}
