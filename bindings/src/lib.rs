@@ -1,1 +1,79 @@
-//! uniffi bindings for parti (work in progress).
+//! # parti-ffi: parti for Kotlin, Swift and Python, through uniffi
+//!
+//! One Rust core and driver, the same behaviour in every language: this crate only translates
+//! types. What it exports (uniffi proc-macros, no UDL):
+//!
+//! - [`start_worker`]: connect to NATS ([`NatsOptions`]: URLs and the auth options) and start
+//!   a worker with a [`WorkerConfig`], a [`Strategy`], a [`PartitionSource`] implemented in the
+//!   foreign language and an optional [`EventListener`]. It returns a [`Worker`]: worker ID,
+//!   leader flag, state, current assignment (cheap sync getters), and `refresh_partitions`,
+//!   `set_load`, `drain`, `stop`, `stop_final` (async).
+//! - [`WorkerEvent`]s delivered to the listener, in order, on a thread of their own.
+//! - The pure functions [`plan`], [`explain`], [`validate_config`] and
+//!   [`default_worker_config`]: no network, no runtime.
+//! - One error enum, [`PartiError`], with the meanings of [`parti::Error`].
+//!
+//! Async functions run on one multi-threaded tokio runtime owned by this library (see
+//! [`runtime`]); the foreign side awaits them (Kotlin `suspend`, Python `async`).
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod events;
+mod plan;
+mod source;
+mod worker;
+
+pub use config::{default_worker_config, validate_config, HandoffMode, NatsOptions, WorkerConfig};
+pub use error::PartiError;
+pub use events::{AlertLevel, EventListener, WorkerEvent, WorkerState};
+pub use plan::{
+    explain, plan, Explanation, Partition, PlanInput, PlanResult, PlanSummary, Strategy, WorkerSlot,
+};
+pub use source::PartitionSource;
+pub use worker::{start_worker, Worker};
+
+use std::future::Future;
+use std::sync::LazyLock;
+
+uniffi::setup_scaffolding!();
+
+/// The library's tokio runtime: every worker, NATS connection and async call runs on it, so
+/// the foreign executor that awaits a call only waits for its result.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("parti-ffi")
+            .enable_all()
+            .build()
+            .expect("cannot start the parti-ffi tokio runtime")
+    });
+    &RUNTIME
+}
+
+/// Runs `future` on [`runtime`] and waits for it; a panic inside is resumed in the caller
+/// (uniffi turns it into the foreign side's internal error).
+pub(crate) async fn on_runtime<F>(future: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match runtime().spawn(future).await {
+        Ok(output) => output,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("parti-ffi runtime task cancelled: {e}"),
+    }
+}
+
+/// Returns `value`: one async round trip through the library's runtime and nothing else, to
+/// measure what an async call costs from the foreign side.
+#[uniffi::export(async_runtime = "tokio")]
+pub async fn ping(value: u64) -> u64 {
+    on_runtime(async move { value }).await
+}
+
+/// The version of the parti crates behind these bindings.
+#[uniffi::export]
+pub fn parti_version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}

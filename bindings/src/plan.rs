@@ -1,0 +1,259 @@
+//! The pure planning functions: [`plan`] and [`explain`] over the core's strategies, with no
+//! network and no runtime.
+
+use crate::error::PartiError;
+use parti::parti_core::{self, strategy as s, PartitionId, WorkerId};
+use std::collections::{BTreeMap, HashMap};
+
+/// A placement strategy of the core.
+#[derive(Clone, Copy, Debug, PartialEq, uniffi::Enum)]
+pub enum Strategy {
+    /// Sticky, weight- and capacity-aware, minimal movement (the workers' default).
+    Balanced,
+    /// Consistent hashing on an xxh3 ring.
+    ConsistentHash {
+        /// Ring points per worker of mean capacity (the Rust default is 64).
+        vnodes: u32,
+    },
+    /// Consistent hashing with a load bound.
+    BoundedLoad {
+        /// Load bound as a multiple of the mean (the Rust default is 1.25).
+        cap: f64,
+    },
+    /// Deals partitions to workers in turn (ignores weights and the previous assignment).
+    RoundRobin,
+}
+
+impl Strategy {
+    /// The core's strategy object.
+    pub fn to_strategy(self) -> Box<dyn parti_core::Strategy> {
+        match self {
+            Strategy::Balanced => Box::new(s::Balanced::default()),
+            Strategy::ConsistentHash { vnodes } => Box::new(s::ConsistentHash { vnodes }),
+            Strategy::BoundedLoad { cap } => Box::new(s::BoundedLoad { cap }),
+            Strategy::RoundRobin => Box::new(s::RoundRobin),
+        }
+    }
+}
+
+/// A partition: its ID (keys joined by `.`, each key of `A-Z a-z 0-9 - _ = /`) and weight.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct Partition {
+    /// The ID: keys joined by `.` (also its subject form).
+    pub id: String,
+    /// Relative cost of owning it, at least 1.
+    #[uniffi(default = 100)]
+    pub weight: u64,
+}
+
+impl Partition {
+    /// The core's partition, validated.
+    pub fn to_partition(&self) -> Result<parti::Partition, PartiError> {
+        let keys: Vec<&str> = self.id.split('.').collect();
+        Ok(parti::Partition::new(&keys, self.weight)?)
+    }
+
+    /// The record for a core partition.
+    pub fn from_partition(p: &parti::Partition) -> Self {
+        Partition {
+            id: p.id().to_string(),
+            weight: p.weight(),
+        }
+    }
+}
+
+/// A live worker as a strategy sees it.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct WorkerSlot {
+    /// The worker's ID.
+    pub id: u32,
+    /// Its capacity (at least 1): loads are weight / capacity.
+    #[uniffi(default = 1)]
+    pub capacity: u32,
+}
+
+/// Everything a strategy looks at.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct PlanInput {
+    /// Live workers, in any order.
+    pub workers: Vec<WorkerSlot>,
+    /// Partitions to place, without duplicate IDs.
+    pub partitions: Vec<Partition>,
+    /// Previous owner of each partition ID.
+    #[uniffi(default)]
+    pub previous: HashMap<String, u32>,
+    /// Partitions pinned to a worker (honoured when that worker is live).
+    #[uniffi(default)]
+    pub pins: HashMap<String, u32>,
+    /// Tolerated overload over the mean (0.05 = 5 %) before a sticky partition moves.
+    #[uniffi(default = 0.05)]
+    pub slack: f64,
+    /// Most partitions that may change owner; `None` is no limit.
+    #[uniffi(default = None)]
+    pub max_moves: Option<u32>,
+}
+
+impl PlanInput {
+    /// The core's input; partition IDs are validated.
+    pub fn to_input(&self) -> Result<parti_core::PlanInput, PartiError> {
+        let owners = |map: &HashMap<String, u32>| {
+            map.iter()
+                .map(|(p, w)| Ok((PartitionId::parse(p)?, WorkerId(*w))))
+                .collect::<Result<BTreeMap<_, _>, PartiError>>()
+        };
+        Ok(parti_core::PlanInput {
+            workers: self
+                .workers
+                .iter()
+                .map(|w| parti_core::WorkerSlot {
+                    id: WorkerId(w.id),
+                    capacity: w.capacity,
+                })
+                .collect(),
+            partitions: self
+                .partitions
+                .iter()
+                .map(Partition::to_partition)
+                .collect::<Result<_, _>>()?,
+            previous: owners(&self.previous)?,
+            pins: owners(&self.pins)?,
+            slack: self.slack,
+            max_moves: self.max_moves.map(|m| m as usize),
+        })
+    }
+}
+
+/// Balance and movement of a plan against its input (loads are weight / capacity).
+#[derive(Clone, Copy, Debug, PartialEq, uniffi::Record)]
+pub struct PlanSummary {
+    /// Heaviest worker's load over the mean (1.0 is perfect).
+    pub max_over_mean: f64,
+    /// Lightest worker's load over the mean.
+    pub min_over_mean: f64,
+    /// Partitions whose owner differs from the previous one.
+    pub moved: u64,
+    /// Total weight of the moved partitions.
+    pub moved_weight: u64,
+}
+
+/// What [`plan`] computed.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct PlanResult {
+    /// Owner of every partition (empty when there are no workers).
+    pub assignment: HashMap<String, u32>,
+    /// The partitions of each worker, sorted (workers without partitions are absent).
+    pub by_worker: HashMap<u32, Vec<String>>,
+    /// Balance and movement against the input.
+    pub summary: PlanSummary,
+}
+
+/// Why one partition lands where the strategy puts it.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct Explanation {
+    /// The partition explained.
+    pub partition: String,
+    /// Its owner in the plan (`None` only when there are no workers).
+    pub owner: Option<u32>,
+    /// Its owner in the input's previous assignment.
+    pub previous: Option<u32>,
+    /// One sentence from the strategy.
+    pub reason: String,
+}
+
+/// Computes the owner of every partition with `strategy`; validates the input first (a
+/// partition or worker listed twice, a capacity of 0, a bad slack).
+#[uniffi::export]
+pub fn plan(strategy: Strategy, input: PlanInput) -> Result<PlanResult, PartiError> {
+    let input = input.to_input()?;
+    let plan = parti_core::plan(strategy.to_strategy().as_ref(), &input)?;
+    let summary = parti_core::summarize(&input, &plan);
+    Ok(PlanResult {
+        assignment: plan
+            .assignment
+            .iter()
+            .map(|(p, w)| (p.to_string(), w.0))
+            .collect(),
+        by_worker: plan
+            .by_worker()
+            .into_iter()
+            .map(|(w, ps)| (w.0, ps.iter().map(ToString::to_string).collect()))
+            .collect(),
+        summary: PlanSummary {
+            max_over_mean: summary.max_over_mean,
+            min_over_mean: summary.min_over_mean,
+            moved: summary.moved as u64,
+            moved_weight: summary.moved_weight,
+        },
+    })
+}
+
+/// Says why `partition` lands where `strategy` puts it, with its new and previous owner.
+#[uniffi::export]
+pub fn explain(
+    strategy: Strategy,
+    input: PlanInput,
+    partition: String,
+) -> Result<Explanation, PartiError> {
+    let input = input.to_input()?;
+    let id = PartitionId::parse(&partition)?;
+    let e = parti_core::explain(strategy.to_strategy().as_ref(), &input, &id)?;
+    Ok(Explanation {
+        partition: e.partition.to_string(),
+        owner: e.owner.map(|w| w.0),
+        previous: e.previous.map(|w| w.0),
+        reason: e.reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(workers: u32, partitions: usize) -> PlanInput {
+        PlanInput {
+            workers: (1..=workers)
+                .map(|id| WorkerSlot { id, capacity: 1 })
+                .collect(),
+            partitions: (0..partitions)
+                .map(|i| Partition {
+                    id: format!("p{i}"),
+                    weight: 100,
+                })
+                .collect(),
+            previous: HashMap::new(),
+            pins: HashMap::new(),
+            slack: 0.05,
+            max_moves: None,
+        }
+    }
+
+    #[test]
+    fn plans_every_partition_once() {
+        let result = plan(Strategy::Balanced, input(2, 20)).unwrap();
+        assert_eq!(result.assignment.len(), 20);
+        assert_eq!(result.by_worker[&1].len(), 10);
+        assert_eq!(result.summary.max_over_mean, 1.0);
+        let e = explain(Strategy::RoundRobin, input(2, 20), "p3".into()).unwrap();
+        assert!(e.owner.is_some() && !e.reason.is_empty());
+    }
+
+    #[test]
+    fn bad_inputs_are_named() {
+        let mut i = input(2, 2);
+        i.partitions.push(i.partitions[0].clone());
+        assert!(matches!(
+            plan(Strategy::Balanced, i),
+            Err(PartiError::InvalidPartition { partition, .. }) if partition == "p0"
+        ));
+        let mut i = input(1, 2);
+        i.partitions[1].id = "a b".into();
+        assert!(matches!(
+            plan(Strategy::Balanced, i),
+            Err(PartiError::InvalidPartition { .. })
+        ));
+        assert!(matches!(
+            explain(Strategy::Balanced, input(1, 2), "zz".into()),
+            Err(PartiError::InvalidPartition { .. })
+        ));
+    }
+}
