@@ -1,0 +1,259 @@
+// The Kotlin test of the uniffi bindings (issue 5), run by scripts/test-bindings.
+//
+// Against a real nats-server it starts (random port, temporary store, destroyed at the end):
+// two workers share 20 partitions listed by a Kotlin PartitionSource; their assignment events
+// reach a Kotlin EventListener; every partition is owned exactly once; the leader stops and
+// the other worker takes everything. With no network: plan / explain / config validation.
+// Last, it prints the per-call cost of a sync and an async call.
+//
+// Usage: java -Djna.library.path=DIR -cp app.jar:jna.jar:coroutines.jar MainKt [NATS_SERVER]
+// (or NATS_SERVER_BIN in the environment). Exits 1 on any failed check.
+
+import java.io.File
+import java.nio.file.Files
+import java.util.Collections
+import kotlin.system.exitProcess
+import kotlinx.coroutines.runBlocking
+import uniffi.parti_ffi.EventListener
+import uniffi.parti_ffi.NatsOptions
+import uniffi.parti_ffi.PartiException
+import uniffi.parti_ffi.Partition
+import uniffi.parti_ffi.PartitionSource
+import uniffi.parti_ffi.PlanInput
+import uniffi.parti_ffi.Strategy
+import uniffi.parti_ffi.Worker
+import uniffi.parti_ffi.WorkerConfig
+import uniffi.parti_ffi.WorkerEvent
+import uniffi.parti_ffi.WorkerSlot
+import uniffi.parti_ffi.WorkerState
+import uniffi.parti_ffi.defaultWorkerConfig
+import uniffi.parti_ffi.explain
+import uniffi.parti_ffi.partiVersion
+import uniffi.parti_ffi.ping
+import uniffi.parti_ffi.plan
+import uniffi.parti_ffi.startWorker
+import uniffi.parti_ffi.validateConfig
+
+const val PARTITIONS = 20
+val ALL: Set<String> = (0 until PARTITIONS).map { "p$it" }.toSortedSet()
+
+class CheckFailed(message: String) : Exception(message)
+
+fun check(ok: Boolean, what: () -> String) {
+    if (!ok) throw CheckFailed(what())
+}
+
+fun log(line: String) = println("[kotlin] $line")
+
+/** Polls `condition` until it holds, or fails naming `what` after `timeoutMs`. */
+fun waitFor(what: String, timeoutMs: Long = 20_000, condition: () -> Boolean) {
+    val deadline = System.nanoTime() + timeoutMs * 1_000_000
+    while (!condition()) {
+        if (System.nanoTime() > deadline) throw CheckFailed("timed out after $timeoutMs ms waiting for: $what")
+        Thread.sleep(20)
+    }
+}
+
+/** A nats-server on a random loopback port with its own store, stopped by close(). */
+class NatsServer(binary: String) : AutoCloseable {
+    private val dir: File = Files.createTempDirectory("parti-kotlin-nats").toFile()
+    private val process: Process
+    val url: String
+
+    init {
+        process = ProcessBuilder(
+            binary, "-a", "127.0.0.1", "-p", "-1", "-js",
+            "-sd", dir.path, "--ports_file_dir", dir.path,
+        ).redirectErrorStream(true).redirectOutput(File(dir, "server.log")).start()
+        val portsFile = File(dir, "nats-server_${process.pid()}.ports")
+        var found: String? = null
+        waitFor("nats-server to write ${portsFile.path}", 10_000) {
+            check(process.isAlive) { "nats-server exited: " + File(dir, "server.log").readText() }
+            found = if (portsFile.exists()) Regex("nats://[0-9.]+:[0-9]+").find(portsFile.readText())?.value else null
+            found != null
+        }
+        url = found!!
+    }
+
+    override fun close() {
+        process.destroy()
+        if (!process.waitFor(5, java.util.concurrent.TimeUnit.SECONDS)) process.destroyForcibly()
+        dir.deleteRecursively()
+    }
+}
+
+/** The 20 partitions, listed from Kotlin; counts the leader's calls. */
+class KotlinSource : PartitionSource {
+    @Volatile var calls = 0
+    override fun list(): List<Partition> {
+        calls++
+        return ALL.map { Partition(it, 100uL) }
+    }
+}
+
+/** What one worker told its listener, and the ownership that follows from it. */
+class Recorder(val name: String) : EventListener {
+    val events: MutableList<WorkerEvent> = Collections.synchronizedList(mutableListOf())
+    @Volatile var owned: Set<String> = emptySet()
+    @Volatile var lastGeneration = 0uL
+    @Volatile var problem: String? = null
+
+    override fun onEvent(event: WorkerEvent) {
+        events.add(event)
+        if (event is WorkerEvent.AssignmentChanged) {
+            // The event must be consistent with the previous one: old - revoked + assigned = all.
+            val expected = (owned - event.revoked.toSet()) + event.assigned
+            if (expected != event.all.toSet()) problem = "$name: $owned - ${event.revoked} + ${event.assigned} != ${event.all}"
+            if (event.generation < lastGeneration) problem = "$name: generation went back to ${event.generation}"
+            lastGeneration = event.generation
+            owned = event.all.toSet()
+        }
+    }
+
+    fun assertSane() = check(problem == null) { problem!! }
+}
+
+fun fastConfig(prefix: String) = WorkerConfig(
+    bucketPrefix = prefix,
+    expectedWorkers = 2u,
+    heartbeatMs = 250uL,
+    leaseTtlMs = 2000uL,
+    safetyMarginMs = 400uL,
+    emergencyGraceMs = 200uL,
+    coldStartWindowMs = 5000uL,
+    plannedScaleWindowMs = 300uL,
+    maxScaleDelayMs = 1000uL,
+    restartGraceMs = 300uL,
+    minRebalanceIntervalMs = 300uL,
+    revokeTimeoutMs = 1000uL,
+    shutdownTimeoutMs = 5000uL,
+)
+
+fun pureFunctions() {
+    check(WorkerConfig() == defaultWorkerConfig()) { "WorkerConfig() defaults differ from Rust: ${WorkerConfig()} vs ${defaultWorkerConfig()}" }
+    validateConfig(fastConfig("kt"))
+    try {
+        validateConfig(WorkerConfig(leaseTtlMs = 500uL))
+        throw CheckFailed("a 500 ms lease TTL was accepted")
+    } catch (e: PartiException.InvalidConfig) {
+        check(e.field == "lease_ttl") { "wrong field named: ${e.field}" }
+    }
+    val input = PlanInput(
+        workers = listOf(WorkerSlot(1u, 1u), WorkerSlot(2u, 1u)),
+        partitions = ALL.map { Partition(it, 100uL) },
+    )
+    val result = plan(Strategy.Balanced, input)
+    check(result.assignment.keys == ALL) { "plan did not place every partition: ${result.assignment}" }
+    check(result.byWorker.values.all { it.size == PARTITIONS / 2 }) { "plan is unbalanced: ${result.byWorker}" }
+    check(result.summary.maxOverMean == 1.0) { "max/mean ${result.summary.maxOverMean}" }
+    // Removing worker 2 moves exactly its half, as previews in the CLI show.
+    val after = plan(Strategy.Balanced, input.copy(workers = listOf(WorkerSlot(1u, 1u)), previous = result.assignment))
+    check(after.assignment.values.all { it == 1u }) { "worker 1 should own everything: ${after.byWorker}" }
+    check(after.summary.moved == (PARTITIONS / 2).toULong()) { "moved ${after.summary.moved}" }
+    val why = explain(Strategy.ConsistentHash(64u), input, "p7")
+    check(why.owner != null && why.reason.isNotEmpty()) { "explain: $why" }
+    try {
+        plan(Strategy.Balanced, input.copy(partitions = input.partitions + Partition("p0", 1uL)))
+        throw CheckFailed("a duplicate partition was accepted")
+    } catch (e: PartiException.InvalidPartition) {
+        check(e.partition == "p0") { "wrong partition named: ${e.partition}" }
+    }
+    log("plan / explain / validateConfig: ok (parti ${partiVersion()}, no network)")
+}
+
+fun fleet(url: String) = runBlocking {
+    val nats = NatsOptions(urls = listOf(url), pingIntervalMs = 500uL, requestTimeoutMs = 1000uL, reconnectMaxDelayMs = 200uL)
+    val config = fastConfig("kt")
+    val source = KotlinSource()
+    val recA = Recorder("a")
+    val recB = Recorder("b")
+    val a = startWorker(nats, config, source, Strategy.Balanced, recA)
+    val b = startWorker(nats, config, source, listener = recB)
+    val workers = listOf(a to recA, b to recB)
+    try {
+        waitFor("both workers to own the 20 partitions between them (events)") {
+            recA.owned.isNotEmpty() && recB.owned.isNotEmpty() && recA.owned.size + recB.owned.size == PARTITIONS && (recA.owned + recB.owned) == ALL
+        }
+        recA.assertSane(); recB.assertSane()
+        check((recA.owned intersect recB.owned).isEmpty()) { "partitions owned twice: ${recA.owned intersect recB.owned}" }
+        waitFor("handle assignments to match the events") {
+            a.assignment().toSet() == recA.owned && b.assignment().toSet() == recB.owned
+        }
+        waitFor("exactly one leader") { a.isLeader() != b.isLeader() }
+        check(a.workerId() != null && b.workerId() != null && a.workerId() != b.workerId()) { "worker ids ${a.workerId()} ${b.workerId()}" }
+        check(source.calls > 0) { "the Kotlin partition source was never called" }
+        log("two workers: a=${a.workerId()} owns ${recA.owned.size}, b=${b.workerId()} owns ${recB.owned.size}, leader=${if (a.isLeader()) "a" else "b"}, generation=${a.generation()}, source calls=${source.calls}")
+
+        // Stop the leader; the other one must lead and own everything.
+        val (leader, leaderRec) = workers.first { it.first.isLeader() }
+        val (survivor, survivorRec) = workers.first { !it.first.isLeader() }
+        leader.stop()
+        check(leader.isStopped()) { "stopped worker does not say so" }
+        waitFor("the stopped worker's events to revoke everything and reach Shutdown") {
+            leaderRec.owned.isEmpty() && leaderRec.events.any { it is WorkerEvent.StateChanged && it.to == WorkerState.SHUTDOWN }
+        }
+        waitFor("the survivor to own all 20 partitions and lead") {
+            survivorRec.owned == ALL && survivor.isLeader() && survivor.assignment().toSet() == ALL
+        }
+        survivorRec.assertSane(); leaderRec.assertSane()
+        check(survivorRec.events.any { it is WorkerEvent.LeadershipChanged && it.isLeader }) { "no leadership event on the survivor" }
+        log("leader stopped: survivor ${survivor.workerId()} owns ${survivor.assignment().size}, state ${survivor.state()}, generation ${survivor.generation()}")
+
+        // Refresh goes through the command channel and the leader re-reads the Kotlin source.
+        val before = source.calls
+        survivor.refreshPartitions()
+        waitFor("the leader to re-read the source after refreshPartitions") { source.calls > before }
+        try {
+            leader.refreshPartitions()
+            throw CheckFailed("refreshPartitions on a stopped worker succeeded")
+        } catch (e: PartiException.Stopped) {
+            // the same meaning as parti::Error::Stopped
+        }
+
+        measure(survivor)
+
+        survivor.stop()
+        check(survivor.isStopped()) { "survivor did not stop" }
+    } finally {
+        workers.forEach { (w, _) -> runCatching { w.stop() }; w.close() }
+    }
+}
+
+fun measure(worker: Worker) = runBlocking {
+    val syncN = 200_000
+    val asyncN = 5_000
+    repeat(20_000) { worker.isLeader() }
+    var t = System.nanoTime()
+    var leaders = 0
+    repeat(syncN) { if (worker.isLeader()) leaders++ }
+    val syncUs = (System.nanoTime() - t) / 1000.0 / syncN
+    val cfg = fastConfig("kt")
+    repeat(2_000) { validateConfig(cfg) }
+    t = System.nanoTime()
+    repeat(20_000) { validateConfig(cfg) }
+    val recordUs = (System.nanoTime() - t) / 1000.0 / 20_000
+    repeat(500) { ping(it.toULong()) }
+    t = System.nanoTime()
+    var sum = 0uL
+    for (i in 0 until asyncN) sum += ping(i.toULong())
+    val asyncUs = (System.nanoTime() - t) / 1000.0 / asyncN
+    check(leaders == syncN && sum == (asyncN.toULong() * (asyncN - 1).toULong()) / 2uL) { "measurement calls returned wrong values" }
+    log("kotlin per-call: sync %.2f µs (Worker.isLeader), %.2f µs (validateConfig, 25-field record), async %.1f µs (ping)".format(syncUs, recordUs, asyncUs))
+}
+
+fun main(args: Array<String>) {
+    val binary = args.firstOrNull() ?: System.getenv("NATS_SERVER_BIN") ?: "nats-server"
+    try {
+        pureFunctions()
+        NatsServer(binary).use { server ->
+            log("nats-server at ${server.url}")
+            fleet(server.url)
+        }
+        log("all checks passed")
+    } catch (e: Throwable) {
+        System.err.println("[kotlin] FAILED: $e")
+        e.printStackTrace()
+        exitProcess(1)
+    }
+    exitProcess(0)
+}
