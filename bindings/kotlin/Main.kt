@@ -3,8 +3,9 @@
 // Against a real nats-server it starts (random port, temporary store, destroyed at the end):
 // two workers share 20 partitions listed by a Kotlin PartitionSource; their assignment events
 // reach a Kotlin EventListener; every partition is owned exactly once; the leader stops and
-// the other worker takes everything. With no network: plan / explain / config validation.
-// Last, it prints the per-call cost of a sync and an async call.
+// the other worker takes everything; a third joins and is drained. A second server with token
+// auth checks the auth options. With no network: plan / explain / config validation. Last, it
+// prints the per-call cost of a sync and an async call.
 //
 // Usage: java -Djna.library.path=DIR -cp app.jar:jna.jar:coroutines.jar MainKt [NATS_SERVER]
 // (or NATS_SERVER_BIN in the environment). Exits 1 on any failed check.
@@ -55,16 +56,18 @@ fun waitFor(what: String, timeoutMs: Long = 20_000, condition: () -> Boolean) {
 }
 
 /** A nats-server on a random loopback port with its own store, stopped by close(). */
-class NatsServer(binary: String) : AutoCloseable {
+class NatsServer(binary: String, extraArgs: List<String> = emptyList()) : AutoCloseable {
     private val dir: File = Files.createTempDirectory("parti-kotlin-nats").toFile()
     private val process: Process
+    // Also stops the server if the JVM is killed (the script's timeout).
+    private val hook = Thread { process.destroyForcibly() }
     val url: String
 
     init {
         process = ProcessBuilder(
-            binary, "-a", "127.0.0.1", "-p", "-1", "-js",
-            "-sd", dir.path, "--ports_file_dir", dir.path,
+            listOf(binary, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", dir.path, "--ports_file_dir", dir.path) + extraArgs,
         ).redirectErrorStream(true).redirectOutput(File(dir, "server.log")).start()
+        Runtime.getRuntime().addShutdownHook(hook)
         val portsFile = File(dir, "nats-server_${process.pid()}.ports")
         var found: String? = null
         waitFor("nats-server to write ${portsFile.path}", 10_000) {
@@ -76,6 +79,7 @@ class NatsServer(binary: String) : AutoCloseable {
     }
 
     override fun close() {
+        runCatching { Runtime.getRuntime().removeShutdownHook(hook) }
         process.destroy()
         if (!process.waitFor(5, java.util.concurrent.TimeUnit.SECONDS)) process.destroyForcibly()
         dir.deleteRecursively()
@@ -169,7 +173,7 @@ fun fleet(url: String) = runBlocking {
     val recB = Recorder("b")
     val a = startWorker(nats, config, source, Strategy.Balanced, recA)
     val b = startWorker(nats, config, source, listener = recB)
-    val workers = listOf(a to recA, b to recB)
+    val workers = mutableListOf(a to recA, b to recB)
     try {
         waitFor("both workers to own the 20 partitions between them (events)") {
             recA.owned.isNotEmpty() && recB.owned.isNotEmpty() && recA.owned.size + recB.owned.size == PARTITIONS && (recA.owned + recB.owned) == ALL
@@ -210,6 +214,23 @@ fun fleet(url: String) = runBlocking {
             // the same meaning as parti::Error::Stopped
         }
 
+        // A third worker joins and gets a share; draining it hands the share back.
+        val recC = Recorder("c")
+        val c = startWorker(nats, config, source, listener = recC)
+        workers += c to recC
+        waitFor("the joining worker to get a share") {
+            recC.owned.isNotEmpty() && recC.owned.size + survivorRec.owned.size == PARTITIONS && (recC.owned + survivorRec.owned) == ALL
+        }
+        val cId = c.workerId()
+        log("worker $cId joined: owns ${recC.owned.size}, survivor ${survivorRec.owned.size}")
+        c.drain()
+        waitFor("the drained worker to be empty and the survivor to own everything again") {
+            recC.owned.isEmpty() && survivorRec.owned == ALL && recC.events.any { it is WorkerEvent.Drained }
+        }
+        c.stop()
+        recC.assertSane(); survivorRec.assertSane()
+        log("worker $cId drained and stopped: survivor owns ${survivor.assignment().size}")
+
         measure(survivor)
 
         survivor.stop()
@@ -217,6 +238,28 @@ fun fleet(url: String) = runBlocking {
     } finally {
         workers.forEach { (w, _) -> runCatching { w.stop() }; w.close() }
     }
+}
+
+/** The auth options cross the FFI: a token server refuses a wrong token and accepts the right one. */
+fun auth(url: String) = runBlocking {
+    val config = fastConfig("auth").copy(expectedWorkers = 1u)
+    try {
+        startWorker(NatsOptions(urls = listOf(url), token = "wrong"), config, KotlinSource())
+        throw CheckFailed("a wrong token was accepted")
+    } catch (e: PartiException.Nats) {
+        check(e.reason.contains("authorization")) { "unexpected reason: ${e.reason}" }
+    }
+    try {
+        startWorker(NatsOptions(urls = listOf(url), user = "only-a-user"), config, KotlinSource())
+        throw CheckFailed("a user without a password was accepted")
+    } catch (e: PartiException.InvalidArgument) {
+        // refused before connecting, as the Rust NatsOptions does
+    }
+    startWorker(NatsOptions(urls = listOf(url), token = "s3cret"), config, KotlinSource()).use { w ->
+        waitFor("the token-authenticated worker to own everything") { w.assignment().size == PARTITIONS }
+        w.stopFinal()
+    }
+    log("auth options: wrong token refused (Nats), user without password refused (InvalidArgument), right token works")
 }
 
 fun measure(worker: Worker) = runBlocking {
@@ -249,6 +292,7 @@ fun main(args: Array<String>) {
             log("nats-server at ${server.url}")
             fleet(server.url)
         }
+        NatsServer(binary, listOf("--auth", "s3cret")).use { server -> auth(server.url) }
         log("all checks passed")
     } catch (e: Throwable) {
         System.err.println("[kotlin] FAILED: $e")
