@@ -38,7 +38,7 @@ class SimulationError(PartiError):
 class Partition:
     """A unit of work: keys (its ID is the keys joined with `.`) and a weight (default 100)."""
 
-    def __init__(self, keys: Union[str, Sequence[str]], weight: int = 100) -> None: ...
+    def __new__(cls, keys: Union[str, Sequence[str]], weight: int = 100) -> Partition: ...
     @property
     def id(self) -> str: ...
     @property
@@ -47,27 +47,27 @@ class Partition:
     def weight(self) -> int: ...
     @property
     def subject(self) -> str: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class WorkerSlot:
     """A live worker as a strategy sees it: its ID and capacity."""
 
-    def __init__(self, id: int, capacity: int = 1) -> None: ...
+    def __new__(cls, id: int, capacity: int = 1) -> WorkerSlot: ...
     @property
     def id(self) -> int: ...
     @property
     def capacity(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class Config:
     """A worker's configuration; durations in seconds; validated on construction."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         bucket_prefix: str = "parti",
         replicas: int = 1,
@@ -92,7 +92,7 @@ class Config:
         shutdown_timeout: float = 10.0,
         alert_after: tuple[float, float, float, float] = (0.0, 30.0, 120.0, 300.0),
         max_value_bytes: int = 1000000,
-    ) -> None: ...
+    ) -> Config: ...
     @property
     def bucket_prefix(self) -> str: ...
     @property
@@ -182,7 +182,7 @@ def plan(
     workers: Iterable[Union[WorkerSlot, int]],
     partitions: Iterable[Union[Partition, str]],
     *,
-    strategy: Union[str, _StrategyCallable] = "balanced",
+    strategy: Union[str, _StrategyCallable, None] = None,
     previous: Optional[Mapping[str, int]] = None,
     slack: float = 0.05,
     max_moves: Optional[int] = None,
@@ -192,7 +192,7 @@ def explain(
     workers: Iterable[Union[WorkerSlot, int]],
     partitions: Iterable[Union[Partition, str]],
     *,
-    strategy: Union[str, _StrategyCallable] = "balanced",
+    strategy: Union[str, _StrategyCallable, None] = None,
     previous: Optional[Mapping[str, int]] = None,
     slack: float = 0.05,
     max_moves: Optional[int] = None,
@@ -277,7 +277,7 @@ class EventStream:
 class MemoryKv:
     """An in-memory KV with NATS semantics: workers sharing one run as a fleet in-process."""
 
-    def __init__(self, lease_ttl: float = 6.0) -> None: ...
+    def __new__(cls, lease_ttl: float = 6.0) -> MemoryKv: ...
 
 @final
 class Message:
@@ -307,15 +307,15 @@ _MessageHandler = Callable[[Message], Awaitable[None]]
 class Worker:
     """A member of the fleet: `async with Worker(...) as w:` starts it and stops it."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         nats: Union[str, Sequence[str], None] = None,
         memory: Optional[MemoryKv] = None,
         partitions: Optional[Iterable[Union[Partition, str]]] = None,
         source: Optional[_SourceCallable] = None,
         config: Optional[Config] = None,
-        strategy: Union[str, _StrategyCallable] = "balanced",
+        strategy: Union[str, _StrategyCallable, None] = None,
         on_assigned: Optional[_PartitionsCallback] = None,
         on_revoked: Optional[_PartitionsCallback] = None,
         user: Optional[str] = None,
@@ -324,7 +324,7 @@ class Worker:
         nkey_seed: Optional[str] = None,
         creds_file: Optional[str] = None,
         tls_ca_file: Optional[str] = None,
-    ) -> None: ...
+    ) -> Worker: ...
     def start(self) -> Awaitable[Worker]: ...
     def __aenter__(self) -> Awaitable[Worker]: ...
     def __aexit__(
@@ -351,7 +351,7 @@ class Worker:
     def subscribe(self, subject_template: str, handler: _MessageHandler) -> None: ...
     def refresh_partitions(self) -> Awaitable[None]: ...
     def drain(self) -> Awaitable[None]: ...
-    def stop(self) -> Awaitable[None]: ...
+    def stop(self, final: bool = False) -> Awaitable[None]: ...
 
 # --- simulation ---
 
@@ -367,13 +367,13 @@ class Simulation:
     `advance` and `converge` release the GIL and run at most one virtual day per call.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         partitions: Union[int, Iterable[Union[Partition, str]]] = 30,
         *,
         config: Optional[Config] = None,
         seed: int = 0,
-    ) -> None:
+    ) -> Simulation:
         """`partitions`: an int (that many partitions `p0000`, `p0001`, ...) or an iterable of
         `Partition` or `str` (no duplicate IDs); `config`: every worker's template (default
         `Config()`; its durations run on the virtual clock)."""

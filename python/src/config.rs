@@ -2,6 +2,7 @@
 
 use crate::errors::{bad_arg, core_err};
 use crate::partition::seconds;
+use crate::state::py_repr;
 use parti::{Config as CoreConfig, HandoffMode, WorkerId};
 use pyo3::prelude::*;
 use std::time::Duration;
@@ -50,6 +51,15 @@ impl PyConfig {
         alert_after = (0.0, 30.0, 120.0, 300.0),
         max_value_bytes = 1_000_000,
     ))]
+    #[pyo3(
+        text_signature = "(*, bucket_prefix='parti', replicas=1, id_min=0, id_max=99, \
+        preferred_id=None, capacity=1, heartbeat_interval=2.0, lease_ttl=6.0, \
+        safety_margin=1.0, emergency_grace=1.5, cold_start_window=30.0, expected_workers=None, \
+        planned_scale_window=10.0, max_scale_delay=30.0, restart_grace=30.0, \
+        min_rebalance_interval=10.0, rebalance_threshold=0.15, max_moves_per_round=100, \
+        handoff='strict', revoke_timeout=5.0, shutdown_timeout=10.0, \
+        alert_after=(0.0, 30.0, 120.0, 300.0), max_value_bytes=1000000)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         bucket_prefix: String,
@@ -248,10 +258,10 @@ impl PyConfig {
     fn __repr__(&self) -> String {
         let c = &self.0;
         format!(
-            "Config(bucket_prefix={:?}, handoff={:?}, heartbeat_interval={}, lease_ttl={}, \
+            "Config(bucket_prefix={}, handoff={}, heartbeat_interval={}, lease_ttl={}, \
              cold_start_window={}, expected_workers={})",
-            c.bucket_prefix,
-            self.handoff(),
+            py_repr(&c.bucket_prefix),
+            py_repr(self.handoff()),
             secs_of(c.heartbeat_interval),
             secs_of(c.lease_ttl),
             secs_of(c.cold_start_window),

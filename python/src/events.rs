@@ -1,6 +1,6 @@
 //! Worker events as Python classes, and `EventStream` for `async for`.
 
-use crate::state::state_name;
+use crate::state::{py_repr, state_name};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use parti::{AlertLevel, DriverWarning, Event, PartitionId, Warning};
@@ -87,8 +87,9 @@ pub(crate) struct WorkerWarning {
 impl StateChanged {
     fn __repr__(&self) -> String {
         format!(
-            "StateChanged(previous={:?}, state={:?})",
-            self.previous, self.state
+            "StateChanged(previous={}, state={})",
+            py_repr(self.previous),
+            py_repr(self.state)
         )
     }
 }
@@ -116,7 +117,8 @@ impl AssignmentChanged {
 fn sorted(set: &Bound<'_, PyFrozenSet>) -> PyResult<String> {
     let mut items: Vec<String> = set.iter().map(|i| i.extract()).collect::<PyResult<_>>()?;
     items.sort();
-    Ok(format!("{items:?}"))
+    let items: Vec<String> = items.iter().map(|i| py_repr(i)).collect();
+    Ok(format!("[{}]", items.join(", ")))
 }
 
 #[pymethods]
@@ -131,8 +133,9 @@ impl LeadershipChanged {
 impl Alert {
     fn __repr__(&self) -> String {
         format!(
-            "Alert(level={:?}, degraded_for={})",
-            self.level, self.degraded_for
+            "Alert(level={}, degraded_for={})",
+            py_repr(self.level),
+            self.degraded_for
         )
     }
 }
@@ -148,8 +151,9 @@ impl Drained {
 impl WorkerWarning {
     fn __repr__(&self) -> String {
         format!(
-            "WorkerWarning(kind={:?}, message={:?})",
-            self.kind, self.message
+            "WorkerWarning(kind={}, message={})",
+            py_repr(self.kind),
+            py_repr(&self.message)
         )
     }
 }

@@ -2,6 +2,7 @@
 //! async Python function on the worker's event loop.
 
 use crate::callbacks::LoopBridge;
+use crate::state::py_repr;
 use parti::MessageHandler;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -32,9 +33,9 @@ pub(crate) struct PyMessage {
 impl PyMessage {
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "Message(partition={:?}, subject={:?}, {} bytes)",
-            self.partition,
-            self.subject,
+            "Message(partition={}, subject={}, {} bytes)",
+            py_repr(&self.partition),
+            py_repr(&self.subject),
             self.data.bind(py).as_bytes().len()
         )
     }

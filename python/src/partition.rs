@@ -1,6 +1,7 @@
 //! `Partition` and `WorkerSlot`, and reading partition lists and durations from Python values.
 
 use crate::errors::{bad_arg, core_err};
+use crate::state::py_repr;
 use parti::parti_core::strategy::WorkerSlot as CoreSlot;
 use parti::{Partition as CorePartition, PartitionId, WorkerId};
 use pyo3::prelude::*;
@@ -15,7 +16,7 @@ pub(crate) struct PyPartition(pub(crate) CorePartition);
 #[pymethods]
 impl PyPartition {
     #[new]
-    #[pyo3(signature = (keys, weight = CorePartition::DEFAULT_WEIGHT))]
+    #[pyo3(signature = (keys, weight = 100))]
     fn new(keys: &Bound<'_, PyAny>, weight: u64) -> PyResult<Self> {
         let keys: Vec<String> = if let Ok(key) = keys.cast::<PyString>() {
             vec![key.to_cow()?.into_owned()]
@@ -53,7 +54,7 @@ impl PyPartition {
     }
 
     fn __repr__(&self) -> String {
-        let keys: Vec<String> = self.0.keys().map(|k| format!("{k:?}")).collect();
+        let keys: Vec<String> = self.0.keys().map(py_repr).collect();
         format!(
             "Partition([{}], weight={})",
             keys.join(", "),

@@ -2,6 +2,7 @@
 
 use crate::errors::{bad_arg, core_err};
 use crate::partition::{partition_id, partitions_from, workers_from};
+use crate::state::py_repr;
 use crate::strategy::{strategy_from, Resolved};
 use parti::parti_core::strategy::{Plan, PlanInput};
 use parti::parti_core::{explain as core_explain, plan as core_plan, summarize};
@@ -53,8 +54,8 @@ impl PyPlanResult {
 
     fn __repr__(&self) -> String {
         format!(
-            "PlanResult(strategy={:?}, partitions={}, max_over_mean={:.3}, moved={})",
-            self.strategy,
+            "PlanResult(strategy={}, partitions={}, max_over_mean={:.3}, moved={})",
+            py_repr(&self.strategy),
             self.plan.assignment.len(),
             self.max_over_mean,
             self.moved
@@ -82,9 +83,13 @@ pub(crate) struct PyExplanation {
 #[pymethods]
 impl PyExplanation {
     fn __repr__(&self) -> String {
+        let opt = |w: Option<u32>| w.map_or_else(|| "None".to_owned(), |w| w.to_string());
         format!(
-            "Explanation(partition={:?}, owner={:?}, previous={:?}, reason={:?})",
-            self.partition, self.owner, self.previous, self.reason
+            "Explanation(partition={}, owner={}, previous={}, reason={})",
+            py_repr(&self.partition),
+            opt(self.owner),
+            opt(self.previous),
+            py_repr(&self.reason)
         )
     }
 }

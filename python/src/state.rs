@@ -1,4 +1,5 @@
-//! Worker states as Python sees them: lowercase snake_case strings.
+//! Worker states as Python sees them (lowercase snake_case strings), and Python-style string
+//! reprs.
 
 use parti::State;
 
@@ -15,5 +16,14 @@ pub(crate) fn state_name(state: State) -> &'static str {
         State::Emergency => "emergency",
         State::Degraded => "degraded",
         State::Shutdown => "shutdown",
+    }
+}
+
+/// A string as Python's `repr` shows it (single quotes unless it holds one), for `__repr__`s.
+pub(crate) fn py_repr(s: &str) -> String {
+    if s.contains('\'') && !s.contains('"') {
+        format!("\"{}\"", s.escape_debug())
+    } else {
+        format!("'{}'", s.escape_debug().to_string().replace('\'', "\\'"))
     }
 }

@@ -35,9 +35,9 @@ pub(crate) fn strategy_from(obj: &Bound<'_, PyAny>, report: bool) -> PyResult<Re
     if let Ok(name) = obj.cast::<PyString>() {
         let name = name.to_cow()?.replace('_', "-").to_ascii_lowercase();
         return match name.as_str() {
-            "balanced" => Ok(builtin(Box::new(Balanced::default()))),
-            "consistent-hash" => Ok(builtin(Box::new(ConsistentHash::default()))),
-            "bounded-load" => Ok(builtin(Box::new(BoundedLoad::default()))),
+            "balanced" => Ok(builtin(Box::<Balanced>::default())),
+            "consistent-hash" => Ok(builtin(Box::<ConsistentHash>::default())),
+            "bounded-load" => Ok(builtin(Box::<BoundedLoad>::default())),
             "round-robin" => Ok(builtin(Box::new(RoundRobin))),
             _ => Err(bad_arg(
                 "strategy",

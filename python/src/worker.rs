@@ -6,7 +6,7 @@ use crate::errors::{bad_arg, driver_err, PartiError, WorkerStoppedError};
 use crate::events::{frozenset, EventStream};
 use crate::message::message_handler;
 use crate::partition::{partitions_from, seconds};
-use crate::state::state_name;
+use crate::state::{py_repr, state_name};
 use crate::strategy::strategy_from;
 use futures::StreamExt;
 use parti::kv::{MemoryKv, NatsKv, NatsOptions};
@@ -41,7 +41,7 @@ impl PyMemoryKv {
 
 /// Where the worker keeps its leases and assignments.
 enum Backend {
-    Nats(NatsOptions),
+    Nats(Box<NatsOptions>),
     Memory(MemoryKv),
 }
 
@@ -139,7 +139,7 @@ impl PyWorker {
                 if urls.is_empty() || urls.iter().any(String::is_empty) {
                     return Err(bad_arg("nats", "a server URL is empty"));
                 }
-                Backend::Nats(NatsOptions {
+                Backend::Nats(Box::new(NatsOptions {
                     urls,
                     user,
                     password,
@@ -148,7 +148,7 @@ impl PyWorker {
                     creds_file,
                     tls_ca_file,
                     ..NatsOptions::default()
-                })
+                }))
             }
         };
         let (partitions, source) = match (partitions, source) {
@@ -279,14 +279,16 @@ impl PyWorker {
         Self::start(slf)
     }
 
-    #[pyo3(signature = (_exc_type = None, _exc = None, _tb = None))]
+    /// Stops gracefully (as `stop()`), whether the block raised or not; never suppresses.
+    #[pyo3(signature = (exc_type, exc, tb))]
     fn __aexit__<'py>(
         &self,
         py: Python<'py>,
-        _exc_type: Option<&Bound<'py, PyAny>>,
-        _exc: Option<&Bound<'py, PyAny>>,
-        _tb: Option<&Bound<'py, PyAny>>,
+        exc_type: Option<&Bound<'py, PyAny>>,
+        exc: Option<&Bound<'py, PyAny>>,
+        tb: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = (exc_type, exc, tb);
         self.stop(py, false)
     }
 
@@ -398,9 +400,9 @@ impl PyWorker {
         match self.handle.get() {
             None => "Worker(not started)".to_owned(),
             Some(h) => format!(
-                "Worker(worker_id={}, state={:?}, leader={}, partitions={})",
+                "Worker(worker_id={}, state={}, leader={}, partitions={})",
                 h.worker_id().map_or("None".to_owned(), |w| w.0.to_string()),
-                state_name(h.state()),
+                py_repr(state_name(h.state())),
                 if h.is_leader() { "True" } else { "False" },
                 h.assignment().len()
             ),

@@ -1,0 +1,123 @@
+"""Configuration, partitions and worker arguments: defaults, and clear errors naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import parti
+
+
+def test_defaults_match_the_documented_values() -> None:
+    c = parti.Config()
+    assert c.bucket_prefix == "parti"
+    assert c.heartbeat_interval == 2.0
+    assert c.lease_ttl == 6.0
+    assert c.handoff == "strict"
+    assert c.expected_workers is None
+    assert c.alert_after == (0.0, 30.0, 120.0, 300.0)
+
+
+def test_values_round_trip_through_the_properties() -> None:
+    c = parti.Config(bucket_prefix="orders", heartbeat_interval=0.5, lease_ttl=2.0,
+                     handoff="relaxed", expected_workers=3, preferred_id=7)
+    assert (c.bucket_prefix, c.heartbeat_interval, c.lease_ttl) == ("orders", 0.5, 2.0)
+    assert (c.handoff, c.expected_workers, c.preferred_id) == ("relaxed", 3, 7)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"bucket_prefix": "has space"}, "bucket_prefix"),
+        ({"bucket_prefix": ""}, "bucket_prefix"),
+        ({"replicas": 0}, "replicas"),
+        ({"replicas": 300}, "replicas"),
+        ({"id_min": 10, "id_max": 5}, "id_min"),
+        ({"preferred_id": 500}, "preferred_id"),
+        ({"capacity": 0}, "capacity"),
+        ({"heartbeat_interval": -1.0}, "heartbeat_interval"),
+        ({"heartbeat_interval": float("nan")}, "heartbeat_interval"),
+        ({"lease_ttl": 0.5}, "lease_ttl"),
+        ({"lease_ttl": 2.0, "heartbeat_interval": 1.5}, "lease_ttl"),
+        ({"expected_workers": 0}, "expected_workers"),
+        ({"rebalance_threshold": -0.1}, "rebalance_threshold"),
+        ({"handoff": "eventual"}, "handoff"),
+        ({"alert_after": (5.0, 1.0, 2.0, 3.0)}, "alert_after"),
+        ({"max_value_bytes": 10}, "max_value_bytes"),
+    ],
+)
+def test_invalid_config_raises_config_error_naming_the_field(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(parti.ConfigError, match=field) as err:
+        parti.Config(**kwargs)
+    assert isinstance(err.value, parti.PartiError)
+
+
+def test_wrong_type_raises_type_error_naming_the_argument() -> None:
+    with pytest.raises(TypeError, match="lease_ttl"):
+        parti.Config(lease_ttl="6s")  # type: ignore[arg-type]
+
+
+def test_partition_id_joins_keys_and_weight_defaults_to_100() -> None:
+    p = parti.Partition(["orders", "eu"])
+    assert (p.id, p.keys, p.weight, p.subject) == ("orders.eu", ["orders", "eu"], 100, "orders.eu")
+    assert parti.Partition("solo").keys == ["solo"]
+    assert parti.Partition(["a"], weight=3) == parti.Partition("a", weight=3)
+    assert len({parti.Partition("a"), parti.Partition("a"), parti.Partition("b")}) == 2
+    assert repr(p) == "Partition(['orders', 'eu'], weight=100)"
+
+
+@pytest.mark.parametrize(
+    ("keys", "weight", "needle"),
+    [([], 1, "empty"), (["a.b"], 1, "key 0"), (["ok", ""], 1, "key 1"), (["a"], 0, "weight")],
+)
+def test_invalid_partition_raises_config_error(keys: list[str], weight: int, needle: str) -> None:
+    with pytest.raises(parti.ConfigError, match=needle):
+        parti.Partition(keys, weight=weight)
+
+
+def test_worker_needs_a_backend_and_partitions() -> None:
+    with pytest.raises(parti.ConfigError, match="nats"):
+        parti.Worker(partitions=["a"])
+    with pytest.raises(parti.ConfigError, match="partitions"):
+        parti.Worker(memory=parti.MemoryKv())
+    with pytest.raises(parti.ConfigError, match="not both"):
+        parti.Worker(memory=parti.MemoryKv(), partitions=["a"], source=lambda: ["a"])
+    with pytest.raises(parti.ConfigError, match="not both"):
+        parti.Worker(nats="nats://127.0.0.1:4222", memory=parti.MemoryKv(), partitions=["a"])
+
+
+def test_worker_rejects_bad_arguments_with_the_field_named() -> None:
+    kv = parti.MemoryKv()
+    with pytest.raises(parti.ConfigError, match="strategy"):
+        parti.Worker(memory=kv, partitions=["a"], strategy="fastest")
+    with pytest.raises(parti.ConfigError, match="on_revoked"):
+        parti.Worker(memory=kv, partitions=["a"], on_revoked=42)  # type: ignore[arg-type]
+    with pytest.raises(parti.ConfigError, match="source"):
+        parti.Worker(memory=kv, source=["a"])  # type: ignore[arg-type]
+    with pytest.raises(parti.ConfigError, match="partitions"):
+        parti.Worker(memory=kv, partitions=[1, 2])  # type: ignore[list-item]
+    with pytest.raises(parti.ConfigError, match="lease_ttl"):
+        parti.Worker(memory=parti.MemoryKv(lease_ttl=2.0), partitions=["a"])
+    with pytest.raises(parti.ConfigError, match="subscribe"):
+        parti.Worker(memory=kv, partitions=["a"]).subscribe("work.{keys}", print)  # type: ignore[arg-type]
+    w = parti.Worker(nats="nats://127.0.0.1:4222", partitions=["a"])
+    with pytest.raises(parti.ConfigError, match="subject_template"):
+        w.subscribe("work.*", print)  # type: ignore[arg-type]
+
+
+def test_requests_to_a_worker_that_was_never_started_raise_worker_stopped() -> None:
+    w = parti.Worker(memory=parti.MemoryKv(), partitions=["a"])
+    with pytest.raises(parti.WorkerStoppedError, match="not started"):
+        w.events()
+    with pytest.raises(parti.WorkerStoppedError):
+        w.drain()
+    assert (w.state, w.worker_id, w.is_leader, w.assignment) == ("init", None, False, frozenset())
+
+
+def test_start_outside_an_event_loop_raises_runtime_error() -> None:
+    w = parti.Worker(memory=parti.MemoryKv(), partitions=["a"])
+    with pytest.raises(RuntimeError):
+        w.start()

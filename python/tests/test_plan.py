@@ -1,0 +1,125 @@
+"""`parti.plan` and `parti.explain`: pure planning with built-in and Python strategies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+import parti
+
+PARTS = [parti.Partition(["p", str(i)]) for i in range(30)]
+
+
+@pytest.mark.parametrize("strategy", ["balanced", "consistent-hash", "bounded-load", "round-robin"])
+def test_every_builtin_strategy_places_each_partition_once(strategy: str) -> None:
+    result = parti.plan([1, 2, 3], PARTS, strategy=strategy)
+    assert result.strategy == strategy
+    assert sorted(result.assignment) == sorted(p.id for p in PARTS)
+    assert set(result.assignment.values()) == {1, 2, 3}
+    by_worker = result.by_worker()
+    assert sorted(x for ps in by_worker.values() for x in ps) == sorted(p.id for p in PARTS)
+
+
+def test_balanced_on_equal_weights_is_even() -> None:
+    result = parti.plan([1, 2, 3], PARTS)
+    assert [len(v) for v in result.by_worker().values()] == [10, 10, 10]
+    assert result.max_over_mean == pytest.approx(1.0)
+    assert result.moved == 0
+
+
+def test_capacity_gives_a_bigger_worker_more() -> None:
+    result = parti.plan([parti.WorkerSlot(1, capacity=2), parti.WorkerSlot(2)], PARTS)
+    assert len(result.by_worker()[1]) == 20
+
+
+def test_join_moves_only_what_the_newcomer_takes() -> None:
+    before = parti.plan([1, 2, 3], PARTS).assignment
+    after = parti.plan([1, 2, 3, 4], PARTS, previous=before)
+    taken = [p for p, w in after.assignment.items() if w == 4]
+    assert after.moved == len(taken)
+    assert all(after.assignment[p] == before[p] for p in after.assignment if p not in taken)
+
+
+def test_explain_names_owner_previous_and_reason() -> None:
+    before = parti.plan([1, 2], PARTS).assignment
+    e = parti.explain("p.7", [1, 2, 3], PARTS, previous=before)
+    assert e.partition == "p.7"
+    assert e.previous == before["p.7"]
+    assert e.owner == parti.plan([1, 2, 3], PARTS, previous=before).assignment["p.7"]
+    assert e.reason and str(e.owner) in e.reason
+    assert repr(e).startswith("Explanation(partition='p.7', owner=")
+
+
+def test_explain_of_an_unknown_partition_raises_config_error() -> None:
+    with pytest.raises(parti.ConfigError, match="nope"):
+        parti.explain("nope", [1], PARTS)
+
+
+def test_python_strategy_decides_the_plan() -> None:
+    def lowest_id(
+        workers: list[parti.WorkerSlot], partitions: list[parti.Partition], previous: dict[str, int]
+    ) -> Mapping[str, int]:
+        first = min(w.id for w in workers)
+        return {p.id: first for p in partitions}
+
+    result = parti.plan([5, 3, 9], PARTS, strategy=lowest_id)
+    assert set(result.assignment.values()) == {3}
+    assert result.strategy == "lowest_id"
+
+
+def test_python_strategy_sees_previous_owners() -> None:
+    seen: list[dict[str, int]] = []
+
+    def sticky(
+        workers: list[parti.WorkerSlot], partitions: list[parti.Partition], previous: dict[str, int]
+    ) -> Mapping[str, int]:
+        seen.append(previous)
+        return {p.id: previous.get(p.id, workers[0].id) for p in partitions}
+
+    parti.plan([1, 2], ["a", "b"], strategy=sticky, previous={"a": 2})
+    assert seen == [{"a": 2}]
+
+
+def test_python_strategy_errors_are_raised() -> None:
+    def broken(
+        workers: list[parti.WorkerSlot], partitions: list[parti.Partition], previous: dict[str, int]
+    ) -> Mapping[str, int]:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        parti.plan([1], PARTS, strategy=broken)
+
+
+@pytest.mark.parametrize(
+    ("result", "needle"),
+    [({"p.0": 1}, "without an owner"), ({p.id: 99 for p in PARTS}, "not a live worker"), ([], "mapping")],
+)
+def test_python_strategy_returning_an_unusable_plan_raises_config_error(
+    result: object, needle: str
+) -> None:
+    with pytest.raises(parti.ConfigError, match=needle):
+        parti.plan([1, 2], PARTS, strategy=lambda w, p, prev: result)  # type: ignore[arg-type,return-value]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"workers": [1, 1]}, "listed twice|twice"),
+        ({"workers": ["one"]}, "workers"),
+        ({"partitions": ["a", "a"]}, "a"),
+        ({"slack": -1.0}, "slack"),
+        ({"strategy": "fastest"}, "strategy"),
+        ({"strategy": 3}, "strategy"),
+        ({"previous": {"bad key!": 1}}, "previous"),
+    ],
+)
+def test_bad_plan_arguments_raise_config_error(kwargs: dict[str, object], needle: str) -> None:
+    args: dict[str, object] = {"workers": [1, 2], "partitions": PARTS}
+    args.update(kwargs)
+    with pytest.raises(parti.ConfigError, match=needle):
+        parti.plan(**args)  # type: ignore[arg-type]
+
+
+def test_no_workers_gives_an_empty_plan() -> None:
+    assert parti.plan([], PARTS).assignment == {}
