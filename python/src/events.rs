@@ -2,7 +2,7 @@
 
 use crate::state::{py_repr, state_name};
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use parti::{AlertLevel, DriverWarning, Event, PartitionId, Warning};
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
@@ -327,6 +327,16 @@ impl EventStream {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        // Fast path: an event already queued is handed over in a finished asyncio future,
+        // without a round trip through tokio (a burst of events costs a few µs each).
+        if let Ok(mut stream) = self.stream.try_lock() {
+            if let Some(Some(event)) = stream.next().now_or_never() {
+                let future =
+                    pyo3_async_runtimes::get_running_loop(py)?.call_method0("create_future")?;
+                future.call_method1("set_result", (event_to_py(py, event)?,))?;
+                return Ok(future);
+            }
+        }
         let stream = self.stream.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let next = stream.lock().await.next().await;
@@ -348,5 +358,25 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Drained>()?;
     m.add_class::<WorkerWarning>()?;
     m.add_class::<EventStream>()?;
+    m.add_function(wrap_pyfunction!(_bench_event_stream, m)?)?;
     Ok(())
+}
+
+/// A stream of `n` synthetic `AssignmentChanged` events (one partition each), already queued:
+/// for the benchmark of what delivering one event to Python costs. Not public API.
+#[pyfunction]
+pub(crate) fn _bench_event_stream(n: u64) -> PyResult<EventStream> {
+    let events = (0..n).map(|i| {
+        let one: BTreeSet<PartitionId> =
+            [PartitionId::parse(&format!("p{i}")).expect("a valid partition ID")].into();
+        Event::AssignmentChanged {
+            generation: parti::Generation(i + 1),
+            assigned: one.clone(),
+            revoked: BTreeSet::new(),
+            all: one,
+        }
+    });
+    Ok(EventStream::new(
+        futures::stream::iter(events.collect::<Vec<_>>()).boxed(),
+    ))
 }
