@@ -44,7 +44,7 @@ def import_time(runs: int = 15) -> float:
 
 
 async def event_cost(n: int = 20_000) -> float:
-    stream = _parti._bench_event_stream(n)  # type: ignore[attr-defined]
+    stream = _parti._bench_event_stream(n)
     start = time.perf_counter()
     count = 0
     async for event in stream:

@@ -271,6 +271,9 @@ class EventStream:
     def __aiter__(self) -> EventStream: ...
     def __anext__(self) -> Awaitable[_Event]: ...
 
+def _bench_event_stream(n: int) -> EventStream:
+    """`n` queued synthetic events, for python/bench/bench.py; not public API."""
+
 # --- workers ---
 
 @final
