@@ -95,6 +95,17 @@ class KotlinSource : PartitionSource {
     }
 }
 
+/** Throws a PartiException, then an IllegalStateException, then lists the partitions. */
+class FlakySource : PartitionSource {
+    @Volatile var calls = 0
+    override fun list(): List<Partition> {
+        calls++
+        if (calls == 1) throw PartiException.Source("not yet")
+        if (calls == 2) throw IllegalStateException("boom")
+        return ALL.map { Partition(it, 100uL) }
+    }
+}
+
 /** What one worker told its listener, and the ownership that follows from it. */
 class Recorder(val name: String) : EventListener {
     val events: MutableList<WorkerEvent> = Collections.synchronizedList(mutableListOf())
@@ -255,11 +266,18 @@ fun auth(url: String) = runBlocking {
     } catch (e: PartiException.InvalidArgument) {
         // refused before connecting, as the Rust NatsOptions does
     }
-    startWorker(NatsOptions(urls = listOf(url), token = "s3cret"), config, KotlinSource()).use { w ->
-        waitFor("the token-authenticated worker to own everything") { w.assignment().size == PARTITIONS }
+    // The source fails twice (a PartiException, then any exception): warnings, then a retry.
+    val flaky = FlakySource()
+    val rec = Recorder("auth")
+    startWorker(NatsOptions(urls = listOf(url), token = "s3cret"), config, flaky, listener = rec).use { w ->
+        waitFor("the token-authenticated worker to own everything") { w.assignment().size == PARTITIONS && rec.owned == ALL }
+        val warnings = rec.events.filterIsInstance<WorkerEvent.Warning>().map { it.message }
+        check(warnings.any { "not yet" in it } && warnings.any { "IllegalStateException" in it || "boom" in it }) {
+            "source failures not reported as warnings: $warnings"
+        }
         w.stopFinal()
     }
-    log("auth options: wrong token refused (Nats), user without password refused (InvalidArgument), right token works")
+    log("auth options: wrong token refused (Nats), user without password refused (InvalidArgument), right token works; source exceptions became warnings and were retried")
 }
 
 fun measure(worker: Worker) = runBlocking {
