@@ -315,7 +315,8 @@ impl EventStream {
     /// A Python stream over a Rust one.
     pub(crate) fn new(stream: BoxStream<'static, Event>) -> Self {
         EventStream {
-            stream: Arc::new(tokio::sync::Mutex::new(stream)),
+            // Fused: after its end it keeps answering "ended", however often it is asked.
+            stream: Arc::new(tokio::sync::Mutex::new(stream.fuse().boxed())),
         }
     }
 }

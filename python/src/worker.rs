@@ -45,6 +45,12 @@ enum Backend {
     Memory(MemoryKv),
 }
 
+/// The backend once `start()` connected it.
+enum Store {
+    Nats(NatsKv, parti::kv::ConnectionEvents),
+    Memory(MemoryKv),
+}
+
 /// Everything `start()` needs, gathered by the constructor.
 struct Pending {
     backend: Backend,
@@ -219,7 +225,8 @@ impl PyWorker {
         Ok(())
     }
 
-    /// Starts the worker (connects, claims an ID, joins the fleet) and returns it.
+    /// Starts the worker (connects, claims an ID, joins the fleet) and returns it. A failed
+    /// connection (`NatsError`) leaves the worker startable: call `start()` again.
     fn start<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let pending = lock(&slf.get().pending)
@@ -228,8 +235,19 @@ impl PyWorker {
         let bridge = LoopBridge::current(py)?;
         let this: Py<PyWorker> = slf.clone().unbind();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            // Connect first: if NATS cannot be reached, the worker stays startable.
+            let store = match &pending.backend {
+                Backend::Memory(kv) => Store::Memory(kv.clone()),
+                Backend::Nats(options) => match NatsKv::connect(options, &pending.config).await {
+                    Ok((kv, connection)) => Store::Nats(kv, connection),
+                    Err(e) => {
+                        *lock(&this.get().pending) = Some(pending);
+                        return Err(driver_err(parti::Error::Nats(e.to_string())));
+                    }
+                },
+            };
             let Pending {
-                backend,
+                backend: _,
                 config,
                 partitions,
                 source,
@@ -239,7 +257,7 @@ impl PyWorker {
                 subscription,
             } = pending;
             let mut builder = parti::Worker::builder()
-                .config(config.clone())
+                .config(config)
                 .strategy(strategy)
                 .rebalance_listener(PyListener {
                     bridge: bridge.clone(),
@@ -254,18 +272,15 @@ impl PyWorker {
                 }),
                 (None, None) => builder,
             };
-            builder = match backend {
-                Backend::Memory(kv) => builder.memory(kv),
-                Backend::Nats(options) => {
-                    let (kv, connection) = NatsKv::connect(&options, &config)
-                        .await
-                        .map_err(|e| driver_err(parti::Error::Nats(e.to_string())))?;
+            builder = match store {
+                Store::Nats(kv, connection) => {
                     if let Some((template, handler)) = subscription {
                         let handler = message_handler(bridge.clone(), handler);
                         builder = builder.subscribe(kv.client().clone(), template, handler);
                     }
                     builder.nats(kv).connection_events(connection)
                 }
+                Store::Memory(kv) => builder.memory(kv),
             };
             let (handle, events) = builder.start_with_events().await.map_err(driver_err)?;
             let worker = this.get();

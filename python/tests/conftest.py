@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -36,10 +37,10 @@ def _server_binary() -> str:
 class NatsServer:
     """A nats-server with JetStream on a random loopback port and its own store dir."""
 
-    def __init__(self, *extra_args: str) -> None:
+    def __init__(self, *extra_args: str, port: int = -1) -> None:
         self.dir = tempfile.mkdtemp(prefix="parti-py-nats-")
         self.proc = subprocess.Popen(
-            [_server_binary(), "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", self.dir,
+            [_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", self.dir,
              "--ports_file_dir", self.dir, *extra_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -72,6 +73,14 @@ def nats_url() -> Iterator[str]:
         yield server.url
     finally:
         server.kill()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def fast_config(expected_workers: int = 1, **overrides: object) -> parti.Config:

@@ -9,7 +9,7 @@ import nats
 import pytest
 
 import parti
-from conftest import NatsServer, fast_config, next_event, numbered, owned_exactly_once, wait_until
+from conftest import NatsServer, fast_config, free_port, next_event, numbered, owned_exactly_once, wait_until
 
 
 async def test_lifecycle_start_reports_id_and_assignment_and_exit_stops(nats_url: str) -> None:
@@ -45,6 +45,7 @@ async def test_event_stream_ends_after_stop(nats_url: str) -> None:
     revoked = [e for e in rest if isinstance(e, parti.AssignmentChanged)]
     assert revoked and revoked[-1].all == frozenset()  # the stop revoked everything
     assert any(isinstance(e, parti.StateChanged) and e.state == "shutdown" for e in rest)
+    assert [e async for e in events] == []  # an ended stream stays ended
 
 
 async def test_three_workers_share_30_partitions_exactly_once(
@@ -209,11 +210,20 @@ async def test_subscribe_delivers_messages_of_owned_partitions(nats_url: str) ->
     assert ("us", "orders.us", b"order-2") in received
 
 
-async def test_unreachable_server_raises_nats_error() -> None:
-    worker = parti.Worker(nats="nats://127.0.0.1:1", partitions=["a"], config=fast_config())
+async def test_unreachable_server_raises_nats_error_and_start_can_be_retried() -> None:
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    worker = parti.Worker(nats=url, partitions=["a"], config=fast_config())
     with pytest.raises(parti.NatsError) as err:
         await worker.start()
     assert isinstance(err.value, parti.PartiError)
+    assert url in str(err.value) or "connect" in str(err.value).lower()
+    server = NatsServer(port=port)
+    try:
+        async with worker as w:
+            await wait_until(lambda: w.assignment == frozenset({"a"}), what="assignment")
+    finally:
+        server.kill()
 
 
 def test_token_auth_wrong_token_is_refused_right_token_connects() -> None:
