@@ -60,7 +60,15 @@ struct Pending {
     strategy: Box<dyn Strategy>,
     on_assigned: Option<Py<PyAny>>,
     on_revoked: Option<Py<PyAny>>,
-    subscription: Option<(SubjectTemplate, Py<PyAny>)>,
+    subscription: Option<Subscription>,
+}
+
+/// What `subscribe()` asked for.
+struct Subscription {
+    template: SubjectTemplate,
+    handler: Py<PyAny>,
+    /// A JetStream work-queue stream to consume from; None for core NATS.
+    stream: Option<String>,
 }
 
 /// A member of the fleet: `async with Worker(...) as w:` starts it and stops it.
@@ -199,11 +207,20 @@ impl PyWorker {
         })
     }
 
-    /// Consumes the owned partitions' messages with core NATS: `handler(message)` (async) is
-    /// called for every message on the subject `subject_template` gives a partition
-    /// (`"work.{keys}"`: all keys joined by `.`; `"{key1}.in.{key0}"`: keys by position).
-    /// Call before `start()`; needs `nats=`.
-    fn subscribe(&self, subject_template: &str, handler: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Consumes the owned partitions' messages: `handler(message)` (async) is called for every
+    /// message on the subject `subject_template` gives a partition (`"work.{keys}"`: all keys
+    /// joined by `.`; `"{key1}.in.{key0}"`: keys by position). With core NATS (the default)
+    /// a handoff is at-most-once; with `stream=` (a JetStream work-queue stream) messages are
+    /// acknowledged when the handler returns and wait for the partition's next owner.
+    /// A revoke is confirmed only after the partition's subscription stopped and its handler
+    /// calls returned. Call before `start()`; needs `nats=`.
+    #[pyo3(signature = (subject_template, handler, *, stream = None))]
+    fn subscribe(
+        &self,
+        subject_template: &str,
+        handler: &Bound<'_, PyAny>,
+        stream: Option<String>,
+    ) -> PyResult<()> {
         let mut pending = lock(&self.pending);
         let Some(p) = pending.as_mut() else {
             return Err(PartiError::new_err(
@@ -221,7 +238,11 @@ impl PyWorker {
         }
         let template =
             SubjectTemplate::parse(subject_template).map_err(|e| bad_arg("subject_template", e))?;
-        p.subscription = Some((template, handler.clone().unbind()));
+        p.subscription = Some(Subscription {
+            template,
+            handler: handler.clone().unbind(),
+            stream,
+        });
         Ok(())
     }
 
@@ -274,9 +295,17 @@ impl PyWorker {
             };
             builder = match store {
                 Store::Nats(kv, connection) => {
-                    if let Some((template, handler)) = subscription {
-                        let handler = message_handler(bridge.clone(), handler);
-                        builder = builder.subscribe(kv.client().clone(), template, handler);
+                    if let Some(sub) = subscription {
+                        let handler = message_handler(bridge.clone(), sub.handler);
+                        builder = match sub.stream {
+                            None => builder.subscribe(kv.client().clone(), sub.template, handler),
+                            Some(stream) => builder.consume(
+                                kv.jetstream().clone(),
+                                stream,
+                                sub.template,
+                                handler,
+                            ),
+                        };
                     }
                     builder.nats(kv).connection_events(connection)
                 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import nats
+from nats.js.api import RetentionPolicy, StreamConfig
 import pytest
 
 import parti
@@ -208,6 +209,44 @@ async def test_subscribe_delivers_messages_of_owned_partitions(nats_url: str) ->
             await client.close()
     assert ("eu", "orders.eu", b"order-1") in received
     assert ("us", "orders.us", b"order-2") in received
+
+
+async def test_jetstream_messages_are_handled_exactly_once_across_a_rebalance(
+    nats_url: str, stop_all: list[parti.Worker]
+) -> None:
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    await js.add_stream(
+        StreamConfig(name="WORK", subjects=["work.>"], retention=RetentionPolicy.WORK_QUEUE)
+    )
+    partitions = numbered(4)
+    handled: list[tuple[str, bytes]] = []
+    by_worker: dict[str, int] = {"first": 0, "second": 0}
+
+    def worker(name: str) -> parti.Worker:
+        async def handle(message: parti.Message) -> None:
+            handled.append((message.partition, message.data))
+            by_worker[name] += 1
+
+        w = parti.Worker(nats=nats_url, partitions=partitions, config=fast_config(1))
+        w.subscribe("work.{keys}", handle, stream="WORK")
+        return w
+
+    try:
+        stop_all.append(await worker("first").start())
+        sent = [(f"p.{i % 4}", f"m{i}".encode()) for i in range(200)]
+        for partition, data in sent[:100]:
+            await js.publish(f"work.{partition}", data)
+        second = await worker("second").start()  # joins: partitions move mid-stream
+        stop_all.append(second)
+        await wait_until(lambda: bool(second.assignment), what="the second worker's share")
+        for partition, data in sent[100:]:
+            await js.publish(f"work.{partition}", data)
+        await wait_until(lambda: len(handled) >= 200, what="200 messages handled")
+    finally:
+        await client.close()
+    assert by_worker["second"] > 0, "the moved partitions' messages reached their new owner"
+    assert sorted(handled) == sorted(sent), "a message was lost or handled twice"
 
 
 async def test_unreachable_server_raises_nats_error_and_start_can_be_retried() -> None:
