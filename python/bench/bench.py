@@ -43,8 +43,9 @@ def import_time(runs: int = 15) -> float:
     return statistics.median(samples)
 
 
-async def event_cost(n: int = 20_000) -> float:
-    stream = _parti._bench_event_stream(n)
+async def event_cost(n: int = 20_000, paced: bool = False) -> float:
+    """Per event of `async for`: already queued, or `paced` (the consumer waits for each)."""
+    stream = _parti._bench_event_stream(n, paced)
     start = time.perf_counter()
     count = 0
     async for event in stream:
@@ -79,7 +80,8 @@ def main() -> None:
     rows = [
         ("wheel", f"{name}: {size / 1024 / 1024:.2f} MiB"),
         ("import parti (median of 15)", f"{import_time() * 1000:.1f} ms"),
-        ("one event via async for", f"{asyncio.run(event_cost()) * 1e6:.1f} µs"),
+        ("one event via async for, queued", f"{asyncio.run(event_cost()) * 1e6:.1f} µs"),
+        ("one event via async for, awaited", f"{asyncio.run(event_cost(5_000, True)) * 1e6:.1f} µs"),
         ("one refresh (Python source round trip)", f"{asyncio.run(callback_cost()) * 1e6:.0f} µs"),
         ("one property read (w.is_leader)", f"{sync_call_cost() * 1e9:.0f} ns"),
     ]

@@ -271,7 +271,7 @@ class EventStream:
     def __aiter__(self) -> EventStream: ...
     def __anext__(self) -> Awaitable[_Event]: ...
 
-def _bench_event_stream(n: int) -> EventStream:
+def _bench_event_stream(n: int, paced: bool = False) -> EventStream:
     """`n` queued synthetic events, for python/bench/bench.py; not public API."""
 
 # --- workers ---

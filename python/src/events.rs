@@ -363,21 +363,31 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// A stream of `n` synthetic `AssignmentChanged` events (one partition each), already queued:
-/// for the benchmark of what delivering one event to Python costs. Not public API.
+/// A stream of `n` synthetic `AssignmentChanged` events (one partition each), for the
+/// benchmark of what delivering one event to Python costs: all queued up front, or `paced`
+/// (each one becomes ready only after the consumer started waiting for it). Not public API.
 #[pyfunction]
-pub(crate) fn _bench_event_stream(n: u64) -> PyResult<EventStream> {
-    let events = (0..n).map(|i| {
-        let one: BTreeSet<PartitionId> =
-            [PartitionId::parse(&format!("p{i}")).expect("a valid partition ID")].into();
+#[pyo3(signature = (n, paced = false))]
+pub(crate) fn _bench_event_stream(n: u64, paced: bool) -> EventStream {
+    let event = |i: u64| {
+        let one: BTreeSet<PartitionId> = PartitionId::parse(&format!("p{i}")).into_iter().collect();
         Event::AssignmentChanged {
             generation: parti::Generation(i + 1),
             assigned: one.clone(),
             revoked: BTreeSet::new(),
             all: one,
         }
-    });
-    Ok(EventStream::new(
-        futures::stream::iter(events.collect::<Vec<_>>()).boxed(),
-    ))
+    };
+    if paced {
+        let stream = futures::stream::unfold(0, move |i| async move {
+            if i == n {
+                return None;
+            }
+            tokio::task::yield_now().await;
+            Some((event(i), i + 1))
+        });
+        EventStream::new(stream.boxed())
+    } else {
+        EventStream::new(futures::stream::iter((0..n).map(event)).boxed())
+    }
 }
