@@ -60,8 +60,10 @@ class NatsServer:
             time.sleep(0.005)  # polling the ports file inside a deadline
 
     def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        """Kills the server (if still running) and removes its store dir; idempotent."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -22,6 +22,8 @@ async def test_lifecycle_start_reports_id_and_assignment_and_exit_stops(nats_url
         assert w is worker
         events = w.events()
         claimed = await next_event(events, parti.IdClaimed)
+        leadership = await next_event(events, parti.LeadershipChanged)
+        assert leadership.is_leader and leadership.epoch >= 1
         changed = await next_event(events, parti.AssignmentChanged)
         assert changed.assigned == frozenset(p.id for p in partitions)
         assert changed.revoked == frozenset()
@@ -99,6 +101,24 @@ async def test_leaving_worker_hands_its_partitions_to_the_others(
     rest = [stop_all[0], stop_all[2]]
     await wait_until(lambda: owned_exactly_once(rest, partitions), what="2-way split")
     assert held <= rest[0].assignment | rest[1].assignment
+
+
+async def test_relaxed_worker_losing_nats_keeps_its_partitions_and_raises_alerts() -> None:
+    server = NatsServer()
+    config = fast_config(handoff="relaxed", alert_after=(0.0, 0.3, 60.0, 120.0), shutdown_timeout=0.5)
+    try:
+        async with parti.Worker(nats=server.url, partitions=["a", "b"], config=config) as w:
+            events = w.events()
+            await wait_until(lambda: len(w.assignment) == 2, what="assignment")
+            server.kill()
+            first = await next_event(events, parti.Alert)
+            second = await next_event(events, parti.Alert)
+            assert (first.level, second.level) == ("info", "warn")
+            assert second.degraded_for >= 0.3
+            assert w.state == "degraded"
+            assert w.assignment == frozenset({"a", "b"})  # Relaxed: the cached share is kept
+    finally:
+        server.kill()
 
 
 async def test_strict_revoke_finishes_before_the_partition_is_assigned_elsewhere(
