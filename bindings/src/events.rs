@@ -2,7 +2,7 @@
 //! [`EventListener`].
 
 use crate::error::duration_ms;
-use parti::{DriverWarning, Event, EventStream, PartitionId, Warning};
+use parti::{Event, EventStream, PartitionId};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -161,56 +161,13 @@ impl WorkerEvent {
             },
             Event::Drained => WorkerEvent::Drained,
             Event::Warning(w) => WorkerEvent::Warning {
-                message: describe_warning(&w),
+                message: w.to_string(),
             },
             Event::DriverWarning(w) => WorkerEvent::Warning {
-                message: describe_driver_warning(&w),
+                message: w.to_string(),
             },
             _ => return None,
         })
-    }
-}
-
-fn describe_warning(w: &Warning) -> String {
-    match w {
-        Warning::IdRangeExhausted { min, max } => {
-            format!("every worker id in {min}..={max} is taken; retrying")
-        }
-        Warning::IdLost(id) => format!("worker id {id} was taken by another instance"),
-        Warning::Fenced => "lease not renewed in time: dropped every partition".into(),
-        Warning::RevokeTimedOut(p) => format!("revoke of {p} timed out; dropped anyway"),
-        Warning::SourceFailed(m) => format!("partition source failed: {m}"),
-        Warning::InvalidPartitions(m) => format!("partition list rejected: {m}"),
-        Warning::Undecodable { key, reason } => format!("cannot decode {key}: {reason}"),
-        Warning::KvFailed { key, reason } => format!("kv operation on {key} failed: {reason}"),
-        Warning::WorkerCrashed(id) => format!("worker {id} stopped renewing its lease"),
-        Warning::ShutdownTimedOut => "the stop overran shutdown_timeout".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn describe_driver_warning(w: &DriverWarning) -> String {
-    match w {
-        DriverWarning::WatchFailed {
-            bucket,
-            reason,
-            retry_in,
-        } => format!(
-            "watch on {bucket:?} failed ({reason}); rebuilt in {} ms",
-            duration_ms(*retry_in)
-        ),
-        DriverWarning::ListenerPanicked { callback, message } => {
-            format!("listener {callback} panicked: {message}")
-        }
-        DriverWarning::ListenerTimedOut { callback, after } => {
-            format!(
-                "listener {callback} timed out after {} ms",
-                duration_ms(*after)
-            )
-        }
-        DriverWarning::InputRejected(m) => format!("core refused an input: {m}"),
-        DriverWarning::Subscription(e) => format!("subscription: {e}"),
-        other => format!("{other:?}"),
     }
 }
 

@@ -170,6 +170,69 @@ pub enum Warning {
     ShutdownTimedOut,
 }
 
+impl Warning {
+    /// A stable snake_case name of the warning's kind (`"fenced"`, `"kv_failed"`, ...), for
+    /// metrics labels and for matching in other languages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Warning::IdRangeExhausted { .. } => "id_range_exhausted",
+            Warning::IdLost(_) => "id_lost",
+            Warning::Fenced => "fenced",
+            Warning::RevokeTimedOut(_) => "revoke_timed_out",
+            Warning::SourceFailed(_) => "source_failed",
+            Warning::InvalidPartitions(_) => "invalid_partitions",
+            Warning::Undecodable { .. } => "undecodable",
+            Warning::KvFailed { .. } => "kv_failed",
+            Warning::WorkerCrashed(_) => "worker_crashed",
+            Warning::ShutdownTimedOut => "shutdown_timed_out",
+        }
+    }
+}
+
+/// One line for a log: what happened and what the worker does about it.
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::IdRangeExhausted { min, max } => {
+                write!(
+                    f,
+                    "every worker ID in {min}..={max} is taken; retrying after a lease TTL"
+                )
+            }
+            Warning::IdLost(id) => write!(
+                f,
+                "worker ID {id} was taken by another instance; dropped everything, claiming again"
+            ),
+            Warning::Fenced => {
+                f.write_str("lease not renewed in time: dropped every partition (fenced)")
+            }
+            Warning::RevokeTimedOut(p) => {
+                write!(
+                    f,
+                    "the revoke of {p} was not confirmed in time; dropped anyway"
+                )
+            }
+            Warning::SourceFailed(m) => write!(f, "the partition source failed (retrying): {m}"),
+            Warning::InvalidPartitions(m) => {
+                write!(f, "the partition source returned an unusable list: {m}")
+            }
+            Warning::Undecodable { key, reason } => {
+                write!(f, "ignored an undecodable KV value at {key}: {reason}")
+            }
+            Warning::KvFailed { key, reason } => {
+                write!(f, "a KV operation on {key} failed (retrying): {reason}")
+            }
+            Warning::WorkerCrashed(id) => write!(
+                f,
+                "worker {id} stopped renewing its lease; its partitions are reassigned"
+            ),
+            Warning::ShutdownTimedOut => {
+                f.write_str("the stop did not finish within shutdown_timeout; stopped anyway")
+            }
+        }
+    }
+}
+
 /// Severity of a degraded-mode alert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AlertLevel {
@@ -211,5 +274,45 @@ pub enum State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PartitionId, WorkerId};
+
+    #[test]
+    fn every_warning_has_a_distinct_kind_and_a_message_naming_its_subject() {
+        let p = PartitionId::parse("orders.eu").unwrap();
+        let warnings = [
+            (Warning::IdRangeExhausted { min: 3, max: 9 }, "3..=9"),
+            (Warning::IdLost(WorkerId(4)), "4"),
+            (Warning::Fenced, "fenced"),
+            (Warning::RevokeTimedOut(p), "orders.eu"),
+            (Warning::SourceFailed("db down".into()), "db down"),
+            (Warning::InvalidPartitions("dup".into()), "dup"),
+            (
+                Warning::Undecodable {
+                    key: "k1".into(),
+                    reason: "eof".into(),
+                },
+                "k1",
+            ),
+            (
+                Warning::KvFailed {
+                    key: "k2".into(),
+                    reason: "timeout".into(),
+                },
+                "timeout",
+            ),
+            (Warning::WorkerCrashed(WorkerId(7)), "worker 7"),
+            (Warning::ShutdownTimedOut, "shutdown_timeout"),
+        ];
+        let kinds: BTreeSet<&str> = warnings.iter().map(|(w, _)| w.kind()).collect();
+        assert_eq!(kinds.len(), warnings.len());
+        for (w, needle) in &warnings {
+            assert!(w.to_string().contains(needle), "{w} lacks {needle:?}");
+        }
     }
 }

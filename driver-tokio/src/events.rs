@@ -125,6 +125,47 @@ pub enum DriverWarning {
     Subscription(crate::subscriptions::SubscriptionError),
 }
 
+impl DriverWarning {
+    /// A stable snake_case name of the warning's kind (`"watch_failed"`, ...), for metrics
+    /// labels and for matching in other languages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DriverWarning::WatchFailed { .. } => "watch_failed",
+            DriverWarning::ListenerPanicked { .. } => "listener_failed",
+            DriverWarning::ListenerTimedOut { .. } => "listener_timed_out",
+            DriverWarning::InputRejected(_) => "input_rejected",
+            DriverWarning::Subscription(_) => "subscription",
+        }
+    }
+}
+
+/// One line for a log: what happened and what the worker does about it.
+impl std::fmt::Display for DriverWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DriverWarning::WatchFailed {
+                bucket,
+                reason,
+                retry_in,
+            } => write!(
+                f,
+                "the watch of {bucket:?} failed ({reason}); rebuilding in {retry_in:?}"
+            ),
+            DriverWarning::ListenerPanicked { callback, message } => {
+                write!(f, "{callback} failed: {message}")
+            }
+            DriverWarning::ListenerTimedOut { callback, after } => {
+                write!(
+                    f,
+                    "{callback} did not return within {after:?}; went on without it"
+                )
+            }
+            DriverWarning::InputRejected(m) => write!(f, "the core refused an input: {m}"),
+            DriverWarning::Subscription(e) => write!(f, "subscription: {e}"),
+        }
+    }
+}
+
 /// The ordered stream of a worker's events, from [`crate::WorkerHandle::events`].
 ///
 /// Lossless and unbounded: consume it, or drop it. It ends when the worker has stopped.
@@ -145,5 +186,44 @@ impl Stream for EventStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         self.rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_warnings_have_distinct_kinds_and_say_what_happened() {
+        let warnings = [
+            (
+                DriverWarning::WatchFailed {
+                    bucket: Bucket::Leases,
+                    reason: "consumer gone".into(),
+                    retry_in: Duration::from_millis(250),
+                },
+                "consumer gone",
+            ),
+            (
+                DriverWarning::ListenerPanicked {
+                    callback: "on_revoked",
+                    message: "boom".into(),
+                },
+                "on_revoked failed: boom",
+            ),
+            (
+                DriverWarning::ListenerTimedOut {
+                    callback: "on_assigned",
+                    after: Duration::from_secs(5),
+                },
+                "on_assigned did not return",
+            ),
+            (DriverWarning::InputRejected("late".into()), "late"),
+        ];
+        let kinds: BTreeSet<&str> = warnings.iter().map(|(w, _)| w.kind()).collect();
+        assert_eq!(kinds.len(), warnings.len());
+        for (w, needle) in &warnings {
+            assert!(w.to_string().contains(needle), "{w} lacks {needle:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 use crate::state::{py_repr, state_name};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use parti::{AlertLevel, DriverWarning, Event, PartitionId, Warning};
+use parti::{AlertLevel, Event, PartitionId};
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyFrozenSet;
@@ -175,77 +175,6 @@ fn level_name(level: AlertLevel) -> &'static str {
     }
 }
 
-/// The kind and message of a core warning.
-fn core_warning(w: &Warning) -> (&'static str, String) {
-    match w {
-        Warning::IdRangeExhausted { min, max } => (
-            "id_range_exhausted",
-            format!("every worker ID in {min}..={max} is taken; retrying after a lease TTL"),
-        ),
-        Warning::IdLost(id) => (
-            "id_lost",
-            format!("another instance took worker ID {id}; dropped everything, claiming again"),
-        ),
-        Warning::Fenced => (
-            "fenced",
-            "the lease could not be renewed in time; every partition was dropped".into(),
-        ),
-        Warning::RevokeTimedOut(p) => (
-            "revoke_timed_out",
-            format!("the revoke of {p} was not confirmed in time; dropped anyway"),
-        ),
-        Warning::SourceFailed(reason) => (
-            "source_failed",
-            format!("the partition source failed (retrying): {reason}"),
-        ),
-        Warning::InvalidPartitions(reason) => (
-            "invalid_partitions",
-            format!("the partition source returned an unusable list: {reason}"),
-        ),
-        Warning::Undecodable { key, reason } => (
-            "undecodable",
-            format!("ignored an undecodable KV value at {key}: {reason}"),
-        ),
-        Warning::KvFailed { key, reason } => (
-            "kv_failed",
-            format!("a KV operation on {key} failed (retrying): {reason}"),
-        ),
-        Warning::WorkerCrashed(id) => (
-            "worker_crashed",
-            format!("worker {id} stopped renewing its lease; its partitions are reassigned"),
-        ),
-        Warning::ShutdownTimedOut => (
-            "shutdown_timed_out",
-            "the stop did not finish within shutdown_timeout; stopped anyway".into(),
-        ),
-        other => ("other", format!("{other:?}")),
-    }
-}
-
-/// The kind and message of a driver warning.
-fn driver_warning(w: &DriverWarning) -> (&'static str, String) {
-    match w {
-        DriverWarning::WatchFailed {
-            bucket,
-            reason,
-            retry_in,
-        } => (
-            "watch_failed",
-            format!("the watch of {bucket:?} failed ({reason}); retrying in {retry_in:?}"),
-        ),
-        DriverWarning::ListenerPanicked { callback, message } => {
-            ("listener_failed", format!("{callback} failed: {message}"))
-        }
-        DriverWarning::ListenerTimedOut { callback, after } => (
-            "listener_timed_out",
-            format!("{callback} did not return within {after:?}; went on without it"),
-        ),
-        DriverWarning::InputRejected(reason) => ("input_rejected", reason.clone()),
-        DriverWarning::Subscription(e) => ("subscription", e.to_string()),
-        other => ("other", format!("{other:?}")),
-    }
-}
-
 /// The Python object of an event.
 pub(crate) fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
     let obj = match event {
@@ -293,8 +222,8 @@ pub(crate) fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
         )?
         .into_any(),
         Event::Drained => Py::new(py, Drained)?.into_any(),
-        Event::Warning(w) => warning(py, core_warning(&w))?,
-        Event::DriverWarning(w) => warning(py, driver_warning(&w))?,
+        Event::Warning(w) => warning(py, (w.kind(), w.to_string()))?,
+        Event::DriverWarning(w) => warning(py, (w.kind(), w.to_string()))?,
         other => warning(py, ("other", format!("{other:?}")))?,
     };
     Ok(obj)

@@ -7,7 +7,7 @@ use crate::common::{
 };
 use crate::{CliError, CliResult};
 use parti::kv::{NatsError, NatsKv};
-use parti::{Config, DriverWarning, Event, HandoffMode, Warning, Worker, WorkerId};
+use parti::{Config, Event, HandoffMode, Worker, WorkerId};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -280,49 +280,8 @@ pub fn describe(e: &Event) -> String {
             fmt_duration(*degraded_for)
         ),
         Event::Drained => "drained: no partitions left".into(),
-        Event::Warning(w) => format!("warning: {}", warning(w)),
-        Event::DriverWarning(w) => format!("warning: {}", driver_warning(w)),
-        other => format!("{other:?}"),
-    }
-}
-
-fn warning(w: &Warning) -> String {
-    match w {
-        Warning::IdRangeExhausted { min, max } => {
-            format!("every worker id in {min}..={max} is taken; retrying")
-        }
-        Warning::IdLost(id) => {
-            format!("worker id {id} was taken by another instance; claiming again")
-        }
-        Warning::Fenced => "lease not renewed in time: dropped every partition (fenced)".into(),
-        Warning::RevokeTimedOut(p) => format!("revoke of {p} timed out; dropped anyway"),
-        Warning::SourceFailed(m) => format!("partition source failed: {m}"),
-        Warning::InvalidPartitions(m) => format!("partition list rejected: {m}"),
-        Warning::Undecodable { key, reason } => format!("undecodable value at {key}: {reason}"),
-        Warning::KvFailed { key, reason } => format!("kv operation on {key} failed: {reason}"),
-        Warning::WorkerCrashed(id) => format!("worker {id} crashed; reassigning its partitions"),
-        Warning::ShutdownTimedOut => "the stop overran shutdown_timeout".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn driver_warning(w: &DriverWarning) -> String {
-    match w {
-        DriverWarning::WatchFailed {
-            bucket,
-            reason,
-            retry_in,
-        } => format!(
-            "watch of {bucket:?} failed ({reason}); rebuilding in {}",
-            fmt_duration(*retry_in)
-        ),
-        DriverWarning::ListenerPanicked { callback, message } => {
-            format!("{callback} panicked: {message}")
-        }
-        DriverWarning::ListenerTimedOut { callback, after } => {
-            format!("{callback} timed out after {}", fmt_duration(*after))
-        }
-        DriverWarning::InputRejected(m) => format!("the core refused an input: {m}"),
+        Event::Warning(w) => format!("warning: {w}"),
+        Event::DriverWarning(w) => format!("warning: {w}"),
         other => format!("{other:?}"),
     }
 }
