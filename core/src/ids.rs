@@ -13,9 +13,33 @@ pub struct WorkerId(pub u32);
 ///
 /// Built by [`crate::Partition::new`], which validates the keys; an ID read from KV is
 /// re-validated before use. Cheap to clone (a shared string).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct PartitionId(pub(crate) Arc<str>);
+
+/// Reads a string straight into the shared string (one allocation; borrowed when the format
+/// allows), like `Arc<str>`'s own impl but without its intermediate `Box<str>`.
+impl<'de> Deserialize<'de> for PartitionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = PartitionId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<PartitionId, E> {
+                Ok(PartitionId(Arc::from(s)))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<PartitionId, E> {
+                match std::str::from_utf8(b) {
+                    Ok(s) => Ok(PartitionId(Arc::from(s))),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(b), &self)),
+                }
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
 
 /// An assignment generation: increases by one with every committed assignment.
 #[derive(

@@ -99,6 +99,18 @@ pub(crate) fn validate_keys<K: AsRef<str>>(keys: &[K]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `id` (keys joined by `.`) passes [`validate_keys`]: the same rule, without
+/// allocating (used on every ID read from KV; the error path still words it).
+pub(crate) fn is_valid_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && b[0] != b'.'
+        && b[b.len() - 1] != b'.'
+        && !b.windows(2).any(|w| w == b"..")
+        && b.iter().all(|&c| c == b'.' || is_key_char(char::from(c)))
+}
+
 fn is_key_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=' | '/')
 }
@@ -115,4 +127,36 @@ pub fn validate_partitions(partitions: &[Partition]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_id_check_agrees_with_the_worded_one() {
+        let long = "a".repeat(256);
+        let too_long = format!("{long}.b");
+        let cases = [
+            "",
+            ".",
+            "a",
+            "a.b",
+            "a..b",
+            ".a",
+            "a.",
+            "A-z_0=9/x",
+            "a b",
+            "a*",
+            "a>",
+            "é",
+            "a.é",
+            &long,
+            &too_long,
+        ];
+        for id in cases {
+            let keys: Vec<&str> = id.split('.').collect();
+            assert_eq!(is_valid_id(id), validate_keys(&keys).is_ok(), "{id:?}");
+        }
+    }
 }
