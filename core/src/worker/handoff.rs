@@ -29,41 +29,60 @@ pub(crate) fn next_step(
     if mode == HandoffMode::Relaxed {
         return target.clone();
     }
-    let mut next: Shares = target
-        .iter()
-        .map(|(w, t)| {
-            let kept = match committed.get(w) {
-                Some(Some(c)) => c.intersection(t).cloned().collect(),
-                _ => BTreeSet::new(),
-            };
-            (*w, kept)
-        })
-        .collect();
+    // Without the grant conditions, every worker keeps what it has of its target.
+    let kept_only = || {
+        target
+            .iter()
+            .map(|(w, t)| {
+                let kept = match committed.get(w) {
+                    Some(Some(c)) => c.intersection(t).cloned().collect(),
+                    _ => BTreeSet::new(),
+                };
+                (*w, kept)
+            })
+            .collect()
+    };
     if !barrier {
-        return next;
+        return kept_only();
     }
-    // Who may hold each partition now (a partition is normally in one committed share).
-    let mut held_by: BTreeMap<&PartitionId, Vec<WorkerId>> = BTreeMap::new();
+    // Who may hold each partition now (a partition is normally in one committed share), as
+    // (partition, worker) pairs sorted by partition, then by worker.
+    let mut held_by: Vec<(&PartitionId, WorkerId)> = Vec::new();
     for (w, share) in committed.iter().filter(|(w, _)| !exempt.contains(w)) {
         match share {
-            Some(share) => share
-                .iter()
-                .for_each(|p| held_by.entry(p).or_default().push(*w)),
-            None => return next,
+            Some(share) => held_by.extend(share.iter().map(|p| (p, *w))),
+            None => return kept_only(),
         }
     }
-    for (w, t) in target {
-        let grants: Vec<PartitionId> = t
+    held_by.sort_by(|a, b| a.0.cmp(b.0)); // stable: workers stay in order
+    let grantable = |p: &PartitionId, w: &WorkerId| {
+        let from = held_by.partition_point(|(q, _)| *q < p);
+        held_by[from..]
             .iter()
-            .filter(|p| !next[w].contains(*p))
-            .filter(|p| held_by.get(p).is_none_or(|hs| hs.iter().all(|h| h == w)))
-            .cloned()
-            .collect();
-        next.get_mut(w)
-            .expect("every target worker is in next")
-            .extend(grants);
-    }
-    next
+            .take_while(|(q, _)| *q == p)
+            .all(|(_, h)| h == w)
+    };
+    // What `w` keeps of its committed share, plus the grants: every target partition that no
+    // other worker may hold (what it keeps is a subset of its target, so one sorted pass).
+    target
+        .iter()
+        .map(|(w, t)| {
+            let share = match committed.get(w) {
+                Some(Some(c)) => {
+                    let mut c = c.iter().peekable();
+                    t.iter()
+                        .filter(|p| {
+                            while c.next_if(|q| q < p).is_some() {}
+                            c.peek() == Some(p) || grantable(p, w)
+                        })
+                        .cloned()
+                        .collect()
+                }
+                _ => t.iter().filter(|p| grantable(p, w)).cloned().collect(),
+            };
+            (*w, share)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -304,8 +304,9 @@ impl Worker {
         let mut exempt: BTreeSet<WorkerId> = BTreeSet::new();
         let mut eligible: Vec<WorkerSlot> = Vec::new();
         let barrier = l.barrier_complete();
+        // Sorted by ID (as received from the source, or from the committed shares).
         let parts = l.partitions.as_ref().expect("planner runs with partitions");
-        let listed: BTreeSet<&PartitionId> = parts.iter().map(Partition::id).collect();
+        let listed = |p: &PartitionId| parts.binary_search_by(|x| x.id().cmp(p)).is_ok();
         for (id, p) in &l.peers {
             let member = members.and_then(|m| m.get(id));
             let parked = match (&p.dead, p.departing_since) {
@@ -327,11 +328,7 @@ impl Worker {
                 match (member, committed.get(id)) {
                     (Some(m), Some(Some(share))) => {
                         // Removed partitions leave a frozen share too (a revoke is always safe).
-                        let listed = share
-                            .iter()
-                            .filter(|p| listed.contains(p))
-                            .cloned()
-                            .collect();
+                        let listed = share.iter().filter(|p| listed(p)).cloned().collect();
                         frozen.insert(*id, listed);
                         tokens.insert(*id, m.token);
                     }
@@ -359,21 +356,26 @@ impl Worker {
                 exempt.insert(*id);
             }
         }
-        let frozen_parts: BTreeSet<&PartitionId> = frozen.values().flatten().collect();
-        let free: Vec<Partition> = parts
-            .iter()
-            .filter(|p| !frozen_parts.contains(p.id()))
-            .cloned()
-            .collect();
+        let free: Vec<Partition> = if frozen.values().all(BTreeSet::is_empty) {
+            parts.clone()
+        } else {
+            let frozen_parts: BTreeSet<&PartitionId> = frozen.values().flatten().collect();
+            parts
+                .iter()
+                .filter(|p| !frozen_parts.contains(p.id()))
+                .cloned()
+                .collect()
+        };
         // Sticky by ID: a restarted instance under the same ID resumes its predecessor's share.
-        let mut previous = BTreeMap::new();
-        for slot in &eligible {
-            if let Some(Some(share)) = committed.get(&slot.id) {
-                for p in share {
-                    previous.insert(p.clone(), slot.id);
-                }
-            }
-        }
+        // (Built in one go from the pairs; a later worker wins a duplicate, as with inserts.)
+        let previous: BTreeMap<PartitionId, WorkerId> = eligible
+            .iter()
+            .filter_map(|slot| match committed.get(&slot.id) {
+                Some(Some(share)) => Some(share.iter().map(|p| (p.clone(), slot.id))),
+                _ => None,
+            })
+            .flatten()
+            .collect();
         let input = PlanInput {
             workers: eligible.clone(),
             partitions: free,
@@ -383,12 +385,18 @@ impl Worker {
             max_moves: budget,
         };
         let plan = self.strategy.assign(&input);
-        let mut target: Shares = eligible.iter().map(|w| (w.id, BTreeSet::new())).collect();
+        // Each worker's partitions come out of the plan in order: build every set in one go.
+        let mut lists: BTreeMap<WorkerId, Vec<PartitionId>> =
+            eligible.iter().map(|w| (w.id, Vec::new())).collect();
         for (p, w) in plan.assignment {
-            if let Some(s) = target.get_mut(&w) {
-                s.insert(p);
+            if let Some(s) = lists.get_mut(&w) {
+                s.push(p);
             }
         }
+        let mut target: Shares = lists
+            .into_iter()
+            .map(|(w, list)| (w, BTreeSet::from_iter(list)))
+            .collect();
         // Workers still applying (draining ones) keep an empty share until they leave.
         for id in tokens.keys() {
             target.entry(*id).or_default();
@@ -426,9 +434,20 @@ impl Worker {
 }
 
 /// Heaviest load over mean load minus one, over the committed shares (loads relative to
-/// capacity); 0 when it cannot be computed.
+/// capacity); 0 when it cannot be computed. `parts` is sorted by ID.
 fn imbalance(parts: &[Partition], c: &CommittedGen, peers: &BTreeMap<WorkerId, Peer>) -> f64 {
-    let weights: BTreeMap<&PartitionId, u64> = parts.iter().map(|p| (p.id(), p.weight())).collect();
+    // Weight of a sorted share: one pass along the sorted partitions (unlisted ones weigh 0).
+    let weight = |share: &BTreeSet<PartitionId>| {
+        let mut it = parts.iter().peekable();
+        let mut sum = 0;
+        for p in share {
+            while it.next_if(|x| x.id() < p).is_some() {}
+            if let Some(x) = it.peek().filter(|x| x.id() == p) {
+                sum += x.weight();
+            }
+        }
+        sum
+    };
     let mut loads = Vec::new();
     for (id, share) in &c.shares {
         let Some(p) = peers
@@ -438,7 +457,7 @@ fn imbalance(parts: &[Partition], c: &CommittedGen, peers: &BTreeMap<WorkerId, P
             continue;
         };
         let Some(share) = share else { return 0.0 };
-        let w: u64 = share.iter().filter_map(|x| weights.get(x)).sum();
+        let w: u64 = weight(share);
         loads.push(w as f64 / p.capacity as f64);
     }
     if loads.len() < 2 {
