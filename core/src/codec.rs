@@ -237,14 +237,17 @@ impl Versioned for ShareChunk {
     }
 }
 
-/// Content digest of a share: xxh3 over the sorted partition IDs.
+/// Content digest of a share: xxh3 (64-bit, seed 0) over the sorted partition IDs, each
+/// followed by `\n`.
 pub fn share_digest<'a>(partitions: impl IntoIterator<Item = &'a PartitionId>) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    // One-shot over the concatenation: the same value as streaming it, at a fraction of the
+    // cost for short IDs.
+    let mut bytes = Vec::with_capacity(256);
     for p in partitions {
-        h.update(p.as_str().as_bytes());
-        h.update(b"\n");
+        bytes.extend_from_slice(p.as_str().as_bytes());
+        bytes.push(b'\n');
     }
-    h.digest()
+    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
 /// Splits a share into encoded chunks of at most about `max_bytes` each (chunk 0 first).
@@ -351,14 +354,16 @@ impl ShareAssembler {
     /// the digest.
     pub fn assemble(&self) -> Option<BTreeSet<PartitionId>> {
         let head = self.chunks.get(&0)?;
-        let mut out = BTreeSet::new();
+        let mut all = Vec::new();
         for i in 0..head.count {
             let c = self.chunks.get(&i)?;
             if c.digest != head.digest || c.count != head.count {
                 return None;
             }
-            out.extend(c.partitions.iter().cloned());
+            all.extend(c.partitions.iter().cloned());
         }
+        // Chunks hold sorted runs: building the set in one go is linear.
+        let out = BTreeSet::from_iter(all);
         (share_digest(&out) == head.digest).then_some(out)
     }
 }
@@ -382,6 +387,20 @@ mod tests {
             asm.insert(decode("share", c).unwrap());
         }
         assert_eq!(asm.assemble(), Some(parts));
+    }
+
+    #[test]
+    fn share_digest_is_streaming_xxh3_over_the_ids() {
+        for n in [0, 1, 7, 40, 300, 3000] {
+            let parts: BTreeSet<_> = (0..n).map(|i| pid(&format!("t.{i}"))).collect();
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for p in &parts {
+                h.update(p.as_str().as_bytes());
+                h.update(b"\n");
+            }
+            assert_eq!(share_digest(&parts), h.digest(), "{n} partitions");
+        }
+        assert_eq!(share_digest(&BTreeSet::new()), 0x2d06_8005_38d3_94c2);
     }
 
     #[test]

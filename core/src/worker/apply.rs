@@ -79,9 +79,10 @@ impl Worker {
             Some(m) if self.my_share[m.slot as usize & 1].complete_digest() != Some(m.digest) => {
                 return
             }
+            // Complete with `m.digest` (checked above), and assemble() checks the content.
             Some(m) => match self.my_share[m.slot as usize & 1].assemble() {
-                Some(share) if codec::share_digest(&share) == m.digest => share,
-                _ => return, // not all chunks are here yet
+                Some(share) => share,
+                None => return, // the content does not match its digest
             },
         };
         let generation = gen.generation;
