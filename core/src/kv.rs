@@ -123,16 +123,38 @@ pub enum KvResult {
 
 /// Does `key` match the NATS subject filter `filter` (`*` one token, `>` the rest)?
 pub fn filter_matches(filter: &str, key: &str) -> bool {
-    let mut keys = key.split('.');
-    for f in filter.split('.') {
+    let mut keys = Tokens(Some(key.as_bytes()));
+    for f in Tokens(Some(filter.as_bytes())) {
         match (f, keys.next()) {
-            (">", Some(_)) => return true,
-            ("*", Some(_)) => {}
+            (b">", Some(_)) => return true,
+            (b"*", Some(_)) => {}
             (f, Some(k)) if f == k => {}
             _ => return false,
         }
     }
     keys.next().is_none()
+}
+
+/// The `.`-separated tokens of a subject, as `str::split('.')` yields them (a plain byte scan:
+/// subjects are short, and this runs for every watch on every KV change in the simulator).
+struct Tokens<'a>(Option<&'a [u8]>);
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.0?;
+        match rest.iter().position(|&b| b == b'.') {
+            Some(i) => {
+                self.0 = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => {
+                self.0 = None;
+                Some(rest)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +170,10 @@ mod tests {
         assert!(filter_matches(">", "gen"));
         assert!(filter_matches("gen", "gen"));
         assert!(!filter_matches("gen", "general"));
+        assert!(filter_matches("worker.3.>", "worker.3."));
+        assert!(!filter_matches("worker.*", "worker"));
+        assert!(filter_matches("", ""));
+        assert!(!filter_matches("a.*.c", "a.b"));
+        assert!(filter_matches("a.*.c", "a..c"));
     }
 }

@@ -6,32 +6,32 @@ use std::collections::BinaryHeap;
 
 /// A min-queue of events ordered by time, ties broken by insertion order, so that the same
 /// pushes always pop in the same order.
+///
+/// The heap orders small keys only; the events wait in a slab of reused slots, so sifting moves
+/// a 32-byte key instead of a whole event, and a steady queue allocates nothing.
 #[derive(Debug)]
 pub(crate) struct Queue<E> {
-    heap: BinaryHeap<Item<E>>,
+    heap: BinaryHeap<Item>,
+    slots: Vec<Option<E>>,
+    free: Vec<u32>,
     seq: u64,
 }
 
-#[derive(Debug)]
-struct Item<E> {
+#[derive(Debug, PartialEq, Eq)]
+struct Item {
     at: Instant,
     seq: u64,
-    event: E,
+    slot: u32,
 }
 
-impl<E> PartialEq for Item<E> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl<E> Eq for Item<E> {}
-impl<E> PartialOrd for Item<E> {
+impl PartialOrd for Item {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl<E> Ord for Item<E> {
+impl Ord for Item {
     /// Reversed: the earliest (time, seq) is the greatest, so the max-heap pops it first.
+    /// (`seq` is unique, so `slot` never decides.)
     fn cmp(&self, other: &Self) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
     }
@@ -41,6 +41,8 @@ impl<E> Default for Queue<E> {
     fn default() -> Self {
         Queue {
             heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             seq: 0,
         }
     }
@@ -50,10 +52,20 @@ impl<E> Queue<E> {
     /// Schedules `event` at `at`.
     pub(crate) fn push(&mut self, at: Instant, event: E) {
         self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(event);
+                slot
+            }
+            None => {
+                self.slots.push(Some(event));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 queued events")
+            }
+        };
         self.heap.push(Item {
             at,
             seq: self.seq,
-            event,
+            slot,
         });
     }
 
@@ -64,7 +76,12 @@ impl<E> Queue<E> {
 
     /// Removes and returns the next event.
     pub(crate) fn pop(&mut self) -> Option<(Instant, E)> {
-        self.heap.pop().map(|i| (i.at, i.event))
+        let item = self.heap.pop()?;
+        let event = self.slots[item.slot as usize]
+            .take()
+            .expect("a queued slot holds its event");
+        self.free.push(item.slot);
+        Some((item.at, event))
     }
 
     /// Number of queued events.
