@@ -12,6 +12,8 @@
 //! | `worker.<id>.<slot>.<k>` (assign) | [`ShareChunk`] k of the share in slot 0 or 1 (chunk 0 is the head) |
 //! | `ctl.refresh`, `ctl.drain.<id>` (assign) | [`CtlValue`] |
 
+mod canonical;
+
 use crate::{Epoch, Error, Generation, PartitionId, WorkerId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -136,22 +138,28 @@ pub fn decode<T: DeserializeOwned + Versioned>(
     bytes: &[u8],
 ) -> Result<T, Error> {
     let err = |reason: String| Error::Decode { what, reason };
-    // Fast path, one parse: an object that decodes as `T` tells its version itself. Anything
-    // else takes the two-step path below, which also words every error.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-        if let Ok(value) = serde_json::from_slice::<T>(bytes) {
-            match value.version() {
-                Some(VERSION) => {
-                    value.check().map_err(err)?;
-                    return Ok(value);
-                }
-                Some(v) => {
-                    return Err(err(format!(
-                        "unsupported version {v} (this build reads {VERSION})"
-                    )))
-                }
-                None => {}
+    // Fast paths, one parse: the canonical bytes (everything parti writes) without serde, then
+    // any object that decodes as `T`; such a value tells its version itself. Anything else
+    // takes the two-step path below, which also words every error.
+    let parsed = match T::decode_canonical(bytes) {
+        Some(value) => Some(value),
+        None if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => {
+            serde_json::from_slice::<T>(bytes).ok()
+        }
+        None => None,
+    };
+    if let Some(value) = parsed {
+        match value.version() {
+            Some(VERSION) => {
+                value.check().map_err(err)?;
+                return Ok(value);
             }
+            Some(v) => {
+                return Err(err(format!(
+                    "unsupported version {v} (this build reads {VERSION})"
+                )))
+            }
+            None => {}
         }
     }
     #[derive(Deserialize)]
@@ -185,11 +193,25 @@ pub trait Versioned {
     fn version(&self) -> Option<u32> {
         None
     }
+
+    /// Reads the canonical encoding (exactly what [`encode`] writes) without serde; `None` for
+    /// any other bytes, which [`decode`] then reads with serde. Must agree with serde on every
+    /// input it accepts.
+    fn decode_canonical(bytes: &[u8]) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = bytes;
+        None
+    }
 }
 
 impl Versioned for LeaseValue {
     fn version(&self) -> Option<u32> {
         Some(self.v)
+    }
+    fn decode_canonical(bytes: &[u8]) -> Option<Self> {
+        canonical::lease(bytes)
     }
     fn check(&self) -> Result<(), String> {
         match self.load {
@@ -203,15 +225,24 @@ impl Versioned for LeaderValue {
     fn version(&self) -> Option<u32> {
         Some(self.v)
     }
+    fn decode_canonical(bytes: &[u8]) -> Option<Self> {
+        canonical::leader(bytes)
+    }
 }
 impl Versioned for CtlValue {
     fn version(&self) -> Option<u32> {
         Some(self.v)
     }
+    fn decode_canonical(bytes: &[u8]) -> Option<Self> {
+        canonical::ctl(bytes)
+    }
 }
 impl Versioned for GenRecord {
     fn version(&self) -> Option<u32> {
         Some(self.v)
+    }
+    fn decode_canonical(bytes: &[u8]) -> Option<Self> {
+        canonical::gen(bytes)
     }
     fn check(&self) -> Result<(), String> {
         match self.members.values().find(|m| m.chunks == 0) {
@@ -223,6 +254,9 @@ impl Versioned for GenRecord {
 impl Versioned for ShareChunk {
     fn version(&self) -> Option<u32> {
         Some(self.v)
+    }
+    fn decode_canonical(bytes: &[u8]) -> Option<Self> {
+        canonical::share(bytes)
     }
     fn check(&self) -> Result<(), String> {
         if self.count == 0 || self.index >= self.count {
