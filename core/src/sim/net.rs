@@ -360,7 +360,7 @@ impl Network {
     ) {
         self.stats.requests += 1;
         self.pending.insert((node, incarnation, id));
-        self.queue.push(
+        self.queue.push_in_order(
             now + self.config.client_timeout,
             NetEv::Timeout {
                 node,

@@ -46,6 +46,9 @@ impl NodeClock {
 
     /// Local time at real time `real`.
     pub fn local(&self, real: Instant) -> Instant {
+        if self.ppm == 0 {
+            return self.local_base + (real - self.real_base); // the same, without i128 division
+        }
         let elapsed = (real - self.real_base).as_nanos() as i128;
         let scaled = elapsed * (MILLION + self.ppm as i128) / MILLION;
         self.local_base + Duration::from_nanos(scaled as u64)
@@ -55,6 +58,9 @@ impl NodeClock {
     pub fn real(&self, local: Instant, now: Instant) -> Instant {
         if local <= self.local(now) {
             return now;
+        }
+        if self.ppm == 0 {
+            return (self.real_base + (local - self.local_base)).max(now);
         }
         let ahead = (local - self.local_base).as_nanos() as i128;
         let rate = MILLION + self.ppm as i128;

@@ -2,18 +2,21 @@
 
 use crate::Instant;
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 /// A min-queue of events ordered by time, ties broken by insertion order, so that the same
 /// pushes always pop in the same order.
 ///
 /// The heap orders small keys only; the events wait in a slab of reused slots, so sifting moves
-/// a 32-byte key instead of a whole event, and a steady queue allocates nothing.
+/// a 32-byte key instead of a whole event, and a steady queue allocates nothing. Events pushed
+/// in time order ([`Queue::push_in_order`], e.g. timeouts a fixed delay after a monotonic now)
+/// skip the heap: they wait in a FIFO lane, and `pop` takes the earlier of the two heads.
 #[derive(Debug)]
 pub(crate) struct Queue<E> {
     heap: BinaryHeap<Item>,
     slots: Vec<Option<E>>,
     free: Vec<u32>,
+    lane: VecDeque<(Instant, u64, E)>,
     seq: u64,
 }
 
@@ -43,6 +46,7 @@ impl<E> Default for Queue<E> {
             heap: BinaryHeap::new(),
             slots: Vec::new(),
             free: Vec::new(),
+            lane: VecDeque::new(),
             seq: 0,
         }
     }
@@ -69,14 +73,39 @@ impl<E> Queue<E> {
         });
     }
 
+    /// Schedules `event` at `at`, cheaply when `at` is no earlier than the last event pushed
+    /// this way (the usual case for its callers); otherwise like [`Queue::push`]. Either way the
+    /// event pops in (time, insertion order) among all others.
+    pub(crate) fn push_in_order(&mut self, at: Instant, event: E) {
+        if self.lane.back().is_some_and(|(last, _, _)| at < *last) {
+            return self.push(at, event);
+        }
+        self.seq += 1;
+        self.lane.push_back((at, self.seq, event));
+    }
+
     /// The time of the next event.
     pub(crate) fn peek_time(&self) -> Option<Instant> {
-        self.heap.peek().map(|i| i.at)
+        let heap = self.heap.peek().map(|i| i.at);
+        let lane = self.lane.front().map(|(at, _, _)| *at);
+        match (heap, lane) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Removes and returns the next event.
     pub(crate) fn pop(&mut self) -> Option<(Instant, E)> {
-        let item = self.heap.pop()?;
+        let lane_first = match (self.heap.peek(), self.lane.front()) {
+            (None, None) => return None,
+            (Some(i), Some((at, seq, _))) => (*at, *seq) < (i.at, i.seq),
+            (heap, _) => heap.is_none(),
+        };
+        if lane_first {
+            let (at, _, event) = self.lane.pop_front().expect("peeked");
+            return Some((at, event));
+        }
+        let item = self.heap.pop().expect("peeked");
         let event = self.slots[item.slot as usize]
             .take()
             .expect("a queued slot holds its event");
@@ -86,7 +115,7 @@ impl<E> Queue<E> {
 
     /// Number of queued events.
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len() + self.lane.len()
     }
 }
 
@@ -103,5 +132,20 @@ mod tests {
         q.push(Instant::from_millis(1), "b");
         let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
         assert_eq!(order, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn in_order_pushes_interleave_by_time_then_insertion_order() {
+        let mut q = Queue::default();
+        q.push_in_order(Instant::from_millis(2), "b");
+        q.push(Instant::from_millis(2), "c");
+        q.push(Instant::from_millis(1), "a");
+        q.push_in_order(Instant::from_millis(3), "e");
+        q.push_in_order(Instant::from_millis(2), "d"); // out of order: goes to the heap
+        q.push(Instant::from_millis(3), "f");
+        assert_eq!(q.len(), 6);
+        assert_eq!(q.peek_time(), Some(Instant::from_millis(1)));
+        let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
+        assert_eq!(order, ["a", "b", "c", "d", "e", "f"]);
     }
 }
