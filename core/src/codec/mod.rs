@@ -290,7 +290,7 @@ pub fn encode_share(partitions: &BTreeSet<PartitionId>, max_bytes: usize) -> Vec
     // Group partitions so that each chunk's JSON stays under the limit (with room for the
     // envelope): each ID costs its length plus quotes and a comma.
     let budget = max_bytes.saturating_sub(128).max(64);
-    let mut groups: Vec<Vec<PartitionId>> = vec![Vec::new()];
+    let mut groups: Vec<Vec<&PartitionId>> = vec![Vec::new()];
     let mut size = 0;
     for p in partitions {
         let cost = p.as_str().len() + 3;
@@ -299,14 +299,23 @@ pub fn encode_share(partitions: &BTreeSet<PartitionId>, max_bytes: usize) -> Vec
             size = 0;
         }
         size += cost;
-        groups.last_mut().expect("one group").push(p.clone());
+        groups.last_mut().expect("one group").push(p);
+    }
+    /// [`ShareChunk`] over borrowed IDs: the same fields, so the same bytes.
+    #[derive(Serialize)]
+    struct ChunkRef<'a> {
+        v: u32,
+        digest: u64,
+        index: u32,
+        count: u32,
+        partitions: &'a [&'a PartitionId],
     }
     let count = groups.len() as u32;
     groups
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(i, partitions)| {
-            encode(&ShareChunk {
+            encode(&ChunkRef {
                 v: VERSION,
                 digest,
                 index: i as u32,
@@ -418,7 +427,9 @@ mod tests {
         assert!(chunks.iter().all(|c| c.len() <= 4096));
         let mut asm = ShareAssembler::default();
         for c in chunks.iter().rev() {
-            asm.insert(decode("share", c).unwrap());
+            let chunk: ShareChunk = decode("share", c).unwrap();
+            assert_eq!(&encode(&chunk), c, "chunks encode like a ShareChunk");
+            asm.insert(chunk);
         }
         assert_eq!(asm.assemble(), Some(parts));
     }
