@@ -215,7 +215,9 @@ pub(super) fn share(b: &[u8]) -> Option<ShareChunk> {
     c.lit(b",\"count\":")?;
     let count = c.u32()?;
     c.lit(b",\"partitions\":[")?;
-    let mut partitions = Vec::new();
+    // Two quotes per ID: room for all of them at once.
+    let quotes = b[c.i..].iter().filter(|&&x| x == b'"').count();
+    let mut partitions = Vec::with_capacity(quotes / 2);
     if !c.eat(b"]") {
         loop {
             partitions.push(PartitionId(Arc::from(c.str()?)));

@@ -129,7 +129,9 @@ pub struct CtlValue {
 
 /// Encodes any of the values above.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("parti values always serialize")
+    let mut out = Vec::with_capacity(512); // most values fit: no regrowth on the way
+    serde_json::to_writer(&mut out, value).expect("parti values always serialize");
+    out
 }
 
 /// Decodes a value, checking its version; `what` names it in the error.
@@ -276,7 +278,7 @@ impl Versioned for ShareChunk {
 pub fn share_digest<'a>(partitions: impl IntoIterator<Item = &'a PartitionId>) -> u64 {
     // One-shot over the concatenation: the same value as streaming it, at a fraction of the
     // cost for short IDs.
-    let mut bytes = Vec::with_capacity(256);
+    let mut bytes = Vec::with_capacity(1024);
     for p in partitions {
         bytes.extend_from_slice(p.as_str().as_bytes());
         bytes.push(b'\n');

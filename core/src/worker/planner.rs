@@ -368,14 +368,19 @@ impl Worker {
         };
         // Sticky by ID: a restarted instance under the same ID resumes its predecessor's share.
         // (Built in one go from the pairs; a later worker wins a duplicate, as with inserts.)
-        let previous: BTreeMap<PartitionId, WorkerId> = eligible
-            .iter()
-            .filter_map(|slot| match committed.get(&slot.id) {
-                Some(Some(share)) => Some(share.iter().map(|p| (p.clone(), slot.id))),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let shares = || {
+            eligible
+                .iter()
+                .filter_map(|slot| match committed.get(&slot.id) {
+                    Some(Some(share)) => Some((slot.id, share)),
+                    _ => None,
+                })
+        };
+        let mut pairs = Vec::with_capacity(shares().map(|(_, s)| s.len()).sum());
+        for (w, share) in shares() {
+            pairs.extend(share.iter().map(|p| (p.clone(), w)));
+        }
+        let previous: BTreeMap<PartitionId, WorkerId> = pairs.into_iter().collect();
         let input = PlanInput {
             workers: eligible.clone(),
             partitions: free,
@@ -386,8 +391,11 @@ impl Worker {
         };
         let plan = self.strategy.assign(&input);
         // Each worker's partitions come out of the plan in order: build every set in one go.
-        let mut lists: BTreeMap<WorkerId, Vec<PartitionId>> =
-            eligible.iter().map(|w| (w.id, Vec::new())).collect();
+        let room = plan.assignment.len() / eligible.len().max(1) + 8;
+        let mut lists: BTreeMap<WorkerId, Vec<PartitionId>> = eligible
+            .iter()
+            .map(|w| (w.id, Vec::with_capacity(room)))
+            .collect();
         for (p, w) in plan.assignment {
             if let Some(s) = lists.get_mut(&w) {
                 s.push(p);
