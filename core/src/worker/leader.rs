@@ -143,6 +143,9 @@ pub(crate) struct Leadership {
     pub(crate) imbalance_due: Option<Instant>,
     /// Something changed since the planner last looked.
     pub(crate) dirty: bool,
+    /// The partition list last handed to the strategy, reused by the next plan while it is
+    /// equal to the list to plan (saves cloning every partition ID on every plan).
+    pub(crate) plan_parts: Option<Vec<Partition>>,
 }
 
 impl Leadership {
@@ -174,6 +177,7 @@ impl Leadership {
             imbalance_checked: None,
             imbalance_due: None,
             dirty: true,
+            plan_parts: None,
         }
     }
 

@@ -289,6 +289,7 @@ impl Worker {
     fn plan_and_publish(&mut self, now: Instant, phase: Phase, budget: Option<usize>) {
         let mode = self.config.handoff;
         let grace = self.config.restart_grace;
+        let reuse = self.leading.as_mut().expect("leading").plan_parts.take();
         let l = self.leading.as_ref().expect("leading");
         let empty = Committed::new();
         let committed = l.committed.as_ref().map_or(&empty, |c| &c.shares);
@@ -357,7 +358,10 @@ impl Worker {
             }
         }
         let free: Vec<Partition> = if frozen.values().all(BTreeSet::is_empty) {
-            parts.clone()
+            match reuse {
+                Some(list) if list == *parts => list,
+                _ => parts.clone(),
+            }
         } else {
             let frozen_parts: BTreeSet<&PartitionId> = frozen.values().flatten().collect();
             parts
@@ -390,6 +394,10 @@ impl Worker {
             max_moves: budget,
         };
         let plan = self.strategy.assign(&input);
+        let PlanInput {
+            partitions: plan_parts,
+            ..
+        } = input;
         // Each worker's partitions come out of the plan in order: build every set in one go.
         let room = plan.assignment.len() / eligible.len().max(1) + 8;
         let mut lists: BTreeMap<WorkerId, Vec<PartitionId>> = eligible
@@ -427,8 +435,9 @@ impl Worker {
             .committed
             .as_ref()
             .is_some_and(|c| c.record.phase == new_phase);
+        let l = self.leading.as_mut().expect("leading");
+        l.plan_parts = Some(plan_parts);
         if unchanged && same_phase {
-            let l = self.leading.as_mut().expect("leading");
             if reached {
                 l.activity = None;
                 l.partitions_dirty = false;
