@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// A worker's stable ID, claimed from `[Config::id_min, Config::id_max]`.
@@ -14,9 +15,26 @@ pub struct WorkerId(pub u32);
 ///
 /// Built by [`crate::Partition::new`], which validates the keys; an ID read from KV is
 /// re-validated before use. Cheap to clone (a shared string).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, Eq, Serialize)]
 #[serde(transparent)]
 pub struct PartitionId(pub(crate) Arc<str>);
+
+/// Hashes the string, as the derived impl did (consistent with `Eq` below).
+impl Hash for PartitionId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// Equal strings, compared inline (see the order below); the same pointer is equal at once.
+impl PartialEq for PartitionId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || {
+            let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+        }
+    }
+}
 
 /// The order of the strings (bytewise), compared inline: IDs are short and are compared a lot
 /// (every ordered set of partitions), where a `memcmp` call costs more than the comparison.
