@@ -205,6 +205,39 @@ pub(super) fn gen(b: &[u8]) -> Option<GenRecord> {
 }
 
 pub(super) fn share(b: &[u8]) -> Option<ShareChunk> {
+    // Two quotes per ID, besides the five field names': room for all of them at once.
+    let quotes = b.iter().filter(|&&x| x == b'"').count();
+    let mut partitions = Vec::with_capacity(quotes.saturating_sub(10) / 2);
+    let head = share_with(b, |id| partitions.push(PartitionId(Arc::from(id))))?;
+    Some(ShareChunk {
+        v: head.v,
+        digest: head.digest,
+        index: head.index,
+        count: head.count,
+        partitions,
+    })
+}
+
+/// A share chunk without its partitions (see [`share_head`]).
+pub(super) struct ShareHead {
+    pub(super) v: u32,
+    pub(super) digest: u64,
+    pub(super) index: u32,
+    pub(super) count: u32,
+    /// Every partition ID passes [`crate::partition::is_valid_id`].
+    pub(super) ids_valid: bool,
+}
+
+/// Reads a canonical share chunk like [`share`], without building its partition list.
+pub(super) fn share_head(b: &[u8]) -> Option<ShareHead> {
+    let mut ids_valid = true;
+    let mut head = share_with(b, |id| ids_valid &= crate::partition::is_valid_id(id))?;
+    head.ids_valid = ids_valid;
+    Some(head)
+}
+
+/// Reads a canonical share chunk, handing each partition ID to `each`.
+fn share_with(b: &[u8], mut each: impl FnMut(&str)) -> Option<ShareHead> {
     let mut c = Cursor::new(b);
     c.lit(b"{\"v\":")?;
     let v = c.u32()?;
@@ -215,12 +248,9 @@ pub(super) fn share(b: &[u8]) -> Option<ShareChunk> {
     c.lit(b",\"count\":")?;
     let count = c.u32()?;
     c.lit(b",\"partitions\":[")?;
-    // Two quotes per ID: room for all of them at once.
-    let quotes = b[c.i..].iter().filter(|&&x| x == b'"').count();
-    let mut partitions = Vec::with_capacity(quotes / 2);
     if !c.eat(b"]") {
         loop {
-            partitions.push(PartitionId(Arc::from(c.str()?)));
+            each(c.str()?);
             if c.eat(b"]") {
                 break;
             }
@@ -229,12 +259,12 @@ pub(super) fn share(b: &[u8]) -> Option<ShareChunk> {
     }
     c.lit(b"}")?;
     c.end()?;
-    Some(ShareChunk {
+    Some(ShareHead {
         v,
         digest,
         index,
         count,
-        partitions,
+        ids_valid: true,
     })
 }
 
@@ -306,6 +336,9 @@ mod tests {
         agrees(ctl, b);
         agrees(gen, b);
         agrees(share, b);
+        let head = |h: ShareHead| (h.v, h.digest, h.index, h.count);
+        let chunk = |c: ShareChunk| (c.v, c.digest, c.index, c.count);
+        assert_eq!(share_head(b).map(head), share(b).map(chunk));
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! | `ctl.refresh`, `ctl.drain.<id>` (assign) | [`CtlValue`] |
 
 mod canonical;
+mod lazy;
+
+pub(crate) use lazy::LazyShare;
 
 use crate::{Epoch, Error, Generation, PartitionId, WorkerId};
 use serde::de::DeserializeOwned;

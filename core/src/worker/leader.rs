@@ -6,7 +6,7 @@
 
 use super::handoff::{Committed, Shares};
 use super::{Purpose, Timer, Worker};
-use crate::codec::{self, GenRecord, LeaseValue, ShareAssembler, ShareChunk};
+use crate::codec::{self, GenRecord, LazyShare, LeaseValue};
 use crate::{
     Bucket, Entry, Epoch, Event, Generation, Instant, KvOp, Operation, Partition, RequestId, State,
     Warning, WatchId, WorkerId,
@@ -132,7 +132,7 @@ pub(crate) struct Leadership {
     /// Revision of an undecodable `gen` to overwrite (cold start over foreign bytes).
     pub(crate) foreign_gen_rev: Option<u64>,
     /// Every share slot's chunks as seen in KV.
-    pub(crate) mirror: BTreeMap<(WorkerId, u8), ShareAssembler>,
+    pub(crate) mirror: BTreeMap<(WorkerId, u8), LazyShare>,
     /// Highest revision the assignment watch delivered: the mirror is up to date until then.
     pub(crate) assign_seen: u64,
     pub(crate) publish: Option<Publish>,
@@ -198,7 +198,7 @@ impl Leadership {
             && self
                 .mirror
                 .get(&(w, m.slot))
-                .and_then(ShareAssembler::complete_digest)
+                .and_then(LazyShare::complete_digest)
                 != Some(m.digest)
     }
 
@@ -451,10 +451,7 @@ impl Worker {
         } else if let Some((id, slot, index)) = codec::parse_share_key(&entry.key) {
             let asm = l.mirror.entry((id, slot)).or_default();
             if entry.operation == Operation::Put {
-                match codec::decode::<ShareChunk>("share", &entry.value) {
-                    Ok(c) if c.index == index => asm.insert(c),
-                    _ => asm.remove(index),
-                }
+                asm.put(index, entry.value);
             } else {
                 asm.remove(index);
             }
