@@ -9,6 +9,7 @@ Run from the repository root after `./scripts/test-python` (which installs the p
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -23,11 +24,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def wheel_size() -> tuple[str, int]:
+    # pip runs the venv's maturin (no build isolation), with the scripts' shared target dir.
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("CARGO_TARGET_DIR", str(Path.home() / ".cache" / "parti-target"))
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
              "-w", out, str(REPO / "python")],
             check=True,
+            env=env,
         )
         wheel = next(Path(out).glob("parti-*.whl"))
         return wheel.name, wheel.stat().st_size
