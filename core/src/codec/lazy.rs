@@ -1,6 +1,6 @@
 //! A worker's share kept as the encoded chunks: what the leader mirrors of every share.
 
-use super::{canonical, decode, ShareAssembler, ShareChunk, VERSION};
+use super::{canonical, complete_digest, decode, ShareAssembler, ShareChunk, VERSION};
 use crate::PartitionId;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,21 +55,15 @@ impl LazyShare {
 
     /// As [`ShareAssembler::complete_digest`].
     pub(crate) fn complete_digest(&self) -> Option<u64> {
-        let head = self.chunks.get(&0)?;
-        (0..head.count)
-            .all(|i| {
-                self.chunks
-                    .get(&i)
-                    .is_some_and(|c| c.digest == head.digest && c.count == head.count)
-            })
-            .then_some(head.digest)
+        complete_digest(|i| self.chunks.get(&i).map(|c| (c.digest, c.count)))
     }
 
-    /// As [`ShareAssembler::assemble`] over the decoded chunks.
+    /// As [`ShareAssembler::assemble`] over the decoded chunks (`put` kept only chunks that
+    /// decode; were one not to, the share would count as incomplete rather than panic).
     pub(crate) fn assemble(&self) -> Option<BTreeSet<PartitionId>> {
         let mut asm = ShareAssembler::default();
         for c in self.chunks.values() {
-            asm.insert(decode("share", &c.bytes).expect("kept chunks decode"));
+            asm.insert(decode("share", &c.bytes).ok()?);
         }
         asm.assemble()
     }

@@ -362,6 +362,15 @@ fn parse_id(s: &str) -> Option<WorkerId> {
     s.parse().ok().map(WorkerId)
 }
 
+/// The digest announced by every chunk of a share, if all of chunk 0's `count` chunks are
+/// present and agree on digest and count; `chunk(i)` gives chunk `i`'s (digest, count).
+pub(crate) fn complete_digest(chunk: impl Fn(u32) -> Option<(u64, u32)>) -> Option<u64> {
+    let (digest, count) = chunk(0)?;
+    (0..count)
+        .all(|i| chunk(i) == Some((digest, count)))
+        .then_some(digest)
+}
+
 /// Gathers the chunks of one worker's share as they arrive and yields the whole share once every
 /// chunk of the same digest is present.
 #[derive(Clone, Debug, Default)]
@@ -388,14 +397,7 @@ impl ShareAssembler {
     /// The digest announced by every chunk, if all chunks of the head's share are present
     /// (cheap: the content is not re-hashed; [`ShareAssembler::assemble`] verifies it).
     pub fn complete_digest(&self) -> Option<u64> {
-        let head = self.chunks.get(&0)?;
-        (0..head.count)
-            .all(|i| {
-                self.chunks
-                    .get(&i)
-                    .is_some_and(|c| c.digest == head.digest && c.count == head.count)
-            })
-            .then_some(head.digest)
+        complete_digest(|i| self.chunks.get(&i).map(|c| (c.digest, c.count)))
     }
 
     /// The whole share if every chunk of the head's digest is present and the content matches

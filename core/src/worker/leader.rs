@@ -392,14 +392,18 @@ impl Worker {
         if peer.dead.as_ref().is_some_and(|d| d.confirmed) {
             return; // a late renewal from before our delete: ignore
         }
-        let before = (
-            peer.token,
-            peer.capacity,
-            peer.applied,
-            peer.draining,
-            peer.departing_since.is_some(),
-            peer.dead.is_some(),
-        );
+        // What the planner looks at, apart from `applied`, and `applied` itself.
+        let view = |p: &Peer| {
+            let rest = (
+                p.token,
+                p.capacity,
+                p.draining,
+                p.departing_since.is_some(),
+                p.dead.is_some(),
+            );
+            (rest, p.applied)
+        };
+        let before = view(peer);
         peer.dead = None;
         peer.capacity = v.capacity;
         peer.applied = v.applied;
@@ -411,18 +415,10 @@ impl Worker {
             (false, Some(_)) => peer.departing_since = None,
             _ => {}
         }
-        let after = (
-            peer.token,
-            peer.capacity,
-            peer.applied,
-            peer.draining,
-            peer.departing_since.is_some(),
-            peer.dead.is_some(),
-        );
+        let after = view(peer);
         // A report of an applied generation matters to the planner only once it completes the
         // barrier; anything else that changed always does.
-        let only_applied = (before.0, before.1, before.3, before.4, before.5)
-            == (after.0, after.1, after.3, after.4, after.5);
+        let only_applied = before.0 == after.0;
         if before != after && (!only_applied || l.barrier_complete()) {
             l.dirty = true;
         }
