@@ -4,20 +4,24 @@
 //! skipped or handled twice across a rebalance, and in Strict mode no partition is handled by
 //! two workers at once.
 
+mod fleet_support;
+
 use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
 use parti::kv::MemoryKv;
 use parti::subscriptions::SubscriptionManagerBuilder;
 use parti::testing::NatsServer;
 use parti::{
-    Config, DriverWarning, Event, EventStream, MessageHandler, Partition, PartitionId,
-    SubjectTemplate, SubscriptionError, SubscriptionManager, Worker, WorkerHandle,
+    Config, DriverWarning, Event, EventStream, MessageHandler, PartitionId, SubjectTemplate,
+    SubscriptionError, SubscriptionManager, Worker, WorkerHandle,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
+
+use fleet_support::{fast_config, partition_ids, partitions};
 
 /// How long anything expected may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -729,32 +733,13 @@ async fn jetstream_refuses_a_stream_that_is_not_a_work_queue() {
 // Wired into workers
 // ---------------------------------------------------------------------------------------------
 
-/// Short timings: a fleet settles within a second or two.
+/// The fleet's timings, with room for the subscription manager's revokes.
 fn config() -> Config {
     Config {
-        heartbeat_interval: Duration::from_millis(100),
-        lease_ttl: Duration::from_secs(1),
-        safety_margin: Duration::from_millis(200),
-        emergency_grace: Duration::from_millis(200),
-        cold_start_window: Duration::from_millis(200),
-        planned_scale_window: Duration::from_millis(200),
-        max_scale_delay: Duration::from_millis(600),
-        restart_grace: Duration::from_millis(200),
-        min_rebalance_interval: Duration::from_millis(200),
         revoke_timeout: Duration::from_millis(800),
         shutdown_timeout: Duration::from_secs(3),
-        ..Config::default()
+        ..fast_config()
     }
-}
-
-fn partitions(n: usize) -> Vec<Partition> {
-    (0..n)
-        .map(|i| Partition::single(&format!("p{i}")).unwrap())
-        .collect()
-}
-
-fn all_ids(n: usize) -> BTreeSet<PartitionId> {
-    partitions(n).iter().map(|p| p.id().clone()).collect()
 }
 
 async fn start(
@@ -818,7 +803,7 @@ async fn strict_handoff_never_has_two_workers_handling_a_partition() {
         0,
     )
     .await;
-    let expected = all_ids(N);
+    let expected = partition_ids(N);
     log.wait_until("worker 0 owns and handles every partition", || {
         w0.assignment() == expected
             && expected
@@ -937,7 +922,7 @@ async fn jetstream_rebalance_between_two_workers_handles_every_message_exactly_o
         }
     };
     let w0 = start(consumer(0, &log).await, &kv, N, &log, 0).await;
-    let expected = all_ids(N);
+    let expected = partition_ids(N);
     log.wait_until("worker 0 handles the backlog", || {
         log.handled().len() == 100
     })

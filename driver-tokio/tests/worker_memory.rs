@@ -3,6 +3,8 @@
 //! in order, awaits `on_revoked` before a partition moves, and survives failing sources, KV
 //! watches and listeners.
 
+mod fleet_support;
+
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use parti::kv::{KvStore, MemoryKv, WatchError, WatchStream};
@@ -17,35 +19,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Short timings: a fleet settles within a second or two.
+use fleet_support::{fast_config, partition_ids, partitions};
+
+/// The fleet's timings, with the bounds these scenarios rely on.
 fn config() -> Config {
     Config {
         expected_workers: Some(3),
-        heartbeat_interval: Duration::from_millis(100),
-        lease_ttl: Duration::from_secs(1),
-        safety_margin: Duration::from_millis(200),
-        emergency_grace: Duration::from_millis(200),
-        cold_start_window: Duration::from_millis(200),
-        planned_scale_window: Duration::from_millis(200),
-        max_scale_delay: Duration::from_millis(600),
-        restart_grace: Duration::from_millis(200),
-        min_rebalance_interval: Duration::from_millis(200),
         // Below lease_ttl - safety_margin: a worker does not renew its lease while it stops,
         // so a revoke that outlasts that fences it.
         revoke_timeout: Duration::from_millis(500),
         shutdown_timeout: Duration::from_secs(2),
-        ..Config::default()
+        ..fast_config()
     }
-}
-
-fn parts(n: usize) -> Vec<Partition> {
-    (0..n)
-        .map(|i| Partition::single(&format!("p{i}")).unwrap())
-        .collect()
-}
-
-fn ids(n: usize) -> BTreeSet<PartitionId> {
-    parts(n).iter().map(|p| p.id().clone()).collect()
 }
 
 /// How long a scenario may take before the test fails.
@@ -112,10 +97,10 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn new(partitions: usize) -> Self {
+    fn new(count: usize) -> Self {
         Fleet {
             kv: MemoryKv::new(config().lease_ttl),
-            source: StaticSource::new(parts(partitions)),
+            source: StaticSource::new(partitions(count)),
             workers: Vec::new(),
             rec: Recorder::new(),
         }
@@ -189,7 +174,7 @@ impl Fleet {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_own_every_partition_exactly_once() {
     let fleet = Fleet::start(3, 30).await;
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
     fleet.leader();
     let ids_claimed: BTreeSet<_> = fleet.workers.iter().map(|w| w.worker_id()).collect();
     assert_eq!(ids_claimed.len(), 3, "distinct worker IDs");
@@ -203,27 +188,27 @@ async fn three_workers_own_every_partition_exactly_once() {
 #[tokio::test(start_paused = true)]
 async fn refresh_from_a_follower_adds_partitions() {
     let fleet = Fleet::start(3, 30).await;
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
     let follower = (0..3).find(|i| *i != fleet.leader()).unwrap();
 
-    fleet.source.update(parts(40));
+    fleet.source.update(partitions(40));
     fleet.workers[follower].refresh_partitions().await.unwrap();
-    fleet.wait_owned(&ids(40)).await;
+    fleet.wait_owned(&partition_ids(40)).await;
 
     // And shrinking works the same way, from the leader.
-    fleet.source.update(parts(12));
+    fleet.source.update(partitions(12));
     fleet.workers[fleet.leader()]
         .refresh_partitions()
         .await
         .unwrap();
-    fleet.wait_owned(&ids(12)).await;
+    fleet.wait_owned(&partition_ids(12)).await;
     fleet.stop_all().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn stopping_the_leader_hands_its_partitions_over() {
     let fleet = Fleet::start(3, 30).await;
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
     let leader = fleet.leader();
 
     fleet.workers[leader].stop().await.unwrap();
@@ -234,7 +219,7 @@ async fn stopping_the_leader_hands_its_partitions_over() {
     assert_eq!(stopped.worker_id(), None);
 
     // A new leader takes over and, after the restart grace, places the parked partitions.
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
     fleet.leader();
     // The stopped worker's event stream ended with its shutdown.
     fleet
@@ -261,7 +246,7 @@ async fn stopping_the_leader_hands_its_partitions_over() {
 #[tokio::test(start_paused = true)]
 async fn drain_resolves_once_the_share_is_empty() {
     let fleet = Fleet::start(3, 30).await;
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
     let drained = (0..3).find(|i| *i != fleet.leader()).unwrap();
 
     tokio::time::timeout(DEADLINE, fleet.workers[drained].drain())
@@ -275,20 +260,20 @@ async fn drain_resolves_once_the_share_is_empty() {
 
     // The two others own everything; the drained worker stops for good.
     fleet.workers[drained].stop().await.unwrap();
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
     fleet.stop_all().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn events_are_ordered_and_generations_increase() {
     let fleet = Fleet::start(3, 30).await;
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
     // Move partitions around: a refresh adds some, a drain moves a worker's share away.
-    fleet.source.update(parts(45));
+    fleet.source.update(partitions(45));
     fleet.workers[0].refresh_partitions().await.unwrap();
-    fleet.wait_owned(&ids(45)).await;
+    fleet.wait_owned(&partition_ids(45)).await;
     fleet.workers[1].drain().await.unwrap();
-    fleet.wait_owned(&ids(45)).await;
+    fleet.wait_owned(&partition_ids(45)).await;
     fleet.stop_all().await;
 
     for w in 0..3 {
@@ -398,7 +383,7 @@ async fn on_revoked_finishes_before_the_partition_is_granted_elsewhere() {
             .add(Worker::builder().rebalance_listener(listener))
             .await;
     }
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
 
     // A fourth worker joins: partitions move from the three to it.
     let listener = Listener {
@@ -411,7 +396,7 @@ async fn on_revoked_finishes_before_the_partition_is_granted_elsewhere() {
     fleet
         .rec
         .wait_until("the newcomer owns partitions", || {
-            fleet.workers[3].assignment().len() >= 7 && fleet.owned_exactly_once(&ids(30))
+            fleet.workers[3].assignment().len() >= 7 && fleet.owned_exactly_once(&partition_ids(30))
         })
         .await;
     fleet.stop_all().await;
@@ -462,7 +447,7 @@ impl PartitionSource for FlakySource {
 async fn a_failing_source_is_reported_and_retried_until_it_recovers() {
     let source = Arc::new(FlakySource {
         calls: AtomicUsize::new(0),
-        partitions: parts(30),
+        partitions: partitions(30),
     });
     let mut fleet = Fleet::new(0);
     for _ in 0..3 {
@@ -477,7 +462,7 @@ async fn a_failing_source_is_reported_and_retried_until_it_recovers() {
         fleet.rec.follow(fleet.workers.len(), events);
         fleet.workers.push(handle);
     }
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
 
     let failures: Vec<String> = fleet
         .rec
@@ -547,7 +532,7 @@ async fn broken_watches_are_rebuilt_and_resumed() {
         fleet.rec.follow(fleet.workers.len(), events);
         fleet.workers.push(handle);
     }
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
     let warnings = fleet
         .rec
         .log
@@ -612,7 +597,7 @@ async fn hung_kv_operations_time_out_and_the_worker_recovers() {
         .unwrap();
     fleet.rec.follow(0, events);
     fleet.workers.push(handle);
-    fleet.wait_owned(&ids(30)).await;
+    fleet.wait_owned(&partition_ids(30)).await;
     let timed_out = fleet.rec.events_of(0).iter().any(|e| {
         matches!(e, Event::Warning(Warning::KvFailed { reason, .. }) if reason.contains("TimedOut"))
     });
@@ -640,7 +625,7 @@ async fn a_panicking_listener_is_reported_and_the_worker_goes_on() {
     let index = fleet
         .add(Worker::builder().rebalance_listener(PanickingListener))
         .await;
-    fleet.wait_owned(&ids(10)).await;
+    fleet.wait_owned(&partition_ids(10)).await;
     // The stop revokes through the panicking `on_revoked`: unconfirmed, it ends at the
     // revoke timeout and the stop still completes.
     fleet.workers[index].stop().await.unwrap();
@@ -679,7 +664,7 @@ async fn dropping_every_handle_stops_the_worker() {
     let (handle, events) = Worker::builder()
         .config(config())
         .memory(kv)
-        .partitions(parts(3))
+        .partitions(partitions(3))
         .start_with_events()
         .await
         .unwrap();
@@ -706,7 +691,7 @@ async fn connection_events_reach_the_core() {
     let mut fleet = Fleet::new(5);
     let (up, events) = tokio::sync::mpsc::unbounded_channel();
     let w = fleet.add(Worker::builder().connection_events(events)).await;
-    fleet.wait_owned(&ids(5)).await;
+    fleet.wait_owned(&partition_ids(5)).await;
 
     up.send(false).unwrap();
     fleet
@@ -725,7 +710,7 @@ async fn connection_events_reach_the_core() {
         })
         .await;
     up.send(true).unwrap();
-    fleet.wait_owned(&ids(5)).await;
+    fleet.wait_owned(&partition_ids(5)).await;
     fleet.stop_all().await;
 }
 
@@ -733,7 +718,7 @@ async fn connection_events_reach_the_core() {
 async fn the_builder_requires_a_kv_a_source_and_a_valid_config() {
     let kv = MemoryKv::new(Duration::from_secs(6));
     let err = Worker::builder()
-        .partitions(parts(1))
+        .partitions(partitions(1))
         .start()
         .await
         .unwrap_err();
@@ -751,7 +736,7 @@ async fn the_builder_requires_a_kv_a_source_and_a_valid_config() {
     let err = Worker::builder()
         .config(bad)
         .memory(kv)
-        .partitions(parts(1))
+        .partitions(partitions(1))
         .start()
         .await
         .unwrap_err();
