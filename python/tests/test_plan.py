@@ -123,3 +123,15 @@ def test_bad_plan_arguments_raise_config_error(kwargs: dict[str, object], needle
 
 def test_no_workers_gives_an_empty_plan() -> None:
     assert parti.plan([], PARTS).assignment == {}
+
+
+@pytest.mark.parametrize("name", ["it's", 'say "hi"', "both ' and \"", "back\\slash", "tab\tnew\nline"])
+def test_reprs_quote_strings_as_python_does(name: str) -> None:
+    def strategy(
+        workers: list[parti.WorkerSlot], partitions: list[parti.Partition], previous: dict[str, int]
+    ) -> Mapping[str, int]:
+        return {p.id: workers[0].id for p in partitions}
+
+    strategy.__name__ = name
+    result = parti.plan([1], ["a"], strategy=strategy)
+    assert repr(result).startswith(f"PlanResult(strategy={name!r}, ")
