@@ -12,7 +12,7 @@
 
 import java.io.File
 import java.nio.file.Files
-import java.util.Collections
+import java.util.concurrent.CopyOnWriteArrayList
 import kotlin.system.exitProcess
 import kotlinx.coroutines.runBlocking
 import uniffi.parti_ffi.EventListener
@@ -108,7 +108,8 @@ class FlakySource : PartitionSource {
 
 /** What one worker told its listener, and the ownership that follows from it. */
 class Recorder(val name: String) : EventListener {
-    val events: MutableList<WorkerEvent> = Collections.synchronizedList(mutableListOf())
+    // Read by the test thread while the listener thread appends: iteration must not race.
+    val events: MutableList<WorkerEvent> = CopyOnWriteArrayList()
     @Volatile var owned: Set<String> = emptySet()
     @Volatile var lastGeneration = 0uL
     @Volatile var problem: String? = null
