@@ -172,18 +172,30 @@ async fn nats_server_killed_and_restarted_mid_run_loses_no_partition() {
     // Strict mode: without NATS nobody can renew, so everyone fences itself (drops everything)
     // within lease_ttl - safety_margin.
     cluster.server.kill();
-    let fenced = common::wait_until(DEADLINE, "every worker dropped its partitions", || {
-        cluster.running().all(|m| m.handle.assignment().is_empty())
-            && cluster.ledger.owners().is_empty()
+    // The handle's assignment is updated before the event stream is read, so the wait covers
+    // both: every worker dropped its partitions and said it fenced.
+    let fenced = common::wait_for(DEADLINE, "every worker fenced itself", || {
+        for (i, m) in cluster.members.iter().enumerate() {
+            if m.handle.is_stopped() {
+                continue;
+            }
+            let held = m.handle.assignment().len();
+            if held > 0 {
+                return Err(format!("member {i} still holds {held} partitions"));
+            }
+            if !m.events().contains(&Event::Warning(Warning::Fenced)) {
+                return Err(format!(
+                    "member {i} dropped its partitions without a Fenced warning"
+                ));
+            }
+        }
+        match cluster.ledger.owners().len() {
+            0 => Ok(()),
+            n => Err(format!("the listeners still own {n} partitions")),
+        }
     })
     .await;
     assert!(fenced < Duration::from_secs(3), "fencing took {fenced:?}");
-    for m in cluster.running() {
-        assert!(
-            m.events().contains(&Event::Warning(Warning::Fenced)),
-            "a worker dropped its partitions without saying it fenced"
-        );
-    }
 
     // Back: every worker resumes, and a leader is elected again (within a lease TTL, once the
     // old leader lease has expired).
