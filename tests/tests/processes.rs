@@ -40,7 +40,11 @@ fn parti_bin() -> &'static Path {
             .parent()
             .and_then(Path::parent)
             .expect("<target>/<profile>");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        // At run time first: a test binary reused by another checkout that shares the target
+        // directory must build that checkout, not the one it was compiled in.
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let workspace = manifest_dir.join("..");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
         build
