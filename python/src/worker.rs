@@ -16,8 +16,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFrozenSet, PyString};
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Events kept for the first `events()` call, at most (the oldest are dropped past it).
 const FIRST_EVENTS_CAP: usize = 1024;
@@ -71,10 +72,32 @@ struct Subscription {
     stream: Option<String>,
 }
 
+/// Where a worker is in its life: `start()` moves it from `Idle` through `Starting` to
+/// `Started`; a start that fails or is cancelled while connecting returns it to `Idle`.
+enum Lifecycle {
+    /// Constructed, or back from a start that did not get through: `start()` may run.
+    Idle(Box<Pending>),
+    /// `start()` call number `attempt` is connecting; the arguments stay here until it
+    /// connected, so a cancelled start can give them back at once.
+    Starting {
+        attempt: u64,
+        pending: Option<Box<Pending>>,
+    },
+    /// Running, or stopped after running: the handle says which.
+    Started,
+    /// Stopped before it ever ran, or its start failed after connecting: it never runs.
+    Closed,
+}
+
 /// A member of the fleet: `async with Worker(...) as w:` starts it and stops it.
 #[pyclass(frozen, module = "parti._parti", name = "Worker")]
 pub(crate) struct PyWorker {
-    pending: Mutex<Option<Pending>>,
+    life: Mutex<Lifecycle>,
+    /// Woken whenever a start attempt ends (started, failed or cancelled).
+    start_ended: Notify,
+    /// Numbers the `start()` calls, so a cancelled one that still runs cannot take a later
+    /// call's arguments.
+    attempts: AtomicU64,
     handle: OnceLock<WorkerHandle>,
     /// Hands the events seen since start to the first `events()` call.
     first_events: Mutex<Option<oneshot::Sender<mpsc::UnboundedSender<Event>>>>,
@@ -192,7 +215,7 @@ impl PyWorker {
             None => Box::new(parti::strategy::Balanced::default()),
         };
         Ok(PyWorker {
-            pending: Mutex::new(Some(Pending {
+            life: Mutex::new(Lifecycle::Idle(Box::new(Pending {
                 backend,
                 config,
                 partitions,
@@ -201,7 +224,9 @@ impl PyWorker {
                 on_assigned: on_assigned.map(|c| c.clone().unbind()),
                 on_revoked: on_revoked.map(|c| c.clone().unbind()),
                 subscription: None,
-            })),
+            }))),
+            start_ended: Notify::new(),
+            attempts: AtomicU64::new(0),
             handle: OnceLock::new(),
             first_events: Mutex::new(None),
         })
@@ -221,8 +246,8 @@ impl PyWorker {
         handler: &Bound<'_, PyAny>,
         stream: Option<String>,
     ) -> PyResult<()> {
-        let mut pending = lock(&self.pending);
-        let Some(p) = pending.as_mut() else {
+        let mut life = lock(&self.life);
+        let Lifecycle::Idle(p) = &mut *life else {
             return Err(PartiError::new_err(
                 "subscribe() must be called before start()",
             ));
@@ -247,25 +272,67 @@ impl PyWorker {
     }
 
     /// Starts the worker (connects, claims an ID, joins the fleet) and returns it. A failed
-    /// connection (`NatsError`) leaves the worker startable: call `start()` again.
+    /// or cancelled connection (`NatsError`, or e.g. `asyncio.wait_for` timing out) leaves the
+    /// worker startable: call `start()` again.
     fn start<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let pending = lock(&slf.get().pending)
-            .take()
-            .ok_or_else(|| PartiError::new_err("the worker was already started"))?;
+        let worker = slf.get();
         let bridge = LoopBridge::current(py)?;
+        // What connecting needs; the rest waits in `Starting` until the connection is up.
+        let (attempt, backend, config) = {
+            let mut life = lock(&worker.life);
+            let pending = match std::mem::replace(&mut *life, Lifecycle::Closed) {
+                Lifecycle::Idle(pending) => pending,
+                other => {
+                    let why = match other {
+                        Lifecycle::Starting { .. } => "the worker is already starting",
+                        Lifecycle::Started => "the worker was already started",
+                        _ => "the worker was stopped or failed to start; create a new Worker",
+                    };
+                    *life = other;
+                    return Err(PartiError::new_err(why));
+                }
+            };
+            let backend = match &pending.backend {
+                Backend::Memory(kv) => Backend::Memory(kv.clone()),
+                Backend::Nats(options) => Backend::Nats(options.clone()),
+            };
+            let config = pending.config.clone();
+            let attempt = worker.attempts.fetch_add(1, Ordering::Relaxed);
+            *life = Lifecycle::Starting {
+                attempt,
+                pending: Some(pending),
+            };
+            (attempt, backend, config)
+        };
         let this: Py<PyWorker> = slf.clone().unbind();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let future = pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let worker = this.get();
             // Connect first: if NATS cannot be reached, the worker stays startable.
-            let store = match &pending.backend {
-                Backend::Memory(kv) => Store::Memory(kv.clone()),
-                Backend::Nats(options) => match NatsKv::connect(options, &pending.config).await {
+            let store = match backend {
+                Backend::Memory(kv) => Store::Memory(kv),
+                Backend::Nats(options) => match NatsKv::connect(&options, &config).await {
                     Ok((kv, connection)) => Store::Nats(kv, connection),
                     Err(e) => {
-                        *lock(&this.get().pending) = Some(pending);
+                        worker.give_back(attempt);
                         return Err(driver_err(parti::Error::Nats(e.to_string())));
                     }
                 },
+            };
+            // From here on nothing awaits: the worker starts, or fails for good.
+            let pending = {
+                let mut life = lock(&worker.life);
+                match &mut *life {
+                    Lifecycle::Starting {
+                        attempt: a,
+                        pending,
+                    } if *a == attempt => pending.take(),
+                    _ => None,
+                }
+            };
+            let Some(pending) = pending else {
+                // Cancelled while connecting: the arguments went back to `Idle` already.
+                return Err(PartiError::new_err("start() was cancelled"));
             };
             let Pending {
                 backend: _,
@@ -276,7 +343,7 @@ impl PyWorker {
                 on_assigned,
                 on_revoked,
                 subscription,
-            } = pending;
+            } = *pending;
             let mut builder = parti::Worker::builder()
                 .config(config)
                 .strategy(strategy)
@@ -311,12 +378,31 @@ impl PyWorker {
                 }
                 Store::Memory(kv) => builder.memory(kv),
             };
-            let (handle, events) = builder.start_with_events().await.map_err(driver_err)?;
-            let worker = this.get();
-            let _ = worker.handle.set(handle);
-            *lock(&worker.first_events) = Some(keep_first_events(events));
-            Ok(this)
+            let started = builder.start_with_events().await;
+            let result = match started {
+                Ok((handle, events)) => {
+                    let _ = worker.handle.set(handle);
+                    *lock(&worker.first_events) = Some(keep_first_events(events));
+                    *lock(&worker.life) = Lifecycle::Started;
+                    Ok(())
+                }
+                Err(e) => {
+                    *lock(&worker.life) = Lifecycle::Closed;
+                    Err(driver_err(e))
+                }
+            };
+            worker.start_ended.notify_waiters();
+            result.map(|()| this)
         })
+        .and_then(|future| {
+            let done = StartDone(slf.clone().unbind(), attempt);
+            future.call_method1("add_done_callback", (done,))?;
+            Ok(future)
+        });
+        if future.is_err() {
+            worker.give_back(attempt);
+        }
+        future
     }
 
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -326,14 +412,13 @@ impl PyWorker {
     /// Stops gracefully (as `stop()`), whether the block raised or not; never suppresses.
     #[pyo3(signature = (exc_type, exc, tb))]
     fn __aexit__<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         exc_type: Option<&Bound<'py, PyAny>>,
         exc: Option<&Bound<'py, PyAny>>,
         tb: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = (exc_type, exc, tb);
-        self.stop(py, false)
+        Self::stop(slf, false)
     }
 
     /// The claimed worker ID (None before the claim).
@@ -420,13 +505,27 @@ impl PyWorker {
     /// `restart_grace` resumes the same share; `final=True` leaves the fleet for good and the
     /// leader reassigns at once. Stopping a stopped (or never started) worker does nothing.
     #[pyo3(signature = (r#final = false))]
-    fn stop<'py>(&self, py: Python<'py>, r#final: bool) -> PyResult<Bound<'py, PyAny>> {
-        let handle = self.handle.get().cloned();
-        if handle.is_none() {
-            // Never started: nothing will ever start it now.
-            lock(&self.pending).take();
-        }
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+    fn stop<'py>(slf: &Bound<'py, Self>, r#final: bool) -> PyResult<Bound<'py, PyAny>> {
+        let this: Py<PyWorker> = slf.clone().unbind();
+        pyo3_async_runtimes::tokio::future_into_py(slf.py(), async move {
+            let worker = this.get();
+            // A start in progress finishes (or fails) first; then its worker is stopped.
+            let handle = loop {
+                let ended = worker.start_ended.notified();
+                {
+                    let mut life = lock(&worker.life);
+                    match &*life {
+                        Lifecycle::Starting { .. } => {}
+                        Lifecycle::Started => break worker.handle.get().cloned(),
+                        // Never started: nothing will ever start it now.
+                        Lifecycle::Idle(_) | Lifecycle::Closed => {
+                            *life = Lifecycle::Closed;
+                            break None;
+                        }
+                    }
+                }
+                ended.await;
+            };
             let Some(handle) = handle else { return Ok(()) };
             let result = if r#final {
                 handle.stop_final().await
@@ -455,10 +554,45 @@ impl PyWorker {
 }
 
 impl PyWorker {
+    /// Ends start attempt `attempt` if it did not connect (failed or cancelled): the worker is startable
+    /// again with the same arguments.
+    fn give_back(&self, attempt: u64) {
+        {
+            let mut life = lock(&self.life);
+            if let Lifecycle::Starting {
+                attempt: a,
+                pending,
+            } = &mut *life
+            {
+                if *a == attempt {
+                    if let Some(pending) = pending.take() {
+                        *life = Lifecycle::Idle(pending);
+                    }
+                }
+            }
+        }
+        self.start_ended.notify_waiters();
+    }
+
     fn started(&self) -> PyResult<&WorkerHandle> {
         self.handle.get().ok_or_else(|| {
             WorkerStoppedError::new_err("the worker is not started: await worker.start() first")
         })
+    }
+}
+
+/// asyncio's done callback of a `start()` future: a start cancelled while connecting gives
+/// the worker its arguments back before the caller resumes, so `start()` works again at once.
+#[pyclass(frozen)]
+struct StartDone(Py<PyWorker>, u64);
+
+#[pymethods]
+impl StartDone {
+    fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        if future.call_method0("cancelled")?.is_truthy()? {
+            self.0.get().give_back(self.1);
+        }
+        Ok(())
     }
 }
 

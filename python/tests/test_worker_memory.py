@@ -98,7 +98,7 @@ async def test_stop_twice_and_stop_before_start_are_no_ops() -> None:
     kv = parti.MemoryKv(lease_ttl=1.0)
     never = parti.Worker(memory=kv, partitions=["a"], config=fast_config())
     await never.stop()
-    with pytest.raises(parti.PartiError, match="already started"):
+    with pytest.raises(parti.PartiError, match="was stopped"):
         await never.start()
     w = await parti.Worker(memory=kv, partitions=["a"], config=fast_config()).start()
     await w.stop()
