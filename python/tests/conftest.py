@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +20,12 @@ import pytest
 import parti
 
 T = TypeVar("T")
+
+if sys.version_info < (3, 10):
+    # pytest-asyncio asks the policy for the current loop before each test's own; on 3.9 that
+    # creates a loop in the main thread that nobody closes (a ResourceWarning, so an error
+    # here). With the loop set to None the policy has nothing to create.
+    asyncio.set_event_loop(None)
 
 
 def _server_binary() -> str:

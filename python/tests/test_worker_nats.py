@@ -293,7 +293,7 @@ async def test_a_start_cancelled_while_connecting_leaves_the_worker_startable() 
     server.proc.send_signal(signal.SIGSTOP)
     try:
         worker = parti.Worker(nats=server.url, partitions=["a"], config=fast_config())
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):  # the builtin TimeoutError from 3.11 on
             await asyncio.wait_for(worker.start(), 0.3)
         assert worker.state == "init"
         server.proc.send_signal(signal.SIGCONT)
