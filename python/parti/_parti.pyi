@@ -1,10 +1,34 @@
 """Type stubs of the compiled module `parti._parti` (checked by mypy stubtest)."""
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Optional, Union, final
+from typing import Any, Final, Literal, Optional, Union, final
 
 __version__: Final[str]
+
+_State = Literal[
+    "init",
+    "claiming_id",
+    "election",
+    "waiting_assignment",
+    "stable",
+    "scaling",
+    "rebalancing",
+    "emergency",
+    "degraded",
+    "shutdown",
+]
+"""A worker state, as `Worker.state` and `StateChanged` name it."""
+
+_Handoff = Literal["strict", "relaxed"]
+"""`"strict"` (revoke before grant) or `"relaxed"` (one phase, at-least-once)."""
+
+_StrategyName = Literal["balanced", "consistent-hash", "bounded-load", "round-robin"]
+"""The name of a built-in strategy."""
+
+_AlertLevel = Literal["info", "warn", "error", "critical"]
+"""How long a worker has been degraded, by the thresholds of `Config.alert_after`."""
 
 # --- errors ---
 
@@ -40,13 +64,17 @@ class Partition:
 
     def __new__(cls, keys: Union[str, Sequence[str]], weight: int = 100) -> Partition: ...
     @property
-    def id(self) -> str: ...
+    def id(self) -> str:
+        """The partition's ID: its keys joined with `.`."""
     @property
-    def keys(self) -> list[str]: ...
+    def keys(self) -> list[str]:
+        """The keys the partition was made of."""
     @property
-    def weight(self) -> int: ...
+    def weight(self) -> int:
+        """The partition's weight (at least 1)."""
     @property
-    def subject(self) -> str: ...
+    def subject(self) -> str:
+        """The NATS subject token of the partition (its ID)."""
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
@@ -56,9 +84,11 @@ class WorkerSlot:
 
     def __new__(cls, id: int, capacity: int = 1) -> WorkerSlot: ...
     @property
-    def id(self) -> int: ...
+    def id(self) -> int:
+        """The worker's ID."""
     @property
-    def capacity(self) -> int: ...
+    def capacity(self) -> int:
+        """Its capacity (at least 1): loads are weight / capacity."""
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
@@ -87,58 +117,81 @@ class Config:
         min_rebalance_interval: float = 10.0,
         rebalance_threshold: float = 0.15,
         max_moves_per_round: int = 100,
-        handoff: str = "strict",
+        handoff: _Handoff = "strict",
         revoke_timeout: float = 5.0,
         shutdown_timeout: float = 10.0,
         alert_after: tuple[float, float, float, float] = (0.0, 30.0, 120.0, 300.0),
         max_value_bytes: int = 1000000,
     ) -> Config: ...
     @property
-    def bucket_prefix(self) -> str: ...
+    def bucket_prefix(self) -> str:
+        """Prefix of the KV bucket names (`<prefix>-leases`, `<prefix>-assign`)."""
     @property
-    def replicas(self) -> int: ...
+    def replicas(self) -> int:
+        """KV replicas (1 standalone, 3 in a cluster)."""
     @property
-    def id_min(self) -> int: ...
+    def id_min(self) -> int:
+        """Lowest worker ID that may be claimed."""
     @property
-    def id_max(self) -> int: ...
+    def id_max(self) -> int:
+        """Highest worker ID that may be claimed."""
     @property
-    def preferred_id(self) -> Optional[int]: ...
+    def preferred_id(self) -> Optional[int]:
+        """ID to try first (a restart, a StatefulSet ordinal)."""
     @property
-    def capacity(self) -> int: ...
+    def capacity(self) -> int:
+        """This worker's capacity relative to others (loads are weight / capacity)."""
     @property
-    def heartbeat_interval(self) -> float: ...
+    def heartbeat_interval(self) -> float:
+        """Seconds between lease renewals."""
     @property
-    def lease_ttl(self) -> float: ...
+    def lease_ttl(self) -> float:
+        """Seconds a lease lives without renewal."""
     @property
-    def safety_margin(self) -> float: ...
+    def safety_margin(self) -> float:
+        """Seconds before the TTL at which a strict worker fences itself (drops every partition)."""
     @property
-    def emergency_grace(self) -> float: ...
+    def emergency_grace(self) -> float:
+        """Seconds waited after a crash is detected before reassigning."""
     @property
-    def cold_start_window(self) -> float: ...
+    def cold_start_window(self) -> float:
+        """Seconds a leader with no committed assignment waits for workers to join."""
     @property
-    def expected_workers(self) -> Optional[int]: ...
+    def expected_workers(self) -> Optional[int]:
+        """Cold start ends as soon as this many workers are live."""
     @property
-    def planned_scale_window(self) -> float: ...
+    def planned_scale_window(self) -> float:
+        """Debounce after a join, in seconds; each further change restarts it."""
     @property
-    def max_scale_delay(self) -> float: ...
+    def max_scale_delay(self) -> float:
+        """Cap on how long joins may extend the scale window, in seconds."""
     @property
-    def restart_grace(self) -> float: ...
+    def restart_grace(self) -> float:
+        """Seconds a restarting worker's partitions stay parked for it."""
     @property
-    def min_rebalance_interval(self) -> float: ...
+    def min_rebalance_interval(self) -> float:
+        """Least seconds between two planned rebalances (joins, imbalance)."""
     @property
-    def rebalance_threshold(self) -> float: ...
+    def rebalance_threshold(self) -> float:
+        """Relative imbalance (heaviest load / mean - 1) above which the leader rebalances."""
     @property
-    def max_moves_per_round(self) -> int: ...
+    def max_moves_per_round(self) -> int:
+        """Most partitions moved by one imbalance round."""
     @property
-    def handoff(self) -> str: ...
+    def handoff(self) -> _Handoff:
+        """`"strict"` (revoke before grant) or `"relaxed"` (one phase, at-least-once)."""
     @property
-    def revoke_timeout(self) -> float: ...
+    def revoke_timeout(self) -> float:
+        """Seconds after which an unconfirmed revoke is dropped anyway."""
     @property
-    def shutdown_timeout(self) -> float: ...
+    def shutdown_timeout(self) -> float:
+        """Bound on a graceful stop, in seconds."""
     @property
-    def alert_after(self) -> tuple[float, float, float, float]: ...
+    def alert_after(self) -> tuple[float, float, float, float]:
+        """Seconds degraded before an info, warn, error and critical alert."""
     @property
-    def max_value_bytes(self) -> int: ...
+    def max_value_bytes(self) -> int:
+        """Largest KV value the leader writes; bigger shares are split into chunks."""
 
 # --- planning ---
 
@@ -152,51 +205,70 @@ class PlanResult:
     """A plan: the owner of every partition, with its balance and movement."""
 
     @property
-    def assignment(self) -> dict[str, int]: ...
+    def assignment(self) -> dict[str, int]:
+        """The owner (worker ID) of every partition ID."""
     @property
-    def strategy(self) -> str: ...
+    def strategy(self) -> str:
+        """The strategy's name (a callable's `__name__`)."""
     @property
-    def max_over_mean(self) -> float: ...
+    def max_over_mean(self) -> float:
+        """Heaviest worker's load over the mean (1.0 is perfect)."""
     @property
-    def min_over_mean(self) -> float: ...
+    def min_over_mean(self) -> float:
+        """Lightest worker's load over the mean."""
     @property
-    def moved(self) -> int: ...
+    def moved(self) -> int:
+        """Partitions whose owner differs from `previous`."""
     @property
-    def moved_weight(self) -> int: ...
-    def by_worker(self) -> dict[int, list[str]]: ...
+    def moved_weight(self) -> int:
+        """Total weight of the moved partitions."""
+    def by_worker(self) -> dict[int, list[str]]:
+        """The partition IDs of each worker, sorted (workers without partitions are absent)."""
 
 @final
 class Explanation:
     """Why one partition is where a strategy puts it."""
 
     @property
-    def partition(self) -> str: ...
+    def partition(self) -> str:
+        """The partition explained."""
     @property
-    def owner(self) -> Optional[int]: ...
+    def owner(self) -> Optional[int]:
+        """Its owner in the plan (None only when there are no workers)."""
     @property
-    def previous(self) -> Optional[int]: ...
+    def previous(self) -> Optional[int]:
+        """Its owner in `previous`, live or not."""
     @property
-    def reason(self) -> str: ...
+    def reason(self) -> str:
+        """One sentence from the strategy."""
 
 def plan(
     workers: Iterable[Union[WorkerSlot, int]],
     partitions: Iterable[Union[Partition, str]],
     *,
-    strategy: Union[str, _StrategyCallable, None] = None,
+    strategy: Union[_StrategyName, _StrategyCallable, None] = None,
     previous: Optional[Mapping[str, int]] = None,
     slack: float = 0.05,
     max_moves: Optional[int] = None,
-) -> PlanResult: ...
+) -> PlanResult:
+    """Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
+
+    `strategy`: `"balanced"` (default), `"consistent-hash"`, `"bounded-load"`, `"round-robin"`
+    or a callable; `previous`: the previous owner by partition ID; `slack`: tolerated overload
+    over the mean (0.05 = 5 %) before a sticky partition moves; `max_moves`: most partitions
+    that may change owner (None: no limit)."""
 def explain(
     partition: str,
     workers: Iterable[Union[WorkerSlot, int]],
     partitions: Iterable[Union[Partition, str]],
     *,
-    strategy: Union[str, _StrategyCallable, None] = None,
+    strategy: Union[_StrategyName, _StrategyCallable, None] = None,
     previous: Optional[Mapping[str, int]] = None,
     slack: float = 0.05,
     max_moves: Optional[int] = None,
-) -> Explanation: ...
+) -> Explanation:
+    """Says why the partition with ID `partition` lands where the strategy puts it; the other
+    arguments are those of `plan`."""
 
 # --- events ---
 
@@ -205,47 +277,58 @@ class StateChanged:
     """The worker moved from one state to another."""
 
     @property
-    def previous(self) -> str: ...
+    def previous(self) -> _State:
+        """The state it left."""
     @property
-    def state(self) -> str: ...
+    def state(self) -> _State:
+        """The state it entered."""
 
 @final
 class IdClaimed:
     """The worker claimed its ID."""
 
     @property
-    def worker_id(self) -> int: ...
+    def worker_id(self) -> int:
+        """The claimed ID."""
 
 @final
 class AssignmentChanged:
     """The worker's partitions changed (Kafka's assigned / revoked)."""
 
     @property
-    def generation(self) -> int: ...
+    def generation(self) -> int:
+        """The generation now applied."""
     @property
-    def assigned(self) -> frozenset[str]: ...
+    def assigned(self) -> frozenset[str]:
+        """Partitions gained."""
     @property
-    def revoked(self) -> frozenset[str]: ...
+    def revoked(self) -> frozenset[str]:
+        """Partitions lost."""
     @property
-    def all(self) -> frozenset[str]: ...
+    def all(self) -> frozenset[str]:
+        """Every partition now owned."""
 
 @final
 class LeadershipChanged:
     """The worker became or stopped being the leader."""
 
     @property
-    def is_leader(self) -> bool: ...
+    def is_leader(self) -> bool:
+        """Whether this worker now leads."""
     @property
-    def epoch(self) -> int: ...
+    def epoch(self) -> int:
+        """The leadership epoch."""
 
 @final
 class Alert:
     """The worker has been degraded (NATS unreachable) for a while."""
 
     @property
-    def level(self) -> str: ...
+    def level(self) -> _AlertLevel:
+        """`"info"`, `"warn"`, `"error"` or `"critical"`."""
     @property
-    def degraded_for(self) -> float: ...
+    def degraded_for(self) -> float:
+        """Seconds degraded so far."""
 
 @final
 class Drained:
@@ -256,9 +339,11 @@ class WorkerWarning:
     """Something went wrong and was handled (retried, skipped); the worker goes on."""
 
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """What kind of problem (`"source_failed"`, `"kv_failed"`, `"fenced"`, ...)."""
     @property
-    def message(self) -> str: ...
+    def message(self) -> str:
+        """What happened, for a log line."""
 
 _Event = Union[
     StateChanged, IdClaimed, AssignmentChanged, LeadershipChanged, Alert, Drained, WorkerWarning
@@ -266,10 +351,13 @@ _Event = Union[
 
 @final
 class EventStream:
-    """An ordered, lossless stream of a worker's events: `async for event in stream`."""
+    """An ordered, lossless stream of a worker's events: `async for event in stream`. It ends
+    when the worker has stopped."""
 
-    def __aiter__(self) -> EventStream: ...
-    def __anext__(self) -> Awaitable[_Event]: ...
+    def __aiter__(self) -> EventStream:
+        """The stream itself."""
+    def __anext__(self) -> Awaitable[_Event]:
+        """The next event; raises `StopAsyncIteration` once the worker has stopped."""
 
 def _bench_event_stream(n: int, paced: bool = False) -> EventStream:
     """`n` queued synthetic events, for python/bench/bench.py; not public API."""
@@ -287,15 +375,20 @@ class Message:
     """A NATS message handed to a subscription handler."""
 
     @property
-    def partition(self) -> str: ...
+    def partition(self) -> str:
+        """The partition the message belongs to."""
     @property
-    def subject(self) -> str: ...
+    def subject(self) -> str:
+        """The subject it was published to."""
     @property
-    def data(self) -> bytes: ...
+    def data(self) -> bytes:
+        """Its payload."""
     @property
-    def reply(self) -> Optional[str]: ...
+    def reply(self) -> Optional[str]:
+        """The reply subject, if the publisher expects an answer."""
     @property
-    def headers(self) -> dict[str, str]: ...
+    def headers(self) -> dict[str, str]:
+        """Its headers (the first value of each)."""
 
 _SourceCallable = Callable[[], Union[Iterable[Union[Partition, str]], Awaitable[Iterable[Union[Partition, str]]]]]
 """A partition source: returns (or resolves to) the partitions; called on every refresh."""
@@ -318,45 +411,70 @@ class Worker:
         partitions: Optional[Iterable[Union[Partition, str]]] = None,
         source: Optional[_SourceCallable] = None,
         config: Optional[Config] = None,
-        strategy: Union[str, _StrategyCallable, None] = None,
+        strategy: Union[_StrategyName, _StrategyCallable, None] = None,
         on_assigned: Optional[_PartitionsCallback] = None,
         on_revoked: Optional[_PartitionsCallback] = None,
         user: Optional[str] = None,
         password: Optional[str] = None,
         token: Optional[str] = None,
         nkey_seed: Optional[str] = None,
-        creds_file: Optional[str] = None,
-        tls_ca_file: Optional[str] = None,
-    ) -> Worker: ...
-    def start(self) -> Awaitable[Worker]: ...
-    def __aenter__(self) -> Awaitable[Worker]: ...
+        creds_file: Union[str, os.PathLike[str], None] = None,
+        tls_ca_file: Union[str, os.PathLike[str], None] = None,
+    ) -> Worker:
+        """Give `nats=` (a URL, comma-separated URLs or a list) or `memory=`, and `partitions=`
+        or `source=`; `user`, `password`, `token`, `nkey_seed`, `creds_file` and `tls_ca_file`
+        (a CA to trust) are NATS credentials. Nothing runs before `start()`."""
+    def start(self) -> Awaitable[Worker]:
+        """Starts the worker (connects, claims an ID, joins the fleet) and returns it; after a
+        failed or cancelled connection (`NatsError`, a timeout) `start()` may be called again."""
+    def __aenter__(self) -> Awaitable[Worker]:
+        """Starts the worker, as `start()`."""
     def __aexit__(
         self,
         exc_type: Optional[type[BaseException]],
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
-    ) -> Awaitable[None]: ...
+    ) -> Awaitable[None]:
+        """Stops gracefully (as `stop()`), whether the block raised or not; never suppresses."""
     @property
-    def worker_id(self) -> Optional[int]: ...
+    def worker_id(self) -> Optional[int]:
+        """The claimed worker ID (None before the claim)."""
     @property
-    def is_leader(self) -> bool: ...
+    def is_leader(self) -> bool:
+        """Whether this worker is the leader."""
     @property
-    def leader(self) -> Optional[int]: ...
+    def leader(self) -> Optional[int]:
+        """The leader's worker ID, as last seen."""
     @property
-    def state(self) -> str: ...
+    def state(self) -> _State:
+        """The worker's state (`"init"` before start, then `"claiming_id"`, `"stable"`, ...)."""
     @property
-    def assignment(self) -> frozenset[str]: ...
+    def assignment(self) -> frozenset[str]:
+        """The partitions this worker owns now."""
     @property
-    def generation(self) -> Optional[int]: ...
+    def generation(self) -> Optional[int]:
+        """The generation of the applied assignment (None before the first)."""
     @property
-    def is_stopped(self) -> bool: ...
-    def events(self) -> EventStream: ...
+    def is_stopped(self) -> bool:
+        """Whether the worker has stopped (or crashed out)."""
+    def events(self) -> EventStream:
+        """An ordered, lossless stream of events. The first call after `start()` replays the
+        events since start (up to 1,024); later calls see events from the moment of the call."""
     def subscribe(
         self, subject_template: str, handler: _MessageHandler, *, stream: Optional[str] = None
-    ) -> None: ...
-    def refresh_partitions(self) -> Awaitable[None]: ...
-    def drain(self) -> Awaitable[None]: ...
-    def stop(self, final: bool = False) -> Awaitable[None]: ...
+    ) -> None:
+        """Calls the async `handler(message)` for every message of the owned partitions on the
+        subject `subject_template` gives (`"work.{keys}"`, `"{key1}.in.{key0}"`); `stream=`
+        consumes a JetStream work-queue stream instead of core NATS. Call before `start()`;
+        needs `nats=`."""
+    def refresh_partitions(self) -> Awaitable[None]:
+        """Asks the source for the partition list again; resolves when the worker took it."""
+    def drain(self) -> Awaitable[None]:
+        """Moves this worker's partitions elsewhere; resolves when it holds none."""
+    def stop(self, final: bool = False) -> Awaitable[None]:
+        """Stops gracefully: revokes every partition (awaiting `on_revoked`) and steps down;
+        `final=True` leaves the fleet for good instead of keeping the ID for `restart_grace`.
+        During a `start()` it waits for the start, then stops; stopping twice does nothing."""
 
 # --- simulation ---
 
@@ -420,7 +538,8 @@ class Simulation:
     def now(self) -> float:
         """Virtual seconds since the simulation started."""
     @property
-    def seed(self) -> int: ...
+    def seed(self) -> int:
+        """The seed of this run."""
     @property
     def leader(self) -> Optional[int]:
         """The index of the running node that leads, if any."""
@@ -429,9 +548,9 @@ class Simulation:
         """Number of nodes ever added."""
     def worker_id(self, node: int) -> Optional[int]:
         """The worker ID of the node's running worker, if it has claimed one."""
-    def state(self, node: int) -> str:
+    def state(self, node: int) -> _State:
         """The state the node's worker last reported (`"stable"`, `"claiming_id"`, ...)."""
-    def status(self, node: int) -> str:
+    def status(self, node: int) -> Literal["running", "crashed", "stopped"]:
         """`"running"`, `"crashed"` or `"stopped"`."""
     def assignment(self, node: int) -> frozenset[str]:
         """The IDs of the partitions the node holds (empty unless running)."""

@@ -503,7 +503,8 @@ impl PyWorker {
     /// Stops gracefully: revokes every partition (awaiting `on_revoked`) and steps down. By
     /// default the lease is kept as "departing", so a restart that claims the same ID within
     /// `restart_grace` resumes the same share; `final=True` leaves the fleet for good and the
-    /// leader reassigns at once. Stopping a stopped (or never started) worker does nothing.
+    /// leader reassigns at once. Stopping a stopped (or never started) worker does nothing;
+    /// during a `start()`, `stop()` waits for it and then stops the worker.
     #[pyo3(signature = (r#final = false))]
     fn stop<'py>(slf: &Bound<'py, Self>, r#final: bool) -> PyResult<Bound<'py, PyAny>> {
         let this: Py<PyWorker> = slf.clone().unbind();

@@ -96,7 +96,7 @@ def test_worker_needs_a_backend_and_partitions() -> None:
 def test_worker_rejects_bad_arguments_with_the_field_named() -> None:
     kv = parti.MemoryKv()
     with pytest.raises(parti.ConfigError, match="strategy"):
-        parti.Worker(memory=kv, partitions=["a"], strategy="fastest")
+        parti.Worker(memory=kv, partitions=["a"], strategy="fastest")  # type: ignore[arg-type]
     with pytest.raises(parti.ConfigError, match="on_revoked"):
         parti.Worker(memory=kv, partitions=["a"], on_revoked=42)  # type: ignore[arg-type]
     with pytest.raises(parti.ConfigError, match="source"):

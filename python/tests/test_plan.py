@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import pytest
 
@@ -12,7 +13,9 @@ PARTS = [parti.Partition(["p", str(i)]) for i in range(30)]
 
 
 @pytest.mark.parametrize("strategy", ["balanced", "consistent-hash", "bounded-load", "round-robin"])
-def test_every_builtin_strategy_places_each_partition_once(strategy: str) -> None:
+def test_every_builtin_strategy_places_each_partition_once(
+    strategy: Literal["balanced", "consistent-hash", "bounded-load", "round-robin"],
+) -> None:
     result = parti.plan([1, 2, 3], PARTS, strategy=strategy)
     assert result.strategy == strategy
     assert sorted(result.assignment) == sorted(p.id for p in PARTS)

@@ -37,7 +37,8 @@ async def test_lifecycle_start_reports_id_and_assignment_and_exit_stops(nats_url
         assert w.generation is not None and w.generation >= changed.generation
         assert not w.is_stopped
     assert worker.is_stopped
-    assert worker.state == "shutdown"
+    state: str = worker.state  # as str: mypy keeps worker.state narrowed to "init" from above
+    assert state == "shutdown"
     assert worker.assignment == frozenset()
 
 
