@@ -465,7 +465,7 @@ class Worker:
     ) -> None:
         """Calls the async `handler(message)` for every message of the owned partitions on the
         subject `subject_template` gives (`"work.{keys}"`, `"{key1}.in.{key0}"`); `stream=`
-        consumes a JetStream work-queue stream instead of core NATS. Call before `start()`;
+        consumes a JetStream work-queue stream instead of core NATS. Call once, before `start()`;
         needs `nats=`."""
     def refresh_partitions(self) -> Awaitable[None]:
         """Asks the source for the partition list again; resolves when the worker took it."""

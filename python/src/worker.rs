@@ -238,7 +238,7 @@ impl PyWorker {
     /// a handoff is at-most-once; with `stream=` (a JetStream work-queue stream) messages are
     /// acknowledged when the handler returns and wait for the partition's next owner.
     /// A revoke is confirmed only after the partition's subscription stopped and its handler
-    /// calls returned. Call before `start()`; needs `nats=`.
+    /// calls returned. Call once, before `start()`; needs `nats=`.
     #[pyo3(signature = (subject_template, handler, *, stream = None))]
     fn subscribe(
         &self,
@@ -256,6 +256,12 @@ impl PyWorker {
             return Err(bad_arg(
                 "subscribe",
                 "needs a NATS worker (nats=...), not memory=",
+            ));
+        }
+        if p.subscription.is_some() {
+            return Err(bad_arg(
+                "subscribe",
+                "called twice: a worker consumes one subject template (or one stream)",
             ));
         }
         if !handler.is_callable() {

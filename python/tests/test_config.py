@@ -111,6 +111,13 @@ def test_worker_rejects_bad_arguments_with_the_field_named() -> None:
     with pytest.raises(parti.ConfigError, match="subject_template"):
         w.subscribe("work.*", print)  # type: ignore[arg-type]
 
+    async def handler(message: parti.Message) -> None:
+        pass
+
+    w.subscribe("work.{keys}", handler)
+    with pytest.raises(parti.ConfigError, match="subscribe: called twice"):
+        w.subscribe("other.{keys}", handler)
+
 
 def test_requests_to_a_worker_that_was_never_started_raise_worker_stopped() -> None:
     w = parti.Worker(memory=parti.MemoryKv(), partitions=["a"])
