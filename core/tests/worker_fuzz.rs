@@ -19,6 +19,8 @@ fn key() -> impl Strategy<Value = String> {
         Just("worker.0.1.0".to_owned()),
         Just("ctl.refresh".to_owned()),
         Just("ctl.drain.0".to_owned()),
+        Just("ctl.pin.p0001".to_owned()),
+        Just("ctl.pin.a..b".to_owned()),
         "[a-z0-9.]{0,12}",
     ]
 }

@@ -11,6 +11,7 @@
 //! | `gen` (assign) | [`GenRecord`] |
 //! | `worker.<id>.<slot>.<k>` (assign) | [`ShareChunk`] k of the share in slot 0 or 1 (chunk 0 is the head) |
 //! | `ctl.refresh`, `ctl.drain.<id>` (assign) | [`CtlValue`] |
+//! | `ctl.pin.<partition>` (assign) | [`PinValue`] |
 
 mod canonical;
 mod lazy;
@@ -130,6 +131,24 @@ pub struct CtlValue {
     pub nonce: u64,
 }
 
+/// An operator's pin under `ctl.pin.<partition>` ([`pin_key`]): the leader places the partition
+/// on `worker` while that worker is live, whatever the strategy would choose.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinValue {
+    /// Encoding version.
+    pub v: u32,
+    /// The worker the partition is pinned to.
+    pub worker: WorkerId,
+}
+
+/// Prefix of the pin keys in the assign bucket.
+pub const PIN_PREFIX: &str = "ctl.pin.";
+
+/// The assign-bucket key of `partition`'s pin.
+pub fn pin_key(partition: &PartitionId) -> String {
+    format!("{PIN_PREFIX}{partition}")
+}
+
 /// Encodes any of the values above.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(512); // most values fit: no regrowth on the way
@@ -240,6 +259,11 @@ impl Versioned for CtlValue {
     }
     fn decode_canonical(bytes: &[u8]) -> Option<Self> {
         canonical::ctl(bytes)
+    }
+}
+impl Versioned for PinValue {
+    fn version(&self) -> Option<u32> {
+        Some(self.v)
     }
 }
 impl Versioned for GenRecord {

@@ -140,7 +140,7 @@ pub struct Sim {
     actions: Vec<Action>,
     worker_events: Vec<Event>,
     deliveries: Vec<Delivery>,
-    changes: Vec<Change>,
+    pub(crate) changes: Vec<Change>,
     conflicts: Vec<PartitionId>,
 }
 
@@ -759,7 +759,7 @@ impl Sim {
         dirty
     }
 
-    fn on_kv_change(&mut self, change: &Change) {
+    pub(crate) fn on_kv_change(&mut self, change: &Change) {
         let e = &change.entry;
         if let (Some((n, incarnation)), Bucket::Leases, Operation::Put) =
             (change.by, e.bucket, e.operation)

@@ -4,7 +4,7 @@ use super::cluster::Sim;
 use super::node::NodeStatus;
 use super::trace::TraceKind;
 use super::NodeId;
-use crate::{Input, Partition, State};
+use crate::{codec, Bucket, Input, KvOp, Partition, PartitionId, State, WorkerId};
 use std::fmt;
 
 /// A fault (or operator action) the harness can inject, by itself or from a schedule.
@@ -246,6 +246,35 @@ impl Sim {
     pub fn set_partitions(&mut self, partitions: Vec<Partition>) {
         self.partitions = partitions;
         self.layout_changed_at = self.now;
+    }
+
+    /// An operator pins `partition` to the worker with ID `worker` (`None` removes the pin) by
+    /// writing `ctl.pin.<partition>`, as `parti pin` does; the leader honours it while that
+    /// worker is live.
+    pub fn pin(&mut self, partition: &PartitionId, worker: Option<WorkerId>) {
+        let key = codec::pin_key(partition);
+        let op = match worker {
+            Some(worker) => KvOp::Put {
+                key,
+                value: codec::encode(&codec::PinValue {
+                    v: codec::VERSION,
+                    worker,
+                }),
+            },
+            None => KvOp::Delete {
+                key,
+                revision: None,
+            },
+        };
+        let mut changes = std::mem::take(&mut self.changes);
+        self.net
+            .operator_write(self.now, Bucket::Assign, &op, &mut changes);
+        for c in changes.drain(..) {
+            self.on_kv_change(&c);
+        }
+        self.changes = changes;
+        self.layout_changed_at = self.now;
+        self.finish_step();
     }
 
     /// Makes the partition source fail (`true`) or work (`false`).

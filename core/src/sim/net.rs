@@ -82,7 +82,8 @@ pub struct Delivery {
 pub struct Change {
     /// The entry written (a Put, or a Delete or Purge marker), as watchers receive it.
     pub entry: Entry,
-    /// The process whose request wrote it (node, incarnation); `None` for expiry markers.
+    /// The process whose request wrote it (node, incarnation); `None` for expiry markers and
+    /// operators' writes.
     pub by: Option<(NodeId, u32)>,
 }
 
@@ -531,7 +532,7 @@ impl Network {
                 reply,
             } => {
                 if self.is_connected(node) {
-                    let result = self.apply(now, (node, incarnation), bucket, &op, changes);
+                    let result = self.apply(now, Some((node, incarnation)), bucket, &op, changes);
                     if !reply {
                         self.stats.landed_late += 1;
                     } else {
@@ -618,11 +619,23 @@ impl Network {
         Some(now)
     }
 
+    /// An operator's write (from outside the fleet, as `parti pin` makes): applied at once and
+    /// fanned out to the watches; what it changed is appended to `changes`.
+    pub fn operator_write(
+        &mut self,
+        now: Instant,
+        bucket: Bucket,
+        op: &KvOp,
+        changes: &mut Vec<Change>,
+    ) -> KvResult {
+        self.apply(now, None, bucket, op, changes)
+    }
+
     /// Applies `op` to the KV at `now`, after expiring what is due, and fans the changes out.
     fn apply(
         &mut self,
         now: Instant,
-        by: (NodeId, u32),
+        by: Option<(NodeId, u32)>,
         bucket: Bucket,
         op: &KvOp,
         changes: &mut Vec<Change>,
@@ -635,10 +648,7 @@ impl Network {
         let (result, change) = self.kv.apply(now, bucket, op);
         if let Some(e) = change {
             self.fan_out(now, &e);
-            changes.push(Change {
-                entry: e,
-                by: Some(by),
-            });
+            changes.push(Change { entry: e, by });
         }
         self.schedule_expiry();
         result

@@ -8,8 +8,8 @@ use super::handoff::{Committed, Shares};
 use super::{Purpose, Timer, Worker};
 use crate::codec::{self, GenRecord, LazyShare, LeaseValue};
 use crate::{
-    Bucket, Entry, Epoch, Event, Generation, Instant, KvOp, Operation, Partition, RequestId, State,
-    Warning, WatchId, WorkerId,
+    Bucket, Entry, Epoch, Event, Generation, Instant, KvOp, Operation, Partition, PartitionId,
+    RequestId, State, Warning, WatchId, WorkerId,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -121,8 +121,10 @@ pub(crate) struct Leadership {
     pub(crate) partitions: Option<Vec<Partition>>,
     /// The partitions changed since the last generation that reflects them.
     pub(crate) partitions_dirty: bool,
-    /// Bumped whenever the partition list changes.
+    /// Bumped whenever the partition list or a pin changes.
     pub(crate) partitions_version: u64,
+    /// Operators' pins (`ctl.pin.<partition>`), handed to the strategy.
+    pub(crate) pins: BTreeMap<PartitionId, WorkerId>,
     pub(crate) list_req: Option<RequestId>,
     pub(crate) source_failures: u32,
     /// `None` while loading; `Some(None)` with no usable generation (cold start).
@@ -162,6 +164,7 @@ impl Leadership {
             partitions: None,
             partitions_dirty: false,
             partitions_version: 0,
+            pins: BTreeMap::new(),
             list_req: None,
             source_failures: 0,
             gen_loaded: false,
@@ -424,6 +427,41 @@ impl Worker {
         }
     }
 
+    /// An operator set or removed a pin (`ctl.pin.<partition>`): the next plan honours it. A
+    /// pin that cannot be read is reported and ignored.
+    fn on_pin_entry(&mut self, entry: Entry) {
+        let id = &entry.key[codec::PIN_PREFIX.len()..];
+        let read = PartitionId::parse(id).map_err(|e| e.to_string());
+        let pin = match entry.operation {
+            Operation::Put => read.and_then(|p| {
+                codec::decode::<codec::PinValue>("pin", &entry.value)
+                    .map(|v| (p, Some(v.worker)))
+                    .map_err(|e| e.to_string())
+            }),
+            _ => read.map(|p| (p, None)),
+        };
+        let (partition, worker) = match pin {
+            Ok(pin) => pin,
+            Err(reason) => {
+                self.emit(Event::Warning(Warning::Undecodable {
+                    key: entry.key,
+                    reason,
+                }));
+                return;
+            }
+        };
+        let l = self.leading.as_mut().expect("leading");
+        let changed = match worker {
+            Some(w) => l.pins.insert(partition, w) != Some(w),
+            None => l.pins.remove(&partition).is_some(),
+        };
+        if changed {
+            l.partitions_dirty = true;
+            l.partitions_version += 1;
+            l.dirty = true;
+        }
+    }
+
     fn on_assign_all(&mut self, now: Instant, entry: Entry) {
         let l = self.leading.as_mut().expect("leading");
         l.assign_seen = l.assign_seen.max(entry.revision);
@@ -437,6 +475,8 @@ impl Worker {
             if entry.operation == Operation::Put {
                 self.list_partitions();
             }
+        } else if entry.key.starts_with(codec::PIN_PREFIX) {
+            self.on_pin_entry(entry);
         } else if let Some(rest) = entry.key.strip_prefix("ctl.drain.") {
             if let Ok(id) = rest.parse::<u32>() {
                 if let Some(p) = l.peers.get_mut(&WorkerId(id)) {

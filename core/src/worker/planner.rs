@@ -389,7 +389,7 @@ impl Worker {
             workers: eligible.clone(),
             partitions: free,
             previous,
-            pins: BTreeMap::new(),
+            pins: l.pins.clone(),
             slack: 0.05,
             max_moves: budget,
         };
