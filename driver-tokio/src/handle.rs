@@ -13,6 +13,7 @@ pub(crate) enum Command {
     Drain(Reply),
     Stop { final_stop: bool, reply: Reply },
     Load(f64, Reply),
+    Pin(PartitionId, Option<WorkerId>, Reply),
     Subscribe(mpsc::UnboundedSender<crate::Event>),
 }
 
@@ -123,6 +124,19 @@ impl WorkerHandle {
     /// may rebalance when loads diverge beyond the config's `rebalance_threshold`.
     pub async fn set_load(&self, load: f64) -> Result<(), Error> {
         self.ask(|reply| Command::Load(load, reply)).await
+    }
+
+    /// Pins `partition` to the worker with ID `worker`, for the whole fleet (see
+    /// [`crate::pins`]): the leader moves it there, and keeps it there while that worker is
+    /// live. Resolves once the pin is stored in KV.
+    pub async fn pin(&self, partition: PartitionId, worker: WorkerId) -> Result<(), Error> {
+        self.ask(|reply| Command::Pin(partition, Some(worker), reply))
+            .await
+    }
+
+    /// Removes `partition`'s pin; the partition stays where it is until a plan moves it.
+    pub async fn unpin(&self, partition: PartitionId) -> Result<(), Error> {
+        self.ask(|reply| Command::Pin(partition, None, reply)).await
     }
 
     /// Moves this worker's partitions elsewhere; resolves when its share is empty

@@ -72,6 +72,7 @@ mod events;
 mod handle;
 pub mod kv;
 mod listener;
+pub mod pins;
 mod runner;
 mod source;
 pub mod subscriptions;

@@ -219,6 +219,12 @@ impl Runner {
                 let r = self.try_input(Input::Load(load));
                 let _ = reply.send(r);
             }
+            Command::Pin(partition, worker, reply) => {
+                let kv = self.kv.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(crate::pins::write(&*kv, &partition, worker).await);
+                });
+            }
             Command::Drain(reply) => {
                 if self.drained {
                     let _ = reply.send(Ok(()));
@@ -439,7 +445,10 @@ impl Runner {
         self.commands.close();
         while let Ok(c) = self.commands.try_recv() {
             match c {
-                Command::Refresh(r) | Command::Drain(r) | Command::Load(_, r) => {
+                Command::Refresh(r)
+                | Command::Drain(r)
+                | Command::Load(_, r)
+                | Command::Pin(_, _, r) => {
                     let _ = r.send(Err(Error::Stopped));
                 }
                 Command::Stop { reply, .. } => {

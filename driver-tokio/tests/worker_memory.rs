@@ -265,6 +265,53 @@ async fn drain_resolves_once_the_share_is_empty() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_pin_from_any_worker_moves_the_partition_and_is_listed_until_unpinned() {
+    let fleet = Fleet::start(3, 30).await;
+    fleet.wait_owned(&partition_ids(30)).await;
+    let follower = (0..3).find(|i| *i != fleet.leader()).unwrap();
+    let target = (0..3).find(|i| *i != follower).unwrap();
+    let p = fleet.workers[follower]
+        .assignment()
+        .into_iter()
+        .next()
+        .unwrap();
+    let target_id = fleet.workers[target].worker_id().unwrap();
+
+    // The follower pins one of its own partitions to another worker.
+    fleet.workers[follower]
+        .pin(p.clone(), target_id)
+        .await
+        .unwrap();
+    let listed = parti::pins::pins(&fleet.kv).await.unwrap();
+    assert_eq!(listed, BTreeMap::from([(p.clone(), target_id)]));
+    fleet
+        .rec
+        .wait_until("the pinned partition moved to its worker", || {
+            fleet.workers[target].assignment().contains(&p)
+                && fleet.owned_exactly_once(&partition_ids(30))
+        })
+        .await;
+
+    fleet.workers[target].unpin(p.clone()).await.unwrap();
+    assert!(parti::pins::pins(&fleet.kv).await.unwrap().is_empty());
+    // Garbage under a pin key is an error naming it, not a panic.
+    let junk = KvOp::Put {
+        key: "ctl.pin.p0001".into(),
+        value: b"not json".to_vec(),
+    };
+    assert!(matches!(
+        fleet.kv.execute(Bucket::Assign, junk).await,
+        KvResult::Written { .. }
+    ));
+    let err = parti::pins::pins(&fleet.kv).await.unwrap_err();
+    assert!(err.to_string().contains("pin"), "{err}");
+    fleet.wait_owned(&partition_ids(30)).await;
+    fleet.stop_all().await;
+    let stopped = fleet.workers[follower].pin(p, target_id).await;
+    assert_eq!(stopped, Err(Error::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
 async fn events_are_ordered_and_generations_increase() {
     let fleet = Fleet::start(3, 30).await;
     fleet.wait_owned(&partition_ids(30)).await;
