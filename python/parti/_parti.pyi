@@ -469,6 +469,11 @@ class Worker:
         needs `nats=`."""
     def refresh_partitions(self) -> Awaitable[None]:
         """Asks the source for the partition list again; resolves when the worker took it."""
+    def pin(self, partition: str, worker_id: int) -> Awaitable[None]:
+        """Pins the partition with ID `partition` to the worker `worker_id` for the whole fleet:
+        the leader moves it there and keeps it there while that worker is live."""
+    def unpin(self, partition: str) -> Awaitable[None]:
+        """Removes the partition's pin; it stays where it is until a plan moves it."""
     def drain(self) -> Awaitable[None]:
         """Moves this worker's partitions elsewhere; resolves when it holds none."""
     def stop(self, final: bool = False) -> Awaitable[None]:
@@ -514,6 +519,9 @@ class Simulation:
         """Asks the node's worker to hand its partitions to the others and keep running."""
     def refresh(self, node: int) -> None:
         """Asks the node's worker to re-read the partition source (after `set_partitions`)."""
+    def pin(self, partition: str, worker_id: Optional[int]) -> None:
+        """An operator pins the partition to the worker `worker_id` (None removes the pin), as
+        `parti pin` does; the leader honours it while that worker is live."""
     def isolate(self, node: int) -> None:
         """Cuts the node off the KV; its process keeps running."""
     def heal(self, node: Optional[int] = None) -> None:

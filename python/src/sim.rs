@@ -6,7 +6,7 @@
 
 use crate::config::PyConfig;
 use crate::errors::{bad_arg, core_err, SimulationError};
-use crate::partition::{partitions_from, seconds};
+use crate::partition::{partition_id, partitions_from, seconds};
 use crate::state::state_name;
 use parti::parti_core::partition::validate_partitions;
 use parti::parti_core::sim::{numbered_partitions, NodeId, NodeStatus, Sim, SimConfig};
@@ -239,6 +239,19 @@ impl PySimulation {
     fn refresh(&mut self, node: &Bound<'_, PyAny>) -> PyResult<()> {
         let n = self.node(node)?;
         self.sim.refresh(n);
+        Ok(())
+    }
+
+    /// An operator pins the partition with ID `partition` to the worker with ID `worker_id`
+    /// (`None` removes the pin), as `parti pin` does: the leader moves it there and keeps it
+    /// there while that worker is live.
+    #[pyo3(signature = (partition, worker_id))]
+    fn pin(&mut self, partition: &str, worker_id: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let partition = partition_id("partition", partition)?;
+        let worker = worker_id
+            .map(|w| int_arg::<u32>("worker_id", w).map(WorkerId))
+            .transpose()?;
+        self.sim.pin(&partition, worker);
         Ok(())
     }
 

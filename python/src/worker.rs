@@ -5,7 +5,7 @@ use crate::config::PyConfig;
 use crate::errors::{bad_arg, driver_err, PartiError, WorkerStoppedError};
 use crate::events::{frozenset, EventStream};
 use crate::message::message_handler;
-use crate::partition::{partitions_from, seconds};
+use crate::partition::{partition_id, partitions_from, seconds};
 use crate::state::{py_repr, state_name};
 use crate::strategy::strategy_from;
 use futures::StreamExt;
@@ -495,6 +495,34 @@ impl PyWorker {
         let handle = self.started()?.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             handle.refresh_partitions().await.map_err(driver_err)
+        })
+    }
+
+    /// Pins the partition with ID `partition` to the worker with ID `worker_id`, for the whole
+    /// fleet: the leader moves it there and keeps it there while that worker is live.
+    /// Resolves once the pin is stored.
+    fn pin<'py>(
+        &self,
+        py: Python<'py>,
+        partition: &str,
+        worker_id: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.started()?.clone();
+        let partition = partition_id("partition", partition)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            handle
+                .pin(partition, parti::WorkerId(worker_id))
+                .await
+                .map_err(driver_err)
+        })
+    }
+
+    /// Removes the pin of the partition with ID `partition`; the partition stays where it is.
+    fn unpin<'py>(&self, py: Python<'py>, partition: &str) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.started()?.clone();
+        let partition = partition_id("partition", partition)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            handle.unpin(partition).await.map_err(driver_err)
         })
     }
 

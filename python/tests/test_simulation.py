@@ -93,6 +93,25 @@ def test_heal_without_a_node_restarts_crashed_workers_and_ends_outages() -> None
     sim.check()
 
 
+def test_an_operator_pin_moves_a_partition_and_holds_it() -> None:
+    sim = cluster()
+    sim.converge()
+    owners = sim.owners()
+    partition = "p0007"
+    holder = owners[partition][0]
+    target = next(sim.worker_id(n) for n in range(3) if sim.worker_id(n) != holder)
+    assert target is not None
+    sim.pin(partition, target)
+    sim.converge()
+    assert sim.owners()[partition] == [target]
+    assert_owned_once(sim, 30)
+    sim.pin(partition, None)
+    sim.converge()
+    assert sim.owners()[partition] == [target], "sticky once unpinned"
+    with pytest.raises(parti.ConfigError, match="partition"):
+        sim.pin("a..b", target)
+
+
 def test_the_same_seed_gives_the_same_run() -> None:
     def run(seed: int) -> tuple[dict[int, frozenset[str]], str, float]:
         sim = cluster(seed=seed)

@@ -44,6 +44,37 @@ async def test_python_strategy_places_partitions_in_a_live_fleet(stop_all: list[
     assert 2 in calls
 
 
+async def test_a_pin_holds_even_against_a_python_strategy_and_unpin_releases_it(
+    stop_all: list[parti.Worker],
+) -> None:
+    def all_on_highest(
+        workers: list[parti.WorkerSlot], partitions: list[parti.Partition], previous: dict[str, int]
+    ) -> Mapping[str, int]:
+        top = max(w.id for w in workers)
+        return {p.id: top for p in partitions}
+
+    kv = parti.MemoryKv(lease_ttl=1.0)
+    partitions = numbered(6)
+    for _ in range(2):
+        w = parti.Worker(memory=kv, partitions=partitions, config=fast_config(2), strategy=all_on_highest)
+        stop_all.append(await w.start())
+    await wait_until(lambda: any(len(w.assignment) == 6 for w in stop_all), what="all on the highest ID")
+    high = next(w for w in stop_all if len(w.assignment) == 6)
+    low = next(w for w in stop_all if w is not high)
+    assert low.worker_id is not None
+    pinned = partitions[0].id
+
+    await high.pin(pinned, low.worker_id)
+    await wait_until(
+        lambda: low.assignment == frozenset({pinned}) and owned_exactly_once(stop_all, partitions),
+        what="the pinned partition on the low worker",
+    )
+    await low.unpin(pinned)
+    await wait_until(lambda: len(high.assignment) == 6, what="the strategy places it again")
+    with pytest.raises(parti.ConfigError, match="partition"):
+        await low.pin("a..b", 1)
+
+
 async def test_failing_python_strategy_is_reported_and_balanced_takes_over(
     monkeypatch: pytest.MonkeyPatch, stop_all: list[parti.Worker]
 ) -> None:

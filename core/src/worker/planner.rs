@@ -393,11 +393,21 @@ impl Worker {
             slack: 0.05,
             max_moves: budget,
         };
-        let plan = self.strategy.assign(&input);
+        let mut plan = self.strategy.assign(&input);
         let PlanInput {
             partitions: plan_parts,
+            pins,
             ..
         } = input;
+        // Pins hold whatever the strategy chose (the built-in ones honour them already; a
+        // custom strategy may not know of them), on live eligible workers only.
+        for (p, w) in pins {
+            if let Some(owner) = plan.assignment.get_mut(&p) {
+                if eligible.iter().any(|slot| slot.id == w) {
+                    *owner = w;
+                }
+            }
+        }
         // Each worker's partitions come out of the plan in order: build every set in one go.
         let room = plan.assignment.len() / eligible.len().max(1) + 8;
         let mut lists: BTreeMap<WorkerId, Vec<PartitionId>> = eligible
