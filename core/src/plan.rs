@@ -49,7 +49,8 @@ pub struct PlanSummary {
 /// (checked in debug builds); it is empty when there are no workers.
 pub fn plan(strategy: &dyn Strategy, input: &PlanInput) -> Result<Plan, Error> {
     validate(input)?;
-    let plan = strategy.assign(input);
+    let mut plan = strategy.assign(input);
+    honour_pins(input, &mut plan);
     debug_check(strategy, input, &plan);
     Ok(plan)
 }
@@ -70,13 +71,28 @@ pub fn explain(
             reason: "not in the input's partition list".into(),
         });
     }
-    let owner = strategy.assign(input).assignment.get(partition).copied();
+    let mut plan = strategy.assign(input);
+    honour_pins(input, &mut plan);
+    let owner = plan.assignment.get(partition).copied();
     Ok(Explanation {
         partition: partition.clone(),
         owner,
         previous: input.previous.get(partition).copied(),
         reason: strategy.explain(input, partition),
     })
+}
+
+/// Moves every pinned partition of `plan` to its pin's worker when that worker is in the input.
+/// The built-in strategies honour pins already (and balance around them); a custom strategy
+/// may not know of them, and pins hold whatever the strategy chose.
+pub(crate) fn honour_pins(input: &PlanInput, plan: &mut Plan) {
+    for (p, w) in &input.pins {
+        if let Some(owner) = plan.assignment.get_mut(p) {
+            if input.workers.iter().any(|slot| slot.id == *w) {
+                *owner = *w;
+            }
+        }
+    }
 }
 
 /// Measures `plan` against `input`: max and min load over the mean, and what moved.

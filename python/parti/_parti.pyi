@@ -248,15 +248,17 @@ def plan(
     *,
     strategy: Union[_StrategyName, _StrategyCallable, None] = None,
     previous: Optional[Mapping[str, int]] = None,
+    pins: Optional[Mapping[str, int]] = None,
     slack: float = 0.05,
     max_moves: Optional[int] = None,
 ) -> PlanResult:
     """Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
 
     `strategy`: `"balanced"` (default), `"consistent-hash"`, `"bounded-load"`, `"round-robin"`
-    or a callable; `previous`: the previous owner by partition ID; `slack`: tolerated overload
-    over the mean (0.05 = 5 %) before a sticky partition moves; `max_moves`: most partitions
-    that may change owner (None: no limit)."""
+    or a callable; `previous`: the previous owner by partition ID; `pins`: partition ID ->
+    worker ID, honoured when that worker is in `workers`; `slack`: tolerated overload over the
+    mean (0.05 = 5 %) before a sticky partition moves; `max_moves`: most partitions that may
+    change owner (None: no limit)."""
 def explain(
     partition: str,
     workers: Iterable[Union[WorkerSlot, int]],
@@ -264,6 +266,7 @@ def explain(
     *,
     strategy: Union[_StrategyName, _StrategyCallable, None] = None,
     previous: Optional[Mapping[str, int]] = None,
+    pins: Optional[Mapping[str, int]] = None,
     slack: float = 0.05,
     max_moves: Optional[int] = None,
 ) -> Explanation:

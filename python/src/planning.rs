@@ -99,6 +99,7 @@ fn input_from(
     workers: &Bound<'_, PyAny>,
     partitions: &Bound<'_, PyAny>,
     previous: Option<BTreeMap<String, u32>>,
+    pins: Option<BTreeMap<String, u32>>,
     slack: f64,
     max_moves: Option<usize>,
 ) -> PyResult<PlanInput> {
@@ -110,6 +111,9 @@ fn input_from(
         input
             .previous
             .insert(partition_id("previous", &p)?, WorkerId(w));
+    }
+    for (p, w) in pins.unwrap_or_default() {
+        input.pins.insert(partition_id("pins", &p)?, WorkerId(w));
     }
     if !(slack.is_finite() && slack >= 0.0) {
         return Err(bad_arg(
@@ -147,17 +151,19 @@ where
 
 /// Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
 #[pyfunction]
-#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, slack = 0.05, max_moves = None))]
+#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, pins = None, slack = 0.05, max_moves = None))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
     py: Python<'_>,
     workers: &Bound<'_, PyAny>,
     partitions: &Bound<'_, PyAny>,
     strategy: Option<&Bound<'_, PyAny>>,
     previous: Option<BTreeMap<String, u32>>,
+    pins: Option<BTreeMap<String, u32>>,
     slack: f64,
     max_moves: Option<usize>,
 ) -> PyResult<PyPlanResult> {
-    let input = input_from(workers, partitions, previous, slack, max_moves)?;
+    let input = input_from(workers, partitions, previous, pins, slack, max_moves)?;
     let resolved = resolve(py, strategy)?;
     let plan = run(py, &resolved, |s| core_plan(s, &input))?;
     let summary = summarize(&input, &plan);
@@ -173,7 +179,7 @@ pub(crate) fn plan(
 
 /// Says why `partition` lands where the strategy puts it.
 #[pyfunction]
-#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, slack = 0.05, max_moves = None))]
+#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, pins = None, slack = 0.05, max_moves = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn explain(
     py: Python<'_>,
@@ -182,11 +188,12 @@ pub(crate) fn explain(
     partitions: &Bound<'_, PyAny>,
     strategy: Option<&Bound<'_, PyAny>>,
     previous: Option<BTreeMap<String, u32>>,
+    pins: Option<BTreeMap<String, u32>>,
     slack: f64,
     max_moves: Option<usize>,
 ) -> PyResult<PyExplanation> {
     let target: PartitionId = partition_id("partition", partition)?;
-    let input = input_from(workers, partitions, previous, slack, max_moves)?;
+    let input = input_from(workers, partitions, previous, pins, slack, max_moves)?;
     let resolved = resolve(py, strategy)?;
     let e = run(py, &resolved, |s| core_explain(s, &input, &target))?;
     Ok(PyExplanation {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -57,6 +57,22 @@ def test_explain_names_owner_previous_and_reason() -> None:
 def test_explain_of_an_unknown_partition_raises_config_error() -> None:
     with pytest.raises(parti.ConfigError, match="nope"):
         parti.explain("nope", [1], PARTS)
+
+
+@pytest.mark.parametrize("strategy", ["balanced", "consistent-hash", "round-robin", None])
+def test_pins_hold_for_every_strategy_when_their_worker_is_live(strategy: Any) -> None:
+    def first(
+        workers: list[parti.WorkerSlot], partitions: list[parti.Partition], previous: dict[str, int]
+    ) -> Mapping[str, int]:
+        return {p.id: workers[0].id for p in partitions}
+
+    chosen = strategy if strategy is not None else first
+    pins = {"p.0": 3, "p.1": 2, "p.2": 9}
+    result = parti.plan([1, 2, 3], PARTS, strategy=chosen, pins=pins)
+    assert result.assignment["p.0"] == 3
+    assert result.assignment["p.1"] == 2
+    assert result.assignment["p.2"] in (1, 2, 3), "a pin to a worker that is not live is ignored"
+    assert parti.explain("p.0", [1, 2, 3], PARTS, strategy=chosen, pins=pins).owner == 3
 
 
 def test_python_strategy_decides_the_plan() -> None:

@@ -394,20 +394,11 @@ impl Worker {
             max_moves: budget,
         };
         let mut plan = self.strategy.assign(&input);
+        crate::plan::honour_pins(&input, &mut plan);
         let PlanInput {
             partitions: plan_parts,
-            pins,
             ..
         } = input;
-        // Pins hold whatever the strategy chose (the built-in ones honour them already; a
-        // custom strategy may not know of them), on live eligible workers only.
-        for (p, w) in pins {
-            if let Some(owner) = plan.assignment.get_mut(&p) {
-                if eligible.iter().any(|slot| slot.id == w) {
-                    *owner = w;
-                }
-            }
-        }
         // Each worker's partitions come out of the plan in order: build every set in one go.
         let room = plan.assignment.len() / eligible.len().max(1) + 8;
         let mut lists: BTreeMap<WorkerId, Vec<PartitionId>> = eligible
