@@ -54,7 +54,8 @@
 //! [`WorkerHandle::assignment`], [`WorkerHandle::is_leader`], ...). [`WorkerHandle::events`]
 //! is an ordered, lossless stream of [`Event`]s from the moment it is called.
 //! [`WorkerHandle::refresh_partitions`], [`WorkerHandle::drain`] and [`WorkerHandle::stop`]
-//! ask the worker's task and wait for its answer.
+//! ask the worker's task and wait for its answer. [`WorkerHandle::pin`] pins a partition to a
+//! worker for the whole fleet (operators without a worker use [`pins`] or `parti pin`).
 //!
 //! ## Failures
 //!
