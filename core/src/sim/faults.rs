@@ -55,6 +55,14 @@ pub enum Fault {
     Refresh(NodeId),
     /// Make the partition source fail (`true`) or work again (`false`).
     SourceFailing(bool),
+    /// An operator pins the partition at `index` (modulo the list's length) to the worker ID
+    /// `worker`, live or not, or removes its pin (`None`) ([`Sim::pin`]).
+    Pin {
+        /// Index into the current partition list.
+        index: u32,
+        /// The worker ID, or `None` to unpin.
+        worker: Option<u32>,
+    },
     /// End every isolation and outage, repair the source and restart crashed nodes
     /// ([`Sim::heal_all`]).
     HealAll,
@@ -87,6 +95,10 @@ impl fmt::Display for Fault {
             Fault::SourceFailing(true) => write!(f, "source fails"),
             Fault::SourceFailing(false) => write!(f, "source works"),
             Fault::HealAll => write!(f, "heal-all"),
+            Fault::Pin { index, worker } => match worker {
+                Some(w) => write!(f, "pin #{index} to worker {w}"),
+                None => write!(f, "unpin #{index}"),
+            },
         }
     }
 }
@@ -154,6 +166,12 @@ impl Sim {
             }
             Fault::SourceFailing(failing) => self.set_source_failing(*failing),
             Fault::HealAll => self.heal_all(),
+            Fault::Pin { index, worker } if !self.partitions.is_empty() => {
+                let p = self.partitions[*index as usize % self.partitions.len()]
+                    .id()
+                    .clone();
+                self.pin(&p, worker.map(WorkerId));
+            }
             _ => {}
         }
         self.finish_step();

@@ -162,6 +162,14 @@ pub fn random_schedule(seed: u64, workers: u32, duration: Duration) -> Schedule 
                 push(t, Fault::SourceFailing(true));
                 push(failing_until, Fault::SourceFailing(false));
             }
+            19 => {
+                // Worker IDs run from 0 up; some pins name an ID nobody holds.
+                let worker = rng
+                    .chance(0.7)
+                    .then(|| rng.below(u64::from(workers) * 2 + 1) as u32);
+                let index = rng.below(1000) as u32;
+                push(t, Fault::Pin { index, worker });
+            }
             _ => {}
         }
         t += Duration::from_millis(rng.range(500, 6000));
