@@ -1,7 +1,7 @@
 //! The `parti` binary: `demo` settles after every scripted event (in memory and on NATS),
-//! `worker` processes form a fleet that `status` and `plan` read, a worker stops cleanly on
-//! SIGTERM, and bad arguments or an unreachable server give one clear `error:` line and the
-//! right exit code.
+//! `worker` processes form a fleet that `status` and `plan` read and `pin` steers, a worker
+//! stops cleanly on SIGTERM, and bad arguments or an unreachable server give one clear
+//! `error:` line and the right exit code.
 
 use parti::testing::NatsServer;
 use std::io::{BufRead, BufReader, Read};
@@ -175,28 +175,24 @@ fn demo_against_a_nats_server_settles_after_every_scripted_event() {
     assert!(stdout.contains(&format!("NATS {url}")), "{stdout}");
 }
 
+/// Starts two workers on `url` sharing p0..p11; returns once each holds its 6 partitions.
+fn two_workers(url: &str) -> (WorkerProcess, WorkerProcess) {
+    let args = format!(
+        "--nats {url} --partitions 12 --expected-workers 2 --heartbeat-ms 200 --ttl-ms 1000"
+    );
+    let args: Vec<&str> = args.split(' ').collect();
+    let (mut a, mut b) = (WorkerProcess::start(&args), WorkerProcess::start(&args));
+    // With expected_workers 2 the first generation has both workers, 6 partitions each.
+    a.wait_for("= 6 partitions", Duration::from_secs(20));
+    b.wait_for("= 6 partitions", Duration::from_secs(20));
+    (a, b)
+}
+
 #[test]
 fn two_workers_show_in_status_and_plan_and_stop_on_sigterm() {
     let Some(server) = server() else { return };
     let url = server.url();
-    let args = [
-        "--nats",
-        &url,
-        "--partitions",
-        "12",
-        "--expected-workers",
-        "2",
-        "--heartbeat-ms",
-        "200",
-        "--ttl-ms",
-        "1000",
-    ];
-    let mut a = WorkerProcess::start(&args);
-    let mut b = WorkerProcess::start(&args);
-    let deadline = Duration::from_secs(20);
-    // With expected_workers 2 the first generation has both workers, 6 partitions each.
-    a.wait_for("= 6 partitions", deadline);
-    b.wait_for("= 6 partitions", deadline);
+    let (mut a, _b) = two_workers(&url);
 
     let out = run(&["status", "--nats", &url], Duration::from_secs(20));
     let status = text(&out.stdout);
@@ -255,7 +251,87 @@ fn two_workers_show_in_status_and_plan_and_stop_on_sigterm() {
         "{:?}",
         a.seen
     );
-    // `b` is killed with SIGKILL on drop.
+    // `_b` is killed with SIGKILL on drop.
+}
+
+/// Worker `id`'s partitions in `parti status --verbose` output, ranges expanded (`p0-p2`).
+fn share_of(status: &str, id: u32) -> Vec<String> {
+    let mut lines = status.lines();
+    lines.find(|l| l.starts_with(&format!("  {id} ")));
+    let list = lines
+        .next()
+        .filter(|l| l.starts_with("       "))
+        .unwrap_or("");
+    let n = |s: &str| s[1..].parse::<u32>().expect("pN");
+    let items = list.trim().split(',').filter(|i| i.starts_with('p'));
+    items
+        .flat_map(|i| match i.split_once('-') {
+            Some((a, b)) => (n(a)..=n(b)).map(|k| format!("p{k}")).collect(),
+            None => vec![i.to_string()],
+        })
+        .collect()
+}
+
+/// Polls `parti status --verbose` until `done` holds for its output; fails past 20 s.
+fn status_until(url: &str, done: impl Fn(&str) -> bool) -> String {
+    let (wait, start) = (Duration::from_secs(20), Instant::now());
+    loop {
+        let out = run(&["status", "--verbose", "--nats", url], wait);
+        let status = text(&out.stdout);
+        assert!(out.status.success(), "{status}\n{}", text(&out.stderr));
+        if done(&status) {
+            return status;
+        }
+        assert!(start.elapsed() < wait, "status never got there:\n{status}");
+        std::thread::sleep(Duration::from_millis(100)); // a poll interval
+    }
+}
+
+#[test]
+fn a_pinned_partition_moves_to_its_worker_and_unpin_clears_the_pin() {
+    let Some(server) = server() else { return };
+    let (url, wait) = (server.url(), Duration::from_secs(20));
+    let _workers = two_workers(&url);
+    let status = status_until(&url, |s| share_of(s, 0).len() == 6);
+    assert!(status.contains("\npins        none\n"), "{status}");
+    let p = share_of(&status, 0)[0].clone();
+
+    let out = run(&["pin", "--nats", &url, &p, "1"], wait);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("pinned {p} to worker 1\n"));
+    let status = status_until(&url, |s| share_of(s, 1).contains(&p));
+    assert!(!share_of(&status, 0).contains(&p), "{status}");
+    let line = format!("\npins        {p} -> worker 1\n");
+    assert!(
+        status.contains(&line) && status.contains("consistent"),
+        "{status}"
+    );
+
+    let out = run(&["unpin", "--nats", &url, &p], wait);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("unpinned {p}\n"));
+    let status = status_until(&url, |s| s.contains("\npins        none\n"));
+    assert!(
+        status.contains("workers     2 live, 12 partitions"),
+        "{status}"
+    );
+
+    // A prefix no worker has used is no fleet, and pinning there creates nothing.
+    let out = run(&["pin", "--nats", &url, "--prefix", "none", &p, "1"], wait);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: no fleet with prefix none exists on "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("buckets none-leases and none-assign do not"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let out = run(&["status", "--nats", &url, "--prefix", "none"], wait);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("no buckets yet"), "{stdout}");
 }
 
 #[test]
@@ -315,6 +391,15 @@ fn bad_arguments_exit_2_with_one_helpful_error_line() {
         "/nonexistent/a.json",
     );
     usage_error(&["frobnicate"], "frobnicate");
+    usage_error(
+        &["pin", "--nats", "nats://127.0.0.1:1", "a..b", "1"],
+        "\"a..b\" is not a partition ID",
+    );
+    usage_error(
+        &["unpin", "--nats", "nats://127.0.0.1:1", "a..b"],
+        "\"a..b\"",
+    );
+    usage_error(&["pin", "p1", "1"], "--nats");
 }
 
 #[test]

@@ -384,6 +384,8 @@ struct Inner {
     request_timeout: Duration,
     /// Bumped on every (re)connection; watches rebuild their consumer when it changes.
     reconnects: watch::Receiver<u64>,
+    /// Keeps `reconnects` open when nobody bumps it ([`NatsKv::from_stores`]).
+    _reconnects_tx: Option<watch::Sender<u64>>,
 }
 
 impl NatsKv {
@@ -413,6 +415,7 @@ impl NatsKv {
             assign,
             request_timeout: options.request_timeout,
             reconnects,
+            _reconnects_tx: None,
         };
         Ok((
             NatsKv {
@@ -420,6 +423,30 @@ impl NatsKv {
             },
             rx,
         ))
+    }
+
+    /// Wraps buckets opened elsewhere, for tools that must not create them (`parti pin` binds
+    /// a fleet's existing buckets with `get_key_value`). Operations get the `request_timeout`
+    /// budget; watches are not rebuilt on reconnects (no [`ConnectionEvents`] are kept).
+    pub fn from_stores(
+        client: Client,
+        js: jetstream::Context,
+        leases: kv::Store,
+        assign: kv::Store,
+        request_timeout: Duration,
+    ) -> NatsKv {
+        let (tx, reconnects) = watch::channel(0);
+        NatsKv {
+            inner: Arc::new(Inner {
+                client,
+                js,
+                leases,
+                assign,
+                request_timeout,
+                reconnects,
+                _reconnects_tx: Some(tx),
+            }),
+        }
     }
 
     /// The underlying client, to share the connection (e.g. for partition subscriptions).

@@ -1,15 +1,17 @@
-//! A fleet as its KV shows it: leases, leader, committed generation and shares, read directly
-//! (no worker involved) from NATS or from an offline assignment file, decoded without ever
-//! panicking, and checked for inconsistencies.
+//! A fleet as its KV shows it: leases, leader, committed generation, shares and operators'
+//! pins, read directly (no worker involved) from NATS or from an offline assignment file,
+//! decoded without ever panicking, and checked for inconsistencies.
 
 use crate::common::{nats_error, short_token};
 use crate::{CliError, CliResult};
 use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+use async_nats::jetstream::kv;
 use async_nats::jetstream::ErrorCode;
 use futures::TryStreamExt;
 use parti::kv::NatsOptions;
 use parti::parti_core::codec::{
-    self, share_key, GenRecord, LeaderValue, LeaseValue, Member, Phase, ShareAssembler, ShareChunk,
+    self, share_key, GenRecord, LeaderValue, LeaseValue, Member, Phase, PinValue, ShareAssembler,
+    ShareChunk,
 };
 use parti::{Epoch, Generation, PartitionId, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +38,8 @@ pub struct Fleet {
     pub gen: Option<GenRecord>,
     /// Each member's share of `gen`, or why it cannot be assembled.
     pub shares: BTreeMap<WorkerId, Result<BTreeSet<PartitionId>, String>>,
+    /// Operators' pins (`ctl.pin.<partition>`) that could be decoded: partition to worker.
+    pub pins: BTreeMap<PartitionId, WorkerId>,
     /// Values that could not be decoded: `bucket key: reason`.
     pub undecodable: Vec<String>,
     /// Worker leases present but undecodable, with the reason.
@@ -103,6 +107,19 @@ impl Fleet {
                     fleet.undecodable.push(format!("assign gen: {e}"));
                     fleet.bad_gen = Some(e.to_string());
                 }
+            }
+        }
+        for (key, bytes) in assign.range(codec::PIN_PREFIX.to_string()..) {
+            let Some(partition) = key.strip_prefix(codec::PIN_PREFIX) else {
+                break;
+            };
+            let pin = PartitionId::parse(partition)
+                .and_then(|p| Ok((p, codec::decode::<PinValue>("pin", bytes)?.worker)));
+            match pin {
+                Ok((p, worker)) => {
+                    fleet.pins.insert(p, worker);
+                }
+                Err(e) => fleet.undecodable.push(format!("assign {key}: {e}")),
             }
         }
         if let Some(gen) = &fleet.gen {
@@ -306,7 +323,7 @@ impl Fleet {
 }
 
 /// Only what NATS bucket names allow, so a typo gives a clear message.
-fn check_prefix(prefix: &str) -> CliResult {
+pub fn check_prefix(prefix: &str) -> CliResult {
     let ok = !prefix.is_empty()
         && prefix
             .chars()
@@ -389,14 +406,14 @@ async fn read_nats(options: &NatsOptions, prefix: &str) -> CliResult<Fleet> {
     Ok(fleet)
 }
 
-/// Every live key of a bucket with its latest value; `None` if the bucket does not exist.
-async fn read_bucket(
+/// Binds to an existing bucket, never creating it; `None` if it does not exist.
+pub async fn open_bucket(
     js: &async_nats::jetstream::Context,
     urls: &str,
     bucket: &str,
-) -> CliResult<Option<Vec<Raw>>> {
-    let store = match js.get_key_value(bucket).await {
-        Ok(store) => store,
+) -> CliResult<Option<kv::Store>> {
+    match js.get_key_value(bucket).await {
+        Ok(store) => Ok(Some(store)),
         Err(e) => {
             let not_found = std::error::Error::source(&e)
                 .and_then(|s| s.downcast_ref::<GetStreamError>())
@@ -407,10 +424,21 @@ async fn read_bucket(
             if not_found {
                 return Ok(None);
             }
-            return Err(CliError::runtime(format!(
+            Err(CliError::runtime(format!(
                 "cannot open bucket {bucket} at {urls}: {e}"
-            )));
+            )))
         }
+    }
+}
+
+/// Every live key of a bucket with its latest value; `None` if the bucket does not exist.
+async fn read_bucket(
+    js: &async_nats::jetstream::Context,
+    urls: &str,
+    bucket: &str,
+) -> CliResult<Option<Vec<Raw>>> {
+    let Some(store) = open_bucket(js, urls, bucket).await? else {
+        return Ok(None);
     };
     let failed =
         |e: &dyn std::fmt::Display| CliError::runtime(format!("reading bucket {bucket}: {e}"));
@@ -483,6 +511,27 @@ mod tests {
             w.iter().any(|w| w.contains("unsupported version 9")),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn pins_are_read_and_an_undecodable_one_is_reported() {
+        let pin = encode(&PinValue {
+            v: 1,
+            worker: WorkerId(2),
+        });
+        let fleet = Fleet::from_raw(
+            vec![],
+            vec![
+                raw("ctl.drain.1", b""),
+                raw("ctl.pin.orders.eu", &pin),
+                raw("ctl.pin.x", b"junk"),
+                raw("worker.1.0.0", b"junk"),
+            ],
+        );
+        let eu = PartitionId::parse("orders.eu").unwrap();
+        assert_eq!(fleet.pins, [(eu, WorkerId(2))].into());
+        assert_eq!(fleet.undecodable.len(), 1, "{:?}", fleet.undecodable);
+        assert!(fleet.undecodable[0].starts_with("assign ctl.pin.x: "));
     }
 
     #[test]

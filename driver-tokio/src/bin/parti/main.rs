@@ -6,6 +6,7 @@
 //! - `parti status`: what a fleet's KV holds right now (workers, leader, generation, shares) and
 //!   anything inconsistent in it;
 //! - `parti plan` / `parti explain`: dry-runs against the committed assignment;
+//! - `parti pin` / `parti unpin`: an operator's pin of a partition to a worker;
 //! - `parti worker`: one real worker process that logs its events.
 //!
 //! Every failure prints one `error: ...` line saying what to fix; the exit code is 2 for a
@@ -22,6 +23,7 @@ macro_rules! say {
 mod common;
 mod demo;
 mod fleet;
+mod pin;
 mod plan;
 mod status;
 mod worker;
@@ -47,6 +49,10 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Says why a partition is where it is (or would be, after a change).
     Explain(plan::ExplainArgs),
+    /// Pins a partition to a worker: the leader moves it there while that worker is live.
+    Pin(pin::PinArgs),
+    /// Removes a partition's pin (it stays where it is until the strategy moves it).
+    Unpin(pin::UnpinArgs),
     /// Runs one worker that logs its events; stops gracefully on SIGTERM / SIGINT.
     Worker(worker::WorkerArgs),
 }
@@ -94,6 +100,8 @@ fn main() -> ExitCode {
             Command::Status(args) => status::run(args).await,
             Command::Plan(args) => plan::run_plan(args).await,
             Command::Explain(args) => plan::run_explain(args).await,
+            Command::Pin(args) => pin::run_pin(args).await,
+            Command::Unpin(args) => pin::run_unpin(args).await,
             Command::Worker(args) => worker::run(args).await,
         }
     });
@@ -164,7 +172,12 @@ fn clap_error(e: clap::Error) -> ExitCode {
         let sub = std::env::args()
             .skip(1)
             .find(|a| !a.starts_with('-'))
-            .filter(|a| ["demo", "status", "plan", "explain", "worker"].contains(&a.as_str()));
+            .filter(|a| {
+                [
+                    "demo", "status", "plan", "explain", "pin", "unpin", "worker",
+                ]
+                .contains(&a.as_str())
+            });
         match sub {
             Some(sub) => line.push_str(&format!(" (see 'parti {sub} --help')")),
             None => line.push_str(" (see 'parti --help')"),

@@ -1,7 +1,7 @@
-//! `parti status`: a fleet's workers, leader, committed generation and shares, read from its
-//! KV without starting a worker, with a warning for anything inconsistent.
+//! `parti status`: a fleet's workers, leader, committed generation, shares and pins, read from
+//! its KV without starting a worker, with a warning for anything inconsistent.
 
-use crate::common::{compact, short_token, truncate, NatsArgs};
+use crate::common::{compact, natural_sort, short_token, truncate, NatsArgs};
 use crate::fleet::{phase_name, Fleet};
 use crate::CliResult;
 use std::fmt::Write;
@@ -81,6 +81,7 @@ fn render(fleet: &Fleet, source: &str, verbose: bool) -> String {
             }
         },
     }
+    let _ = writeln!(o, "pins        {}", pins(fleet));
     let owned: usize = fleet.shares.values().flatten().map(|s| s.len()).sum();
     let _ = writeln!(
         o,
@@ -176,6 +177,25 @@ fn render(fleet: &Fleet, source: &str, verbose: bool) -> String {
     o
 }
 
+/// The operators' pins, `p -> worker N` each, or `none`. A worker without a lease is flagged
+/// `(not live)`: meanwhile the leader places its pinned partitions by its strategy.
+fn pins(fleet: &Fleet) -> String {
+    if fleet.pins.is_empty() {
+        return "none".into();
+    }
+    let list: Vec<String> = natural_sort(fleet.pins.keys())
+        .into_iter()
+        .map(|p| {
+            let worker = fleet.pins[p];
+            let leased =
+                fleet.leases.contains_key(&worker) || fleet.bad_leases.contains_key(&worker);
+            let gone = if leased { "" } else { " (not live)" };
+            format!("{p} -> worker {worker}{gone}")
+        })
+        .collect();
+    truncate(&list.join(", "), 2000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,14 +204,23 @@ mod tests {
     fn an_empty_fleet_renders_with_warnings() {
         let out = render(&Fleet::default(), "test", true);
         assert!(out.contains("leader      none"), "{out}");
+        assert!(out.contains("\npins        none\n"), "{out}");
         assert!(out.contains("warning: no committed generation"), "{out}");
         let mut fleet = Fleet::default();
         fleet
             .bad_leases
             .insert(parti::WorkerId(4), "not a parti value".into());
         fleet.bad_gen = Some("unsupported version 2".into());
+        for (p, w) in [("p10", 4), ("p2", 7)] {
+            let p = parti::PartitionId::parse(p).unwrap();
+            fleet.pins.insert(p, parti::WorkerId(w));
+        }
         let out = render(&fleet, "test", false);
         assert!(out.contains("undecodable-lease"), "{out}");
+        assert!(
+            out.contains("pins        p2 -> worker 7 (not live), p10 -> worker 4\n"),
+            "{out}"
+        );
         assert!(
             out.contains("generation  undecodable (unsupported version 2)"),
             "{out}"
