@@ -2,8 +2,9 @@
 //
 // Against a real nats-server it starts (random port, temporary store, destroyed at the end):
 // two workers share 20 partitions listed by a Kotlin PartitionSource; their assignment events
-// reach a Kotlin EventListener; every partition is owned exactly once; the leader stops and
-// the other worker takes everything; a third joins and is drained. A second server with token
+// reach a Kotlin EventListener; every partition is owned exactly once; a pin moves one of A's
+// partitions to B and it stays there once unpinned; the leader stops and the other worker takes
+// everything; a third joins and is drained. A second server with token
 // auth checks the auth options. With no network: plan / explain / config validation. Last, it
 // prints the per-call cost of a sync and an async call.
 //
@@ -200,6 +201,41 @@ fun fleet(url: String) = runBlocking {
         check(source.calls > 0) { "the Kotlin partition source was never called" }
         log("two workers: a=${a.workerId()} owns ${recA.owned.size}, b=${b.workerId()} owns ${recB.owned.size}, leader=${if (a.isLeader()) "a" else "b"}, generation=${a.generation()}, source calls=${source.calls}")
 
+        // A pin moves one of A's partitions to B (any worker may pin; the leader moves it).
+        val ownedOnce = {
+            (recA.owned intersect recB.owned).isEmpty() && recA.owned + recB.owned == ALL &&
+                a.assignment().toSet() == recA.owned && b.assignment().toSet() == recB.owned
+        }
+        val bId = b.workerId()!!
+        val pinned = a.assignment().first()
+        b.pin(pinned, bId)
+        waitFor("the pinned partition $pinned to move to b, every partition owned once") {
+            pinned in b.assignment() && pinned in recB.owned && ownedOnce()
+        }
+        recA.assertSane(); recB.assertSane()
+        // Unpinned, it stays on b (plans are sticky). The leader reads pins in KV order, so
+        // once a later pin (of another of b's partitions, to a) has taken effect, the plan that
+        // followed the unpin has run too.
+        val seen = recB.events.size
+        a.unpin(pinned)
+        val other = b.assignment().first { it != pinned }
+        a.pin(other, a.workerId()!!)
+        waitFor("the barrier pin to move $other to a, every partition owned once") {
+            other in a.assignment() && other in recA.owned && ownedOnce()
+        }
+        check(pinned in b.assignment() && pinned in recB.owned) { "unpinned $pinned left b: a=${a.assignment()} b=${b.assignment()}" }
+        val revoked = recB.events.drop(seen).filterIsInstance<WorkerEvent.AssignmentChanged>().filter { pinned in it.revoked }
+        check(revoked.isEmpty()) { "unpinned $pinned was revoked from b: $revoked" }
+        a.unpin(other)
+        recA.assertSane(); recB.assertSane()
+        try {
+            b.pin("a..b", bId)
+            throw CheckFailed("pinning the invalid partition \"a..b\" succeeded")
+        } catch (e: PartiException.InvalidPartition) {
+            check(e.partition == "a..b") { "wrong partition named: ${e.partition}" }
+        }
+        log("pin: $pinned moved to b=$bId and stayed there unpinned; \"a..b\" refused (InvalidPartition)")
+
         // Stop the leader; the other one must lead and own everything.
         val (leader, leaderRec) = workers.first { it.first.isLeader() }
         val (survivor, survivorRec) = workers.first { !it.first.isLeader() }
@@ -224,6 +260,12 @@ fun fleet(url: String) = runBlocking {
             throw CheckFailed("refreshPartitions on a stopped worker succeeded")
         } catch (e: PartiException.Stopped) {
             // the same meaning as parti::Error::Stopped
+        }
+        try {
+            leader.pin(ALL.first(), survivor.workerId()!!)
+            throw CheckFailed("pin on a stopped worker succeeded")
+        } catch (e: PartiException.Stopped) {
+            // pins go through the worker's command channel too
         }
 
         // A third worker joins and gets a share; draining it hands the share back.

@@ -7,7 +7,7 @@ use crate::on_runtime;
 use crate::plan::Strategy;
 use crate::source::{ForeignSource, PartitionSource};
 use parti::kv::NatsKv;
-use parti::WorkerHandle;
+use parti::{PartitionId, WorkerHandle, WorkerId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,6 +124,27 @@ impl Worker {
     pub async fn set_load(&self, load: f64) -> Result<(), PartiError> {
         let handle = self.handle.clone();
         on_runtime(async move { handle.set_load(load).await })
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Pins `partition` to the worker with ID `worker_id`, for the whole fleet: the leader
+    /// moves it there and keeps it there while that worker is live. Resolves once the pin is
+    /// stored in KV. [`PartiError::InvalidPartition`] if `partition` is malformed.
+    pub async fn pin(&self, partition: String, worker_id: u32) -> Result<(), PartiError> {
+        let partition = PartitionId::parse(&partition)?;
+        let handle = self.handle.clone();
+        on_runtime(async move { handle.pin(partition, WorkerId(worker_id)).await })
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Removes `partition`'s pin (nothing happens if it has none); the partition stays where
+    /// it is until a plan moves it. [`PartiError::InvalidPartition`] if it is malformed.
+    pub async fn unpin(&self, partition: String) -> Result<(), PartiError> {
+        let partition = PartitionId::parse(&partition)?;
+        let handle = self.handle.clone();
+        on_runtime(async move { handle.unpin(partition).await })
             .await
             .map_err(Into::into)
     }
