@@ -120,7 +120,8 @@ impl Worker {
             .map_err(Into::into)
     }
 
-    /// Reports the application's current load (any unit, relative across workers).
+    /// Reports the application's current load (any unit, relative across workers) in the
+    /// worker's lease; the planner does not use it yet (it balances weights over capacities).
     pub async fn set_load(&self, load: f64) -> Result<(), PartiError> {
         let handle = self.handle.clone();
         on_runtime(async move { handle.set_load(load).await })

@@ -120,8 +120,9 @@ impl WorkerHandle {
         self.ask(Command::Refresh).await
     }
 
-    /// Reports the application's current load (any unit, relative across workers); the leader
-    /// may rebalance when loads diverge beyond the config's `rebalance_threshold`.
+    /// Reports the application's current load (any unit, relative across workers) in the
+    /// worker's lease, where operators and tools read it. The planner does not use it yet: it
+    /// balances partition weights over capacities.
     pub async fn set_load(&self, load: f64) -> Result<(), Error> {
         self.ask(|reply| Command::Load(load, reply)).await
     }
