@@ -22,20 +22,27 @@ async def test_memory_fleet_shares_partitions_exactly_once(stop_all: list[parti.
     assert sorted(len(w.assignment) for w in stop_all) == [10, 10]
 
 
+def all_on_highest(
+    workers: list[parti.WorkerSlot], partitions: list[parti.Partition], previous: dict[str, int]
+) -> Mapping[str, int]:
+    """A custom strategy: every partition on the worker with the highest ID."""
+    top = max(w.id for w in workers)
+    return {p.id: top for p in partitions}
+
+
 async def test_python_strategy_places_partitions_in_a_live_fleet(stop_all: list[parti.Worker]) -> None:
     calls: list[int] = []
 
-    def all_on_highest(
+    def recorded(
         workers: list[parti.WorkerSlot], partitions: list[parti.Partition], previous: dict[str, int]
     ) -> Mapping[str, int]:
         calls.append(len(workers))
-        top = max(w.id for w in workers)
-        return {p.id: top for p in partitions}
+        return all_on_highest(workers, partitions, previous)
 
     kv = parti.MemoryKv(lease_ttl=1.0)
     partitions = numbered(6)
     for _ in range(2):
-        w = parti.Worker(memory=kv, partitions=partitions, config=fast_config(2), strategy=all_on_highest)
+        w = parti.Worker(memory=kv, partitions=partitions, config=fast_config(2), strategy=recorded)
         stop_all.append(await w.start())
     await wait_until(lambda: owned_exactly_once(stop_all, partitions))
     top = max(w.worker_id for w in stop_all if w.worker_id is not None)
@@ -47,12 +54,6 @@ async def test_python_strategy_places_partitions_in_a_live_fleet(stop_all: list[
 async def test_a_pin_holds_even_against_a_python_strategy_and_unpin_releases_it(
     stop_all: list[parti.Worker],
 ) -> None:
-    def all_on_highest(
-        workers: list[parti.WorkerSlot], partitions: list[parti.Partition], previous: dict[str, int]
-    ) -> Mapping[str, int]:
-        top = max(w.id for w in workers)
-        return {p.id: top for p in partitions}
-
     kv = parti.MemoryKv(lease_ttl=1.0)
     partitions = numbered(6)
     for _ in range(2):
