@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod cluster;
+mod converge;
 mod faults;
 mod holdings;
 mod invariants;
