@@ -1,6 +1,8 @@
 //! Helpers shared by the simulator scenario tests.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod kv;
+
 use parti_core::sim::{numbered_partitions, NodeId, Sim, SimConfig};
 use parti_core::Config;
 use std::time::Duration;
