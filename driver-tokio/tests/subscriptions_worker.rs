@@ -1,0 +1,337 @@
+//! Subscriptions wired into workers against a real nats-server: in Strict mode no partition is
+//! handled by two workers at once, a JetStream rebalance handles every message exactly once,
+//! and subscription errors and bad stream names reach the application.
+
+mod fleet_support;
+mod subscription_support;
+
+use async_nats::jetstream;
+use parti::kv::MemoryKv;
+use parti::testing::NatsServer;
+use parti::{
+    Config, DriverWarning, Event, MessageHandler, PartitionId, SubscriptionError, Worker,
+    WorkerHandle,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_support::{fast_config, partition_ids, partitions};
+use subscription_support::*;
+
+// ---------------------------------------------------------------------------------------------
+// Wired into workers
+// ---------------------------------------------------------------------------------------------
+
+/// The fleet's timings, with room for the subscription manager's revokes.
+fn config() -> Config {
+    Config {
+        revoke_timeout: Duration::from_millis(800),
+        shutdown_timeout: Duration::from_secs(3),
+        ..fast_config()
+    }
+}
+
+async fn start(
+    builder: parti::WorkerBuilder,
+    kv: &MemoryKv,
+    n: usize,
+    log: &Log,
+    index: usize,
+) -> WorkerHandle {
+    let (handle, events) = builder
+        .config(config())
+        .memory(kv.clone())
+        .partitions(partitions(n))
+        .start_with_events()
+        .await
+        .expect("worker starts");
+    log.follow(index, events);
+    handle
+}
+
+/// Both workers own a non-empty share, together exactly `expected`, disjoint.
+fn split_between(a: &WorkerHandle, b: &WorkerHandle, expected: &BTreeSet<PartitionId>) -> bool {
+    let (sa, sb) = (a.assignment(), b.assignment());
+    !sa.is_empty()
+        && !sb.is_empty()
+        && sa.is_disjoint(&sb)
+        && sa.union(&sb).cloned().collect::<BTreeSet<_>>() == *expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_handoff_never_has_two_workers_handling_a_partition() {
+    const N: usize = 6;
+    let server = NatsServer::start().unwrap();
+    let kv = MemoryKv::new(config().lease_ttl);
+    let log = Log::new();
+    let work = Duration::from_millis(2);
+
+    // A publisher that keeps every partition busy until told to stop.
+    let publisher = connect(&server).await;
+    let publishing = Arc::new(AtomicBool::new(true));
+    let pump = tokio::spawn({
+        let (publisher, publishing) = (publisher.clone(), publishing.clone());
+        async move {
+            let mut i = 0u64;
+            while publishing.load(Ordering::Relaxed) {
+                let subject = format!("work.p{}", i % N as u64);
+                publish(&publisher, &subject, &format!("m{i}")).await;
+                i += 1;
+                if i % N as u64 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    });
+
+    let w0 = start(
+        Worker::builder().subscribe(connect(&server).await, template(), log.handler(0, work)),
+        &kv,
+        N,
+        &log,
+        0,
+    )
+    .await;
+    let expected = partition_ids(N);
+    log.wait_until("worker 0 owns and handles every partition", || {
+        w0.assignment() == expected
+            && expected
+                .iter()
+                .all(|p| log.handled().iter().any(|(w, q, _)| *w == 0 && q == p))
+    })
+    .await;
+
+    let w1 = start(
+        Worker::builder().subscribe(connect(&server).await, template(), log.handler(1, work)),
+        &kv,
+        N,
+        &log,
+        1,
+    )
+    .await;
+    log.wait_until(
+        "the partitions are split and worker 1 handles its share",
+        || {
+            split_between(&w0, &w1, &expected)
+                && w1
+                    .assignment()
+                    .iter()
+                    .all(|p| log.handled().iter().any(|(w, q, _)| *w == 1 && q == p))
+        },
+    )
+    .await;
+    // Worker 0 still handles what it kept.
+    let kept = w0.assignment();
+    let before = log.handled().len();
+    log.wait_until("worker 0 handles its remaining share", || {
+        kept.iter().all(|p| {
+            log.handled()[before..]
+                .iter()
+                .any(|(w, q, _)| *w == 0 && q == p)
+        })
+    })
+    .await;
+
+    publishing.store(false, Ordering::Relaxed);
+    pump.await.unwrap();
+    w0.stop().await.unwrap();
+    w1.stop().await.unwrap();
+
+    // The moved partitions were handled by both workers, never at once.
+    let moved = w1_moved(&log);
+    assert!(
+        !moved.is_empty(),
+        "some partitions moved from worker 0 to worker 1"
+    );
+    log.assert_no_concurrent_owners();
+
+    // Stopped workers have no subscription left.
+    let handled = log.handled().len();
+    for i in 0..N {
+        publish(&publisher, &format!("work.p{i}"), "after stop").await;
+    }
+    barrier(&publisher).await;
+    assert_eq!(
+        log.handled().len(),
+        handled,
+        "nothing is handled after stop"
+    );
+    let warnings: Vec<Event> = log
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, e)| e.clone())
+        .filter(|e| matches!(e, Event::DriverWarning(DriverWarning::Subscription(_))))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+/// Partitions handled by worker 0 and later by worker 1.
+fn w1_moved(log: &Log) -> BTreeSet<PartitionId> {
+    let handled = log.handled();
+    let by = |w: usize| -> BTreeSet<PartitionId> {
+        handled
+            .iter()
+            .filter(|(x, _, _)| *x == w)
+            .map(|(_, p, _)| p.clone())
+            .collect()
+    };
+    by(0).intersection(&by(1)).cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_rebalance_between_two_workers_handles_every_message_exactly_once() {
+    const N: usize = 4;
+    let server = NatsServer::start().unwrap();
+    let kv = MemoryKv::new(config().lease_ttl);
+    let log = Log::new();
+    let work = Duration::from_millis(1);
+    let js = jetstream::new(connect(&server).await);
+    let stream = work_queue(&js, "WORK").await;
+    let mut published = 0usize;
+    let mut publish_batch = |js: jetstream::Context, count: usize| {
+        let first = published;
+        published += count;
+        async move {
+            for i in first..first + count {
+                js_publish(&js, &format!("work.p{}", i % N), format!("m{i}")).await;
+            }
+        }
+    };
+
+    // A backlog before anyone consumes.
+    publish_batch(js.clone(), 100).await;
+    let consumer = |index: usize, log: &Log| {
+        let log = log.clone();
+        let server_url = server.url();
+        async move {
+            let js = jetstream::new(async_nats::connect(server_url).await.unwrap());
+            Worker::builder().consume(js, "WORK", template(), log.handler(index, work))
+        }
+    };
+    let w0 = start(consumer(0, &log).await, &kv, N, &log, 0).await;
+    let expected = partition_ids(N);
+    log.wait_until("worker 0 handles the backlog", || {
+        log.handled().len() == 100
+    })
+    .await;
+    assert_eq!(w0.assignment(), expected);
+    assert_eq!(consumer_names(&stream).await, vec!["parti-w0".to_string()]);
+
+    // Messages keep coming while worker 1 joins and the partitions are split.
+    let during = tokio::spawn(publish_batch(js.clone(), 300));
+    let w1 = start(consumer(1, &log).await, &kv, N, &log, 1).await;
+    log.wait_until("the partitions are split", || {
+        split_between(&w0, &w1, &expected)
+    })
+    .await;
+    during.await.unwrap();
+    // And after the split.
+    publish_batch(js.clone(), 100).await;
+    log.wait_until("every message is handled", || {
+        log.handled().len() >= published
+    })
+    .await;
+
+    // Exactly once: no gap, no duplicate, even for the partitions that moved.
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for p in log.payloads() {
+        *counts.entry(p).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "handled twice: {twice:?}");
+    assert_eq!(counts.len(), published, "every message is handled");
+    assert!(
+        !w1_moved(&log).is_empty(),
+        "some partitions moved to worker 1"
+    );
+    log.assert_no_concurrent_owners();
+
+    let mut names = consumer_names(&stream).await;
+    names.sort();
+    assert_eq!(names, vec!["parti-w0".to_string(), "parti-w1".to_string()]);
+    w0.stop().await.unwrap();
+    w1.stop().await.unwrap();
+    assert!(
+        consumer_names(&stream).await.is_empty(),
+        "consumers are removed on stop"
+    );
+    assert_eq!(
+        stream.clone().info().await.unwrap().state.messages,
+        0,
+        "all acknowledged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reports_subscription_errors_as_driver_warnings() {
+    let server = NatsServer::start().unwrap();
+    let kv = MemoryKv::new(config().lease_ttl);
+    let log = Log::new();
+    let client = connect(&server).await;
+    let handler =
+        MessageHandler::new(|p: PartitionId, _| async move { panic!("bad message for {p}") });
+    let w = start(
+        Worker::builder().subscribe(client.clone(), template(), handler),
+        &kv,
+        1,
+        &log,
+        0,
+    )
+    .await;
+    let panicked = || {
+        log.events.lock().unwrap().iter().any(|(_, e)| {
+            matches!(
+                e,
+                Event::DriverWarning(DriverWarning::Subscription(
+                    SubscriptionError::HandlerPanicked { partition, .. }
+                )) if partition.as_str() == "p0"
+            )
+        })
+    };
+    log.wait_until("the worker owns p0", || w.assignment().len() == 1)
+        .await;
+    // The subscription starts in the background after the assignment: publish until a
+    // message meets it.
+    let pump = tokio::spawn({
+        let client = client.clone();
+        async move {
+            loop {
+                publish(&client, "work.p0", "boom").await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    log.wait_until("the handler's panic is reported", panicked)
+        .await;
+    pump.abort();
+    w.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_refuses_a_bad_stream_name() {
+    let server = NatsServer::start().unwrap();
+    let js = jetstream::new(connect(&server).await);
+    let result = Worker::builder()
+        .config(config())
+        .memory(MemoryKv::new(config().lease_ttl))
+        .partitions(partitions(1))
+        .consume(
+            js,
+            "bad.name",
+            template(),
+            MessageHandler::new(|_, _| async {}),
+        )
+        .start()
+        .await;
+    assert_eq!(
+        result.unwrap_err(),
+        parti::Error::Subscription(SubscriptionError::InvalidName {
+            what: "stream",
+            name: "bad.name".into()
+        })
+    );
+}
