@@ -31,7 +31,13 @@ fn partition_and_other_worker(sim: &Sim, nodes: &[NodeId], from: NodeId) -> (Par
 
 #[test]
 fn a_pin_moves_its_partition_to_the_pinned_worker_and_survives_a_leader_failover() {
-    let (mut sim, nodes) = settled(3, 30, 41, |_| {});
+    for seed in 41..61 {
+        pin_then_failover(seed);
+    }
+}
+
+fn pin_then_failover(seed: u64) {
+    let (mut sim, nodes) = settled(3, 30, seed, |_| {});
     let leader = sim.leader().expect("a leader");
     // Pin a partition of a follower to the leader, so that killing the leader afterwards
     // makes a new leader read the pin from KV and place the partition elsewhere, then back.
@@ -62,6 +68,19 @@ fn a_pin_moves_its_partition_to_the_pinned_worker_and_survives_a_leader_failover
     assert_eq!(owner(&sim, &p), other_id);
     let killed = sim.kill_leader().expect("a leader to kill");
     assert_ne!(killed, other);
+    // The new leader reads the pin before its first plan: the partition never leaves.
+    let mut left = false;
+    sim.run_until_true(SECS(60), |s| {
+        left |= s
+            .owners()
+            .get(&p)
+            .is_some_and(|o| o.as_slice() != [other_id]);
+        s.leader().is_some_and(|l| l != killed) && s.is_settled()
+    });
+    assert!(
+        !left,
+        "the pinned partition left its worker during the failover"
+    );
     sim.must_converge(SECS(60));
     assert_ne!(sim.leader(), Some(killed));
     assert_eq!(owner(&sim, &p), other_id, "the new leader honours the pin");
