@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +81,18 @@ def nats_url() -> Iterator[str]:
     server = NatsServer()
     try:
         yield server.url
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def frozen_server() -> Iterator[NatsServer]:
+    """A fresh nats-server paused with SIGSTOP: it accepts TCP connections but never answers
+    until the test sends SIGCONT (`server.proc.send_signal`). Killed after the test."""
+    server = NatsServer()
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield server
     finally:
         server.kill()
 

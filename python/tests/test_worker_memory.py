@@ -13,11 +13,19 @@ import parti
 from conftest import fast_config, next_event, numbered, owned_exactly_once, wait_until
 
 
-async def test_memory_fleet_shares_partitions_exactly_once(stop_all: list[parti.Worker]) -> None:
+async def start_pair(
+    stop_all: list[parti.Worker], partitions: list[parti.Partition], strategy: Any = None
+) -> None:
+    """Starts two workers sharing one in-memory KV (added to `stop_all`, stopped after the test)."""
     kv = parti.MemoryKv(lease_ttl=1.0)
-    partitions = numbered(20)
     for _ in range(2):
-        stop_all.append(await parti.Worker(memory=kv, partitions=partitions, config=fast_config(2)).start())
+        w = parti.Worker(memory=kv, partitions=partitions, config=fast_config(2), strategy=strategy)
+        stop_all.append(await w.start())
+
+
+async def test_memory_fleet_shares_partitions_exactly_once(stop_all: list[parti.Worker]) -> None:
+    partitions = numbered(20)
+    await start_pair(stop_all, partitions)
     await wait_until(lambda: owned_exactly_once(stop_all, partitions) and all(w.assignment for w in stop_all))
     assert sorted(len(w.assignment) for w in stop_all) == [10, 10]
 
@@ -39,11 +47,8 @@ async def test_python_strategy_places_partitions_in_a_live_fleet(stop_all: list[
         calls.append(len(workers))
         return all_on_highest(workers, partitions, previous)
 
-    kv = parti.MemoryKv(lease_ttl=1.0)
     partitions = numbered(6)
-    for _ in range(2):
-        w = parti.Worker(memory=kv, partitions=partitions, config=fast_config(2), strategy=recorded)
-        stop_all.append(await w.start())
+    await start_pair(stop_all, partitions, strategy=recorded)
     await wait_until(lambda: owned_exactly_once(stop_all, partitions))
     top = max(w.worker_id for w in stop_all if w.worker_id is not None)
     owner = next(w for w in stop_all if w.worker_id == top)
@@ -54,11 +59,8 @@ async def test_python_strategy_places_partitions_in_a_live_fleet(stop_all: list[
 async def test_a_pin_holds_even_against_a_python_strategy_and_unpin_releases_it(
     stop_all: list[parti.Worker],
 ) -> None:
-    kv = parti.MemoryKv(lease_ttl=1.0)
     partitions = numbered(6)
-    for _ in range(2):
-        w = parti.Worker(memory=kv, partitions=partitions, config=fast_config(2), strategy=all_on_highest)
-        stop_all.append(await w.start())
+    await start_pair(stop_all, partitions, strategy=all_on_highest)
     await wait_until(lambda: any(len(w.assignment) == 6 for w in stop_all), what="all on the highest ID")
     high = next(w for w in stop_all if len(w.assignment) == 6)
     low = next(w for w in stop_all if w is not high)
@@ -96,10 +98,8 @@ async def test_failing_python_strategy_is_reported_and_balanced_takes_over(
 
 
 async def test_drain_hands_everything_over_and_emits_drained(stop_all: list[parti.Worker]) -> None:
-    kv = parti.MemoryKv(lease_ttl=1.0)
     partitions = numbered(10)
-    for _ in range(2):
-        stop_all.append(await parti.Worker(memory=kv, partitions=partitions, config=fast_config(2)).start())
+    await start_pair(stop_all, partitions)
     await wait_until(lambda: owned_exactly_once(stop_all, partitions) and all(w.assignment for w in stop_all))
     leaving, staying = stop_all
     events = leaving.events()

@@ -287,42 +287,36 @@ async def test_unreachable_server_raises_nats_error_and_start_can_be_retried() -
         server.kill()
 
 
-async def test_a_start_cancelled_while_connecting_leaves_the_worker_startable() -> None:
-    # A frozen nats-server accepts the TCP connection but never answers, so start() hangs
-    # in connect until the caller gives up.
-    server = NatsServer()
-    server.proc.send_signal(signal.SIGSTOP)
-    try:
-        worker = parti.Worker(nats=server.url, partitions=["a"], config=fast_config())
-        with pytest.raises(asyncio.TimeoutError):  # the builtin TimeoutError from 3.11 on
-            await asyncio.wait_for(worker.start(), 0.3)
-        assert worker.state == "init"
-        server.proc.send_signal(signal.SIGCONT)
-        async with worker as w:
-            await wait_until(lambda: w.assignment == frozenset({"a"}), what="assignment")
-        assert worker.is_stopped
-    finally:
-        server.kill()
+async def test_a_start_cancelled_while_connecting_leaves_the_worker_startable(
+    frozen_server: NatsServer,
+) -> None:
+    # The frozen server accepts the connection but never answers: start() hangs in connect
+    # until the caller gives up.
+    worker = parti.Worker(nats=frozen_server.url, partitions=["a"], config=fast_config())
+    with pytest.raises(asyncio.TimeoutError):  # the builtin TimeoutError from 3.11 on
+        await asyncio.wait_for(worker.start(), 0.3)
+    assert worker.state == "init"
+    frozen_server.proc.send_signal(signal.SIGCONT)
+    async with worker as w:
+        await wait_until(lambda: w.assignment == frozenset({"a"}), what="assignment")
+    assert worker.is_stopped
 
 
-async def test_stop_during_start_waits_for_the_start_then_stops_the_worker() -> None:
-    server = NatsServer()
-    server.proc.send_signal(signal.SIGSTOP)
-    try:
-        worker = parti.Worker(nats=server.url, partitions=["a"], config=fast_config())
-        starting = worker.start()
-        with pytest.raises(parti.PartiError, match="already starting"):
-            await worker.start()
-        stopping = worker.stop()
-        server.proc.send_signal(signal.SIGCONT)
-        assert await starting is worker
-        await stopping
-        assert worker.is_stopped
-        assert worker.state == "shutdown"
-        with pytest.raises(parti.PartiError, match="already started"):
-            await worker.start()
-    finally:
-        server.kill()
+async def test_stop_during_start_waits_for_the_start_then_stops_the_worker(
+    frozen_server: NatsServer,
+) -> None:
+    worker = parti.Worker(nats=frozen_server.url, partitions=["a"], config=fast_config())
+    starting = worker.start()
+    with pytest.raises(parti.PartiError, match="already starting"):
+        await worker.start()
+    stopping = worker.stop()
+    frozen_server.proc.send_signal(signal.SIGCONT)
+    assert await starting is worker
+    await stopping
+    assert worker.is_stopped
+    assert worker.state == "shutdown"
+    with pytest.raises(parti.PartiError, match="already started"):
+        await worker.start()
 
 
 def test_token_auth_wrong_token_is_refused_right_token_connects() -> None:
