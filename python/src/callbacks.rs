@@ -3,6 +3,7 @@
 
 use crate::events::frozenset;
 use crate::partition::partitions_from;
+use crate::runtime::{attach, exiting};
 use futures::future::BoxFuture;
 use parti::{Partition, PartitionId, PartitionSource, RebalanceListener, SourceError};
 use pyo3::prelude::*;
@@ -33,8 +34,14 @@ pub(crate) struct LoopBridge {
 impl LoopBridge {
     /// The running loop of the calling coroutine (errors outside a running loop).
     pub(crate) fn current(py: Python<'_>) -> PyResult<Arc<Self>> {
-        let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
+        let locals = crate::runtime::current_locals(py)?;
         Ok(Arc::new(LoopBridge { locals }))
+    }
+
+    /// Whether the loop was closed (the program's `asyncio.run` returned).
+    fn loop_closed(&self, py: Python<'_>) -> bool {
+        let closed = self.locals.event_loop(py).call_method0("is_closed");
+        closed.and_then(|c| c.is_truthy()).unwrap_or(true)
     }
 
     /// Calls `f(*args)` on the loop (awaiting it if it returns an awaitable) and returns its
@@ -44,7 +51,10 @@ impl LoopBridge {
         f: &Py<PyAny>,
         args: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>>,
     ) -> PyResult<Py<PyAny>> {
-        let fut = Python::attach(|py| {
+        let fut = attach(|py| {
+            if self.loop_closed(py) {
+                return Err(loop_closed());
+            }
             let invoke = INVOKE_FN.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
                 let module =
                     PyModule::from_code(py, INVOKE, c"parti/_invoke.py", c"parti._invoke")?;
@@ -52,14 +62,21 @@ impl LoopBridge {
             })?;
             let coro = invoke.bind(py).call1((f.bind(py), args(py)?))?;
             pyo3_async_runtimes::into_future_with_locals(&self.locals, coro)
-        })?;
+        })
+        .unwrap_or_else(|| Err(exiting()))?;
         fut.await
     }
 
     /// Hands an exception raised by `what` to the loop's exception handler (asyncio's
-    /// convention for errors in callbacks: logged, the program goes on).
+    /// convention for errors in callbacks: logged, the program goes on). Dropped when the
+    /// interpreter is exiting.
     pub(crate) fn report(&self, what: &str, err: PyErr) {
-        Python::attach(|py| {
+        attach(|py| {
+            if self.loop_closed(py) {
+                // The program ended its loop (a worker left running at exit): no callback
+                // can run any more, and nobody is left to tell.
+                return;
+            }
             let context = PyDict::new(py);
             let loop_ = self.locals.event_loop(py);
             let sent = context
@@ -75,6 +92,11 @@ impl LoopBridge {
             }
         });
     }
+}
+
+/// The error of a call on a closed loop (created without touching Python).
+fn loop_closed() -> PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err("the worker's event loop is closed")
 }
 
 /// `on_assigned` / `on_revoked` as a [`RebalanceListener`]. A revoke is confirmed only when
@@ -127,7 +149,7 @@ impl PartitionSource for PySource {
                 .bridge
                 .call(&self.callable, |py| Ok(PyTuple::empty(py)))
                 .await;
-            Python::attach(|py| {
+            attach(|py| {
                 let describe = |e: PyErr| {
                     let name = e
                         .get_type(py)
@@ -139,6 +161,7 @@ impl PartitionSource for PySource {
                 let list = result.map_err(describe)?;
                 partitions_from("source()", list.bind(py)).map_err(describe)
             })
+            .unwrap_or_else(|| Err(SourceError("the Python interpreter is exiting".into())))
         })
     }
 }

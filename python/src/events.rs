@@ -268,10 +268,11 @@ impl EventStream {
             }
         }
         let stream = self.stream.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::runtime::future_into_py(py, async move {
             let next = stream.lock().await.next().await;
             match next {
-                Some(event) => Python::attach(|py| event_to_py(py, event)),
+                Some(event) => crate::runtime::attach(|py| event_to_py(py, event))
+                    .unwrap_or_else(|| Err(crate::runtime::exiting())),
                 None => Err(PyStopAsyncIteration::new_err(())),
             }
         })

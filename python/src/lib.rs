@@ -2,8 +2,9 @@
 //!
 //! Everything here wraps the Rust crates: the driver (`parti`) for workers on NATS or in
 //! memory, the core (`parti-core`) for planning and the simulator. One process-wide tokio
-//! runtime (pyo3-async-runtimes') runs every worker; async methods return asyncio awaitables
-//! and blocking calls release the GIL. Python callbacks (listener, source, strategy, message
+//! runtime (`runtime`) runs every worker; async methods return asyncio awaitables
+//! and blocking calls release the GIL. No runtime thread enters Python once the interpreter
+//! starts exiting (an `atexit` hook closes that gate), so a process never crashes at exit. Python callbacks (listener, source, strategy, message
 //! handler) always run on the event loop the worker was started from.
 #![warn(missing_docs)]
 
@@ -14,6 +15,7 @@ mod events;
 mod message;
 mod partition;
 mod planning;
+mod runtime;
 mod sim;
 mod state;
 mod strategy;
@@ -24,6 +26,7 @@ use pyo3::prelude::*;
 /// The module: classes, functions and exceptions.
 #[pymodule]
 fn _parti(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    runtime::register(m)?;
     errors::register(m)?;
     m.add_class::<partition::PyPartition>()?;
     m.add_class::<partition::PyWorkerSlot>()?;

@@ -175,7 +175,8 @@ impl Strategy for Shared {
         if input.workers.is_empty() {
             return Plan::default();
         }
-        Python::attach(|py| match self.0.call(py, input) {
+        // A leader planning while the interpreter exits falls back to the default strategy.
+        crate::runtime::attach(|py| match self.0.call(py, input) {
             Ok(plan) => plan,
             Err(e) => {
                 if self.0.report {
@@ -187,5 +188,6 @@ impl Strategy for Shared {
                 Balanced::default().assign(input)
             }
         })
+        .unwrap_or_else(|| Balanced::default().assign(input))
     }
 }

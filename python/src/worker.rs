@@ -312,7 +312,7 @@ impl PyWorker {
             (attempt, backend, config)
         };
         let this: Py<PyWorker> = slf.clone().unbind();
-        let future = pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let future = crate::runtime::future_into_py(py, async move {
             let worker = this.get();
             // Connect first: if NATS cannot be reached, the worker stays startable.
             let store = match backend {
@@ -493,7 +493,7 @@ impl PyWorker {
     /// Asks the source for the partition list again; resolves when the worker took it.
     fn refresh_partitions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::runtime::future_into_py(py, async move {
             handle.refresh_partitions().await.map_err(driver_err)
         })
     }
@@ -509,7 +509,7 @@ impl PyWorker {
     ) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
         let partition = partition_id("partition", partition)?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::runtime::future_into_py(py, async move {
             handle
                 .pin(partition, parti::WorkerId(worker_id))
                 .await
@@ -521,7 +521,7 @@ impl PyWorker {
     fn unpin<'py>(&self, py: Python<'py>, partition: &str) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
         let partition = partition_id("partition", partition)?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::runtime::future_into_py(py, async move {
             handle.unpin(partition).await.map_err(driver_err)
         })
     }
@@ -529,9 +529,7 @@ impl PyWorker {
     /// Moves this worker's partitions elsewhere; resolves when it holds none.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            handle.drain().await.map_err(driver_err)
-        })
+        crate::runtime::future_into_py(py, async move { handle.drain().await.map_err(driver_err) })
     }
 
     /// Stops gracefully: revokes every partition (awaiting `on_revoked`) and steps down. By
@@ -542,7 +540,7 @@ impl PyWorker {
     #[pyo3(signature = (r#final = false))]
     fn stop<'py>(slf: &Bound<'py, Self>, r#final: bool) -> PyResult<Bound<'py, PyAny>> {
         let this: Py<PyWorker> = slf.clone().unbind();
-        pyo3_async_runtimes::tokio::future_into_py(slf.py(), async move {
+        crate::runtime::future_into_py(slf.py(), async move {
             let worker = this.get();
             // A start in progress finishes (or fails) first; then its worker is stopped.
             let handle = loop {
@@ -642,7 +640,7 @@ fn keep_first_events(
     mut events: parti::EventStream,
 ) -> oneshot::Sender<mpsc::UnboundedSender<Event>> {
     let (take_tx, mut take_rx) = oneshot::channel::<mpsc::UnboundedSender<Event>>();
-    pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+    crate::runtime::handle().spawn(async move {
         let mut backlog = VecDeque::new();
         let target = loop {
             tokio::select! {
