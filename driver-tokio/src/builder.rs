@@ -125,7 +125,8 @@ impl WorkerBuilder {
     }
 
     /// How long one KV operation may take before the core is told `TimedOut` (its outcome is
-    /// then unknown). Default: the heartbeat interval, at least 1 s.
+    /// then unknown); a listing gets three times as long. Default: the heartbeat interval, at
+    /// least 1 s.
     pub fn kv_timeout(mut self, timeout: Duration) -> Self {
         self.kv_timeout = Some(timeout);
         self

@@ -293,8 +293,8 @@ impl Runner {
     fn perform(&mut self, action: Action) {
         match action {
             Action::Kv { id, bucket, op } => {
+                let bound = crate::kv::budget(self.kv_timeout, &op);
                 let fut = self.kv.execute(bucket, op);
-                let bound = self.kv_timeout;
                 self.kv_pending.push(Box::pin(async move {
                     let result = tokio::time::timeout(bound, fut)
                         .await

