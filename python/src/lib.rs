@@ -2,10 +2,11 @@
 //!
 //! Everything here wraps the Rust crates: the driver (`parti`) for workers on NATS or in
 //! memory, the core (`parti-core`) for planning and the simulator. One process-wide tokio
-//! runtime (`runtime`) runs every worker; async methods return asyncio awaitables
-//! and blocking calls release the GIL. No runtime thread enters Python once the interpreter
-//! starts exiting (an `atexit` hook closes that gate), so a process never crashes at exit. Python callbacks (listener, source, strategy, message
-//! handler) always run on the event loop the worker was started from.
+//! runtime (`runtime`) runs every worker; async methods return asyncio awaitables and blocking
+//! calls release the GIL. No runtime thread enters Python once the interpreter starts exiting
+//! (an `atexit` hook closes that gate), so a process never crashes at exit. Python callbacks
+//! (listener, source, strategy, message handler) always run on the event loop the worker was
+//! started from.
 #![warn(missing_docs)]
 
 mod callbacks;
