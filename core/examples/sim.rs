@@ -117,6 +117,16 @@ fn wall_clock() -> impl Fn() -> Duration {
     move || start.elapsed()
 }
 
+/// A throughput with one decimal, or three significant digits below 10/s (a fleet-size run
+/// takes seconds per schedule).
+fn rate(per_sec: f64) -> String {
+    if per_sec >= 10.0 {
+        format!("{per_sec:.1}")
+    } else {
+        format!("{per_sec:.3}")
+    }
+}
+
 fn main() -> ExitCode {
     let a = match parse() {
         Ok(a) => a,
@@ -183,9 +193,9 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "seeds={} violations={violations} max_converge_ms={max_converge} schedules_per_sec={:.1} threads={} wall_ms={}",
+        "seeds={} violations={violations} max_converge_ms={max_converge} schedules_per_sec={} threads={} wall_ms={}",
         outcomes.len(),
-        outcomes.len() as f64 / busy,
+        rate(outcomes.len() as f64 / busy),
         a.threads,
         wall.as_millis()
     );
