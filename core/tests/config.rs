@@ -19,7 +19,7 @@ fn defaults_are_valid_and_match_the_go_library() {
     assert_eq!(c.lease_ttl, Duration::from_secs(6));
     assert_eq!(c.cold_start_window, Duration::from_secs(30));
     assert_eq!(c.planned_scale_window, Duration::from_secs(10));
-    assert_eq!(c.emergency_grace, Duration::from_millis(1500));
+    assert_eq!(c.emergency_grace, Duration::from_millis(250));
     assert_eq!(c.min_rebalance_interval, Duration::from_secs(10));
     assert_eq!(c.rebalance_threshold, 0.15);
     assert_eq!((c.id_min, c.id_max), (0, 99));

@@ -206,6 +206,8 @@ impl RunSpec {
     pub fn new(seed: u64, workers: u32, partitions: u32, duration: Duration) -> Self {
         let config = Config {
             expected_workers: Some(workers.max(1)),
+            // Joins may double the fleet: leave every node an ID (the default range is 0..=99).
+            id_max: Config::default().id_max.max(2 * workers),
             ..Config::default()
         };
         let sim = SimConfig {

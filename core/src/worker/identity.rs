@@ -171,7 +171,6 @@ impl Worker {
         self.timers
             .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
         self.renew_lease(now);
-        self.renew_leader(now);
     }
 
     /// Renews our lease by CAS now (or right after the renewal in flight).

@@ -356,9 +356,13 @@ impl Worker {
                 }
                 Some(p) if p.departing_since.is_some() => p.revision = None,
                 Some(p) if entry.operation == Operation::Purge => {
-                    // Expired without renewal: it fenced itself by now.
+                    // Expired without renewal: it fenced itself by now, and no renewal can land
+                    // any more. The grace counts from our own deadline for it (a TTL after the
+                    // last update we saw), or from now if the server expired it earlier: the
+                    // marker is not waited for, and does not delay the release either.
+                    let deadline = p.last_seen + self.config.lease_ttl;
                     p.dead = Some(Dead {
-                        release_at: now + self.config.emergency_grace,
+                        release_at: now.min(deadline) + self.config.emergency_grace,
                         confirmed: true,
                         retry_at: None,
                     });

@@ -231,6 +231,7 @@ impl Worker {
                 Timer::Heartbeat => self.on_heartbeat(now),
                 Timer::Fence => self.on_fence_deadline(now),
                 Timer::LeaderFence => self.on_leader_fence(now),
+                Timer::LeaderRenew => self.renew_leader(now),
                 Timer::LeaderCheck => self.on_leader_check(),
                 Timer::Revoke => self.on_revoke_deadline(now),
                 Timer::Alert => self.on_alert(now),
@@ -386,7 +387,7 @@ impl Worker {
             Purpose::LeaseReread => self.on_lease_reread(now, result),
             Purpose::LeaderAcquire => self.on_acquire_result(now, result),
             Purpose::LeaderReread => self.on_leader_reread(now, result),
-            Purpose::LeaderRenew { sent, epoch } => self.on_leader_renew(sent, epoch, result),
+            Purpose::LeaderRenew { sent, epoch } => self.on_leader_renew(now, sent, epoch, result),
             Purpose::CtlPut => {
                 if let KvResult::TimedOut | KvResult::Failed(_) = result {
                     // An extra refresh is harmless, a lost one is not: ask again.

@@ -72,9 +72,18 @@ impl Worker {
                 && p.departing_since.is_none()
                 && (now >= p.last_seen + ttl || stuck)
             {
-                // A silent worker fenced itself by now; a stuck one is still renewing and learns
-                // that its lease is gone at its next renewal, or fences within a TTL.
-                let release_at = if stuck { now + ttl } else { now + grace };
+                // A silent worker fenced itself by now: it dropped everything `lease_ttl -
+                // safety_margin` after sending its last successful renewal, which we saw no
+                // earlier than it was sent. Its partitions are released `emergency_grace` after
+                // our deadline for it (counted from the update we saw, not from whenever this
+                // runs), once the CAS delete below proves that no later renewal landed. A stuck
+                // worker is still renewing and learns that its lease is gone at its next
+                // renewal, or fences within a TTL.
+                let release_at = if stuck {
+                    now + ttl
+                } else {
+                    (p.last_seen + ttl).min(now) + grace
+                };
                 p.dead = Some(Dead {
                     release_at,
                     confirmed: false,

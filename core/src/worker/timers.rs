@@ -7,13 +7,15 @@ use crate::Instant;
 pub(crate) enum Timer {
     /// Retry the ID claim.
     Claim,
-    /// Renew the worker lease (and the leader lease when leading).
+    /// Renew the worker lease.
     Heartbeat,
     /// Strict: drop everything; Relaxed: enter degraded mode. `lease_ttl - safety_margin` after
     /// the last successful renewal was sent.
     Fence,
     /// Leader lease: stop leading if not renewed in time.
     LeaderFence,
+    /// Leader lease: the next renewal, or a retry of one that failed or went unanswered.
+    LeaderRenew,
     /// Follower: the leader lease was not renewed for a TTL; try to take over.
     LeaderCheck,
     /// Earliest revoke deadline.
@@ -83,6 +85,7 @@ const ALL: [Timer; COUNT] = [
     Timer::Heartbeat,
     Timer::Fence,
     Timer::LeaderFence,
+    Timer::LeaderRenew,
     Timer::LeaderCheck,
     Timer::Revoke,
     Timer::Alert,

@@ -98,7 +98,11 @@ impl Metric {
                 Some(secs(p.base.emergency_grace.as_secs_f64())),
             ),
             Metric::KvFollower => (None, "ref 1/heartbeat", Some(format!("{:.0}", 60.0 / hb))),
-            Metric::KvLeader => (None, "ref 2/heartbeat", Some(format!("{:.0}", 120.0 / hb))),
+            Metric::KvLeader => (
+                Some(90.0 / hb),
+                "<= 1.5/heartbeat",
+                Some(format!("{:.0}", 90.0 / hb)),
+            ),
             Metric::KillFollowerDetected | Metric::KillLeader => (
                 None,
                 "ref TTL-hb..TTL",
@@ -158,6 +162,57 @@ impl Results {
     pub fn note(&mut self, n: String) {
         self.notes.push(n);
     }
+
+    /// The samples of `m`, in run order.
+    pub fn samples(&self, m: Metric) -> &[f64] {
+        self.samples.get(&m).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// The summary lines for the targets, one per figure, for the `defaults` profile:
+/// `crash_reassigned_ms defaults median=M max=X` (SIGKILL of a follower -> all owned once),
+/// `leader_kill_reassigned_ms defaults median=M max=X` (SIGKILL of the leader -> all owned
+/// once), `idle_writes_per_min follower=F leader=L` (medians over the idle followers and runs).
+/// A figure without samples prints `none`.
+pub fn print_summary(profiles: &[(Profile, Results)]) {
+    let Some((p, r)) = profiles.iter().find(|(p, _)| p.key == "defaults") else {
+        println!("summary: the defaults profile did not run");
+        return;
+    };
+    let ms = |m: Metric| {
+        let v = r.samples(m);
+        if v.is_empty() {
+            "median=none max=none".to_string()
+        } else {
+            format!("median={:.0} max={:.0}", median(v) * 1e3, max(v) * 1e3)
+        }
+    };
+    let rate = |m: Metric| {
+        let v = r.samples(m);
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{:.1}", median(v))
+        }
+    };
+    println!(
+        "summary samples: crash={} leader_kill={} idle_followers={} idle_leaders={}",
+        r.samples(Metric::KillFollower).len(),
+        r.samples(Metric::KillLeaderReassigned).len(),
+        r.samples(Metric::KvFollower).len(),
+        r.samples(Metric::KvLeader).len()
+    );
+    println!("crash_reassigned_ms {} {}", p.key, ms(Metric::KillFollower));
+    println!(
+        "leader_kill_reassigned_ms {} {}",
+        p.key,
+        ms(Metric::KillLeaderReassigned)
+    );
+    println!(
+        "idle_writes_per_min follower={} leader={}",
+        rate(Metric::KvFollower),
+        rate(Metric::KvLeader)
+    );
 }
 
 fn median(v: &[f64]) -> f64 {

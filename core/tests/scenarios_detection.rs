@@ -1,0 +1,79 @@
+//! Crash detection and the leader's idle cost on the simulator: a crashed worker's partitions
+//! are reassigned `lease_ttl + emergency_grace` after its last renewal (the leader's own timer,
+//! not the expiry marker), never before it fenced itself; an idle leader writes at most 1.5 times
+//! per heartbeat. All times are virtual.
+
+use parti_core::sim::NodeId;
+use parti_core::{Bucket, WorkerId};
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+/// The revision of `worker.<id>` in the KV, if it exists.
+fn lease_revision(sim: &parti_core::sim::Sim, id: WorkerId) -> Option<u64> {
+    sim.kv()
+        .get(Bucket::Leases, &format!("worker.{id}"))
+        .map(|e| e.revision)
+}
+
+/// Runs until node `n`'s lease was renewed once more, and returns that moment.
+fn just_renewed(sim: &mut parti_core::sim::Sim, n: NodeId) -> parti_core::Instant {
+    let id = sim.worker_id(n).expect("an ID");
+    let before = lease_revision(sim, id);
+    sim.run_until_true(SECS(5), |s| lease_revision(s, id) != before)
+        .expect("a renewal within a heartbeat")
+}
+
+#[test]
+fn a_crash_right_after_a_renewal_is_reassigned_within_ttl_plus_grace() {
+    let (mut sim, nodes) = settled(3, 90, 11, |_| {});
+    let victim = follower(&sim, &nodes);
+    let renewed = just_renewed(&mut sim, victim);
+    sim.crash(victim);
+    let cfg = sim.template().clone();
+    let reassigned = sim
+        .run_until_true(SECS(30), |s| all_owned_once(s, 90))
+        .expect("the victim's partitions are reassigned");
+    let took = reassigned - renewed;
+    // Not before the victim certainly fenced (a TTL after the renewal, on the leader's clock) ...
+    assert!(took >= cfg.lease_ttl, "reassigned after {took:?}");
+    // ... and not later than the grace after that, plus a few simulated round trips.
+    let bound = cfg.lease_ttl + cfg.emergency_grace + Duration::from_millis(100);
+    assert!(
+        took <= bound,
+        "reassigned {took:?} after the last renewal (bound {bound:?})\n{}",
+        sim.trace().tail(40)
+    );
+    sim.assert_clean();
+}
+
+#[test]
+fn the_default_grace_keeps_reassignment_within_ttl_plus_half_a_second() {
+    let cfg = parti_core::Config::default();
+    assert!(cfg.lease_ttl + cfg.emergency_grace <= cfg.lease_ttl + Duration::from_millis(450));
+}
+
+#[test]
+fn an_idle_leader_writes_at_most_one_and_a_half_times_per_heartbeat() {
+    let (mut sim, _) = settled(3, 30, 12, |_| {});
+    sim.run_for(SECS(10));
+    let leader = sim.leader().expect("a leader");
+    let id = sim.worker_id(leader).expect("an ID");
+    let count = |s: &parti_core::sim::Sim, key: &str| s.kv().history(Bucket::Leases, key).len();
+    let own = format!("worker.{id}");
+    let (leader0, own0) = (count(&sim, "leader"), count(&sim, &own));
+    let window = SECS(60);
+    sim.run_for(window);
+    assert_eq!(sim.leader(), Some(leader), "the leader stayed");
+    let heartbeats = (window.as_millis() / sim.template().heartbeat_interval.as_millis()) as usize;
+    let leader_writes = count(&sim, "leader") - leader0;
+    let own_writes = count(&sim, &own) - own0;
+    assert!(own_writes <= heartbeats, "{own_writes} worker-lease writes");
+    assert!(
+        2 * (leader_writes + own_writes) <= 3 * heartbeats,
+        "{leader_writes} leader-lease + {own_writes} worker-lease writes in {heartbeats} heartbeats"
+    );
+    assert!(leader_writes > 0, "the leader lease is still renewed");
+    sim.assert_clean();
+}
