@@ -108,7 +108,7 @@ class Config:
         heartbeat_interval: float = 2.0,
         lease_ttl: float = 6.0,
         safety_margin: float = 1.0,
-        emergency_grace: float = 1.5,
+        emergency_grace: float = 0.25,
         cold_start_window: float = 30.0,
         expected_workers: Optional[int] = None,
         planned_scale_window: float = 10.0,

@@ -36,7 +36,7 @@ impl PyConfig {
         heartbeat_interval = 2.0,
         lease_ttl = 6.0,
         safety_margin = 1.0,
-        emergency_grace = 1.5,
+        emergency_grace = 0.25,
         cold_start_window = 30.0,
         expected_workers = None,
         planned_scale_window = 10.0,
@@ -54,7 +54,7 @@ impl PyConfig {
     #[pyo3(
         text_signature = "(*, bucket_prefix='parti', replicas=1, id_min=0, id_max=99, \
         preferred_id=None, capacity=1, heartbeat_interval=2.0, lease_ttl=6.0, \
-        safety_margin=1.0, emergency_grace=1.5, cold_start_window=30.0, expected_workers=None, \
+        safety_margin=1.0, emergency_grace=0.25, cold_start_window=30.0, expected_workers=None, \
         planned_scale_window=10.0, max_scale_delay=30.0, restart_grace=30.0, \
         min_rebalance_interval=10.0, rebalance_threshold=0.15, max_moves_per_round=100, \
         handoff='strict', revoke_timeout=5.0, shutdown_timeout=10.0, \
