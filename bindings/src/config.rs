@@ -49,7 +49,7 @@ pub struct WorkerConfig {
     #[uniffi(default = 1000)]
     pub safety_margin_ms: u64,
     /// After a crash is detected, wait this long, then reassign.
-    #[uniffi(default = 1500)]
+    #[uniffi(default = 250)]
     pub emergency_grace_ms: u64,
     /// With no committed assignment, the leader waits this long for workers to join.
     #[uniffi(default = 30000)]
