@@ -5,10 +5,16 @@
 use parti::testing::{FaultMode, FaultProxy, NatsCluster, NatsServer};
 use std::time::{Duration, Instant};
 
-async fn client(url: &str) -> async_nats::Client {
+async fn connect(url: &str, timeout: Duration) -> Result<async_nats::Client, String> {
     async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(timeout)
         .connect(url)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn client(url: &str) -> async_nats::Client {
+    connect(url, Duration::from_secs(5))
         .await
         .expect("connect through the proxy")
 }
@@ -65,10 +71,7 @@ async fn fault_proxy_reset_drops_the_connection_and_refuses_new_ones() {
     round_trip(&nats).await.expect("a round trip passes");
 
     proxy.set(FaultMode::Reset);
-    let refused = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(1))
-        .connect(proxy.url())
-        .await;
+    let refused = connect(&proxy.url(), Duration::from_secs(1)).await;
     assert!(refused.is_err(), "a new connection is reset");
     let deadline = Instant::now() + Duration::from_secs(10);
     while nats.connection_state() == async_nats::connection::State::Connected {

@@ -74,15 +74,14 @@ impl Gate {
         Some(Inside(self))
     }
 
-    /// Closes the gate and waits (up to `limit`) until nobody is inside; true when nobody is.
-    fn close(&self, limit: Duration) -> bool {
+    /// Closes the gate and waits (up to `limit`) until nobody is inside.
+    fn close(&self, limit: Duration) {
         let mut state = self.lock();
         state.closed = true;
-        let (state, _) = self
+        let _ = self
             .left
             .wait_timeout_while(state, limit, |s| s.inside > 0)
             .unwrap_or_else(|e| e.into_inner());
-        state.inside == 0
     }
 }
 

@@ -9,6 +9,7 @@ mod common;
 use common::{ids, partitions, Cluster, DEADLINE};
 use parti::testing::{FaultMode, FaultProxy};
 use parti::{Config, Event, HandoffMode, StaticSource, Warning};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// A fleet of two direct workers and a third (the returned index) behind a proxy.
@@ -33,6 +34,16 @@ async fn fleet_with_proxied(config: Config, mode: FaultMode) -> (Cluster, FaultP
     (cluster, proxy, proxied)
 }
 
+/// Whether `members` together hold all `total` partitions.
+fn all_held_by(cluster: &Cluster, members: Range<usize>, total: usize) -> Result<(), String> {
+    let held: usize = members.map(|i| cluster.handle(i).assignment().len()).sum();
+    if held == total {
+        Ok(())
+    } else {
+        Err(format!("the others hold {held} of {total}"))
+    }
+}
+
 fn warned(cluster: &Cluster, member: usize, what: fn(&Warning) -> bool) -> bool {
     cluster.members[member]
         .events()
@@ -51,11 +62,7 @@ async fn a_blackholed_strict_worker_fences_before_its_partitions_move_and_rejoin
         if !cluster.handle(proxied).assignment().is_empty() {
             return Err("the blackholed worker still holds partitions".into());
         }
-        let others: usize = (0..2).map(|i| cluster.handle(i).assignment().len()).sum();
-        if others != all.len() {
-            return Err(format!("the others hold {others} of {}", all.len()));
-        }
-        Ok(())
+        all_held_by(&cluster, 0..2, all.len())
     })
     .await;
     assert!(
@@ -200,11 +207,7 @@ async fn a_blackholed_leader_is_replaced_and_steps_down() {
             if !(1..3).any(|i| cluster.handle(i).is_leader()) {
                 return Err("no new leader".into());
             }
-            let others: usize = (1..3).map(|i| cluster.handle(i).assignment().len()).sum();
-            if others != all.len() {
-                return Err(format!("the others hold {others} of {}", all.len()));
-            }
-            Ok(())
+            all_held_by(&cluster, 1..3, all.len())
         },
     )
     .await;
