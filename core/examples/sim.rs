@@ -14,6 +14,9 @@
 
 use parti_core::sim::{random_schedule, run_schedule, Outcome, RunSpec};
 use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
