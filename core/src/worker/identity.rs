@@ -8,6 +8,19 @@ use crate::{
 };
 use std::collections::BTreeMap;
 
+/// How long a lease renewal may stay unanswered before another is sent.
+///
+/// Renewals are CAS writes on the revision the previous one returned, so they cannot be
+/// pipelined: a second renewal on the same revision fails as soon as the first lands, and the
+/// re-read it causes costs another round trip. On a link whose round trip exceeds a heartbeat,
+/// sending one every heartbeat regardless would make every other renewal fail. So a duplicate is
+/// sent only once the first may be lost: after half the fence window (`lease_ttl -
+/// safety_margin`), which leaves the other half for the duplicate to land; never sooner than a
+/// heartbeat. A renewal that answers late triggers the next one at once (`renew_again`).
+pub(crate) fn renewal_presumed_lost(config: &crate::Config) -> std::time::Duration {
+    ((config.lease_ttl - config.safety_margin) / 2).max(config.heartbeat_interval)
+}
+
 /// What the claimer learned about one ID.
 enum Slot {
     Live,
@@ -146,8 +159,12 @@ impl Worker {
         self.fenced = false;
         self.emit(Event::IdClaimed(id));
         self.set_state(State::Election);
-        self.timers
-            .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
+        // The lease counts from when the claim was sent: renew a heartbeat after that (at once
+        // if the claim's round trip took longer), not a heartbeat after its answer.
+        self.timers.set(
+            Timer::Heartbeat,
+            (sent + self.config.heartbeat_interval).max(now),
+        );
         self.arm_fence();
         self.start_following();
         self.start_election();
@@ -182,11 +199,11 @@ impl Worker {
         if self.stopping.as_ref().is_some_and(|s| s.released) {
             return;
         }
-        // One renewal at a time, unless the one in flight is older than a heartbeat (its request
-        // may be lost: waiting for its timeout would let the lease lapse).
+        // One renewal at a time (a CAS cannot be pipelined), unless the one in flight may be
+        // lost: waiting for its timeout could let the lease lapse.
         if self
             .renew_in_flight
-            .is_some_and(|sent| now < sent + self.config.heartbeat_interval)
+            .is_some_and(|sent| now < sent + renewal_presumed_lost(&self.config))
         {
             self.renew_again = true;
             return;
