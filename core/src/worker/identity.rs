@@ -102,8 +102,9 @@ impl Worker {
     }
 
     /// Preferred ID first (free, or departing: taken over by CAS); without a preferred ID, the
-    /// lowest departing lease (a restart resumes its predecessor's share); then the lowest free.
-    fn pick_id(&self, slots: &BTreeMap<WorkerId, Slot>) -> Option<(WorkerId, Option<u64>)> {
+    /// lowest departing lease (a restart resumes its predecessor's share); then a free ID (see
+    /// [`Worker::pick_free`]).
+    fn pick_id(&mut self, slots: &BTreeMap<WorkerId, Slot>) -> Option<(WorkerId, Option<u64>)> {
         if let Some(pref) = self.config.preferred_id {
             match slots.get(&pref) {
                 None => return Some((pref, None)),
@@ -115,10 +116,28 @@ impl Worker {
         {
             return Some((*id, Some(*rev)));
         }
-        (self.config.id_min..=self.config.id_max)
+        self.pick_free(slots).map(|id| (id, None))
+    }
+
+    /// The lowest free ID on a first attempt; after a lost race, one drawn at random from the
+    /// lowest free IDs, a window that doubles with every further loss (from 8, or twice the
+    /// IDs taken). Workers starting together then spread over the free IDs instead of all
+    /// racing for the same one each round, which costs one listing per ID taken.
+    fn pick_free(&mut self, slots: &BTreeMap<WorkerId, Slot>) -> Option<WorkerId> {
+        let mut free = (self.config.id_min..=self.config.id_max)
             .map(WorkerId)
-            .find(|id| !slots.contains_key(id))
-            .map(|id| (id, None))
+            .filter(|id| !slots.contains_key(id));
+        if self.claim_attempts == 0 {
+            return free.next();
+        }
+        let doubled = 8usize << self.claim_attempts.min(12);
+        let window = doubled.max(2 * (slots.len() + 1));
+        let candidates: Vec<WorkerId> = free.take(window).collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let i = self.rng.below(candidates.len() as u64) as usize;
+        Some(candidates[i])
     }
 
     pub(crate) fn on_claim_write(
