@@ -124,8 +124,29 @@ async fn until_settled(
                         *acc.entry(m.handle.state().to_string()).or_default() += 1;
                         acc
                     });
+            let odd: Vec<String> = members
+                .iter()
+                .filter(|m| m.live && m.handle.state() != State::Stable)
+                .take(5)
+                .map(|m| {
+                    let h = &m.handle;
+                    format!(
+                        "id {:?} {} gen {:?} holds {}",
+                        h.worker_id().map(|i| i.0),
+                        h.state(),
+                        h.generation(),
+                        h.assignment().len()
+                    )
+                })
+                .collect();
+            let leaders: Vec<String> = members
+                .iter()
+                .filter(|m| m.live && m.handle.is_leader())
+                .map(|m| format!("{:?} gen {:?}", m.handle.worker_id(), m.handle.generation()))
+                .collect();
             return Err(format!(
-                "{what}: not settled within {limit:?} (states {states:?})"
+                "{what}: not settled within {limit:?} (states {states:?}; leaders {leaders:?}; \
+                 some unsettled: {odd:?})"
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -220,6 +241,13 @@ fn unix_ns_now() -> i128 {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The workers' own logs (watch rebuilds, KV failures) with RUST_LOG, e.g. RUST_LOG=warn.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {

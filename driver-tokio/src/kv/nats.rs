@@ -684,7 +684,9 @@ async fn open_bucket(
             tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
         }
         let create_err = match js.create_key_value(wanted.clone()).await {
-            Ok(store) => return check_bucket(store, &wanted, config),
+            Ok(store) => {
+                return room_for_consumers(js, check_bucket(store, &wanted, config)?, config).await
+            }
             Err(err) => err,
         };
         let permanent = matches!(
@@ -694,7 +696,9 @@ async fn open_bucket(
                 | CreateKeyValueErrorKind::LimitMarkersNotSupported
         );
         match js.get_key_value(&wanted.bucket).await {
-            Ok(store) => return check_bucket(store, &wanted, config),
+            Ok(store) => {
+                return room_for_consumers(js, check_bucket(store, &wanted, config)?, config).await
+            }
             Err(open_err) => {
                 reason = format!("create: {create_err}; open: {open_err}");
                 if permanent {
@@ -708,6 +712,52 @@ async fn open_bucket(
         bucket: wanted.bucket,
         reason,
     })
+}
+
+/// Consumers a bucket must allow for a fleet whose IDs range over `config`'s: every worker
+/// watches each bucket through at most two consumers (the leader's extra watches included),
+/// plus room for operators' tools (`parti status`, a raw watcher).
+pub fn consumers_needed(config: &Config) -> i32 {
+    let ids = i64::from(config.id_max) - i64::from(config.id_min) + 1;
+    (2 * ids + 100).min(i64::from(i32::MAX)) as i32
+}
+
+/// Raises the bucket stream's `max_consumers` to [`consumers_needed`] if it is lower.
+/// nats-server 2.15 limits every stream to 1,000 consumers unless the stream says otherwise, so
+/// without this the 500th or so worker of a fleet cannot watch and never joins.
+async fn room_for_consumers(
+    js: &jetstream::Context,
+    mut store: kv::Store,
+    config: &Config,
+) -> Result<kv::Store, NatsError> {
+    let needed = consumers_needed(config);
+    let existing = store.stream.cached_info().config.clone();
+    // 0 or less: the server's default applies, which may be lower than needed.
+    if existing.max_consumers >= needed {
+        return Ok(store);
+    }
+    let was = existing.max_consumers;
+    let bucket = store.name.clone();
+    let raised = jetstream::stream::Config {
+        max_consumers: needed,
+        ..existing
+    };
+    js.update_stream(raised)
+        .await
+        .map_err(|e| NatsError::Bucket {
+            bucket: bucket.clone(),
+            reason: format!(
+                "it allows {was} consumers (0: the server's default, 1,000 on 2.15), IDs \
+                 {}..={} need {needed}, and raising the stream's max_consumers failed: {e}",
+                config.id_min, config.id_max
+            ),
+        })?;
+    tracing::info!(%bucket, was, now = needed, "raised the bucket's consumer limit");
+    store.stream.info().await.map_err(|e| NatsError::Bucket {
+        bucket,
+        reason: format!("reading it back after raising max_consumers: {e}"),
+    })?;
+    Ok(store)
 }
 
 /// Refuses an existing bucket whose settings would break the protocol.
