@@ -34,6 +34,23 @@ fn cold_start_ends_as_soon_as_the_expected_workers_joined() {
 }
 
 #[test]
+fn three_workers_starting_together_get_the_three_lowest_ids() {
+    for seed in 0..20 {
+        let (mut sim, nodes) = cluster(3, 30, seed, |_| {});
+        sim.run_until_true(SECS(30), |s| {
+            nodes.iter().all(|n| s.worker_id(*n).is_some())
+        })
+        .expect("every worker claims an ID");
+        let ids: std::collections::BTreeSet<u32> = nodes
+            .iter()
+            .filter_map(|n| sim.worker_id(*n))
+            .map(|id| id.0)
+            .collect();
+        assert_eq!(ids, [0, 1, 2].into(), "seed {seed}");
+    }
+}
+
+#[test]
 fn eighty_workers_starting_together_spread_over_the_free_ids_instead_of_racing_for_one() {
     let workers = 80;
     let (mut sim, nodes) = cluster(workers, 160, 27, |c| c.id_max = 119);

@@ -19,6 +19,8 @@
 //!   assignment), and, from the server's timestamps, the leader's first share write of the
 //!   crash generation to its `gen` write.
 //! - **resources**: the server's RSS, this process's RSS, and the CPU both used while idle.
+//! - **the W² term**: the generation record lists every member and every worker reads it, so
+//!   one generation costs W × its size fleet-wide; the table prints both.
 //!
 //! Settled-ness is polled every 100 ms (the timings have that resolution); each check is
 //! linear in W + P.
@@ -172,8 +174,9 @@ async fn start_member(url: &str, config: &Config, source: &StaticSource) -> Resu
     Ok(Member { handle, live: true })
 }
 
-/// One write seen by the raw watcher: bucket suffix, key, server timestamp (Unix ns).
-type Seen = (bool, String, i128);
+/// One write seen by the raw watcher: whether in the assign bucket, key, server timestamp (Unix
+/// ns), value size in bytes.
+type Seen = (bool, String, i128, usize);
 
 /// Watches every new write to both buckets; entries are appended to the returned log.
 async fn watch_writes(url: &str, config: &Config) -> Result<Arc<Mutex<Vec<Seen>>>, String> {
@@ -198,7 +201,8 @@ async fn watch_writes(url: &str, config: &Config) -> Result<Arc<Mutex<Vec<Seen>>
         tokio::spawn(async move {
             while let Some(Ok(entry)) = watch.next().await {
                 let at = entry.created.unix_timestamp_nanos();
-                log.lock().unwrap().push((assign, entry.key, at));
+                let size = entry.value.len();
+                log.lock().unwrap().push((assign, entry.key, at, size));
             }
         });
     }
@@ -314,7 +318,7 @@ async fn run(a: &Args) -> Result<(), String> {
         .lock()
         .unwrap()
         .iter()
-        .filter(|(_, _, at)| (idle_from..idle_to).contains(at))
+        .filter(|(_, _, at, _)| (idle_from..idle_to).contains(at))
         .count();
     let idle_s = a.idle.as_secs_f64();
     let writes_per_s = idle_writes as f64 / idle_s;
@@ -367,16 +371,25 @@ async fn run(a: &Args) -> Result<(), String> {
         let log = log.lock().unwrap();
         let after: Vec<&Seen> = log
             .iter()
-            .filter(|(assign, _, at)| *assign && *at >= crash_from)
+            .filter(|(assign, _, at, _)| *assign && *at >= crash_from)
             .collect();
-        let first_share = after.iter().find(|(_, k, _)| k.starts_with("worker."));
-        let gen = after.iter().find(|(_, k, _)| k == "gen");
+        let first_share = after.iter().find(|(_, k, _, _)| k.starts_with("worker."));
+        let gen = after.iter().find(|(_, k, _, _)| k == "gen");
         match (first_share, gen) {
             (Some(s), Some(g)) if g.2 >= s.2 => Some((g.2 - s.2) as f64 / 1e6),
             _ => None,
         }
     };
 
+    // Every worker reads every generation record, which lists every member: the one cost per
+    // generation that grows as W² across the fleet.
+    let gen_bytes = log
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(assign, k, _, _)| *assign && k == "gen")
+        .map_or(0, |(_, _, _, size)| *size);
     let server_rss = rss_mib(&server_pid)?;
     let own_rss = rss_mib("self")?;
     println!("{:<34} {:>12}", "phase / figure", "value");
@@ -394,6 +407,11 @@ async fn run(a: &Args) -> Result<(), String> {
     row(
         "publish, first share → gen (ms)",
         publish_ms.map_or("n/a".into(), |ms| format!("{ms:.1}")),
+    );
+    row("generation record (bytes)", format!("{gen_bytes}"));
+    row(
+        "  read by all workers (MiB)",
+        format!("{:.1}", (gen_bytes * a.workers) as f64 / (1 << 20) as f64),
     );
     row("server RSS (MiB)", format!("{server_rss:.0}"));
     row("this process RSS (MiB)", format!("{own_rss:.0}"));
