@@ -119,19 +119,19 @@ impl Worker {
         self.pick_free(slots).map(|id| (id, None))
     }
 
-    /// The lowest free ID on the first three attempts (a few workers starting together still
-    /// get the lowest IDs); after further lost races, one drawn at random from the lowest free
-    /// IDs, a window that doubles with every loss (2, 4, 8, ...). Many workers starting
+    /// The lowest free ID on the first two attempts (two workers starting together get the two
+    /// lowest); after further lost races, one drawn at random from the lowest free IDs, a
+    /// window that doubles with every loss (8, 16, 32, ...). Many workers starting
     /// together then spread over the free IDs in a few rounds instead of all racing for the
     /// same one each round, which costs every loser a listing per ID taken (W² / 2 requests).
     fn pick_free(&mut self, slots: &BTreeMap<WorkerId, Slot>) -> Option<WorkerId> {
         let mut free = (self.config.id_min..=self.config.id_max)
             .map(WorkerId)
             .filter(|id| !slots.contains_key(id));
-        if self.claim_attempts < 3 {
+        if self.claim_attempts < 2 {
             return free.next();
         }
-        let window = 1usize << (self.claim_attempts - 2).min(20);
+        let window = 8usize << (self.claim_attempts - 2).min(20);
         let candidates: Vec<WorkerId> = free.take(window).collect();
         if candidates.is_empty() {
             return None;
