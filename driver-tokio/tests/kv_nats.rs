@@ -278,21 +278,21 @@ async fn overlapping_filters_are_watched_through_one_consumer() {
 async fn buckets_allow_a_consumer_per_watch_of_every_worker_the_id_range_admits() {
     let server = NatsServer::start().expect("start nats-server");
     // 2,000 IDs: more watchers than nats-server 2.15's default of 1,000 consumers a stream.
-    let config = Config {
+    let wide = Config {
         id_max: 1999,
         ..config(Duration::from_secs(6))
     };
-    let needed = parti::kv::consumers_needed(&config);
+    let needed = parti::kv::consumers_needed(&wide);
     assert!(needed > 1000, "{needed}");
     for _ in 0..2 {
         // The second connect finds the buckets raised already and leaves them be.
-        NatsKv::connect(&options(&server), &config)
+        NatsKv::connect(&options(&server), &wide)
             .await
             .expect("connect");
         let js = async_nats::jetstream::new(
             async_nats::connect(server.url()).await.expect("raw client"),
         );
-        for bucket in [config.leases_bucket(), config.assign_bucket()] {
+        for bucket in [wide.leases_bucket(), wide.assign_bucket()] {
             let mut stream = js
                 .get_stream(format!("KV_{bucket}"))
                 .await
@@ -301,4 +301,23 @@ async fn buckets_allow_a_consumer_per_watch_of_every_worker_the_id_range_admits(
             assert_eq!(info.config.max_consumers, needed, "{bucket}");
         }
     }
+    // A fleet whose IDs fit the server's default leaves its buckets' limit alone.
+    let small = Config {
+        bucket_prefix: "small".into(),
+        ..config(Duration::from_secs(6))
+    };
+    NatsKv::connect(&options(&server), &small)
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.expect("raw"));
+    let mut stream = js
+        .get_stream(format!("KV_{}", small.leases_bucket()))
+        .await
+        .expect("the small fleet's stream");
+    let info = stream.info().await.expect("stream info");
+    assert!(
+        info.config.max_consumers <= 0,
+        "{}",
+        info.config.max_consumers
+    );
 }

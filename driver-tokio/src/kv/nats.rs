@@ -722,41 +722,56 @@ pub fn consumers_needed(config: &Config) -> i32 {
     (2 * ids + 100).min(i64::from(i32::MAX)) as i32
 }
 
-/// Raises the bucket stream's `max_consumers` to [`consumers_needed`] if it is lower.
-/// nats-server 2.15 limits every stream to 1,000 consumers unless the stream says otherwise, so
-/// without this the 500th or so worker of a fleet cannot watch and never joins.
+/// The consumer limit a stream gets when its config leaves it unset (0 or less): nats-server
+/// 2.15 applies 1,000; older servers have none, so 1,000 is the lowest a fleet can count on.
+const SERVER_DEFAULT_MAX_CONSUMERS: i32 = 1000;
+
+/// Raises the bucket stream's `max_consumers` to [`consumers_needed`] if it is lower. Without
+/// this, on nats-server 2.15 the 500th or so worker of a fleet whose ID range exceeds 450
+/// cannot create its watch and never joins. Several workers may raise it at once (the update
+/// is idempotent); if it still fails after a few tries (no permission, a cluster without a
+/// stream leader), the worker goes on with a warning: its watches then report the limit.
 async fn room_for_consumers(
     js: &jetstream::Context,
-    mut store: kv::Store,
+    store: kv::Store,
     config: &Config,
 ) -> Result<kv::Store, NatsError> {
     let needed = consumers_needed(config);
     let existing = store.stream.cached_info().config.clone();
-    // 0 or less: the server's default applies, which may be lower than needed.
-    if existing.max_consumers >= needed {
+    let was = existing.max_consumers;
+    let effective = if was > 0 {
+        was
+    } else {
+        SERVER_DEFAULT_MAX_CONSUMERS
+    };
+    if effective >= needed {
         return Ok(store);
     }
-    let was = existing.max_consumers;
-    let bucket = store.name.clone();
     let raised = jetstream::stream::Config {
         max_consumers: needed,
         ..existing
     };
-    js.update_stream(raised)
-        .await
-        .map_err(|e| NatsError::Bucket {
-            bucket: bucket.clone(),
-            reason: format!(
-                "it allows {was} consumers (0: the server's default, 1,000 on 2.15), IDs \
-                 {}..={} need {needed}, and raising the stream's max_consumers failed: {e}",
-                config.id_min, config.id_max
-            ),
-        })?;
-    tracing::info!(%bucket, was, now = needed, "raised the bucket's consumer limit");
-    store.stream.info().await.map_err(|e| NatsError::Bucket {
-        bucket,
-        reason: format!("reading it back after raising max_consumers: {e}"),
-    })?;
+    let mut last_error = String::new();
+    for attempt in 0..4u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        match js.update_stream(raised.clone()).await {
+            Ok(_) => {
+                tracing::info!(bucket = %store.name, was, now = needed, "raised the bucket's consumer limit");
+                return Ok(store);
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    tracing::warn!(
+        bucket = %store.name,
+        was,
+        needed,
+        error = %last_error,
+        "could not raise the bucket's consumer limit (max_consumers) to what the ID range needs: \
+         workers beyond it cannot watch; raise it on the stream or narrow id_min..=id_max"
+    );
     Ok(store)
 }
 
