@@ -14,11 +14,12 @@
 
 use parti_core::sim::{random_schedule, run_schedule, Outcome, RunSpec};
 use std::process::ExitCode;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Allocation was 15 % of a schedule with the system allocator; mimalloc cuts that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Args {
     seeds: u64,
