@@ -7,7 +7,8 @@
 //!     [--seed N] [--relaxed] [--jetstream] [--partitions 12] [--interval-ms 5] [--dir DIR]
 //! ```
 //!
-//! It builds the `parti` binary (`cargo build -p parti --bin parti`, same profile) unless
+//! It builds the `parti` binary (`cargo build -p parti --bin parti --example chaos`, same
+//! profile) unless
 //! `$PARTI_BIN` names one, and needs nats-server ≥ 2.11 (`parti::testing` finds it:
 //! `$NATS_SERVER_BIN`, the repository's `.venv`, or `PATH`).
 //!
@@ -243,8 +244,30 @@ fn parti_bin() -> Result<PathBuf, String> {
         .ok_or("cannot locate the target directory")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = std::process::Command::new(cargo);
+    // `cargo run` describes this example's package in the environment; passed on, it makes
+    // build scripts that watch it (ring's) rerun and rebuild the TLS stack every time.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&key.as_ref())
+        {
+            build.env_remove(key.as_ref());
+        }
+    }
+    // With this example in the same build: the binary then gets the same (dev-unified)
+    // dependency features as the example, and cargo finds everything up to date instead of
+    // rebuilding the dependencies for the other feature set.
     build
-        .args(["build", "--quiet", "-p", "parti", "--bin", "parti"])
+        .args(["build", "--quiet", "-p", "parti", "--bin", "parti", "--example", "chaos"])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     if profile_dir.ends_with("release") {
         build.arg("--release");
@@ -337,6 +360,32 @@ async fn stream_messages(urls: &[String]) -> Option<u64> {
     let js = async_nats::jetstream::new(client);
     let mut stream = js.get_stream(STREAM).await.ok()?;
     Some(stream.info().await.ok()?.state.messages)
+}
+
+/// The consumers on the work-queue stream, one line each (for a run that does not settle).
+async fn describe_consumers(urls: &[String]) -> Vec<String> {
+    use futures::StreamExt;
+    let Ok(client) = async_nats::connect(urls.join(",")).await else {
+        return vec!["(cannot connect)".into()];
+    };
+    let js = async_nats::jetstream::new(client);
+    let Ok(stream) = js.get_stream(STREAM).await else {
+        return vec!["(no stream)".into()];
+    };
+    let mut out = Vec::new();
+    let mut consumers = stream.consumers();
+    while let Some(Ok(info)) = consumers.next().await {
+        out.push(format!(
+            "{}: filters {:?}, waiting pulls {}, pending {}, ack pending {}, created {}",
+            info.name,
+            info.config.filter_subjects,
+            info.num_waiting,
+            info.num_pending,
+            info.num_ack_pending,
+            info.created
+        ));
+    }
+    out
 }
 
 /// The whole run; `Ok(false)` when the mode's guarantee was broken.
@@ -455,6 +504,8 @@ async fn run(args: Args) -> Result<bool, String> {
     let mut current: Vec<usize> = (0..slots.len()).collect();
     let (mut kills, mut server_kills, mut blackholes) = (0usize, 0usize, 0usize);
     let mut server_down: Option<(usize, Instant)> = None;
+    // No server kill sooner than this after a server restart (the fleet reconnects first).
+    let mut server_calm_from = Instant::now();
     let chaos_end = Instant::now() + Duration::from_secs(args.seconds);
     let mut next_action = Instant::now() + rng.ms(2000, 6000);
     let mut kv_streams = vec![format!("KV_{PREFIX}-leases"), format!("KV_{PREFIX}-assign")];
@@ -484,6 +535,7 @@ async fn run(args: Args) -> Result<bool, String> {
                     .restart(node)
                     .map_err(|e| format!("cannot restart server n{node}: {e}"))?;
                 server_down = None;
+                server_calm_from = Instant::now() + Duration::from_secs(5);
                 say(began, format_args!("restart server n{node}"));
             }
         }
@@ -539,6 +591,7 @@ async fn run(args: Args) -> Result<bool, String> {
                 });
             } else if roll < 75 {
                 let healthy = server_down.is_none()
+                    && now >= server_calm_from
                     && (0..servers.len()).all(|i| servers.is_running(i))
                     && tokio::time::timeout(
                         Duration::from_secs(3),
@@ -640,6 +693,11 @@ async fn run(args: Args) -> Result<bool, String> {
                 records.missing_since(settle_from)
             ),
         );
+        if args.jetstream {
+            for line in describe_consumers(&urls).await {
+                say(began, format_args!("  consumer {line}"));
+            }
+        }
     }
     let sent_log = publisher.stop().await;
     let published_total = sent_log.len();

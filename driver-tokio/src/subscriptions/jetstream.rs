@@ -24,7 +24,7 @@ use async_nats::jetstream::ErrorCode;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use parti_core::{PartitionId, WorkerId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -422,19 +422,24 @@ impl Actor {
                  WorkQueue (a message stays until acknowledged, one consumer per subject)"
             ));
         }
-        let consumer = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(name.to_owned()),
-                filter_subjects: self.desired.values().cloned().collect(),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: self.options.ack_wait,
-                max_ack_pending: self.options.max_ack_pending,
-                inactive_threshold: self.options.inactive_threshold,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        let config = pull::Config {
+            durable_name: Some(name.to_owned()),
+            filter_subjects: self.desired.values().cloned().collect(),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.options.ack_wait,
+            max_ack_pending: self.options.max_ack_pending,
+            inactive_threshold: self.options.inactive_threshold,
+            ..Default::default()
+        };
+        let consumer = match stream.create_consumer(config.clone()).await {
+            Ok(consumer) => consumer,
+            Err(e) if not_unique(&e) && self.delete_stale(&stream, name).await? => stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.to_string()),
+        };
         let messages = consumer.messages().await.map_err(|e| e.to_string())?;
         let mut by_subject = HashMap::new();
         let mut workers = HashMap::new();
@@ -464,6 +469,50 @@ impl Actor {
         })
     }
 
+    /// Worker mode, when the work queue refused our filters because another consumer filters
+    /// one of our subjects: deletes every other worker's consumer (`<prefix>-w<N>`) that
+    /// filters a subject we now own, and says whether it deleted any.
+    ///
+    /// Such a consumer is stale: the core granted us the partition, so its previous owner
+    /// released it (its consumer was recreated without it) or lost its lease (it crashed, or
+    /// it fenced and stopped handling). The server's inactive threshold does not remove a
+    /// crashed worker's consumer while messages it pulled are unacknowledged (until their
+    /// ack wait expires, over a minute by default), and meanwhile the partitions would have
+    /// no consumer at all. Its unacknowledged messages stay in the work queue for ours.
+    async fn delete_stale(
+        &self,
+        stream: &async_nats::jetstream::stream::Stream,
+        ours: &str,
+    ) -> Result<bool, String> {
+        let ConsumerName::Worker { prefix, .. } = &self.name else {
+            return Ok(false);
+        };
+        let subjects: HashSet<&String> = self.desired.values().collect();
+        let mut stale = Vec::new();
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(|e| format!("cannot list the consumers: {e}"))?;
+            let config = &info.config;
+            let filters = config
+                .filter_subjects
+                .iter()
+                .chain(std::iter::once(&config.filter_subject));
+            let overlaps = filters.into_iter().any(|f| subjects.contains(f));
+            if info.name != ours && is_worker_consumer(prefix, &info.name) && overlaps {
+                stale.push(info.name.clone());
+            }
+        }
+        for consumer in &stale {
+            self.delete(consumer).await?;
+            tracing::warn!(
+                stream = %self.stream,
+                consumer = %consumer,
+                "deleted a stale consumer filtering partitions this worker was granted"
+            );
+        }
+        Ok(!stale.is_empty())
+    }
+
     /// On close: stop, delete the consumer, tell every waiter.
     async fn shutdown(&mut self) {
         if let Some(running) = self.running.take() {
@@ -476,6 +525,19 @@ impl Actor {
         }
         self.progress.send_modify(|p| p.closed = true);
     }
+}
+
+/// Whether the work queue refused a consumer because another one filters the same subject.
+fn not_unique(e: &async_nats::jetstream::stream::ConsumerError) -> bool {
+    matches!(e.kind(), ConsumerErrorKind::JetStream(js)
+        if js.error_code() == ErrorCode::CONSUMER_WQ_CONSUMER_NOT_UNIQUE)
+}
+
+/// Whether `name` is a worker's consumer, `<prefix>-w<id>`.
+fn is_worker_consumer(prefix: &str, name: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix("-w"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The next item of the pull stream (never resolves without one).
