@@ -63,8 +63,11 @@
 //!   subscribed (between a revoke and the next grant, while a server restarts) is lost by
 //!   design; with `--jetstream` it must be 0.
 //! - `max_reassign_ms`: for each kill (of a worker, SIGKILL or SIGTERM, or of a server), the
-//!   time until every partition handled a message sent after it, i.e. had a subscriber (a
-//!   consumer) again; the longest of them.
+//!   time until every partition it interrupted handled a message sent after it, i.e. had a
+//!   subscriber (a consumer) again; the longest of them. A worker kill interrupts the
+//!   partitions whose last message before the kill that worker handled; a server kill, every
+//!   partition. (Counting every partition for a worker kill would also count the next kills'
+//!   partitions, a few seconds later.)
 //!
 //! The last line is exactly `chaos seconds=S workers=N servers=K kills=A server_kills=B
 //! messages=M double_handled=D unhandled=U max_reassign_ms=R`. The exit status is 1 when the
@@ -326,7 +329,7 @@ async fn wait_for(
 /// Creates the work-queue stream (replicated on every server), retrying until `deadline`.
 async fn create_stream(urls: &[String], replicas: usize) -> Result<(), String> {
     use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
-    let client = async_nats::connect(urls.join(","))
+    let client = async_nats::connect(urls.to_vec())
         .await
         .map_err(|e| format!("cannot connect to create the stream: {e}"))?;
     let js = async_nats::jetstream::new(client);
@@ -354,7 +357,7 @@ async fn create_stream(urls: &[String], replicas: usize) -> Result<(), String> {
 async fn stream_messages(urls: &[String]) -> Option<u64> {
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(2))
-        .connect(urls.join(","))
+        .connect(urls.to_vec())
         .await
         .ok()?;
     let js = async_nats::jetstream::new(client);
@@ -365,7 +368,7 @@ async fn stream_messages(urls: &[String]) -> Option<u64> {
 /// The consumers on the work-queue stream, one line each (for a run that does not settle).
 async fn describe_consumers(urls: &[String]) -> Vec<String> {
     use futures::StreamExt;
-    let Ok(client) = async_nats::connect(urls.join(",")).await else {
+    let Ok(client) = async_nats::connect(urls.to_vec()).await else {
         return vec!["(cannot connect)".into()];
     };
     let js = async_nats::jetstream::new(client);
@@ -447,6 +450,7 @@ async fn run(args: Args) -> Result<bool, String> {
     ]);
     if args.cluster > 1 {
         flags.extend(["--ttl-ms", "15000", "--safety-margin-ms", "3000"].map(String::from));
+        flags.extend(["--replicas".into(), args.cluster.to_string()]);
     }
     if args.jetstream {
         flags.extend(["--jetstream".into(), STREAM.into()]);
@@ -563,7 +567,7 @@ async fn run(args: Args) -> Result<bool, String> {
                 disruptions.push(Disruption {
                     what,
                     at_us: now_us(),
-                    server: false,
+                    worker: Some(inc),
                 });
             } else if roll < 50 && running.len() > min_running {
                 let slot = &mut slots[running[pick % running.len()]];
@@ -587,7 +591,7 @@ async fn run(args: Args) -> Result<bool, String> {
                 disruptions.push(Disruption {
                     what,
                     at_us,
-                    server: false,
+                    worker: Some(inc),
                 });
             } else if roll < 75 {
                 let healthy = server_down.is_none()
@@ -622,7 +626,7 @@ async fn run(args: Args) -> Result<bool, String> {
                     disruptions.push(Disruption {
                         what,
                         at_us: now_us(),
-                        server: true,
+                        worker: None,
                     });
                 } else {
                     say(began, "server kill skipped: a server is down or catching up");
@@ -792,11 +796,14 @@ async fn run(args: Args) -> Result<bool, String> {
         f.unhandled, f.unhandled_by_partition
     );
     println!("  settled after the chaos: {}", if settled { "yes" } else { "NO" });
-    println!("  heal time after each kill (until every partition handles messages sent after it):");
+    println!(
+        "  heal time after each kill (until every partition it interrupted handles messages \
+         sent after it):"
+    );
     for (d, ms) in &f.heals {
         let ms = ms.map_or("not healed".to_string(), |m| format!("{m} ms"));
         let at = (d.at_us.saturating_sub(window_us)) as f64 / 1e6;
-        let kind = if d.server { "server" } else { "worker" };
+        let kind = if d.worker.is_some() { "worker" } else { "server" };
         println!("    +{at:>7.2}s {kind}: {}: {ms}", d.what);
     }
     if !ok {

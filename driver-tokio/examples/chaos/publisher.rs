@@ -47,7 +47,7 @@ impl Publisher {
         let client = async_nats::ConnectOptions::new()
             .name("chaos-publisher")
             .retry_on_initial_connect()
-            .connect(urls.join(","))
+            .connect(urls.to_vec())
             .await
             .map_err(|e| format!("the publisher cannot connect: {e}"))?;
         let log: SentLog = Arc::default();

@@ -159,8 +159,8 @@ pub struct Disruption {
     pub what: String,
     /// When (unix µs).
     pub at_us: u64,
-    /// A kill of a server (not of a worker).
-    pub server: bool,
+    /// The incarnation killed; `None` for a server.
+    pub worker: Option<usize>,
 }
 
 /// The figures of a run.
@@ -322,6 +322,16 @@ fn heal_times(
             *e = (*e).min(h.at_us);
         }
     }
+    // Per partition, every handle as (when, by whom), in time order: who held it at a kill.
+    let mut holders: Vec<Vec<(u64, usize)>> = vec![Vec::new(); partitions];
+    for h in &records.handles {
+        if let Some(v) = holders.get_mut(h.partition as usize) {
+            v.push((h.at_us, h.inc));
+        }
+    }
+    for v in holders.iter_mut() {
+        v.sort_unstable();
+    }
     // Suffix minimum of the handle time, by sequence number.
     let suffix: Vec<Vec<(u64, u64)>> = first_handle
         .iter()
@@ -341,7 +351,13 @@ fn heal_times(
     let last_sent = sent.last().map_or(0, |s| s.at_us);
     for d in disruptions.iter().filter(|d| d.at_us >= window_us) {
         let mut worst = Some(0u64);
-        for v in &suffix {
+        for (p, v) in suffix.iter().enumerate() {
+            if let Some(inc) = d.worker {
+                let before = holders[p].partition_point(|(at, _)| *at <= d.at_us);
+                if before == 0 || holders[p][before - 1].1 != inc {
+                    continue;
+                }
+            }
             let k = v.partition_point(|(sent_at, _)| *sent_at < d.at_us);
             match v.get(k) {
                 Some((_, at)) => {

@@ -3,6 +3,9 @@
 //! fed by the workers' rebalance listeners, and deadline-bound waits.
 #![allow(dead_code)]
 
+mod bin;
+pub use bin::parti_bin;
+
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use parti::kv::{NatsKv, NatsOptions};

@@ -60,6 +60,10 @@ pub struct WorkerArgs {
     /// Cold start ends as soon as this many workers are live.
     #[arg(long, value_name = "N")]
     expected_workers: Option<u32>,
+    /// Replicas of the fleet's KV buckets: 1 on one server, 3 (or 5) in a cluster. Every
+    /// worker of a fleet must use the same.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    replicas: u8,
     /// This worker's capacity relative to the others.
     #[arg(long, value_name = "N", default_value_t = 1)]
     capacity: u32,
@@ -89,6 +93,7 @@ impl WorkerArgs {
             bucket_prefix: self.prefix.clone(),
             preferred_id: self.id_preferred.map(WorkerId),
             capacity: self.capacity,
+            replicas: self.replicas,
             expected_workers: self.expected_workers,
             handoff: if self.relaxed {
                 HandoffMode::Relaxed
@@ -144,6 +149,7 @@ pub async fn run(args: WorkerArgs) -> CliResult {
                 "bucket_prefix" => "--prefix",
                 "preferred_id" => "--id-preferred",
                 "capacity" => "--capacity",
+                "replicas" => "--replicas",
                 "expected_workers" => "--expected-workers",
                 _ => "--window-ms",
             },
@@ -298,8 +304,8 @@ fn connect_error(url: &str, prefix: &str, e: NatsError) -> CliError {
     }
     match e {
         e @ NatsError::BucketMismatch { .. } => CliError::usage(format!(
-            "{e}: give every worker of the fleet the same --ttl-ms, or use another --prefix \
-             than {prefix}"
+            "{e}: give every worker of the fleet the same --ttl-ms and --replicas, or use another \
+             --prefix than {prefix}"
         )),
         e => CliError::runtime(format!("cannot set up the KV at {url}: {e}")),
     }
