@@ -100,7 +100,10 @@ const PREFIX: &str = "chaos";
 
 /// The runner's flags.
 #[derive(Debug, Parser)]
-#[command(name = "chaos", about = "A seeded chaos run of a parti fleet on real processes")]
+#[command(
+    name = "chaos",
+    about = "A seeded chaos run of a parti fleet on real processes"
+)]
 struct Args {
     /// Servers: 1 (one nats-server) or a cluster of 3 or 5.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_cluster)]
@@ -270,7 +273,16 @@ fn parti_bin() -> Result<PathBuf, String> {
     // dependency features as the example, and cargo finds everything up to date instead of
     // rebuilding the dependencies for the other feature set.
     build
-        .args(["build", "--quiet", "-p", "parti", "--bin", "parti", "--example", "chaos"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "parti",
+            "--bin",
+            "parti",
+            "--example",
+            "chaos",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     if profile_dir.ends_with("release") {
         build.arg("--release");
@@ -411,7 +423,11 @@ async fn run(args: Args) -> Result<bool, String> {
     let mode = format!(
         "{}{}",
         if args.relaxed { "relaxed" } else { "strict" },
-        if args.jetstream { ", jetstream" } else { ", core nats" }
+        if args.jetstream {
+            ", jetstream"
+        } else {
+            ", core nats"
+        }
     );
     say(
         began,
@@ -499,7 +515,10 @@ async fn run(args: Args) -> Result<bool, String> {
         ));
     }
     let window_us = now_us();
-    say(began, "warm-up done: every partition is handled; chaos starts");
+    say(
+        began,
+        "warm-up done: every partition is handled; chaos starts",
+    );
 
     // The chaos.
     let mut disruptions: Vec<Disruption> = Vec::new();
@@ -524,7 +543,8 @@ async fn run(args: Args) -> Result<bool, String> {
                 let n = slot.incarnations;
                 slot.start(&spec)
                     .map_err(|e| format!("cannot restart worker {}: {e}", slot.index))?;
-                current[slot.index] = records.add(Slot::record_path(&spec.dir, slot.index, n), slot.index, n);
+                current[slot.index] =
+                    records.add(Slot::record_path(&spec.dir, slot.index, n), slot.index, n);
                 say(began, format_args!("start w{}#{n}", slot.index));
             }
             if slot.blackholed_until.is_some_and(|at| at <= now) {
@@ -581,7 +601,11 @@ async fn run(args: Args) -> Result<bool, String> {
                     began,
                     format_args!(
                         "{what}: {} after {} ms",
-                        if clean { "exited" } else { "did not exit, SIGKILLed" },
+                        if clean {
+                            "exited"
+                        } else {
+                            "did not exit, SIGKILLed"
+                        },
                         took.as_millis()
                     ),
                 );
@@ -622,14 +646,20 @@ async fn run(args: Args) -> Result<bool, String> {
                     server_down = Some((node, Instant::now() + down_for));
                     server_kills += 1;
                     let what = format!("SIGKILL server n{node}{why}");
-                    say(began, format_args!("{what}, down for {} ms", down_for.as_millis()));
+                    say(
+                        began,
+                        format_args!("{what}, down for {} ms", down_for.as_millis()),
+                    );
                     disruptions.push(Disruption {
                         what,
                         at_us: now_us(),
                         worker: None,
                     });
                 } else {
-                    say(began, "server kill skipped: a server is down or catching up");
+                    say(
+                        began,
+                        "server kill skipped: a server is down or catching up",
+                    );
                 }
             } else if let Some(&index) = {
                 let open: Vec<&usize> = running
@@ -674,7 +704,8 @@ async fn run(args: Args) -> Result<bool, String> {
             let n = slot.incarnations;
             slot.start(&spec)
                 .map_err(|e| format!("cannot restart worker {}: {e}", slot.index))?;
-            current[slot.index] = records.add(Slot::record_path(&spec.dir, slot.index, n), slot.index, n);
+            current[slot.index] =
+                records.add(Slot::record_path(&spec.dir, slot.index, n), slot.index, n);
         }
     }
     if let Some((node, _)) = server_down.take() {
@@ -712,7 +743,10 @@ async fn run(args: Args) -> Result<bool, String> {
             let left = stream_messages(&urls).await;
             if left == Some(0) || Instant::now() >= deadline {
                 if left != Some(0) {
-                    say(began, format_args!("drain: {left:?} messages left in {STREAM}"));
+                    say(
+                        began,
+                        format_args!("drain: {left:?} messages left in {STREAM}"),
+                    );
                 }
                 break;
             }
@@ -795,7 +829,10 @@ async fn run(args: Args) -> Result<bool, String> {
         "  unhandled: {} (by partition: {:?})",
         f.unhandled, f.unhandled_by_partition
     );
-    println!("  settled after the chaos: {}", if settled { "yes" } else { "NO" });
+    println!(
+        "  settled after the chaos: {}",
+        if settled { "yes" } else { "NO" }
+    );
     println!(
         "  heal time after each kill (until every partition it interrupted handles messages \
          sent after it):"
@@ -803,12 +840,19 @@ async fn run(args: Args) -> Result<bool, String> {
     for (d, ms) in &f.heals {
         let ms = ms.map_or("not healed".to_string(), |m| format!("{m} ms"));
         let at = (d.at_us.saturating_sub(window_us)) as f64 / 1e6;
-        let kind = if d.worker.is_some() { "worker" } else { "server" };
+        let kind = if d.worker.is_some() {
+            "worker"
+        } else {
+            "server"
+        };
         println!("    +{at:>7.2}s {kind}: {}: {ms}", d.what);
     }
     if !ok {
         dir.keep = true;
-        println!("  GUARANTEE BROKEN: logs and records kept in {}", dir.path.display());
+        println!(
+            "  GUARANTEE BROKEN: logs and records kept in {}",
+            dir.path.display()
+        );
     }
     println!(
         "chaos seconds={} workers={} servers={} kills={kills} server_kills={server_kills} messages={} double_handled={} unhandled={} max_reassign_ms={}",

@@ -306,7 +306,12 @@ async fn a_crashed_workers_consumer_is_taken_over_by_the_next_owner() {
     let log = Log::new();
     let js_worker = jetstream::new(connect(&server).await);
     let w = start(
-        Worker::builder().consume(js_worker, "WORK", template(), log.handler(0, Duration::ZERO)),
+        Worker::builder().consume(
+            js_worker,
+            "WORK",
+            template(),
+            log.handler(0, Duration::ZERO),
+        ),
         &MemoryKv::new(config().lease_ttl),
         2,
         &log,

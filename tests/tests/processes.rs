@@ -8,7 +8,8 @@
 
 mod common;
 
-use common::{parti_bin, DEADLINE};
+use common::bin::parti_bin;
+use common::DEADLINE;
 use parti::kv::{KvStore, NatsKv};
 use parti::testing::NatsServer;
 use parti::{Config, PartitionId, WorkerId};

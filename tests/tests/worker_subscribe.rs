@@ -6,7 +6,8 @@
 mod common;
 
 use async_nats::jetstream;
-use common::{parti_bin, DEADLINE};
+use common::bin::parti_bin;
+use common::DEADLINE;
 use parti::testing::NatsServer;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -33,7 +34,12 @@ impl Subscriber {
             .args(["worker", "--nats", &server.url(), "--prefix", "sub"])
             .args(["--partitions", &PARTITIONS.to_string()])
             .args(["--id-preferred", &id.to_string()])
-            .args(["--expected-workers", &fleet.to_string(), "--window-ms", "300"])
+            .args([
+                "--expected-workers",
+                &fleet.to_string(),
+                "--window-ms",
+                "300",
+            ])
             .args(["--heartbeat-ms", "200", "--ttl-ms", "1000"])
             .args(["--subscribe", "work.{keys}", "--record"])
             .arg(&record)
@@ -165,7 +171,10 @@ async fn two_core_nats_workers_record_every_message_once() {
     for h in messages() {
         let i: usize = h.payload[1..].parse().unwrap();
         assert_eq!(h.partition, format!("p{}", i % PARTITIONS), "{h:?}");
-        assert!(seen.insert(h.payload.clone(), h).is_none(), "recorded twice");
+        assert!(
+            seen.insert(h.payload.clone(), h).is_none(),
+            "recorded twice"
+        );
     }
     assert_eq!(seen.len(), 100);
     // Each worker recorded under its own ID, and both handled some.
@@ -243,13 +252,19 @@ fn bad_subscription_flags_are_refused_naming_the_flag() {
         (&["--record", "/tmp/x.rec"], "--subscribe"),
         (&["--jetstream", "WORK"], "--subscribe"),
         (&["--subscribe", "work.*"], "--subscribe"),
-        (&["--subscribe", "work.{keys}", "--jetstream", "bad.name"], "--jetstream"),
+        (
+            &["--subscribe", "work.{keys}", "--jetstream", "bad.name"],
+            "--jetstream",
+        ),
     ];
     for (args, flag) in cases {
         let out = worker_with(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains(flag), "{args:?} should name {flag}: {stderr}");
+        assert!(
+            stderr.contains(flag),
+            "{args:?} should name {flag}: {stderr}"
+        );
     }
     let out = worker_with(&[
         "--subscribe",

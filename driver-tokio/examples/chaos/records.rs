@@ -116,7 +116,11 @@ impl Records {
         let words: Vec<&str> = line.split(' ').collect();
         let partition = |w: &str| w.strip_prefix('p').and_then(|n| n.parse::<u32>().ok());
         let at = words.first().and_then(|w| w.parse::<u64>().ok());
-        match (at, words.get(2).copied(), words.get(3).map(|w| partition(w))) {
+        match (
+            at,
+            words.get(2).copied(),
+            words.get(3).map(|w| partition(w)),
+        ) {
             (Some(at_us), Some("handled"), Some(Some(p))) if words.len() == 5 => {
                 let Ok(seq) = words[4].parse::<u64>() else {
                     self.malformed += 1;
@@ -135,11 +139,13 @@ impl Records {
                     *latest = (*latest).max(s.at_us);
                 }
             }
-            (Some(at_us), Some("ack-failed"), Some(Some(p))) => self.ack_failures.push(AckFailure {
-                inc,
-                partition: p,
-                at_us,
-            }),
+            (Some(at_us), Some("ack-failed"), Some(Some(p))) => {
+                self.ack_failures.push(AckFailure {
+                    inc,
+                    partition: p,
+                    at_us,
+                })
+            }
             _ => self.malformed += 1,
         }
     }

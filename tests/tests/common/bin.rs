@@ -63,4 +63,3 @@ pub fn parti_bin() -> &'static Path {
         bin
     })
 }
-

@@ -3,8 +3,7 @@
 //! fed by the workers' rebalance listeners, and deadline-bound waits.
 #![allow(dead_code)]
 
-mod bin;
-pub use bin::parti_bin;
+pub mod bin;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;

@@ -55,8 +55,7 @@ impl Recorder {
 
     /// Sets the worker ID written on every later line.
     pub fn set_worker(&self, id: WorkerId) {
-        self.worker
-            .store(u64::from(id.0) + 1, Ordering::Relaxed);
+        self.worker.store(u64::from(id.0) + 1, Ordering::Relaxed);
     }
 
     /// The handler: records every message (when recording) and returns at once.

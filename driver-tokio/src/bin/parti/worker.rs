@@ -11,8 +11,7 @@ use crate::record::Recorder;
 use crate::{CliError, CliResult};
 use parti::kv::{NatsError, NatsKv};
 use parti::{
-    Config, DriverWarning, Event, HandoffMode, SubjectTemplate, SubscriptionError, Worker,
-    WorkerId,
+    Config, DriverWarning, Event, HandoffMode, SubjectTemplate, SubscriptionError, Worker, WorkerId,
 };
 use std::path::PathBuf;
 use std::time::Duration;
