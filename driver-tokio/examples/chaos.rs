@@ -28,9 +28,10 @@
 //! - **Chaos**, for `--seconds` after the warm-up (until every partition handled a message),
 //!   an action every 2–6 s, drawn from `--seed`: SIGKILL a worker (restarted 0.5–6 s later),
 //!   SIGTERM a worker (a graceful stop for a restart; started again 0–4 s later), SIGKILL a
-//!   server and restart it (one at a time; in a cluster, half the time the leader of a stream,
-//!   and only once every replica is current again), or blackhole a worker's network for 1 s
-//!   to lease TTL + 2 s. The schedule is seeded; the real timings around it are not, so one
+//!   server and restart it (one at a time, not within 5 s of the last restart; in a cluster,
+//!   half the time the leader of a stream, and only once every replica is current again), or
+//!   blackhole a worker's network for 1 s to lease TTL + 2 s. At most two workers are down at
+//!   once. The schedule is seeded; the real timings around it are not, so one
 //!   seed gives the same faults, not the same interleavings.
 //! - Then everything is healed, the runner waits (with a deadline) until every partition
 //!   handles fresh messages again, stops the publisher, waits until every message that can
@@ -139,6 +140,7 @@ struct Args {
     dir: Option<PathBuf>,
 }
 
+/// `--cluster`: 1, 3 or 5 servers.
 fn parse_cluster(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n @ (1 | 3 | 5)) => Ok(n),
