@@ -26,7 +26,8 @@
 //!   subject `work.p<i>` (JetStream: acknowledged publishes, retried, deduplicated by
 //!   `Nats-Msg-Id`).
 //! - **Chaos**, for `--seconds` after the warm-up (until every partition handled a message),
-//!   an action every 2–6 s, drawn from `--seed`: SIGKILL a worker (restarted 0.5–6 s later),
+//!   an action every third of a lease to a lease (2–6 s on one server, 5–15 s on a cluster),
+//!   drawn from `--seed`: SIGKILL a worker (restarted 0.5–6 s later),
 //!   SIGTERM a worker (a graceful stop for a restart; started again 0–4 s later), SIGKILL a
 //!   server and restart it (one at a time, not within 5 s of the last restart; in a cluster,
 //!   half the time the leader of a stream, and only once every replica is current again), or
@@ -43,7 +44,8 @@
 //!
 //! ## The figures
 //!
-//! Messages sent during the warm-up are left out. Of the rest:
+//! `kills` counts the workers stopped by SIGKILL or SIGTERM, `server_kills` the servers
+//! SIGKILLed. Messages sent during the warm-up are left out. Of the rest:
 //!
 //! - `messages`: published (core NATS: sent; JetStream: acknowledged by the stream).
 //! - `double_handled`: messages handled by two incarnations, the Strict guarantee's violation
@@ -82,20 +84,21 @@ mod fleet;
 mod publisher;
 #[path = "chaos/records.rs"]
 mod records;
+#[path = "chaos/setup.rs"]
+mod setup;
 
 use clap::Parser;
 use fleet::{Servers, Slot, WorkerSpec};
 use parti::testing::FaultMode;
 use publisher::{now_us, Publisher};
 use records::{Disruption, Records};
+use setup::{create_stream, describe_consumers, parti_bin, stream_messages, STREAM};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The work-queue stream of `--jetstream` runs.
-const STREAM: &str = "WORK";
 /// The bucket prefix of the fleet.
 const PREFIX: &str = "chaos";
 
@@ -233,76 +236,6 @@ impl Drop for RunDir {
     }
 }
 
-/// The `parti` binary: `$PARTI_BIN`, or built now (same profile as this example) and taken
-/// from the target directory.
-fn parti_bin() -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("PARTI_BIN") {
-        let bin = PathBuf::from(bin);
-        return if bin.is_file() {
-            Ok(bin)
-        } else {
-            Err(format!("PARTI_BIN={} is not a file", bin.display()))
-        };
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this example: {e}"))?;
-    // <target>/<profile>/examples/chaos -> <target>/<profile>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate the target directory")?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    // `cargo run` describes this example's package in the environment; passed on, it makes
-    // build scripts that watch it (ring's) rerun and rebuild the TLS stack every time.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_PKG_")
-            || key.starts_with("CARGO_MANIFEST_")
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-                "OUT_DIR",
-            ]
-            .contains(&key.as_ref())
-        {
-            build.env_remove(key.as_ref());
-        }
-    }
-    // With this example in the same build: the binary then gets the same (dev-unified)
-    // dependency features as the example, and cargo finds everything up to date instead of
-    // rebuilding the dependencies for the other feature set.
-    build
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "parti",
-            "--bin",
-            "parti",
-            "--example",
-            "chaos",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build
-        .status()
-        .map_err(|e| format!("cannot run cargo to build parti (or set PARTI_BIN): {e}"))?;
-    if !status.success() {
-        return Err("cargo build -p parti --bin parti failed (or set PARTI_BIN)".into());
-    }
-    let bin = profile_dir.join("parti");
-    if bin.is_file() {
-        Ok(bin)
-    } else {
-        Err(format!("no parti binary at {}", bin.display()))
-    }
-}
-
 /// The lease the workers run with.
 fn lease_ttl(args: &Args) -> Duration {
     if args.cluster > 1 {
@@ -338,71 +271,6 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Creates the work-queue stream (replicated on every server), retrying until `deadline`.
-async fn create_stream(urls: &[String], replicas: usize) -> Result<(), String> {
-    use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
-    let client = async_nats::connect(urls.to_vec())
-        .await
-        .map_err(|e| format!("cannot connect to create the stream: {e}"))?;
-    let js = async_nats::jetstream::new(client);
-    let config = Config {
-        name: STREAM.into(),
-        subjects: vec!["work.>".into()],
-        retention: RetentionPolicy::WorkQueue,
-        storage: StorageType::File,
-        num_replicas: replicas,
-        ..Default::default()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match js.create_stream(config.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(e) if Instant::now() > deadline => {
-                return Err(format!("cannot create the stream {STREAM}: {e}"))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
-/// Messages left in the work-queue stream; `None` if it cannot be asked.
-async fn stream_messages(urls: &[String]) -> Option<u64> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(2))
-        .connect(urls.to_vec())
-        .await
-        .ok()?;
-    let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream(STREAM).await.ok()?;
-    Some(stream.info().await.ok()?.state.messages)
-}
-
-/// The consumers on the work-queue stream, one line each (for a run that does not settle).
-async fn describe_consumers(urls: &[String]) -> Vec<String> {
-    use futures::StreamExt;
-    let Ok(client) = async_nats::connect(urls.to_vec()).await else {
-        return vec!["(cannot connect)".into()];
-    };
-    let js = async_nats::jetstream::new(client);
-    let Ok(stream) = js.get_stream(STREAM).await else {
-        return vec!["(no stream)".into()];
-    };
-    let mut out = Vec::new();
-    let mut consumers = stream.consumers();
-    while let Some(Ok(info)) = consumers.next().await {
-        out.push(format!(
-            "{}: filters {:?}, waiting pulls {}, pending {}, ack pending {}, created {}",
-            info.name,
-            info.config.filter_subjects,
-            info.num_waiting,
-            info.num_pending,
-            info.num_ack_pending,
-            info.created
-        ));
-    }
-    out
 }
 
 /// The whole run; `Ok(false)` when the mode's guarantee was broken.
@@ -532,7 +400,10 @@ async fn run(args: Args) -> Result<bool, String> {
     // No server kill sooner than this after a server restart (the fleet reconnects first).
     let mut server_calm_from = Instant::now();
     let chaos_end = Instant::now() + Duration::from_secs(args.seconds);
-    let mut next_action = Instant::now() + rng.ms(2000, 6000);
+    // An action every third of a lease to a lease: the fleet heals from some faults before
+    // the next ones.
+    let (gap_min, gap_max) = (ttl.as_millis() as u64 / 3, ttl.as_millis() as u64);
+    let mut next_action = Instant::now() + rng.ms(gap_min, gap_max);
     let mut kv_streams = vec![format!("KV_{PREFIX}-leases"), format!("KV_{PREFIX}-assign")];
     if args.jetstream {
         kv_streams.push(STREAM.into());
@@ -569,7 +440,7 @@ async fn run(args: Args) -> Result<bool, String> {
             break;
         }
         if now >= next_action {
-            next_action = now + rng.ms(2000, 6000);
+            next_action = now + rng.ms(gap_min, gap_max);
             let running: Vec<usize> = slots
                 .iter_mut()
                 .filter_map(|s| s.is_running().then_some(s.index))
