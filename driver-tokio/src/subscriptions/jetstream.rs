@@ -565,8 +565,7 @@ async fn run_worker(
     mut queue: mpsc::UnboundedReceiver<Message>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // A redelivery (ack wait expired while the handler ran) of a message already handled.
-    let mut last_sequence = 0;
+    let mut handled = RecentlyHandled::default();
     loop {
         let message = tokio::select! {
             biased;
@@ -577,7 +576,10 @@ async fn run_worker(
             },
         };
         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-        if sequence != 0 && sequence <= last_sequence {
+        // A redelivery of a message handled already (its ack wait expired while the handler
+        // ran, or its ack was lost): acknowledge it again. A redelivery of one this worker
+        // never saw (lost on the way, e.g. across a reconnect) is handled, after later ones.
+        if sequence != 0 && handled.contains(sequence) {
             let _ = message.ack().await;
             continue;
         }
@@ -590,6 +592,68 @@ async fn run_worker(
                 reason: e.to_string(),
             });
         }
-        last_sequence = sequence;
+        handled.insert(sequence);
+    }
+}
+
+/// The stream sequences a partition's worker handled lately (the last [`RecentlyHandled::CAP`]):
+/// a redelivery comes within an ack wait, so older ones need not be remembered (forgetting one
+/// only means handling it twice, never losing it).
+#[derive(Default)]
+struct RecentlyHandled {
+    order: std::collections::VecDeque<u64>,
+    set: HashSet<u64>,
+}
+
+impl RecentlyHandled {
+    const CAP: usize = 65_536;
+
+    fn contains(&self, sequence: u64) -> bool {
+        self.set.contains(&sequence)
+    }
+
+    fn insert(&mut self, sequence: u64) {
+        if sequence == 0 || !self.set.insert(sequence) {
+            return;
+        }
+        self.order.push_back(sequence);
+        if self.order.len() > Self::CAP {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentlyHandled;
+
+    /// The bug the chaos runner found: messages lost on the way to a worker were redelivered
+    /// after later ones had been handled, and acknowledged unhandled as "already handled"
+    /// because their sequence was below the last one handled.
+    #[test]
+    fn a_redelivery_below_the_last_handled_sequence_is_handled_unless_seen() {
+        let mut h = RecentlyHandled::default();
+        for seq in [10, 11, 14, 15] {
+            h.insert(seq);
+        }
+        assert!(
+            h.contains(11),
+            "a redelivery of a handled message is skipped"
+        );
+        assert!(!h.contains(12), "a message never handled is handled, late");
+        assert!(!h.contains(13));
+    }
+
+    #[test]
+    fn only_the_latest_sequences_are_remembered() {
+        let mut h = RecentlyHandled::default();
+        for seq in 1..=(RecentlyHandled::CAP as u64 + 10) {
+            h.insert(seq);
+        }
+        assert!(!h.contains(5), "forgotten: handled twice at worst");
+        assert!(h.contains(RecentlyHandled::CAP as u64 + 10));
+        assert_eq!(h.order.len(), RecentlyHandled::CAP);
     }
 }

@@ -20,7 +20,9 @@
 //!   deliver-all. It is never filter-edited in place: an edited consumer keeps its position,
 //!   so it would skip a gained partition's messages that lie behind it; a new one starts from
 //!   the oldest message still in the stream, which in a work queue is exactly the oldest one
-//!   nobody handled. Each message is handled once per partition, in stream order, and
+//!   nobody handled. Each message is handled once per partition, in stream order (a message
+//!   lost on its way to the worker, e.g. across a reconnect, is redelivered by the server
+//!   after its ack wait and handled then, after later ones), and
 //!   acknowledged (with a confirmed ack) after its handler returns; a panicking handler's
 //!   message is terminated (not redelivered).
 //!
