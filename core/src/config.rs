@@ -41,6 +41,9 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// A worker that has not renewed for `lease_ttl - safety_margin` (counted from when the
     /// renewal was sent) drops every partition in Strict mode. Default 1 s.
+    ///
+    /// Renewals are CAS writes, one at a time, so `lease_ttl - safety_margin` must hold two
+    /// round trips to the KV with room to spare: a 400 ms round trip needs more than 0.8 s.
     pub safety_margin: Duration,
     /// Extra wait between declaring a worker crashed and granting its partitions. Default
     /// 250 ms.

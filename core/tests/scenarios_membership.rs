@@ -1,5 +1,6 @@
 //! Membership on the simulator: cold start, joins, graceful leaves, drains, crashes of a
-//! follower right after a rebalance and of the leader, with the time each takes and what moves.
+//! follower right after a rebalance and of the leader, with the time each takes and what moves;
+//! many workers starting together claim distinct IDs in a few rounds.
 
 use parti_core::sim::NodeStatus;
 use parti_core::{Event, State};
@@ -30,6 +31,44 @@ fn cold_start_ends_as_soon_as_the_expected_workers_joined() {
     let took = sim.must_converge(SECS(60));
     assert!(took < SECS(2), "took {took:?}");
     assert!(all_owned_once(&sim, 40));
+}
+
+#[test]
+fn two_workers_starting_together_get_the_two_lowest_ids() {
+    for seed in 0..20 {
+        let (mut sim, nodes) = cluster(2, 30, seed, |_| {});
+        sim.run_until_true(SECS(30), |s| {
+            nodes.iter().all(|n| s.worker_id(*n).is_some())
+        })
+        .expect("every worker claims an ID");
+        let ids: std::collections::BTreeSet<u32> = nodes
+            .iter()
+            .filter_map(|n| sim.worker_id(*n))
+            .map(|id| id.0)
+            .collect();
+        assert_eq!(ids, [0, 1].into(), "seed {seed}");
+    }
+}
+
+#[test]
+fn eighty_workers_starting_together_spread_over_the_free_ids_instead_of_racing_for_one() {
+    let workers = 80;
+    let (mut sim, nodes) = cluster(workers, 160, 27, |c| c.id_max = 119);
+    sim.run_until_true(SECS(30), |s| {
+        nodes.iter().all(|n| s.worker_id(*n).is_some())
+    })
+    .expect("every worker claims an ID");
+    // Racing for the lowest free ID lets one worker win per round, and every round costs each
+    // loser a listing and a write: about workers² / 2 requests. Spreading after a lost race
+    // takes a few rounds.
+    let requests = sim.network().stats().requests;
+    assert!(
+        requests < 20 * u64::from(workers),
+        "{requests} KV requests until {workers} workers had IDs"
+    );
+    let ids: std::collections::BTreeSet<_> =
+        nodes.iter().filter_map(|n| sim.worker_id(*n)).collect();
+    assert_eq!(ids.len(), workers as usize, "distinct IDs");
 }
 
 #[test]

@@ -273,3 +273,51 @@ async fn overlapping_filters_are_watched_through_one_consumer() {
     common::write(&kv, b, common::put("a.a", "4")).await;
     common::expect(&mut watch, "a.a", Operation::Put, "4").await;
 }
+
+#[tokio::test]
+async fn buckets_allow_a_consumer_per_watch_of_every_worker_the_id_range_admits() {
+    let server = NatsServer::start().expect("start nats-server");
+    // 2,000 IDs: more watchers than nats-server 2.15's default of 1,000 consumers a stream.
+    let wide = Config {
+        id_max: 1999,
+        ..config(Duration::from_secs(6))
+    };
+    let needed = parti::kv::consumers_needed(&wide);
+    assert!(needed > 1000, "{needed}");
+    for _ in 0..2 {
+        // The second connect finds the buckets raised already and leaves them be.
+        NatsKv::connect(&options(&server), &wide)
+            .await
+            .expect("connect");
+        let js = async_nats::jetstream::new(
+            async_nats::connect(server.url()).await.expect("raw client"),
+        );
+        for bucket in [wide.leases_bucket(), wide.assign_bucket()] {
+            let mut stream = js
+                .get_stream(format!("KV_{bucket}"))
+                .await
+                .expect("the bucket's stream");
+            let info = stream.info().await.expect("stream info");
+            assert_eq!(info.config.max_consumers, needed, "{bucket}");
+        }
+    }
+    // A fleet whose IDs fit the server's default leaves its buckets' limit alone.
+    let small = Config {
+        bucket_prefix: "small".into(),
+        ..config(Duration::from_secs(6))
+    };
+    NatsKv::connect(&options(&server), &small)
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.expect("raw"));
+    let mut stream = js
+        .get_stream(format!("KV_{}", small.leases_bucket()))
+        .await
+        .expect("the small fleet's stream");
+    let info = stream.info().await.expect("stream info");
+    assert!(
+        info.config.max_consumers <= 0,
+        "{}",
+        info.config.max_consumers
+    );
+}

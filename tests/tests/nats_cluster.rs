@@ -3,7 +3,8 @@
 //! stream, while a worker joins, never gives a partition two owners, costs no worker its ID and
 //! never applies an older generation (workers may fence while a stream has no leader);
 //! killing a node the workers are connected to moves nothing; a rolling restart (SIGTERM, then
-//! start) of every server moves nothing and causes no emergency.
+//! start) of every server moves nothing and causes no emergency; a lease rewritten by another
+//! client (so the worker's CAS renewal gets error 10071) is re-read, not lost.
 
 mod common;
 
@@ -242,5 +243,53 @@ async fn a_rolling_restart_of_every_server_moves_nothing_and_causes_no_emergency
     }
     assert_eq!(faults_seen(&cluster), Vec::<String>::new());
     assert_eq!(grant_counts(&cluster), grants, "no partition moved");
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_rewritten_behind_a_workers_back_costs_a_reread_not_the_id() {
+    let all = partitions(0..20);
+    let cluster = fleet("r3-10071", 2, &all).await;
+    let grants = grant_counts(&cluster);
+    let ids_before = worker_ids(&cluster);
+    let id = ids_before[0].expect("member 0 has an ID");
+    let key = format!("worker.{id}");
+
+    // Another client rewrites member 0's lease with the same bytes: its revision moves, so the
+    // worker's next CAS renewal gets "wrong last sequence" (10071) from the R3 stream.
+    let client = async_nats::connect(cluster.nats_cluster.as_ref().unwrap().url(0))
+        .await
+        .expect("connect");
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("r3-10071-leases")
+        .await
+        .expect("the leases bucket");
+    for round in 0..3 {
+        let entry = kv
+            .entry(&key)
+            .await
+            .expect("read the lease")
+            .expect("the lease exists");
+        let ours = kv
+            .put(&key, entry.value.clone())
+            .await
+            .expect("rewrite the lease");
+        // The worker renews again after re-reading: a revision past ours, with its bytes.
+        common::wait_for_async(CLUSTER_DEADLINE, "the worker renews past our write", || {
+            let kv = kv.clone();
+            let key = key.clone();
+            async move {
+                match kv.entry(&key).await {
+                    Ok(Some(e)) if e.revision > ours => Ok(()),
+                    other => Err(format!("round {round}: lease at {other:?}, ours {ours}")),
+                }
+            }
+        })
+        .await;
+    }
+    assert_eq!(faults_seen(&cluster), Vec::<String>::new());
+    assert_eq!(worker_ids(&cluster), ids_before, "no worker lost its ID");
+    assert_eq!(grant_counts(&cluster), grants, "no partition moved");
+    cluster.check_settled(&ids(&all)).expect("still settled");
     cluster.stop_all().await;
 }

@@ -8,6 +8,19 @@ use crate::{
 };
 use std::collections::BTreeMap;
 
+/// How long a lease renewal may stay unanswered before another is sent.
+///
+/// Renewals are CAS writes on the revision the previous one returned, so they cannot be
+/// pipelined: a second renewal on the same revision fails as soon as the first lands, and the
+/// re-read it causes costs another round trip. On a link whose round trip exceeds a heartbeat,
+/// sending one every heartbeat regardless would make every other renewal fail. So a duplicate is
+/// sent only once the first may be lost: after half the fence window (`lease_ttl -
+/// safety_margin`), which leaves the other half for the duplicate to land; never sooner than a
+/// heartbeat. A renewal that answers late triggers the next one at once (`renew_again`).
+pub(crate) fn renewal_presumed_lost(config: &crate::Config) -> std::time::Duration {
+    ((config.lease_ttl - config.safety_margin) / 2).max(config.heartbeat_interval)
+}
+
 /// What the claimer learned about one ID.
 enum Slot {
     Live,
@@ -89,8 +102,9 @@ impl Worker {
     }
 
     /// Preferred ID first (free, or departing: taken over by CAS); without a preferred ID, the
-    /// lowest departing lease (a restart resumes its predecessor's share); then the lowest free.
-    fn pick_id(&self, slots: &BTreeMap<WorkerId, Slot>) -> Option<(WorkerId, Option<u64>)> {
+    /// lowest departing lease (a restart resumes its predecessor's share); then a free ID (see
+    /// [`Worker::pick_free`]).
+    fn pick_id(&mut self, slots: &BTreeMap<WorkerId, Slot>) -> Option<(WorkerId, Option<u64>)> {
         if let Some(pref) = self.config.preferred_id {
             match slots.get(&pref) {
                 None => return Some((pref, None)),
@@ -102,10 +116,28 @@ impl Worker {
         {
             return Some((*id, Some(*rev)));
         }
-        (self.config.id_min..=self.config.id_max)
+        self.pick_free(slots).map(|id| (id, None))
+    }
+
+    /// The lowest free ID on the first two attempts (two workers starting together get the two
+    /// lowest); after further lost races, one drawn at random from the lowest free IDs, a
+    /// window that doubles with every loss (8, 16, 32, ...). Many workers starting
+    /// together then spread over the free IDs in a few rounds instead of all racing for the
+    /// same one each round, which costs every loser a listing per ID taken (W² / 2 requests).
+    fn pick_free(&mut self, slots: &BTreeMap<WorkerId, Slot>) -> Option<WorkerId> {
+        let mut free = (self.config.id_min..=self.config.id_max)
             .map(WorkerId)
-            .find(|id| !slots.contains_key(id))
-            .map(|id| (id, None))
+            .filter(|id| !slots.contains_key(id));
+        if self.claim_attempts < 2 {
+            return free.next();
+        }
+        let window = 8usize << (self.claim_attempts - 2).min(20);
+        let candidates: Vec<WorkerId> = free.take(window).collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let i = self.rng.below(candidates.len() as u64) as usize;
+        Some(candidates[i])
     }
 
     pub(crate) fn on_claim_write(
@@ -146,8 +178,12 @@ impl Worker {
         self.fenced = false;
         self.emit(Event::IdClaimed(id));
         self.set_state(State::Election);
-        self.timers
-            .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
+        // The lease counts from when the claim was sent: renew a heartbeat after that (at once
+        // if the claim's round trip took longer), not a heartbeat after its answer.
+        self.timers.set(
+            Timer::Heartbeat,
+            (sent + self.config.heartbeat_interval).max(now),
+        );
         self.arm_fence();
         self.start_following();
         self.start_election();
@@ -182,11 +218,11 @@ impl Worker {
         if self.stopping.as_ref().is_some_and(|s| s.released) {
             return;
         }
-        // One renewal at a time, unless the one in flight is older than a heartbeat (its request
-        // may be lost: waiting for its timeout would let the lease lapse).
+        // One renewal at a time (a CAS cannot be pipelined), unless the one in flight may be
+        // lost: waiting for its timeout could let the lease lapse.
         if self
             .renew_in_flight
-            .is_some_and(|sent| now < sent + self.config.heartbeat_interval)
+            .is_some_and(|sent| now < sent + renewal_presumed_lost(&self.config))
         {
             self.renew_again = true;
             return;

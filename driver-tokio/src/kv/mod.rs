@@ -21,7 +21,7 @@ mod nats;
 mod nats_watch;
 
 pub use mem::MemoryKv;
-pub use nats::{ConnectionEvents, NatsError, NatsKv, NatsOptions};
+pub use nats::{consumers_needed, ConnectionEvents, NatsError, NatsKv, NatsOptions};
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;

@@ -684,7 +684,9 @@ async fn open_bucket(
             tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
         }
         let create_err = match js.create_key_value(wanted.clone()).await {
-            Ok(store) => return check_bucket(store, &wanted, config),
+            Ok(store) => {
+                return room_for_consumers(js, check_bucket(store, &wanted, config)?, config).await
+            }
             Err(err) => err,
         };
         let permanent = matches!(
@@ -694,7 +696,9 @@ async fn open_bucket(
                 | CreateKeyValueErrorKind::LimitMarkersNotSupported
         );
         match js.get_key_value(&wanted.bucket).await {
-            Ok(store) => return check_bucket(store, &wanted, config),
+            Ok(store) => {
+                return room_for_consumers(js, check_bucket(store, &wanted, config)?, config).await
+            }
             Err(open_err) => {
                 reason = format!("create: {create_err}; open: {open_err}");
                 if permanent {
@@ -708,6 +712,67 @@ async fn open_bucket(
         bucket: wanted.bucket,
         reason,
     })
+}
+
+/// Consumers a bucket must allow for a fleet whose IDs range over `config`'s: every worker
+/// watches each bucket through at most two consumers (the leader's extra watches included),
+/// plus room for operators' tools (`parti status`, a raw watcher).
+pub fn consumers_needed(config: &Config) -> i32 {
+    let ids = i64::from(config.id_max) - i64::from(config.id_min) + 1;
+    (2 * ids + 100).min(i64::from(i32::MAX)) as i32
+}
+
+/// The consumer limit a stream gets when its config leaves it unset (0 or less): nats-server
+/// 2.15 applies 1,000; older servers have none, so 1,000 is the lowest a fleet can count on.
+const SERVER_DEFAULT_MAX_CONSUMERS: i32 = 1000;
+
+/// Raises the bucket stream's `max_consumers` to [`consumers_needed`] if it is lower. Without
+/// this, on nats-server 2.15 the 500th or so worker of a fleet whose ID range exceeds 450
+/// cannot create its watch and never joins. Several workers may raise it at once (the update
+/// is idempotent); if it still fails after a few tries (no permission, a cluster without a
+/// stream leader), the worker goes on with a warning: its watches then report the limit.
+async fn room_for_consumers(
+    js: &jetstream::Context,
+    store: kv::Store,
+    config: &Config,
+) -> Result<kv::Store, NatsError> {
+    let needed = consumers_needed(config);
+    let existing = store.stream.cached_info().config.clone();
+    let was = existing.max_consumers;
+    let effective = if was > 0 {
+        was
+    } else {
+        SERVER_DEFAULT_MAX_CONSUMERS
+    };
+    if effective >= needed {
+        return Ok(store);
+    }
+    let raised = jetstream::stream::Config {
+        max_consumers: needed,
+        ..existing
+    };
+    let mut last_error = String::new();
+    for attempt in 0..4u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        match js.update_stream(raised.clone()).await {
+            Ok(_) => {
+                tracing::info!(bucket = %store.name, was, now = needed, "raised the bucket's consumer limit");
+                return Ok(store);
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    tracing::warn!(
+        bucket = %store.name,
+        was,
+        needed,
+        error = %last_error,
+        "could not raise the bucket's consumer limit (max_consumers) to what the ID range needs: \
+         workers beyond it cannot watch; raise it on the stream or narrow id_min..=id_max"
+    );
+    Ok(store)
 }
 
 /// Refuses an existing bucket whose settings would break the protocol.

@@ -85,6 +85,11 @@ impl NatsServer {
         &self.dir
     }
 
+    /// The server process's ID while it runs (for reading its memory, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Whether the process is running (not killed, not exited).
     pub fn is_running(&mut self) -> bool {
         self.child
