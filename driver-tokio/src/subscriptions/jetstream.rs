@@ -287,11 +287,15 @@ impl Actor {
                 }
             }
             Some(Err(e)) => {
+                // No responders: nobody serves the consumer's pulls, i.e. it is gone (on a
+                // cluster, one created during a leader change can vanish right after its
+                // creation succeeded) or has no leader yet; pulling on would wait for ever.
                 let ended = matches!(
                     e.kind(),
                     MessagesErrorKind::ConsumerDeleted
                         | MessagesErrorKind::PushBasedConsumer
                         | MessagesErrorKind::RequestLimitExceeded
+                        | MessagesErrorKind::NoResponders
                 );
                 let consumer = self.existing.clone().unwrap_or_default();
                 self.report("pull", consumer, e.to_string());
