@@ -8,9 +8,8 @@
 //! ```
 //!
 //! It builds the `parti` binary (`cargo build -p parti --bin parti --example chaos`, same
-//! profile) unless
-//! `$PARTI_BIN` names one, and needs nats-server ≥ 2.11 (`parti::testing` finds it:
-//! `$NATS_SERVER_BIN`, the repository's `.venv`, or `PATH`).
+//! profile) unless `$PARTI_BIN` names one, and needs nats-server ≥ 2.11 (`parti::testing`
+//! finds it: `$NATS_SERVER_BIN`, the repository's `.venv`, or `PATH`).
 //!
 //! ## What runs
 //!
@@ -27,13 +26,13 @@
 //!   `Nats-Msg-Id`).
 //! - **Chaos**, for `--seconds` after the warm-up (until every partition handled a message),
 //!   an action every third of a lease to a lease (2–6 s on one server, 5–15 s on a cluster),
-//!   drawn from `--seed`: SIGKILL a worker (restarted 0.5–6 s later),
-//!   SIGTERM a worker (a graceful stop for a restart; started again 0–4 s later), SIGKILL a
-//!   server and restart it (one at a time, not within 5 s of the last restart; in a cluster,
-//!   half the time the leader of a stream, and only once every replica is current again), or
-//!   blackhole a worker's network for 1 s to lease TTL + 2 s. At most two workers are down at
-//!   once. The schedule is seeded; the real timings around it are not, so one
-//!   seed gives the same faults, not the same interleavings.
+//!   drawn from `--seed`: SIGKILL a worker (restarted 0.5–6 s later), SIGTERM a worker (a
+//!   graceful stop for a restart; started again 0–4 s later), SIGKILL a server and restart it
+//!   (one at a time, not within 5 s of the last restart; in a cluster, half the time the
+//!   leader of a stream, and only once every replica is current again), or blackhole a
+//!   worker's network for 1 s to lease TTL + 2 s. At most two workers are down at once. The
+//!   schedule is seeded; the real timings around it are not, so one seed gives the same
+//!   faults, not the same interleavings.
 //! - Then everything is healed, the runner waits (with a deadline) until every partition
 //!   handles fresh messages again, stops the publisher, waits until every message that can
 //!   still be handled is (JetStream: the stream is empty), and stops the workers with SIGTERM.

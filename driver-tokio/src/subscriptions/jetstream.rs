@@ -562,6 +562,9 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// How many times a message's ack is tried before it is left to redelivery.
+const ACK_ATTEMPTS: u32 = 5;
+
 /// Handles one partition's messages in order; acknowledges each after its handler returned.
 async fn run_worker(
     shared: Arc<Shared>,
@@ -590,11 +593,22 @@ async fn run_worker(
         let ok = shared.handle(&partition, message.message.clone()).await;
         // A panicking handler's message is terminated: redelivering it would panic again.
         let kind = if ok { AckKind::Ack } else { AckKind::Term };
-        if let Err(e) = message.double_ack_with(kind).await {
+        // A failed ack is retried a few times (e.g. across a stream leader election): on a
+        // cluster, an unacknowledged message holds the consumer's ack floor back, and the
+        // messages acknowledged after it stay in the work queue until the floor passes them;
+        // deleted at a handoff, the consumer would leave them all to the next owner, handled
+        // a second time.
+        let mut attempt = 0;
+        while let Err(e) = message.double_ack_with(kind).await {
+            attempt += 1;
             shared.report(SubscriptionError::Ack {
                 partition: partition.clone(),
                 reason: e.to_string(),
             });
+            if attempt >= ACK_ATTEMPTS {
+                break;
+            }
+            tokio::time::sleep(shared.backoff(attempt)).await;
         }
         handled.insert(sequence);
     }
