@@ -1,6 +1,7 @@
 //! Subscriptions wired into workers against a real nats-server: in Strict mode no partition is
-//! handled by two workers at once, a JetStream rebalance handles every message exactly once,
-//! and subscription errors and bad stream names reach the application.
+//! handled by two workers at once, a JetStream rebalance handles every message exactly once, a
+//! crashed worker's consumer does not keep its partitions from their next owner, and
+//! subscription errors and bad stream names reach the application.
 
 mod fleet_support;
 mod subscription_support;
@@ -264,6 +265,66 @@ async fn jetstream_rebalance_between_two_workers_handles_every_message_exactly_o
         0,
         "all acknowledged"
     );
+}
+
+/// A worker killed with messages pulled and not acknowledged leaves its consumer behind, and the
+/// server's inactive threshold keeps it until their ack wait expires (70 s here). Meanwhile the
+/// work queue refuses the next owner's consumer ("filtered consumer not unique"): the next
+/// owner deletes the stale one and handles the backlog, the unacknowledged messages included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_workers_consumer_is_taken_over_by_the_next_owner() {
+    use async_nats::jetstream::consumer::{pull, AckPolicy};
+    use futures::StreamExt;
+    let server = NatsServer::start().unwrap();
+    let js = jetstream::new(connect(&server).await);
+    let stream = work_queue(&js, "WORK").await;
+    for i in 0..6 {
+        js_publish(&js, &format!("work.p{}", i % 2), format!("m{i}")).await;
+    }
+    // The crashed worker 7: its consumer, two messages pulled and never acknowledged.
+    {
+        let crashed = jetstream::new(connect(&server).await);
+        let consumer = crashed
+            .get_stream("WORK")
+            .await
+            .unwrap()
+            .create_consumer(pull::Config {
+                durable_name: Some("parti-w7".into()),
+                filter_subjects: vec!["work.p0".into(), "work.p1".into()],
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                inactive_threshold: Duration::from_secs(10),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut batch = consumer.fetch().max_messages(2).messages().await.unwrap();
+        for _ in 0..2 {
+            batch.next().await.unwrap().unwrap();
+        }
+    }
+    let log = Log::new();
+    let js_worker = jetstream::new(connect(&server).await);
+    let w = start(
+        Worker::builder().consume(
+            js_worker,
+            "WORK",
+            template(),
+            log.handler(0, Duration::ZERO),
+        ),
+        &MemoryKv::new(config().lease_ttl),
+        2,
+        &log,
+        0,
+    )
+    .await;
+    log.wait_until("the next owner handles all six messages", || {
+        log.handled().len() >= 6
+    })
+    .await;
+    assert_eq!(consumer_names(&stream).await, vec!["parti-w0".to_string()]);
+    w.stop().await.unwrap();
+    assert_eq!(stream.clone().info().await.unwrap().state.messages, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

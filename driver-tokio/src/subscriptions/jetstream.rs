@@ -24,7 +24,7 @@ use async_nats::jetstream::ErrorCode;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use parti_core::{PartitionId, WorkerId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -287,11 +287,15 @@ impl Actor {
                 }
             }
             Some(Err(e)) => {
+                // No responders: nobody serves the consumer's pulls, i.e. it is gone (on a
+                // cluster, one created during a leader change can vanish right after its
+                // creation succeeded) or has no leader yet; pulling on would wait for ever.
                 let ended = matches!(
                     e.kind(),
                     MessagesErrorKind::ConsumerDeleted
                         | MessagesErrorKind::PushBasedConsumer
                         | MessagesErrorKind::RequestLimitExceeded
+                        | MessagesErrorKind::NoResponders
                 );
                 let consumer = self.existing.clone().unwrap_or_default();
                 self.report("pull", consumer, e.to_string());
@@ -422,19 +426,24 @@ impl Actor {
                  WorkQueue (a message stays until acknowledged, one consumer per subject)"
             ));
         }
-        let consumer = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(name.to_owned()),
-                filter_subjects: self.desired.values().cloned().collect(),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: self.options.ack_wait,
-                max_ack_pending: self.options.max_ack_pending,
-                inactive_threshold: self.options.inactive_threshold,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        let config = pull::Config {
+            durable_name: Some(name.to_owned()),
+            filter_subjects: self.desired.values().cloned().collect(),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.options.ack_wait,
+            max_ack_pending: self.options.max_ack_pending,
+            inactive_threshold: self.options.inactive_threshold,
+            ..Default::default()
+        };
+        let consumer = match stream.create_consumer(config.clone()).await {
+            Ok(consumer) => consumer,
+            Err(e) if not_unique(&e) && self.delete_stale(&stream, name).await? => stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.to_string()),
+        };
         let messages = consumer.messages().await.map_err(|e| e.to_string())?;
         let mut by_subject = HashMap::new();
         let mut workers = HashMap::new();
@@ -464,6 +473,50 @@ impl Actor {
         })
     }
 
+    /// Worker mode, when the work queue refused our filters because another consumer filters
+    /// one of our subjects: deletes every other worker's consumer (`<prefix>-w<N>`) that
+    /// filters a subject we now own, and says whether it deleted any.
+    ///
+    /// Such a consumer is stale: the core granted us the partition, so its previous owner
+    /// released it (its consumer was recreated without it) or lost its lease (it crashed, or
+    /// it fenced and stopped handling). The server's inactive threshold does not remove a
+    /// crashed worker's consumer while messages it pulled are unacknowledged (until their
+    /// ack wait expires, over a minute by default), and meanwhile the partitions would have
+    /// no consumer at all. Its unacknowledged messages stay in the work queue for ours.
+    async fn delete_stale(
+        &self,
+        stream: &async_nats::jetstream::stream::Stream,
+        ours: &str,
+    ) -> Result<bool, String> {
+        let ConsumerName::Worker { prefix, .. } = &self.name else {
+            return Ok(false);
+        };
+        let subjects: HashSet<&String> = self.desired.values().collect();
+        let mut stale = Vec::new();
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(|e| format!("cannot list the consumers: {e}"))?;
+            let config = &info.config;
+            let filters = config
+                .filter_subjects
+                .iter()
+                .chain(std::iter::once(&config.filter_subject));
+            let overlaps = filters.into_iter().any(|f| subjects.contains(f));
+            if info.name != ours && is_worker_consumer(prefix, &info.name) && overlaps {
+                stale.push(info.name.clone());
+            }
+        }
+        for consumer in &stale {
+            self.delete(consumer).await?;
+            tracing::warn!(
+                stream = %self.stream,
+                consumer = %consumer,
+                "deleted a stale consumer filtering partitions this worker was granted"
+            );
+        }
+        Ok(!stale.is_empty())
+    }
+
     /// On close: stop, delete the consumer, tell every waiter.
     async fn shutdown(&mut self) {
         if let Some(running) = self.running.take() {
@@ -476,6 +529,19 @@ impl Actor {
         }
         self.progress.send_modify(|p| p.closed = true);
     }
+}
+
+/// Whether the work queue refused a consumer because another one filters the same subject.
+fn not_unique(e: &async_nats::jetstream::stream::ConsumerError) -> bool {
+    matches!(e.kind(), ConsumerErrorKind::JetStream(js)
+        if js.error_code() == ErrorCode::CONSUMER_WQ_CONSUMER_NOT_UNIQUE)
+}
+
+/// Whether `name` is a worker's consumer, `<prefix>-w<id>`.
+fn is_worker_consumer(prefix: &str, name: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix("-w"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The next item of the pull stream (never resolves without one).
@@ -496,6 +562,9 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// How many times a message's ack is tried before it is left to redelivery.
+const ACK_ATTEMPTS: u32 = 5;
+
 /// Handles one partition's messages in order; acknowledges each after its handler returned.
 async fn run_worker(
     shared: Arc<Shared>,
@@ -503,8 +572,7 @@ async fn run_worker(
     mut queue: mpsc::UnboundedReceiver<Message>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // A redelivery (ack wait expired while the handler ran) of a message already handled.
-    let mut last_sequence = 0;
+    let mut handled = RecentlyHandled::default();
     loop {
         let message = tokio::select! {
             biased;
@@ -515,19 +583,95 @@ async fn run_worker(
             },
         };
         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-        if sequence != 0 && sequence <= last_sequence {
+        // A redelivery of a message handled already (its ack wait expired while the handler
+        // ran, or its ack was lost): acknowledge it again. A redelivery of one this worker
+        // never saw (lost on the way, e.g. across a reconnect) is handled, after later ones.
+        if sequence != 0 && handled.contains(sequence) {
             let _ = message.ack().await;
             continue;
         }
         let ok = shared.handle(&partition, message.message.clone()).await;
         // A panicking handler's message is terminated: redelivering it would panic again.
         let kind = if ok { AckKind::Ack } else { AckKind::Term };
-        if let Err(e) = message.double_ack_with(kind).await {
+        // A failed ack is retried a few times (e.g. across a stream leader election): on a
+        // cluster, an unacknowledged message holds the consumer's ack floor back, and the
+        // messages acknowledged after it stay in the work queue until the floor passes them;
+        // deleted at a handoff, the consumer would leave them all to the next owner, handled
+        // a second time.
+        let mut attempt = 0;
+        while let Err(e) = message.double_ack_with(kind).await {
+            attempt += 1;
             shared.report(SubscriptionError::Ack {
                 partition: partition.clone(),
                 reason: e.to_string(),
             });
+            if attempt >= ACK_ATTEMPTS {
+                break;
+            }
+            tokio::time::sleep(shared.backoff(attempt)).await;
         }
-        last_sequence = sequence;
+        handled.insert(sequence);
+    }
+}
+
+/// The stream sequences a partition's worker handled lately (the last [`RecentlyHandled::CAP`]):
+/// a redelivery comes within an ack wait, so older ones need not be remembered (forgetting one
+/// only means handling it twice, never losing it).
+#[derive(Default)]
+struct RecentlyHandled {
+    order: std::collections::VecDeque<u64>,
+    set: HashSet<u64>,
+}
+
+impl RecentlyHandled {
+    const CAP: usize = 65_536;
+
+    fn contains(&self, sequence: u64) -> bool {
+        self.set.contains(&sequence)
+    }
+
+    fn insert(&mut self, sequence: u64) {
+        if sequence == 0 || !self.set.insert(sequence) {
+            return;
+        }
+        self.order.push_back(sequence);
+        if self.order.len() > Self::CAP {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentlyHandled;
+
+    /// The bug the chaos runner found: messages lost on the way to a worker were redelivered
+    /// after later ones had been handled, and acknowledged unhandled as "already handled"
+    /// because their sequence was below the last one handled.
+    #[test]
+    fn a_redelivery_below_the_last_handled_sequence_is_handled_unless_seen() {
+        let mut h = RecentlyHandled::default();
+        for seq in [10, 11, 14, 15] {
+            h.insert(seq);
+        }
+        assert!(
+            h.contains(11),
+            "a redelivery of a handled message is skipped"
+        );
+        assert!(!h.contains(12), "a message never handled is handled, late");
+        assert!(!h.contains(13));
+    }
+
+    #[test]
+    fn only_the_latest_sequences_are_remembered() {
+        let mut h = RecentlyHandled::default();
+        for seq in 1..=(RecentlyHandled::CAP as u64 + 10) {
+            h.insert(seq);
+        }
+        assert!(!h.contains(5), "forgotten: handled twice at worst");
+        assert!(h.contains(RecentlyHandled::CAP as u64 + 10));
+        assert_eq!(h.order.len(), RecentlyHandled::CAP);
     }
 }

@@ -20,7 +20,9 @@
 //!   deliver-all. It is never filter-edited in place: an edited consumer keeps its position,
 //!   so it would skip a gained partition's messages that lie behind it; a new one starts from
 //!   the oldest message still in the stream, which in a work queue is exactly the oldest one
-//!   nobody handled. Each message is handled once per partition, in stream order, and
+//!   nobody handled. Each message is handled once per partition, in stream order (a message
+//!   lost on its way to the worker, e.g. across a reconnect, is redelivered by the server
+//!   after its ack wait and handled then, after later ones), and
 //!   acknowledged (with a confirmed ack) after its handler returns; a panicking handler's
 //!   message is terminated (not redelivered).
 //!
@@ -80,7 +82,12 @@
 //! Transient failures (a subscribe, creating the consumer: e.g. the stream does not exist yet,
 //! or the previous owner's consumer still filters the subject) are retried with exponential
 //! backoff (50 ms doubling up to 2 s by default) until they succeed or the partition is
-//! revoked. Every failure is reported when it happens and kept for `close()`. A handler that
+//! revoked. Every failure is reported when it happens and kept for `close()`. In a worker, a
+//! consumer of another worker (`<prefix>-w<N>`) that still filters a partition this worker was
+//! granted is stale (its owner crashed, or fenced and stopped): when the work queue refuses
+//! our consumer because of it, it is deleted and ours created at once. (The server's inactive
+//! threshold alone would keep a crashed worker's consumer while messages it pulled are
+//! unacknowledged, i.e. for about two ack waits.) A handler that
 //! does not return within the drain timeout of a revoke is cancelled (and reported).
 
 mod core_nats;
@@ -392,9 +399,10 @@ impl SubscriptionManagerBuilder {
         self
     }
 
-    /// JetStream: the server deletes the consumer after this long without a pull from it, so
-    /// the consumer of a crashed worker stops blocking its partitions' next owner (a work
-    /// queue refuses two consumers on one subject). Default 10 s.
+    /// JetStream: the server deletes the consumer after this long without a pull from it and
+    /// with no message unacknowledged, so a crashed manager's consumer goes away (a work
+    /// queue refuses two consumers on one subject; in a worker, the next owner of its
+    /// partitions deletes it at once). Default 10 s.
     pub fn inactive_threshold(mut self, threshold: Duration) -> Self {
         self.consumer.inactive_threshold = threshold;
         self

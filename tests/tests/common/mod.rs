@@ -3,6 +3,8 @@
 //! fed by the workers' rebalance listeners, and deadline-bound waits.
 #![allow(dead_code)]
 
+pub mod bin;
+
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use parti::kv::{NatsKv, NatsOptions};

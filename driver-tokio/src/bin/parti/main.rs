@@ -25,6 +25,7 @@ mod demo;
 mod fleet;
 mod pin;
 mod plan;
+mod record;
 mod status;
 mod worker;
 

@@ -1,13 +1,18 @@
 //! `parti worker`: one real worker process against NATS. It logs every event on one
-//! timestamped line and stops gracefully on SIGTERM or SIGINT.
+//! timestamped line and stops gracefully on SIGTERM or SIGINT. With `--subscribe` it consumes
+//! its partitions' subjects (core NATS, or a JetStream work queue with `--jetstream`) and
+//! can record every handled message (`--record`, see `record.rs`).
 
 use crate::common::{
     compact, fmt_duration, load_partitions, nats_error, numbered_partitions, timestamp, truncate,
     NatsArgs,
 };
+use crate::record::Recorder;
 use crate::{CliError, CliResult};
 use parti::kv::{NatsError, NatsKv};
-use parti::{Config, Event, HandoffMode, Worker, WorkerId};
+use parti::{
+    Config, DriverWarning, Event, HandoffMode, SubjectTemplate, SubscriptionError, Worker, WorkerId,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,6 +59,10 @@ pub struct WorkerArgs {
     /// Cold start ends as soon as this many workers are live.
     #[arg(long, value_name = "N")]
     expected_workers: Option<u32>,
+    /// Replicas of the fleet's KV buckets: 1 on one server, 3 (or 5) in a cluster. Every
+    /// worker of a fleet must use the same.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    replicas: u8,
     /// This worker's capacity relative to the others.
     #[arg(long, value_name = "N", default_value_t = 1)]
     capacity: u32,
@@ -61,6 +70,19 @@ pub struct WorkerArgs {
     /// instead of stopping for a restart (lease marked departing, share parked).
     #[arg(long)]
     final_stop: bool,
+    /// Consume every owned partition's subject, made from TEMPLATE: `{keys}` is the
+    /// partition's keys joined by '.', `{key0}`, `{key1}`.. one key (e.g. 'work.{keys}').
+    /// Core NATS unless --jetstream is given.
+    #[arg(long, value_name = "TEMPLATE")]
+    subscribe: Option<String>,
+    /// With --subscribe: consume from this JetStream stream (work-queue retention, created
+    /// beforehand) through one durable consumer per worker, acknowledging each message.
+    #[arg(long, value_name = "STREAM", requires = "subscribe")]
+    jetstream: Option<String>,
+    /// With --subscribe: append one line per handled message to FILE
+    /// ('<unix µs> w<id> handled <partition> <payload>'), and 'ack-failed' lines.
+    #[arg(long, value_name = "FILE", requires = "subscribe")]
+    record: Option<PathBuf>,
 }
 
 impl WorkerArgs {
@@ -70,6 +92,7 @@ impl WorkerArgs {
             bucket_prefix: self.prefix.clone(),
             preferred_id: self.id_preferred.map(WorkerId),
             capacity: self.capacity,
+            replicas: self.replicas,
             expected_workers: self.expected_workers,
             handoff: if self.relaxed {
                 HandoffMode::Relaxed
@@ -125,6 +148,7 @@ pub async fn run(args: WorkerArgs) -> CliResult {
                 "bucket_prefix" => "--prefix",
                 "preferred_id" => "--id-preferred",
                 "capacity" => "--capacity",
+                "replicas" => "--replicas",
                 "expected_workers" => "--expected-workers",
                 _ => "--window-ms",
             },
@@ -138,6 +162,22 @@ pub async fn run(args: WorkerArgs) -> CliResult {
         Some(path) => load_partitions(path)?,
         None => numbered_partitions(0, args.partitions as usize),
     };
+    let template = match &args.subscribe {
+        Some(t) => Some(
+            SubjectTemplate::parse(t)
+                .map_err(|e| CliError::usage(format!("--subscribe {t:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(stream) = &args.jetstream {
+        let bad = |c: char| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\');
+        if stream.is_empty() || stream.chars().any(bad) {
+            return Err(CliError::usage(format!(
+                "--jetstream {stream:?}: not a stream name (no spaces, '.', '*', '>', '/', '\\')"
+            )));
+        }
+    }
+    let recorder = Recorder::open(args.record.as_deref())?;
     // Install the handlers before anything else, so an early signal is not fatal.
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigterm = signal(SignalKind::terminate())
@@ -156,18 +196,40 @@ pub async fn run(args: WorkerArgs) -> CliResult {
     let (kv, connection) = NatsKv::connect(&options, &config)
         .await
         .map_err(|e| connect_error(&urls, &args.prefix, e))?;
-    let (worker, mut events) = Worker::builder()
+    let mut builder = Worker::builder()
         .config(config)
-        .nats(kv)
+        .nats(kv.clone())
         .connection_events(connection)
-        .partitions(partitions)
+        .partitions(partitions);
+    if let Some(template) = template {
+        let handler = recorder.handler();
+        builder = match &args.jetstream {
+            Some(stream) => builder.consume(kv.jetstream().clone(), stream, template, handler),
+            None => builder.subscribe(kv.client().clone(), template, handler),
+        };
+    }
+    let (worker, mut events) = builder
         .start_with_events()
         .await
         .map_err(|e| CliError::usage(format!("cannot start the worker: {e}")))?;
+    if let Some(id) = worker.worker_id() {
+        recorder.set_worker(id);
+    }
+    let on_event = |e: &Event| {
+        match e {
+            Event::IdClaimed(id) => recorder.set_worker(*id),
+            Event::DriverWarning(DriverWarning::Subscription(SubscriptionError::Ack {
+                partition,
+                ..
+            })) => recorder.ack_failed(partition),
+            _ => {}
+        }
+        log(describe(e));
+    };
     let signal = loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(e) => log(describe(&e)),
+                Some(e) => on_event(&e),
                 None => return Err(CliError::runtime("the worker stopped on its own")),
             },
             _ = sigterm.recv() => break "SIGTERM",
@@ -194,11 +256,11 @@ pub async fn run(args: WorkerArgs) -> CliResult {
     let result = loop {
         tokio::select! {
             r = &mut stop => break r,
-            Some(e) = events.recv() => log(describe(&e)),
+            Some(e) = events.recv() => on_event(&e),
         }
     };
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(50), events.recv()).await {
-        log(describe(&e));
+        on_event(&e);
     }
     match result {
         Ok(()) => {
@@ -241,8 +303,8 @@ fn connect_error(url: &str, prefix: &str, e: NatsError) -> CliError {
     }
     match e {
         e @ NatsError::BucketMismatch { .. } => CliError::usage(format!(
-            "{e}: give every worker of the fleet the same --ttl-ms, or use another --prefix \
-             than {prefix}"
+            "{e}: give every worker of the fleet the same --ttl-ms and --replicas, or use another \
+             --prefix than {prefix}"
         )),
         e => CliError::runtime(format!("cannot set up the KV at {url}: {e}")),
     }
