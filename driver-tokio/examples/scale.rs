@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p parti --example scale -- --workers 100 --partitions 10000
-//! options: --workers W (100)  --partitions P (10000)  --idle-s S (20)
+//! options: --workers W (100)  --partitions P (10000)  --idle-s S (20); --help
 //! ```
 //!
 //! Phases, each timed from this process's clock:
@@ -25,6 +25,7 @@
 //! Settled-ness is polled every 100 ms (the timings have that resolution); each check is
 //! linear in W + P.
 
+use clap::Parser;
 use futures::StreamExt;
 use parti::kv::{NatsKv, NatsOptions};
 use parti::strategy::{Balanced, PlanInput, WorkerSlot};
@@ -35,42 +36,25 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The fleet to measure.
+#[derive(Debug, Parser)]
+#[command(
+    name = "scale",
+    about = "W parti workers on one nats-server: a table of costs"
+)]
 struct Args {
-    workers: usize,
-    partitions: usize,
-    idle: Duration,
-}
-
-fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        workers: 100,
-        partitions: 10_000,
-        idle: Duration::from_secs(20),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| -> Result<u64, String> {
-            let v = it.next().ok_or(format!("{name} needs a value"))?;
-            v.parse()
-                .map_err(|_| format!("{name}: not a whole number: {v:?}"))
-        };
-        match flag.as_str() {
-            "--workers" => a.workers = value("--workers")? as usize,
-            "--partitions" => a.partitions = value("--partitions")? as usize,
-            "--idle-s" => a.idle = Duration::from_secs(value("--idle-s")?),
-            "-h" | "--help" => {
-                return Err("usage: scale [--workers W] [--partitions P] [--idle-s S]".into())
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    if a.workers < 2 {
-        return Err("--workers must be at least 2 (a crash needs a follower)".into());
-    }
-    if a.partitions == 0 {
-        return Err("--partitions must be at least 1".into());
-    }
-    Ok(a)
+    /// Workers, each with its own NATS connection (a crash needs a follower: at least 2).
+    #[arg(long, value_name = "W", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    workers: u32,
+    /// Partitions p0 .. p{P-1}.
+    #[arg(long, value_name = "P", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    partitions: u32,
+    /// Seconds of the idle window (KV writes and CPU are counted over it).
+    #[arg(long = "idle-s", value_name = "S", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_s: u64,
 }
 
 /// A live worker of the fleet.
@@ -252,13 +236,7 @@ async fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     match run(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -274,17 +252,17 @@ async fn run(a: &Args) -> Result<(), String> {
     let url = server.url();
     let config = Config {
         bucket_prefix: "scale".into(),
-        expected_workers: Some(a.workers as u32),
-        id_max: (a.workers as u32 + 10).max(99),
+        expected_workers: Some(a.workers),
+        id_max: (a.workers + 10).max(99),
         ..Config::default()
     };
     config.validate().map_err(|e| e.to_string())?;
-    let partitions: Vec<Partition> = (0..a.partitions)
+    let partitions: Vec<Partition> = (0..a.partitions as usize)
         .map(|i| Partition::new(&[format!("p{i}")], Partition::DEFAULT_WEIGHT))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let source = StaticSource::new(partitions.clone());
-    let total = a.partitions;
+    let total = a.partitions as usize;
     let limit = config.cold_start_window + config.lease_ttl * 10;
     println!(
         "scale workers={} partitions={} heartbeat={:?} lease_ttl={:?} cold_start_window={:?} \
@@ -299,7 +277,7 @@ async fn run(a: &Args) -> Result<(), String> {
 
     // Cold start: every worker at once.
     let first = Instant::now();
-    let starts = (0..a.workers).map(|_| start_member(&url, &config, &source));
+    let starts = (0..a.workers as usize).map(|_| start_member(&url, &config, &source));
     let mut members: Vec<Member> = futures::future::join_all(starts)
         .await
         .into_iter()
@@ -311,7 +289,7 @@ async fn run(a: &Args) -> Result<(), String> {
     let log = watch_writes(&url, &config).await?;
     let (cpu0, server_cpu0) = (cpu_time("self")?, cpu_time(&server_pid)?);
     let idle_from = unix_ns_now();
-    tokio::time::sleep(a.idle).await; // the measurement window, not a synchronisation
+    tokio::time::sleep(Duration::from_secs(a.idle_s)).await; // the measurement window, not a synchronisation
     let idle_to = unix_ns_now();
     let (cpu1, server_cpu1) = (cpu_time("self")?, cpu_time(&server_pid)?);
     let idle_writes = log
@@ -320,9 +298,9 @@ async fn run(a: &Args) -> Result<(), String> {
         .iter()
         .filter(|(_, _, at, _)| (idle_from..idle_to).contains(at))
         .count();
-    let idle_s = a.idle.as_secs_f64();
+    let idle_s = a.idle_s as f64;
     let writes_per_s = idle_writes as f64 / idle_s;
-    let bound_per_s = (a.workers + 1) as f64 / config.heartbeat_interval.as_secs_f64();
+    let bound_per_s = f64::from(a.workers + 1) / config.heartbeat_interval.as_secs_f64();
     let cpu_pct = (cpu1 - cpu0).as_secs_f64() / idle_s * 100.0;
     let server_cpu_pct = (server_cpu1 - server_cpu0).as_secs_f64() / idle_s * 100.0;
 
@@ -411,7 +389,10 @@ async fn run(a: &Args) -> Result<(), String> {
     row("generation record (bytes)", format!("{gen_bytes}"));
     row(
         "  read by all workers (MiB)",
-        format!("{:.1}", (gen_bytes * a.workers) as f64 / (1 << 20) as f64),
+        format!(
+            "{:.1}",
+            (gen_bytes * a.workers as usize) as f64 / (1 << 20) as f64
+        ),
     );
     row("server RSS (MiB)", format!("{server_rss:.0}"));
     row("this process RSS (MiB)", format!("{own_rss:.0}"));
