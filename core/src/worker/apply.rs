@@ -54,10 +54,7 @@ impl Worker {
     }
 
     pub(crate) fn undecodable(&mut self, key: String, reason: impl ToString) {
-        self.emit(Event::Warning(Warning::Undecodable {
-            key,
-            reason: reason.to_string(),
-        }));
+        self.out.undecodable(key, reason);
     }
 
     /// Applies the committed generation if it is newer than what we hold and our share of it is

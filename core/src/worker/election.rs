@@ -205,7 +205,7 @@ impl Worker {
         if self.state == State::Election {
             self.set_state(State::WaitingAssignment);
         }
-        self.start_leading();
+        self.lead(now, |l, cx| l.start(cx));
     }
 
     /// Renews the leader lease by CAS (see [`leader_renew_interval`] for how often), or checks

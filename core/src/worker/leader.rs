@@ -5,8 +5,12 @@
 //! generation and decides when the next generation is due (DESIGN §4's table).
 
 use super::handoff::{Committed, Shares};
+use super::outbox::Outbox;
+use super::timers::Timers;
 use super::{Purpose, Timer, Worker};
 use crate::codec::{self, GenRecord, LazyShare, LeaseValue};
+use crate::strategy::Strategy;
+use crate::Config;
 use crate::{
     Bucket, Entry, Epoch, Event, Generation, Instant, KvOp, Operation, Partition, PartitionId,
     RequestId, State, Warning, WatchId, WorkerId,
@@ -148,6 +152,8 @@ pub(crate) struct Leadership {
     /// The partition list last handed to the strategy, reused by the next plan while it is
     /// equal to the list to plan (saves cloning every partition ID on every plan).
     pub(crate) plan_parts: Option<Vec<Partition>>,
+    /// A later leader committed: the worker steps down once the current call returns.
+    pub(crate) deposed: bool,
 }
 
 impl Leadership {
@@ -181,6 +187,7 @@ impl Leadership {
             imbalance_due: None,
             dirty: true,
             plan_parts: None,
+            deposed: false,
         }
     }
 
@@ -238,77 +245,41 @@ impl Leadership {
     }
 }
 
+/// What the leader role borrows from its worker for one call: the configuration, the strategy,
+/// the outputs and the timers.
+pub(crate) struct Cx<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) strategy: &'a dyn Strategy,
+    pub(crate) out: &'a mut Outbox,
+    pub(crate) timers: &'a mut Timers,
+}
+
 impl Worker {
-    /// Begins the leader role: watch leases and assignments, read the source and `gen`.
-    pub(crate) fn start_leading(&mut self) {
-        let lease_watch = self.watch(Bucket::Leases, vec!["worker.*".into()]);
-        let assign_watch = self.watch(Bucket::Assign, vec![">".into()]);
-        let l = self.leading.as_mut().expect("leading");
-        l.lease_watch = Some(lease_watch);
-        l.assign_watch = Some(assign_watch);
-        self.list_partitions();
-        self.leader_kv(KvOp::Get { key: "gen".into() }, LeaderReq::GenGet);
-    }
-
-    /// Sends a KV request of the leader role (to the assign bucket unless it names a lease).
-    pub(crate) fn leader_kv(&mut self, op: KvOp, what: LeaderReq) -> RequestId {
-        let epoch = self.epoch().expect("leader requests need leadership");
-        let bucket = match what {
-            LeaderReq::PeerDelete(_) | LeaderReq::PeerGet(_) => Bucket::Leases,
-            _ => Bucket::Assign,
-        };
-        self.send_kv(bucket, op, Purpose::Leading { epoch, what })
-    }
-
-    /// Asks the application's source for the partitions (leader only).
-    pub(crate) fn list_partitions(&mut self) {
-        if self.leading.is_none() {
-            return;
-        }
-        let id = self.new_request();
-        self.leading.as_mut().expect("leading").list_req = Some(id);
-        self.act(crate::Action::ListPartitions(id));
-    }
-
-    pub(crate) fn on_partitions(
+    /// Runs `f` on the leader role, if leading, with what it borrows from the worker; steps down
+    /// afterwards if the role found a later leader.
+    pub(crate) fn lead<R>(
         &mut self,
         now: Instant,
-        id: RequestId,
-        result: Result<Vec<Partition>, String>,
-    ) {
-        let Some(l) = self.leading.as_mut().filter(|l| l.list_req == Some(id)) else {
-            return;
+        f: impl FnOnce(&mut Leadership, &mut Cx<'_>) -> R,
+    ) -> Option<R> {
+        let l = self.leading.as_deref_mut()?;
+        let mut cx = Cx {
+            config: &self.config,
+            strategy: self.strategy.as_ref(),
+            out: &mut self.out,
+            timers: &mut self.timers,
         };
-        l.list_req = None;
-        let list = match result {
-            Ok(list) => list,
-            Err(e) => {
-                l.source_failures += 1;
-                let backoff = self.config.heartbeat_interval * l.source_failures.min(8);
-                self.timers.set(Timer::Source, now + backoff);
-                self.emit(Event::Warning(Warning::SourceFailed(e)));
-                return;
-            }
-        };
-        if let Err(e) = crate::partition::validate_partitions(&list) {
-            self.emit(Event::Warning(Warning::InvalidPartitions(e.to_string())));
-            return;
+        let r = f(l, &mut cx);
+        if l.deposed {
+            self.step_down(now);
         }
-        l.source_failures = 0;
-        let mut list = list;
-        list.sort_by(|a, b| a.id().cmp(b.id()));
-        if l.partitions.as_ref() != Some(&list) {
-            l.partitions = Some(list);
-            l.partitions_dirty = true;
-            l.partitions_version += 1;
-            l.dirty = true;
-        }
+        Some(r)
     }
 
     /// Refresh: the leader re-reads its source; a follower asks the leader through `ctl.refresh`.
     pub(crate) fn on_refresh(&mut self, now: Instant) {
         if self.leading.is_some() {
-            self.list_partitions();
+            self.lead(now, |l, cx| l.list_partitions(cx));
         } else if self.id.is_none() {
             // Not part of the cluster yet: ask once we are.
             self.timers
@@ -329,26 +300,94 @@ impl Worker {
             );
         }
     }
+}
 
-    pub(crate) fn on_leader_watch_entry(&mut self, now: Instant, watch: WatchId, entry: Entry) {
-        let Some(l) = self.leading.as_ref() else {
-            return;
+impl Leadership {
+    /// Begins the leader role: watch leases and assignments, read the source and `gen`.
+    pub(crate) fn start(&mut self, cx: &mut Cx<'_>) {
+        self.lease_watch = Some(cx.out.watch(Bucket::Leases, vec!["worker.*".into()]));
+        self.assign_watch = Some(cx.out.watch(Bucket::Assign, vec![">".into()]));
+        self.list_partitions(cx);
+        self.kv(cx, KvOp::Get { key: "gen".into() }, LeaderReq::GenGet);
+    }
+
+    /// Sends a KV request of the leader role (to the assign bucket unless it names a lease).
+    pub(crate) fn kv(&self, cx: &mut Cx<'_>, op: KvOp, what: LeaderReq) -> RequestId {
+        let bucket = match what {
+            LeaderReq::PeerDelete(_) | LeaderReq::PeerGet(_) => Bucket::Leases,
+            _ => Bucket::Assign,
         };
-        if Some(watch) == l.lease_watch {
-            self.on_peer_lease(now, entry);
-        } else if Some(watch) == l.assign_watch {
-            self.on_assign_all(now, entry);
+        let epoch = self.epoch;
+        cx.out.send_kv(bucket, op, Purpose::Leading { epoch, what })
+    }
+
+    /// Asks the application's source for the partitions.
+    pub(crate) fn list_partitions(&mut self, cx: &mut Cx<'_>) {
+        let id = cx.out.new_request();
+        self.list_req = Some(id);
+        cx.out.act(crate::Action::ListPartitions(id));
+    }
+
+    /// The source answered request `id`.
+    pub(crate) fn on_partitions(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        id: RequestId,
+        result: Result<Vec<Partition>, String>,
+    ) {
+        if self.list_req != Some(id) {
+            return;
+        }
+        self.list_req = None;
+        let list = match result {
+            Ok(list) => list,
+            Err(e) => {
+                self.source_failures += 1;
+                let backoff = cx.config.heartbeat_interval * self.source_failures.min(8);
+                cx.timers.set(Timer::Source, now + backoff);
+                cx.out.emit(Event::Warning(Warning::SourceFailed(e)));
+                return;
+            }
+        };
+        if let Err(e) = crate::partition::validate_partitions(&list) {
+            cx.out
+                .emit(Event::Warning(Warning::InvalidPartitions(e.to_string())));
+            return;
+        }
+        self.source_failures = 0;
+        let mut list = list;
+        list.sort_by(|a, b| a.id().cmp(b.id()));
+        if self.partitions.as_ref() != Some(&list) {
+            self.partitions = Some(list);
+            self.partitions_dirty = true;
+            self.partitions_version += 1;
+            self.dirty = true;
         }
     }
 
-    fn on_peer_lease(&mut self, now: Instant, entry: Entry) {
+    /// An entry from one of the role's watches.
+    pub(crate) fn on_watch_entry(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        watch: WatchId,
+        entry: Entry,
+    ) {
+        if Some(watch) == self.lease_watch {
+            self.on_peer_lease(cx, now, entry);
+        } else if Some(watch) == self.assign_watch {
+            self.on_assign_all(cx, entry);
+        }
+    }
+
+    fn on_peer_lease(&mut self, cx: &mut Cx<'_>, now: Instant, entry: Entry) {
         let Some(id) = codec::parse_lease_key(&entry.key) else {
             return;
         };
-        let l = self.leading.as_mut().expect("leading");
         if entry.operation != Operation::Put {
-            l.dirty = true;
-            match l.peers.get_mut(&id) {
+            self.dirty = true;
+            match self.peers.get_mut(&id) {
                 Some(p) if p.dead.is_some() => {
                     if let Some(d) = &mut p.dead {
                         d.confirmed = true;
@@ -360,16 +399,16 @@ impl Worker {
                     // any more. The grace counts from our own deadline for it (a TTL after the
                     // last update we saw), or from now if the server expired it earlier: the
                     // marker is not waited for, and does not delay the release either.
-                    let deadline = p.last_seen + self.config.lease_ttl;
+                    let deadline = p.last_seen + cx.config.lease_ttl;
                     p.dead = Some(Dead {
-                        release_at: now.min(deadline) + self.config.emergency_grace,
+                        release_at: now.min(deadline) + cx.config.emergency_grace,
                         confirmed: true,
                         retry_at: None,
                     });
-                    l.activity = Some(State::Emergency);
+                    self.activity = Some(State::Emergency);
                 }
                 Some(_) => {
-                    l.peers.remove(&id); // a graceful final leave: it holds nothing
+                    self.peers.remove(&id); // a graceful final leave: it holds nothing
                 }
                 None => {}
             }
@@ -377,14 +416,13 @@ impl Worker {
         }
         let v = match codec::decode::<LeaseValue>("lease", &entry.value) {
             Ok(v) => v,
-            Err(e) => return self.undecodable(entry.key, e),
+            Err(e) => return cx.out.undecodable(entry.key, e),
         };
-        let l = self.leading.as_mut().expect("leading");
-        let fresh = !l.peers.contains_key(&id);
+        let fresh = !self.peers.contains_key(&id);
         if fresh {
-            l.dirty = true;
+            self.dirty = true;
         }
-        let peer = l
+        let peer = self
             .peers
             .entry(id)
             .or_insert_with(|| Peer::unseen(v.token, now));
@@ -426,14 +464,14 @@ impl Worker {
         // A report of an applied generation matters to the planner only once it completes the
         // barrier; anything else that changed always does.
         let only_applied = before.0 == after.0;
-        if before != after && (!only_applied || l.barrier_complete()) {
-            l.dirty = true;
+        if before != after && (!only_applied || self.barrier_complete()) {
+            self.dirty = true;
         }
     }
 
     /// An operator set or removed a pin (`ctl.pin.<partition>`): the next plan honours it. A
     /// pin that cannot be read is reported and ignored.
-    fn on_pin_entry(&mut self, entry: Entry) {
+    fn on_pin_entry(&mut self, cx: &mut Cx<'_>, entry: Entry) {
         let id = &entry.key[codec::PIN_PREFIX.len()..];
         let read = PartitionId::parse(id).map_err(|e| e.to_string());
         let pin = match entry.operation {
@@ -447,56 +485,55 @@ impl Worker {
         let (partition, worker) = match pin {
             Ok(pin) => pin,
             Err(reason) => {
-                self.emit(Event::Warning(Warning::Undecodable {
+                cx.out.emit(Event::Warning(Warning::Undecodable {
                     key: entry.key,
                     reason,
                 }));
                 return;
             }
         };
-        let l = self.leading.as_mut().expect("leading");
         let changed = match worker {
-            Some(w) => l.pins.insert(partition, w) != Some(w),
-            None => l.pins.remove(&partition).is_some(),
+            Some(w) => self.pins.insert(partition, w) != Some(w),
+            None => self.pins.remove(&partition).is_some(),
         };
         if changed {
-            l.partitions_dirty = true;
-            l.partitions_version += 1;
-            l.dirty = true;
+            self.partitions_dirty = true;
+            self.partitions_version += 1;
+            self.dirty = true;
         }
     }
 
-    fn on_assign_all(&mut self, now: Instant, entry: Entry) {
-        let l = self.leading.as_mut().expect("leading");
-        l.assign_seen = l.assign_seen.max(entry.revision);
+    fn on_assign_all(&mut self, cx: &mut Cx<'_>, entry: Entry) {
+        self.assign_seen = self.assign_seen.max(entry.revision);
         if entry.key == "gen" {
             let newer = entry.operation == Operation::Put
-                && codec::decode::<GenRecord>("gen", &entry.value).is_ok_and(|r| r.epoch > l.epoch);
+                && codec::decode::<GenRecord>("gen", &entry.value)
+                    .is_ok_and(|r| r.epoch > self.epoch);
             if newer {
-                self.step_down(now); // a later leader committed
+                self.deposed = true; // a later leader committed
             }
         } else if entry.key == "ctl.refresh" {
             if entry.operation == Operation::Put {
-                self.list_partitions();
+                self.list_partitions(cx);
             }
         } else if entry.key.starts_with(codec::PIN_PREFIX) {
-            self.on_pin_entry(entry);
+            self.on_pin_entry(cx, entry);
         } else if let Some(rest) = entry.key.strip_prefix("ctl.drain.") {
             if let Ok(id) = rest.parse::<u32>() {
-                if let Some(p) = l.peers.get_mut(&WorkerId(id)) {
+                if let Some(p) = self.peers.get_mut(&WorkerId(id)) {
                     p.ctl_draining = entry.operation == Operation::Put;
-                    l.dirty = true;
+                    self.dirty = true;
                 }
             }
         } else if let Some((id, slot, index)) = codec::parse_share_key(&entry.key) {
-            let asm = l.mirror.entry((id, slot)).or_default();
+            let asm = self.mirror.entry((id, slot)).or_default();
             if entry.operation == Operation::Put {
                 asm.put(index, entry.value);
             } else {
                 asm.remove(index);
             }
             // Fill in a committed share we did not know yet.
-            if let Some(c) = &mut l.committed {
+            if let Some(c) = &mut self.committed {
                 if let (Some(m), Some(None)) = (
                     c.record.members.get(&id).filter(|m| m.slot == slot),
                     c.shares.get(&id),
@@ -506,7 +543,7 @@ impl Worker {
                         .filter(|s| codec::share_digest(s) == m.digest)
                     {
                         c.shares.insert(id, Some(share));
-                        l.dirty = true;
+                        self.dirty = true;
                     }
                 }
             }

@@ -1,17 +1,21 @@
 //! The per-worker protocol state machine.
 //!
-//! One [`Worker`] per process. Its parts live in sibling modules, each an `impl Worker` block:
-//! `identity` (ID claim, lease renewal, fencing, degraded alerts), `election` (the leader lease),
-//! `apply` (following committed generations), `leader` (the leader's view of workers, partitions
-//! and shares), `planner` (triggers, liveness, the next generation), `handoff` (the pure
-//! revoke-before-grant rule), `publish` (writing shares, committing and sealing generations),
-//! `shutdown`, and `timers` (the timer table).
+//! One [`Worker`] per process. Its parts live in sibling modules: `identity` (ID claim, lease
+//! renewal, fencing, degraded alerts), `election` (the leader lease), `apply` (following
+//! committed generations) and `shutdown` are `impl Worker` blocks. The leader role is its own
+//! type, [`leader::Leadership`], which exists only while leading: `leader` (its view of workers,
+//! partitions and shares), `planner` (triggers, liveness, the next generation) and `publish`
+//! (writing shares, committing and sealing generations) are `impl Leadership` blocks that borrow
+//! what they need from the worker through [`leader::Cx`]. `handoff` is the pure
+//! revoke-before-grant rule, `outbox` the queued actions, events and outstanding requests, and
+//! `timers` the timer table.
 
 mod apply;
 mod election;
 mod handoff;
 mod identity;
 mod leader;
+mod outbox;
 mod planner;
 mod publish;
 mod shutdown;
@@ -24,7 +28,8 @@ use crate::{
     PartitionId, RequestId, Rng, State, WatchId, WorkerId,
 };
 use leader::Leadership;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use outbox::Outbox;
+use std::collections::{BTreeMap, BTreeSet};
 use timers::{Timer, Timers};
 
 /// What an outstanding KV request was for; its result is routed by this.
@@ -62,11 +67,7 @@ pub struct Worker {
     pub(crate) strategy: Box<dyn Strategy>,
     pub(crate) state: State,
     pub(crate) rng: Rng,
-    next_request: u64,
-    next_watch: u64,
-    actions: VecDeque<Action>,
-    events: VecDeque<Event>,
-    pub(crate) pending: BTreeMap<RequestId, Purpose>,
+    pub(crate) out: Outbox,
     pub(crate) timers: Timers,
 
     // identity
@@ -139,11 +140,7 @@ impl Worker {
             config,
             strategy,
             state: State::Init,
-            next_request: 0,
-            next_watch: 0,
-            actions: VecDeque::new(),
-            events: VecDeque::new(),
-            pending: BTreeMap::new(),
+            out: Outbox::default(),
             timers: Timers::default(),
             id: None,
             claim_attempts: 0,
@@ -196,11 +193,13 @@ impl Worker {
         match input {
             Input::WatchEntry { watch, entry } => self.on_watch_entry(now, watch, entry),
             Input::KvResult { id, result } => {
-                if let Some(purpose) = self.pending.remove(&id) {
+                if let Some(purpose) = self.out.pending.remove(&id) {
                     self.on_kv_result(now, purpose, result);
                 }
             }
-            Input::Partitions { id, result } => self.on_partitions(now, id, result),
+            Input::Partitions { id, result } => {
+                self.lead(now, |l, cx| l.on_partitions(cx, now, id, result));
+            }
             Input::Unsubscribed(p) => self.on_unsubscribed(now, p),
             Input::RefreshPartitions => self.on_refresh(now),
             Input::Drain => self.on_drain(now),
@@ -241,7 +240,9 @@ impl Worker {
                         l.dirty = true;
                     }
                 }
-                Timer::Source => self.list_partitions(),
+                Timer::Source => {
+                    self.lead(now, |l, cx| l.list_partitions(cx));
+                }
                 Timer::Refresh => self.on_refresh(now),
                 Timer::Shutdown => self.on_shutdown_deadline(now),
             }
@@ -251,12 +252,12 @@ impl Worker {
 
     /// The next IO to perform. Drain after every `handle_*` call.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.out.next_action()
     }
 
     /// The next event for the application. Drain after every `handle_*` call.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.out.next_event()
     }
 
     /// When `handle_timeout` wants to be called next (`None`: only inputs can wake it).
@@ -321,38 +322,22 @@ impl Worker {
 
     /// Queues a KV operation and remembers what it is for.
     pub(crate) fn send_kv(&mut self, bucket: Bucket, op: KvOp, purpose: Purpose) -> RequestId {
-        let id = self.new_request();
-        self.pending.insert(id, purpose);
-        self.actions.push_back(Action::Kv { id, bucket, op });
-        id
-    }
-
-    /// A fresh request ID.
-    pub(crate) fn new_request(&mut self) -> RequestId {
-        self.next_request += 1;
-        RequestId(self.next_request)
+        self.out.send_kv(bucket, op, purpose)
     }
 
     /// Starts a watch and returns its ID.
     pub(crate) fn watch(&mut self, bucket: Bucket, filters: Vec<String>) -> WatchId {
-        self.next_watch += 1;
-        let id = WatchId(self.next_watch);
-        self.actions.push_back(Action::Watch {
-            id,
-            bucket,
-            filters,
-        });
-        id
+        self.out.watch(bucket, filters)
     }
 
     /// Queues an action.
     pub(crate) fn act(&mut self, action: Action) {
-        self.actions.push_back(action);
+        self.out.act(action);
     }
 
     /// Queues an event.
     pub(crate) fn emit(&mut self, event: Event) {
-        self.events.push_back(event);
+        self.out.emit(event);
     }
 
     /// Moves to `to`, emitting the transition.
@@ -374,8 +359,8 @@ impl Worker {
             self.on_leader_entry(now, entry);
         } else if Some(watch) == self.assign_watch {
             self.on_assign_entry(now, entry);
-        } else if self.leading.is_some() {
-            self.on_leader_watch_entry(now, watch, entry);
+        } else {
+            self.lead(now, |l, cx| l.on_watch_entry(cx, now, watch, entry));
         }
     }
 
@@ -398,7 +383,7 @@ impl Worker {
             }
             Purpose::Leading { epoch, what } => {
                 if self.epoch() == Some(epoch) {
-                    self.on_leader_result(now, what, result);
+                    self.lead(now, |l, cx| l.on_result(cx, now, what, result));
                 }
             }
             Purpose::Stop => self.on_stop_result(),
@@ -413,10 +398,7 @@ impl Worker {
     }
 
     pub(crate) fn warn_kv(&mut self, key: &str, result: &KvResult) {
-        self.emit(Event::Warning(crate::Warning::KvFailed {
-            key: key.to_owned(),
-            reason: format!("{result:?}"),
-        }));
+        self.out.warn_kv(key, result);
     }
 }
 

@@ -3,68 +3,62 @@
 
 use super::handoff::{self, Committed, Shares};
 use super::leader::{CommittedGen, Dead, LeaderReq, Peer};
+use super::leader::{Cx, Leadership};
 use super::{Timer, Worker};
 use crate::codec::Phase;
 use crate::strategy::{PlanInput, WorkerSlot};
-use crate::{Instant, KvOp, Partition, PartitionId, State, WorkerId};
+use crate::{Config, Instant, KvOp, Partition, PartitionId, State, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 
-impl Worker {
-    /// The planner: runs after every step while leading.
-    pub(crate) fn leader_tick(&mut self, now: Instant) {
-        let Some(l) = self.leading.as_mut() else {
-            return;
-        };
-        if l.partitions.is_none() && l.source_failures > 0 {
-            l.partitions = l.committed_partitions();
+impl Leadership {
+    /// The planner: runs after every step while leading. Returns whether the leader's state
+    /// should be refreshed from its activity.
+    pub(crate) fn tick(&mut self, cx: &mut Cx<'_>, now: Instant) -> bool {
+        if self.partitions.is_none() && self.source_failures > 0 {
+            self.partitions = self.committed_partitions();
         }
-        if !l.gen_loaded || l.sealing || l.partitions.is_none() {
-            return;
+        if !self.gen_loaded || self.sealing || self.partitions.is_none() {
+            return false;
         }
-        self.check_liveness(now);
-        let l = self.leading.as_mut().expect("leading");
-        if l.publish.is_some() {
-            return;
+        self.check_liveness(cx, now);
+        if self.publish.is_some() {
+            return false;
         }
         // A new leader waits (at most a TTL) to learn every committed share from its watch.
-        let adopting = l
+        let adopting = self
             .committed
             .as_ref()
             .is_some_and(|c| c.shares.values().any(Option::is_none))
-            && now < l.since + self.config.lease_ttl;
-        if adopting || l.retry_at.is_some_and(|t| t > now) {
-            self.arm_planner(now);
-            return;
+            && now < self.since + cx.config.lease_ttl;
+        if adopting || self.retry_at.is_some_and(|t| t > now) {
+            self.arm_planner(cx, now);
+            return false;
         }
-        l.retry_at = None;
-        let due = self.plan_due(now);
+        self.retry_at = None;
+        let due = self.plan_due(cx.config, now);
         if due.is_none() {
-            self.leading.as_mut().expect("leading").activity = None; // nothing pending
+            self.activity = None; // nothing pending
         }
         if let Some((at, phase, budget)) = due {
-            if at <= now {
-                let l = self.leading.as_mut().expect("leading");
-                if l.dirty || l.imbalance_due.is_some_and(|t| t <= now) {
-                    l.dirty = false;
-                    self.plan_and_publish(now, phase, budget);
-                }
+            if at <= now && (self.dirty || self.imbalance_due.is_some_and(|t| t <= now)) {
+                self.dirty = false;
+                self.plan_and_publish(cx, now, phase, budget);
             }
         }
-        self.arm_planner(now);
-        self.refresh_leader_state();
+        self.arm_planner(cx, now);
+        true
     }
 
     /// Declares crashed the workers not seen for a TTL; deletes their leases by CAS.
-    fn check_liveness(&mut self, now: Instant) {
-        let ttl = self.config.lease_ttl;
-        let grace = self.config.emergency_grace;
+    fn check_liveness(&mut self, cx: &mut Cx<'_>, now: Instant) {
+        let ttl = cx.config.lease_ttl;
+        let grace = cx.config.emergency_grace;
         // A live worker that has not applied the committed generation long after its revoke
         // timeout is stuck: evict it like a crashed one (its lease is deleted, so it fences).
-        let stuck_after = self.config.revoke_timeout + ttl;
-        let l = self.leading.as_mut().expect("leading");
-        let committed = l.committed.as_ref().map(|c| (c.record.generation, c.at));
+        let stuck_after = cx.config.revoke_timeout + ttl;
+        let committed = self.committed.as_ref().map(|c| (c.record.generation, c.at));
         let mut deletes = Vec::new();
-        for (id, p) in l.peers.iter_mut() {
+        for (id, p) in self.peers.iter_mut() {
             let stuck = committed.is_some_and(|(g, at)| {
                 now >= at.max(p.since) + stuck_after && p.applied.is_none_or(|a| a < g)
             });
@@ -100,40 +94,39 @@ impl Worker {
             }
         }
         if !deletes.is_empty() {
-            l.activity = Some(State::Emergency);
-            l.dirty = true;
+            self.activity = Some(State::Emergency);
+            self.dirty = true;
         }
         for (id, revision) in deletes {
             let key = format!("worker.{id}");
             match revision {
-                Some(revision) => self.leader_kv(
+                Some(revision) => self.kv(
+                    cx,
                     KvOp::Delete {
                         key,
                         revision: Some(revision),
                     },
                     LeaderReq::PeerDelete(id),
                 ),
-                None => self.leader_kv(KvOp::Get { key }, LeaderReq::PeerGet(id)),
+                None => self.kv(cx, KvOp::Get { key }, LeaderReq::PeerGet(id)),
             };
         }
     }
 
     /// When the next generation is due, in which phase, with which move budget.
-    fn plan_due(&mut self, now: Instant) -> Option<(Instant, Phase, Option<usize>)> {
-        let cfg = &self.config;
-        let l = self.leading.as_mut().expect("leading");
-        let Some(c) = &l.committed else {
+    fn plan_due(&mut self, cfg: &Config, now: Instant) -> Option<(Instant, Phase, Option<usize>)> {
+        let Some(c) = &self.committed else {
             // Cold start.
-            let live = l
+            let live = self
                 .peers
                 .values()
                 .filter(|p| p.dead.is_none() && p.departing_since.is_none())
                 .count();
             let at = match cfg.expected_workers {
                 Some(n) if live as u32 >= n => now,
-                _ => l.since + cfg.cold_start_window,
+                _ => self.since + cfg.cold_start_window,
             };
-            l.activity = Some(State::Scaling);
+            self.activity = Some(State::Scaling);
             return Some((at, Phase::Scaling, None));
         };
         let mut due: Option<(Instant, Phase)> = None;
@@ -143,19 +136,19 @@ impl Worker {
                 _ => (at, phase),
             });
         };
-        if l.partitions_dirty {
+        if self.partitions_dirty {
             take(now, Phase::Rebalancing);
         }
         if c.record.phase != Phase::Stable {
             take(now, c.record.phase); // continue a multi-step handoff
         }
-        if c.record.members.keys().any(|w| l.share_corrupted(*w)) {
+        if c.record.members.keys().any(|w| self.share_corrupted(*w)) {
             take(now, c.record.phase); // rewrite a committed share that was overwritten
         }
         let members = &c.record.members;
         let mut first_join: Option<Instant> = None;
         let mut last_join: Option<Instant> = None;
-        for (id, p) in l.peers.iter_mut() {
+        for (id, p) in self.peers.iter_mut() {
             let member = members.get(id);
             if let Some(d) = &p.dead {
                 if member.is_some() {
@@ -191,33 +184,33 @@ impl Worker {
         }
         if let (Some(first), Some(last)) = (first_join, last_join) {
             let window = (last + cfg.planned_scale_window).min(first + cfg.max_scale_delay);
-            let cooldown = l
+            let cooldown = self
                 .last_rebalance
                 .map_or(window, |t| t + cfg.min_rebalance_interval);
             take(window.max(cooldown), Phase::Scaling);
-            l.activity.get_or_insert(State::Scaling);
+            self.activity.get_or_insert(State::Scaling);
         }
         // Members that left for good (their lease was deleted).
-        if members.keys().any(|id| !l.peers.contains_key(id)) {
+        if members.keys().any(|id| !self.peers.contains_key(id)) {
             take(now, Phase::Scaling);
         }
         if let Some((at, phase)) = due {
             return Some((at, phase, None));
         }
         // Nothing else to do: is the committed assignment out of balance?
-        if l.imbalance_checked != Some(c.record.generation) {
-            l.imbalance_checked = Some(c.record.generation);
-            l.imbalance_due = None;
-            if let Some(parts) = &l.partitions {
-                if imbalance(parts, c, &l.peers) > cfg.rebalance_threshold {
-                    let at = l
+        if self.imbalance_checked != Some(c.record.generation) {
+            self.imbalance_checked = Some(c.record.generation);
+            self.imbalance_due = None;
+            if let Some(parts) = &self.partitions {
+                if imbalance(parts, c, &self.peers) > cfg.rebalance_threshold {
+                    let at = self
                         .last_rebalance
                         .map_or(now, |t| t + cfg.min_rebalance_interval);
-                    l.imbalance_due = Some(at.max(now));
+                    self.imbalance_due = Some(at.max(now));
                 }
             }
         }
-        l.imbalance_due.map(|at| {
+        self.imbalance_due.map(|at| {
             (
                 at,
                 Phase::Rebalancing,
@@ -226,26 +219,25 @@ impl Worker {
         })
     }
 
-    fn arm_planner(&mut self, now: Instant) {
-        let ttl = self.config.lease_ttl;
-        let grace = self.config.restart_grace;
-        let window = self.config.planned_scale_window;
-        let l = self.leading.as_ref().expect("leading");
+    fn arm_planner(&mut self, cx: &mut Cx<'_>, now: Instant) {
+        let ttl = cx.config.lease_ttl;
+        let grace = cx.config.restart_grace;
+        let window = cx.config.planned_scale_window;
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| {
             if t > now {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        if let Some(t) = l.retry_at {
+        if let Some(t) = self.retry_at {
             consider(t);
         }
-        match &l.committed {
-            None => consider(l.since + self.config.cold_start_window),
-            Some(c) if c.shares.values().any(Option::is_none) => consider(l.since + ttl),
+        match &self.committed {
+            None => consider(self.since + cx.config.cold_start_window),
+            Some(c) if c.shares.values().any(Option::is_none) => consider(self.since + ttl),
             Some(_) => {}
         }
-        for p in l.peers.values() {
+        for p in self.peers.values() {
             match (&p.dead, p.departing_since) {
                 (Some(d), _) => {
                     consider(d.release_at);
@@ -258,18 +250,18 @@ impl Worker {
             }
             if let Some(j) = p.joined_at {
                 consider(j + window);
-                consider(j + self.config.max_scale_delay);
+                consider(j + cx.config.max_scale_delay);
             }
         }
-        if let Some(t) = l.last_rebalance {
-            consider(t + self.config.min_rebalance_interval);
+        if let Some(t) = self.last_rebalance {
+            consider(t + cx.config.min_rebalance_interval);
         }
-        if let Some(t) = l.imbalance_due {
+        if let Some(t) = self.imbalance_due {
             consider(t);
         }
-        if let Some(c) = &l.committed {
-            let stuck_after = self.config.revoke_timeout + ttl;
-            for p in l
+        if let Some(c) = &self.committed {
+            let stuck_after = cx.config.revoke_timeout + ttl;
+            for p in self
                 .peers
                 .values()
                 .filter(|p| p.applied.is_none_or(|a| a < c.record.generation))
@@ -278,31 +270,25 @@ impl Worker {
             }
         }
         match next {
-            Some(t) => self.timers.set(Timer::Planner, t),
-            None => self.timers.clear(Timer::Planner),
-        }
-    }
-
-    /// Shows the planner's activity as the leader's state.
-    pub(crate) fn refresh_leader_state(&mut self) {
-        if self.degraded_since.is_none() && self.stopping.is_none() {
-            let s = self.settled_state();
-            if self.applied.is_some() || self.leading.as_ref().is_some_and(|l| l.activity.is_some())
-            {
-                self.set_state(s);
-            }
+            Some(t) => cx.timers.set(Timer::Planner, t),
+            None => cx.timers.clear(Timer::Planner),
         }
     }
 
     /// Computes the target and the next generation on the way to it, and publishes it.
-    fn plan_and_publish(&mut self, now: Instant, phase: Phase, budget: Option<usize>) {
-        let mode = self.config.handoff;
-        let grace = self.config.restart_grace;
-        let reuse = self.leading.as_mut().expect("leading").plan_parts.take();
-        let l = self.leading.as_ref().expect("leading");
+    fn plan_and_publish(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        phase: Phase,
+        budget: Option<usize>,
+    ) {
+        let mode = cx.config.handoff;
+        let grace = cx.config.restart_grace;
+        let reuse = self.plan_parts.take();
         let empty = Committed::new();
-        let committed = l.committed.as_ref().map_or(&empty, |c| &c.shares);
-        let members = l.committed.as_ref().map(|c| &c.record.members);
+        let committed = self.committed.as_ref().map_or(&empty, |c| &c.shares);
+        let members = self.committed.as_ref().map(|c| &c.record.members);
 
         // Frozen shares: workers restarting within their grace, and crashed workers whose
         // partitions may not be granted yet.
@@ -313,11 +299,14 @@ impl Worker {
         let mut tokens: BTreeMap<WorkerId, u64> = BTreeMap::new();
         let mut exempt: BTreeSet<WorkerId> = BTreeSet::new();
         let mut eligible: Vec<WorkerSlot> = Vec::new();
-        let barrier = l.barrier_complete();
+        let barrier = self.barrier_complete();
         // Sorted by ID (as received from the source, or from the committed shares).
-        let parts = l.partitions.as_ref().expect("planner runs with partitions");
+        let parts = self
+            .partitions
+            .as_ref()
+            .expect("planner runs with partitions");
         let listed = |p: &PartitionId| parts.binary_search_by(|x| x.id().cmp(p)).is_ok();
-        for (id, p) in &l.peers {
+        for (id, p) in &self.peers {
             let member = members.and_then(|m| m.get(id));
             let parked = match (&p.dead, p.departing_since) {
                 (Some(d), _) => !(d.confirmed && d.release_at <= now),
@@ -362,7 +351,7 @@ impl Worker {
         }
         // Members gone for good hold nothing.
         for id in committed.keys() {
-            if !l.peers.contains_key(id) {
+            if !self.peers.contains_key(id) {
                 exempt.insert(*id);
             }
         }
@@ -398,11 +387,11 @@ impl Worker {
             workers: eligible.clone(),
             partitions: free,
             previous,
-            pins: l.pins.clone(),
+            pins: self.pins.clone(),
             slack: 0.05,
             max_moves: budget,
         };
-        let mut plan = self.strategy.assign(&input);
+        let mut plan = cx.strategy.assign(&input);
         crate::plan::honour_pins(&input, &mut plan);
         let PlanInput {
             partitions: plan_parts,
@@ -430,7 +419,7 @@ impl Worker {
         target.extend(frozen);
         let next = handoff::next_step(mode, committed, &target, &exempt, barrier);
         let reached = next == target;
-        let repair = next.keys().any(|w| l.share_corrupted(*w));
+        let repair = next.keys().any(|w| self.share_corrupted(*w));
         let unchanged = !repair
             && members.is_some_and(|m| {
                 m.len() == next.len() + keep.len()
@@ -441,22 +430,21 @@ impl Worker {
                     })
             });
         let new_phase = if reached { Phase::Stable } else { phase };
-        let same_phase = l
+        let same_phase = self
             .committed
             .as_ref()
             .is_some_and(|c| c.record.phase == new_phase);
-        let l = self.leading.as_mut().expect("leading");
-        l.plan_parts = Some(plan_parts);
+        self.plan_parts = Some(plan_parts);
         if unchanged && same_phase {
             if reached {
-                l.activity = None;
-                l.partitions_dirty = false;
-                l.imbalance_due = None;
+                self.activity = None;
+                self.partitions_dirty = false;
+                self.imbalance_due = None;
             }
             return;
         }
         let planned = budget.is_some() || phase == Phase::Scaling;
-        self.publish(next, tokens, keep, new_phase, planned);
+        self.publish(cx, next, tokens, keep, new_phase, planned);
     }
 }
 
@@ -496,5 +484,25 @@ fn imbalance(parts: &[Partition], c: &CommittedGen, peers: &BTreeMap<WorkerId, P
         0.0
     } else {
         max / mean - 1.0
+    }
+}
+
+impl Worker {
+    /// Runs the planner while leading (after every step), then shows its activity as our state.
+    pub(crate) fn leader_tick(&mut self, now: Instant) {
+        if self.lead(now, |l, cx| l.tick(cx, now)) == Some(true) {
+            self.refresh_leader_state();
+        }
+    }
+
+    /// Shows the planner's activity as the leader's state.
+    pub(crate) fn refresh_leader_state(&mut self) {
+        if self.degraded_since.is_none() && self.stopping.is_none() {
+            let s = self.settled_state();
+            if self.applied.is_some() || self.leading.as_ref().is_some_and(|l| l.activity.is_some())
+            {
+                self.set_state(s);
+            }
+        }
     }
 }
