@@ -20,6 +20,7 @@ mod planner;
 mod publish;
 mod shutdown;
 mod timers;
+mod triggers;
 
 use crate::codec::{GenRecord, ShareAssembler};
 use crate::strategy::{Balanced, Strategy};

@@ -2,12 +2,13 @@
 //! workers, and the computation of the next generation on the way to the target.
 
 use super::handoff::{self, Committed, Shares};
-use super::leader::{CommittedGen, Dead, LeaderReq, Peer};
 use super::leader::{Cx, Leadership};
+use super::leader::{Dead, LeaderReq};
+use super::triggers::Cause;
 use super::{Timer, Worker};
 use crate::codec::Phase;
 use crate::strategy::{PlanInput, WorkerSlot};
-use crate::{Config, Instant, KvOp, Partition, PartitionId, State, WorkerId};
+use crate::{Instant, KvOp, Partition, PartitionId, State, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Leadership {
@@ -35,14 +36,25 @@ impl Leadership {
             return false;
         }
         self.retry_at = None;
-        let due = self.plan_due(cx.config, now);
-        if due.is_none() {
-            self.activity = None; // nothing pending
+        self.note_joins(now);
+        let mut t = self.triggers(now, cx.config);
+        // Balance is looked at only when nothing else is due.
+        if t.due.is_none_or(|d| d.cause == Cause::Imbalance) && self.check_imbalance(now, cx.config)
+        {
+            t = self.triggers(now, cx.config);
         }
-        if let Some((at, phase, budget)) = due {
-            if at <= now && (self.dirty || self.imbalance_due.is_some_and(|t| t <= now)) {
+        match t.due {
+            Some(d) if d.cause == Cause::ColdStart => self.activity = Some(State::Scaling),
+            None => self.activity = None, // nothing pending
+            Some(_) => {}
+        }
+        if t.joins_pending {
+            self.activity.get_or_insert(State::Scaling);
+        }
+        if let Some(d) = t.due {
+            if d.at <= now && (self.dirty || self.imbalance_due.is_some_and(|t| t <= now)) {
                 self.dirty = false;
-                self.plan_and_publish(cx, now, phase, budget);
+                self.plan_and_publish(cx, now, d.phase, d.budget);
             }
         }
         self.arm_planner(cx, now);
@@ -55,13 +67,10 @@ impl Leadership {
         let grace = cx.config.emergency_grace;
         // A live worker that has not applied the committed generation long after its revoke
         // timeout is stuck: evict it like a crashed one (its lease is deleted, so it fences).
-        let stuck_after = cx.config.revoke_timeout + ttl;
         let committed = self.committed.as_ref().map(|c| (c.record.generation, c.at));
         let mut deletes = Vec::new();
         for (id, p) in self.peers.iter_mut() {
-            let stuck = committed.is_some_and(|(g, at)| {
-                now >= at.max(p.since) + stuck_after && p.applied.is_none_or(|a| a < g)
-            });
+            let stuck = p.stuck_at(committed, cx.config).is_some_and(|t| now >= t);
             if p.dead.is_none()
                 && p.departing_since.is_none()
                 && (now >= p.last_seen + ttl || stuck)
@@ -113,163 +122,9 @@ impl Leadership {
         }
     }
 
-    /// When the next generation is due, in which phase, with which move budget.
-    fn plan_due(&mut self, cfg: &Config, now: Instant) -> Option<(Instant, Phase, Option<usize>)> {
-        let Some(c) = &self.committed else {
-            // Cold start.
-            let live = self
-                .peers
-                .values()
-                .filter(|p| p.dead.is_none() && p.departing_since.is_none())
-                .count();
-            let at = match cfg.expected_workers {
-                Some(n) if live as u32 >= n => now,
-                _ => self.since + cfg.cold_start_window,
-            };
-            self.activity = Some(State::Scaling);
-            return Some((at, Phase::Scaling, None));
-        };
-        let mut due: Option<(Instant, Phase)> = None;
-        let mut take = |at: Instant, phase: Phase| {
-            due = Some(match due {
-                Some((t, p)) if t <= at => (t, p),
-                _ => (at, phase),
-            });
-        };
-        if self.partitions_dirty {
-            take(now, Phase::Rebalancing);
-        }
-        if c.record.phase != Phase::Stable {
-            take(now, c.record.phase); // continue a multi-step handoff
-        }
-        if c.record.members.keys().any(|w| self.share_corrupted(*w)) {
-            take(now, c.record.phase); // rewrite a committed share that was overwritten
-        }
-        let members = &c.record.members;
-        let mut first_join: Option<Instant> = None;
-        let mut last_join: Option<Instant> = None;
-        for (id, p) in self.peers.iter_mut() {
-            let member = members.get(id);
-            if let Some(d) = &p.dead {
-                if member.is_some() {
-                    take(d.release_at.max(now), Phase::Emergency);
-                }
-                continue;
-            }
-            if let Some(since) = p.departing_since {
-                if member.is_some() {
-                    take(since + cfg.restart_grace, Phase::Scaling);
-                }
-                continue;
-            }
-            if p.draining || p.ctl_draining {
-                if member.is_some_and(|_| {
-                    c.shares
-                        .get(id)
-                        .is_some_and(|s| s.as_ref().is_none_or(|s| !s.is_empty()))
-                }) {
-                    take(now, Phase::Rebalancing);
-                }
-                continue;
-            }
-            match member {
-                Some(m) if m.token == p.token => p.joined_at = None,
-                Some(_) => take(now, Phase::Scaling), // the same ID came back: resume its share
-                None => {
-                    let at = *p.joined_at.get_or_insert(now);
-                    first_join = Some(first_join.map_or(at, |f| f.min(at)));
-                    last_join = Some(last_join.map_or(at, |f| f.max(at)));
-                }
-            }
-        }
-        if let (Some(first), Some(last)) = (first_join, last_join) {
-            let window = (last + cfg.planned_scale_window).min(first + cfg.max_scale_delay);
-            let cooldown = self
-                .last_rebalance
-                .map_or(window, |t| t + cfg.min_rebalance_interval);
-            take(window.max(cooldown), Phase::Scaling);
-            self.activity.get_or_insert(State::Scaling);
-        }
-        // Members that left for good (their lease was deleted).
-        if members.keys().any(|id| !self.peers.contains_key(id)) {
-            take(now, Phase::Scaling);
-        }
-        if let Some((at, phase)) = due {
-            return Some((at, phase, None));
-        }
-        // Nothing else to do: is the committed assignment out of balance?
-        if self.imbalance_checked != Some(c.record.generation) {
-            self.imbalance_checked = Some(c.record.generation);
-            self.imbalance_due = None;
-            if let Some(parts) = &self.partitions {
-                if imbalance(parts, c, &self.peers) > cfg.rebalance_threshold {
-                    let at = self
-                        .last_rebalance
-                        .map_or(now, |t| t + cfg.min_rebalance_interval);
-                    self.imbalance_due = Some(at.max(now));
-                }
-            }
-        }
-        self.imbalance_due.map(|at| {
-            (
-                at,
-                Phase::Rebalancing,
-                Some(cfg.max_moves_per_round as usize),
-            )
-        })
-    }
-
+    /// Arms the planner's timer for the next deadline of its triggers.
     fn arm_planner(&mut self, cx: &mut Cx<'_>, now: Instant) {
-        let ttl = cx.config.lease_ttl;
-        let grace = cx.config.restart_grace;
-        let window = cx.config.planned_scale_window;
-        let mut next: Option<Instant> = None;
-        let mut consider = |t: Instant| {
-            if t > now {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
-        if let Some(t) = self.retry_at {
-            consider(t);
-        }
-        match &self.committed {
-            None => consider(self.since + cx.config.cold_start_window),
-            Some(c) if c.shares.values().any(Option::is_none) => consider(self.since + ttl),
-            Some(_) => {}
-        }
-        for p in self.peers.values() {
-            match (&p.dead, p.departing_since) {
-                (Some(d), _) => {
-                    consider(d.release_at);
-                    if let Some(t) = d.retry_at {
-                        consider(t);
-                    }
-                }
-                (None, Some(since)) => consider(since + grace),
-                (None, None) => consider(p.last_seen + ttl),
-            }
-            if let Some(j) = p.joined_at {
-                consider(j + window);
-                consider(j + cx.config.max_scale_delay);
-            }
-        }
-        if let Some(t) = self.last_rebalance {
-            consider(t + cx.config.min_rebalance_interval);
-        }
-        if let Some(t) = self.imbalance_due {
-            consider(t);
-        }
-        if let Some(c) = &self.committed {
-            let stuck_after = cx.config.revoke_timeout + ttl;
-            for p in self
-                .peers
-                .values()
-                .filter(|p| p.applied.is_none_or(|a| a < c.record.generation))
-            {
-                consider(c.at.max(p.since) + stuck_after);
-            }
-        }
-        match next {
+        match self.wake(now, cx.config) {
             Some(t) => cx.timers.set(Timer::Planner, t),
             None => cx.timers.clear(Timer::Planner),
         }
@@ -445,45 +300,6 @@ impl Leadership {
         }
         let planned = budget.is_some() || phase == Phase::Scaling;
         self.publish(cx, next, tokens, keep, new_phase, planned);
-    }
-}
-
-/// Heaviest load over mean load minus one, over the committed shares (loads relative to
-/// capacity); 0 when it cannot be computed. `parts` is sorted by ID.
-fn imbalance(parts: &[Partition], c: &CommittedGen, peers: &BTreeMap<WorkerId, Peer>) -> f64 {
-    // Weight of a sorted share: one pass along the sorted partitions (unlisted ones weigh 0).
-    let weight = |share: &BTreeSet<PartitionId>| {
-        let mut it = parts.iter().peekable();
-        let mut sum = 0;
-        for p in share {
-            while it.next_if(|x| x.id() < p).is_some() {}
-            if let Some(x) = it.peek().filter(|x| x.id() == p) {
-                sum += x.weight();
-            }
-        }
-        sum
-    };
-    let mut loads = Vec::new();
-    for (id, share) in &c.shares {
-        let Some(p) = peers
-            .get(id)
-            .filter(|p| p.dead.is_none() && p.departing_since.is_none())
-        else {
-            continue;
-        };
-        let Some(share) = share else { return 0.0 };
-        let w: u64 = weight(share);
-        loads.push(w as f64 / p.capacity as f64);
-    }
-    if loads.len() < 2 {
-        return 0.0;
-    }
-    let mean = loads.iter().sum::<f64>() / loads.len() as f64;
-    let max = loads.iter().cloned().fold(0.0, f64::max);
-    if mean <= 0.0 {
-        0.0
-    } else {
-        max / mean - 1.0
     }
 }
 

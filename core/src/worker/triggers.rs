@@ -1,0 +1,595 @@
+//! The planner's triggers (DESIGN §4's table) as one pure function of the leader's view: which
+//! generation is due, why, and when the planner must look again. The planner runs what is due
+//! and arms its timer from the rest; nothing else lists these deadlines.
+
+use super::leader::{CommittedGen, Leadership, Peer};
+use crate::codec::Phase;
+use crate::{Config, Generation, Instant, Partition, PartitionId, WorkerId};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a generation is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// Nothing was committed yet: the first generation, once the cold-start window ends (or
+    /// the expected number of workers is live).
+    ColdStart,
+    /// The partition list or a pin changed.
+    PartitionsChanged,
+    /// The committed generation is a step of a multi-step handoff: take the next step.
+    Handoff,
+    /// A committed share was overwritten in KV: write it again.
+    Repair,
+    /// A member was declared crashed: its partitions move once they are released.
+    Crash(WorkerId),
+    /// A member departed: its share is parked until the restart grace ends.
+    Departure(WorkerId),
+    /// A member drains (by itself or by an operator): its share moves away.
+    Drain(WorkerId),
+    /// A new instance holds a member's ID: it resumes the share.
+    Resumed(WorkerId),
+    /// Workers joined: after the scale window (and the rebalance cooldown).
+    Joins,
+    /// A member's lease is gone for good.
+    Left,
+    /// The committed assignment is out of balance (considered only when nothing else is due).
+    Imbalance,
+}
+
+/// A generation that is due.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Due {
+    /// When (at or before now: plan now).
+    pub(crate) at: Instant,
+    /// The phase to plan in.
+    pub(crate) phase: Phase,
+    /// The move budget (`None`: unlimited).
+    pub(crate) budget: Option<usize>,
+    /// The earliest cause (the first listed among equally early ones).
+    pub(crate) cause: Cause,
+}
+
+/// What the triggers say at one instant.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Triggers {
+    /// The earliest due generation, if any.
+    pub(crate) due: Option<Due>,
+    /// Workers joined and wait for the scale window.
+    pub(crate) joins_pending: bool,
+    /// The earliest deadline after now of any trigger or liveness check (a silent or stuck
+    /// worker, a crashed worker's release or lease re-check, a publish retry, the end of
+    /// adoption): when the planner must look again.
+    pub(crate) wake: Option<Instant>,
+}
+
+impl Peer {
+    /// When this worker counts as stuck: it has not applied the committed generation (`gen`,
+    /// committed at `at`) for `revoke_timeout + lease_ttl` since then, or since it appeared.
+    pub(crate) fn stuck_at(
+        &self,
+        committed: Option<(Generation, Instant)>,
+        cfg: &Config,
+    ) -> Option<Instant> {
+        let (gen, at) = committed?;
+        self.applied
+            .is_none_or(|a| a < gen)
+            .then(|| at.max(self.since) + cfg.revoke_timeout + cfg.lease_ttl)
+    }
+
+    /// Neither declared crashed nor departing.
+    pub(crate) fn live(&self) -> bool {
+        self.dead.is_none() && self.departing_since.is_none()
+    }
+}
+
+impl Leadership {
+    /// The triggers at `now`. Pure: reads the view as [`Leadership::note_joins`] and
+    /// [`Leadership::check_imbalance`] left it.
+    pub(crate) fn triggers(&self, now: Instant, cfg: &Config) -> Triggers {
+        let (due, joins_pending) = self.due(now, cfg);
+        Triggers {
+            due,
+            joins_pending,
+            wake: self.wake(now, cfg),
+        }
+    }
+
+    /// The earliest deadline after `now` of any trigger or liveness check.
+    pub(crate) fn wake(&self, now: Instant, cfg: &Config) -> Option<Instant> {
+        let mut wake = Wake { now, next: None };
+        if let Some(t) = self.retry_at {
+            wake.at(t);
+        }
+        match &self.committed {
+            None => wake.at(self.since + cfg.cold_start_window),
+            Some(c) if c.shares.values().any(Option::is_none) => {
+                wake.at(self.since + cfg.lease_ttl)
+            }
+            Some(_) => {}
+        }
+        let committed = self.committed.as_ref().map(|c| (c.record.generation, c.at));
+        for p in self.peers.values() {
+            match (&p.dead, p.departing_since) {
+                (Some(d), _) => {
+                    wake.at(d.release_at);
+                    if let Some(t) = d.retry_at {
+                        wake.at(t);
+                    }
+                }
+                (None, Some(since)) => wake.at(since + cfg.restart_grace),
+                (None, None) => wake.at(p.last_seen + cfg.lease_ttl),
+            }
+            if let Some(j) = p.joined_at {
+                wake.at(j + cfg.planned_scale_window);
+                wake.at(j + cfg.max_scale_delay);
+            }
+            if let Some(t) = p.stuck_at(committed, cfg) {
+                wake.at(t);
+            }
+        }
+        if let Some(t) = self.last_rebalance {
+            wake.at(t + cfg.min_rebalance_interval);
+        }
+        if let Some(t) = self.imbalance_due {
+            wake.at(t);
+        }
+        wake.next
+    }
+
+    /// The earliest due generation (see [`Cause`] for the order among equally early ones),
+    /// and whether joins are pending.
+    fn due(&self, now: Instant, cfg: &Config) -> (Option<Due>, bool) {
+        let Some(c) = &self.committed else {
+            let live = self.peers.values().filter(|p| p.live()).count();
+            let at = match cfg.expected_workers {
+                Some(n) if live as u32 >= n => now,
+                _ => self.since + cfg.cold_start_window,
+            };
+            let due = Due {
+                at,
+                phase: Phase::Scaling,
+                budget: None,
+                cause: Cause::ColdStart,
+            };
+            return (Some(due), false);
+        };
+        let mut due: Option<Due> = None;
+        let mut take = |at: Instant, phase: Phase, cause: Cause| {
+            if due.is_none_or(|d| d.at > at) {
+                due = Some(Due {
+                    at,
+                    phase,
+                    budget: None,
+                    cause,
+                });
+            }
+        };
+        if self.partitions_dirty {
+            take(now, Phase::Rebalancing, Cause::PartitionsChanged);
+        }
+        if c.record.phase != Phase::Stable {
+            take(now, c.record.phase, Cause::Handoff);
+        }
+        if c.record.members.keys().any(|w| self.share_corrupted(*w)) {
+            take(now, c.record.phase, Cause::Repair);
+        }
+        let members = &c.record.members;
+        let mut joins: Option<(Instant, Instant)> = None;
+        for (id, p) in &self.peers {
+            let member = members.get(id);
+            if let Some(d) = &p.dead {
+                if member.is_some() {
+                    take(d.release_at.max(now), Phase::Emergency, Cause::Crash(*id));
+                }
+                continue;
+            }
+            if let Some(since) = p.departing_since {
+                if member.is_some() {
+                    let at = since + cfg.restart_grace;
+                    take(at, Phase::Scaling, Cause::Departure(*id));
+                }
+                continue;
+            }
+            if p.draining || p.ctl_draining {
+                let holds = c
+                    .shares
+                    .get(id)
+                    .is_some_and(|s| s.as_ref().is_none_or(|s| !s.is_empty()));
+                if member.is_some() && holds {
+                    take(now, Phase::Rebalancing, Cause::Drain(*id));
+                }
+                continue;
+            }
+            match member {
+                Some(m) if m.token == p.token => {}
+                Some(_) => take(now, Phase::Scaling, Cause::Resumed(*id)),
+                None => {
+                    if let Some(at) = p.joined_at {
+                        joins = Some(joins.map_or((at, at), |(f, l)| (f.min(at), l.max(at))));
+                    }
+                }
+            }
+        }
+        if let Some((first, last)) = joins {
+            let window = (last + cfg.planned_scale_window).min(first + cfg.max_scale_delay);
+            let cooldown = self
+                .last_rebalance
+                .map_or(window, |t| t + cfg.min_rebalance_interval);
+            take(window.max(cooldown), Phase::Scaling, Cause::Joins);
+        }
+        if members.keys().any(|id| !self.peers.contains_key(id)) {
+            take(now, Phase::Scaling, Cause::Left);
+        }
+        let due = due.or_else(|| {
+            self.imbalance_due.map(|at| Due {
+                at,
+                phase: Phase::Rebalancing,
+                budget: Some(cfg.max_moves_per_round as usize),
+                cause: Cause::Imbalance,
+            })
+        });
+        (due, joins.is_some())
+    }
+
+    /// Records when each live worker outside the committed generation was first seen (the
+    /// joins trigger counts its window from then), and forgets it once the worker is a member.
+    pub(crate) fn note_joins(&mut self, now: Instant) {
+        let Some(c) = &self.committed else { return };
+        for (id, p) in self.peers.iter_mut() {
+            if !p.live() || p.draining || p.ctl_draining {
+                continue;
+            }
+            match c.record.members.get(id) {
+                Some(m) if m.token == p.token => p.joined_at = None,
+                Some(_) => {}
+                None => {
+                    p.joined_at.get_or_insert(now);
+                }
+            }
+        }
+    }
+
+    /// Measures the committed assignment's balance once per generation; an imbalance above
+    /// `rebalance_threshold` makes a round due after the rebalance cooldown. Returns whether it
+    /// measured.
+    pub(crate) fn check_imbalance(&mut self, now: Instant, cfg: &Config) -> bool {
+        let Some(c) = &self.committed else {
+            return false;
+        };
+        if self.imbalance_checked == Some(c.record.generation) {
+            return false;
+        }
+        self.imbalance_checked = Some(c.record.generation);
+        self.imbalance_due = None;
+        if let Some(parts) = &self.partitions {
+            if imbalance(parts, c, &self.peers) > cfg.rebalance_threshold {
+                let at = self
+                    .last_rebalance
+                    .map_or(now, |t| t + cfg.min_rebalance_interval);
+                self.imbalance_due = Some(at.max(now));
+            }
+        }
+        true
+    }
+}
+
+/// The earliest of the deadlines after `now` it is shown.
+struct Wake {
+    now: Instant,
+    next: Option<Instant>,
+}
+
+impl Wake {
+    fn at(&mut self, t: Instant) {
+        if t > self.now {
+            self.next = Some(self.next.map_or(t, |n| n.min(t)));
+        }
+    }
+}
+
+/// Heaviest load over mean load minus one, over the committed shares (loads relative to
+/// capacity); 0 when it cannot be computed. `parts` is sorted by ID.
+fn imbalance(parts: &[Partition], c: &CommittedGen, peers: &BTreeMap<WorkerId, Peer>) -> f64 {
+    // Weight of a sorted share: one pass along the sorted partitions (unlisted ones weigh 0).
+    let weight = |share: &BTreeSet<PartitionId>| {
+        let mut it = parts.iter().peekable();
+        let mut sum = 0;
+        for p in share {
+            while it.next_if(|x| x.id() < p).is_some() {}
+            if let Some(x) = it.peek().filter(|x| x.id() == p) {
+                sum += x.weight();
+            }
+        }
+        sum
+    };
+    let mut loads = Vec::new();
+    for (id, share) in &c.shares {
+        let Some(p) = peers.get(id).filter(|p| p.live()) else {
+            continue;
+        };
+        let Some(share) = share else { return 0.0 };
+        let w: u64 = weight(share);
+        loads.push(w as f64 / p.capacity as f64);
+    }
+    if loads.len() < 2 {
+        return 0.0;
+    }
+    let mean = loads.iter().sum::<f64>() / loads.len() as f64;
+    let max = loads.iter().cloned().fold(0.0, f64::max);
+    if mean <= 0.0 {
+        0.0
+    } else {
+        max / mean - 1.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{GenRecord, Member, VERSION};
+    use crate::worker::leader::Dead;
+    use crate::Epoch;
+
+    const S: u64 = 1000;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn member(token: u64) -> Member {
+        Member {
+            token,
+            digest: 0,
+            chunks: 1,
+            count: 0,
+            slot: 0,
+        }
+    }
+
+    /// A leader since t=0 with live workers 1 and 2 (tokens 11, 12, seen at `seen`), both
+    /// members of generation 5 committed at `seen` in phase Stable and applied by both.
+    fn view(seen: Instant) -> Leadership {
+        let mut l = Leadership::new(Epoch(1), 1, Instant::ZERO);
+        let mut members = BTreeMap::new();
+        let mut shares = BTreeMap::new();
+        for id in [1, 2] {
+            let mut p = Peer::unseen(10 + id, seen);
+            p.revision = Some(1);
+            p.applied = Some(Generation(5));
+            l.peers.insert(WorkerId(id as u32), p);
+            members.insert(WorkerId(id as u32), member(10 + id));
+            shares.insert(WorkerId(id as u32), Some(BTreeSet::new()));
+        }
+        l.committed = Some(CommittedGen {
+            at: seen,
+            record: GenRecord {
+                v: VERSION,
+                epoch: Epoch(1),
+                generation: Generation(5),
+                phase: Phase::Stable,
+                members,
+            },
+            revision: 1,
+            shares,
+        });
+        l
+    }
+
+    fn cause(l: &Leadership, now: Instant) -> Option<(Cause, Instant)> {
+        l.triggers(now, &Config::default())
+            .due
+            .map(|d| (d.cause, d.at))
+    }
+
+    #[test]
+    fn a_settled_view_has_nothing_due_and_wakes_for_the_liveness_check() {
+        let l = view(at(10 * S));
+        let t = l.triggers(at(11 * S), &Config::default());
+        assert_eq!(t.due, None);
+        assert!(!t.joins_pending);
+        // Both leases are checked a TTL after they were seen.
+        assert_eq!(t.wake, Some(at(16 * S)));
+    }
+
+    #[test]
+    fn cold_start_waits_for_the_window_or_the_expected_workers() {
+        let mut l = view(at(0));
+        l.committed = None;
+        let now = at(S);
+        assert_eq!(cause(&l, now), Some((Cause::ColdStart, at(30 * S))));
+        let cfg = Config {
+            expected_workers: Some(2),
+            ..Config::default()
+        };
+        let due = l.triggers(now, &cfg).due.unwrap();
+        assert_eq!(
+            (due.cause, due.at, due.phase),
+            (Cause::ColdStart, now, Phase::Scaling)
+        );
+        // The leases (seen at 0) are checked at 6 s, before the window ends.
+        assert_eq!(l.triggers(now, &cfg).wake, Some(at(6 * S)));
+        l.peers.values_mut().for_each(|p| p.last_seen = at(40 * S));
+        assert_eq!(l.triggers(now, &cfg).wake, Some(at(30 * S)));
+    }
+
+    #[test]
+    fn a_changed_partition_list_is_due_now() {
+        let mut l = view(at(0));
+        l.partitions_dirty = true;
+        let due = l.triggers(at(S), &Config::default()).due.unwrap();
+        assert_eq!(
+            (due.cause, due.at, due.phase),
+            (Cause::PartitionsChanged, at(S), Phase::Rebalancing)
+        );
+    }
+
+    #[test]
+    fn an_unfinished_handoff_continues_in_its_phase() {
+        let mut l = view(at(0));
+        l.committed.as_mut().unwrap().record.phase = Phase::Scaling;
+        let due = l.triggers(at(S), &Config::default()).due.unwrap();
+        assert_eq!((due.cause, due.phase), (Cause::Handoff, Phase::Scaling));
+    }
+
+    #[test]
+    fn an_overwritten_share_is_repaired() {
+        let mut l = view(at(0));
+        // The watch caught up with the commit, and the mirror lacks worker 1's share.
+        l.assign_seen = 1;
+        assert_eq!(cause(&l, at(S)), Some((Cause::Repair, at(S))));
+    }
+
+    #[test]
+    fn a_crashed_member_is_due_at_its_release() {
+        let mut l = view(at(0));
+        l.peers.get_mut(&WorkerId(2)).unwrap().dead = Some(Dead {
+            release_at: at(7 * S),
+            confirmed: true,
+            retry_at: Some(at(5 * S)),
+        });
+        let now = at(6 * S);
+        let t = l.triggers(now, &Config::default());
+        let due = t.due.unwrap();
+        assert_eq!(
+            (due.cause, due.at, due.phase),
+            (Cause::Crash(WorkerId(2)), at(7 * S), Phase::Emergency)
+        );
+        // Past the release it is due at once; the wake is the release itself.
+        assert_eq!(
+            cause(&l, at(8 * S)),
+            Some((Cause::Crash(WorkerId(2)), at(8 * S)))
+        );
+        assert_eq!(t.wake, Some(at(7 * S)));
+    }
+
+    #[test]
+    fn a_departing_member_is_parked_for_the_restart_grace() {
+        let mut l = view(at(0));
+        l.peers.get_mut(&WorkerId(1)).unwrap().departing_since = Some(at(2 * S));
+        let t = l.triggers(at(3 * S), &Config::default());
+        assert_eq!(
+            t.due.map(|d| (d.cause, d.at)),
+            Some((Cause::Departure(WorkerId(1)), at(32 * S)))
+        );
+    }
+
+    #[test]
+    fn a_draining_member_that_holds_partitions_gives_them_up_now() {
+        let mut l = view(at(0));
+        l.peers.get_mut(&WorkerId(1)).unwrap().ctl_draining = true;
+        // An empty share: nothing to give up.
+        assert_eq!(cause(&l, at(S)), None);
+        let c = l.committed.as_mut().unwrap();
+        c.shares.insert(WorkerId(1), None); // unknown: may hold anything
+        assert_eq!(cause(&l, at(S)), Some((Cause::Drain(WorkerId(1)), at(S))));
+    }
+
+    #[test]
+    fn a_new_instance_under_a_members_id_resumes_its_share() {
+        let mut l = view(at(0));
+        l.peers.get_mut(&WorkerId(2)).unwrap().token = 99;
+        assert_eq!(cause(&l, at(S)), Some((Cause::Resumed(WorkerId(2)), at(S))));
+    }
+
+    #[test]
+    fn joins_wait_for_the_scale_window_bounded_by_the_max_delay() {
+        let mut l = view(at(0));
+        let cfg = Config::default();
+        for (id, seen) in [(3, 2 * S), (4, 9 * S)] {
+            l.peers
+                .insert(WorkerId(id), Peer::unseen(id as u64, at(seen)));
+            l.note_joins(at(seen));
+        }
+        let t = l.triggers(at(10 * S), &cfg);
+        assert!(t.joins_pending);
+        // The window restarts with the last join (9 s + 10 s), capped at first + 30 s.
+        assert_eq!(
+            t.due.map(|d| (d.cause, d.at)),
+            Some((Cause::Joins, at(19 * S)))
+        );
+        assert_eq!(t.wake, Some(at(12 * S)));
+        // The cooldown after a rebalance holds it back further.
+        l.last_rebalance = Some(at(15 * S));
+        assert_eq!(cause(&l, at(10 * S)), Some((Cause::Joins, at(25 * S))));
+        // Once a member, a worker's join time is forgotten.
+        let c = l.committed.as_mut().unwrap();
+        c.record.members.insert(WorkerId(3), member(3));
+        c.record.members.insert(WorkerId(4), member(4));
+        l.note_joins(at(20 * S));
+        assert!(l.peers.values().all(|p| p.joined_at.is_none()));
+        assert!(!l.triggers(at(20 * S), &cfg).joins_pending);
+    }
+
+    #[test]
+    fn a_member_whose_lease_is_gone_left() {
+        let mut l = view(at(0));
+        l.peers.remove(&WorkerId(2));
+        assert_eq!(cause(&l, at(S)), Some((Cause::Left, at(S))));
+    }
+
+    #[test]
+    fn imbalance_is_measured_once_per_generation_and_only_when_nothing_else_is_due() {
+        let mut l = view(at(0));
+        let cfg = Config::default();
+        let parts: Vec<Partition> = ["a", "b", "c"]
+            .iter()
+            .map(|k| Partition::new(&[k], 1).unwrap())
+            .collect();
+        let c = l.committed.as_mut().unwrap();
+        c.shares.insert(
+            WorkerId(1),
+            Some(parts.iter().map(|p| p.id().clone()).collect()),
+        );
+        l.partitions = Some(parts);
+        l.last_rebalance = Some(at(S));
+        assert!(l.check_imbalance(at(2 * S), &cfg));
+        assert!(
+            !l.check_imbalance(at(2 * S), &cfg),
+            "measured once per generation"
+        );
+        let due = l.triggers(at(2 * S), &cfg).due.unwrap();
+        // After the cooldown since the last rebalance, with the round's budget.
+        assert_eq!(
+            (due.cause, due.at, due.budget),
+            (Cause::Imbalance, at(11 * S), Some(100))
+        );
+        // Anything else due comes first.
+        l.partitions_dirty = true;
+        assert_eq!(
+            cause(&l, at(2 * S)),
+            Some((Cause::PartitionsChanged, at(2 * S)))
+        );
+    }
+
+    #[test]
+    fn equally_early_causes_keep_the_first_listed() {
+        let mut l = view(at(0));
+        l.partitions_dirty = true;
+        l.peers.remove(&WorkerId(2));
+        assert_eq!(
+            cause(&l, at(S)).map(|c| c.0),
+            Some(Cause::PartitionsChanged)
+        );
+    }
+
+    #[test]
+    fn a_stuck_worker_and_a_retry_wake_the_planner() {
+        let mut l = view(at(0));
+        let cfg = Config::default();
+        l.committed.as_mut().unwrap().record.generation = Generation(6);
+        // Worker 1 applied only 5: stuck revoke_timeout + lease_ttl (11 s) after the commit.
+        l.peers.values_mut().for_each(|p| p.last_seen = at(100 * S));
+        let p = &l.peers[&WorkerId(1)];
+        assert_eq!(
+            p.stuck_at(Some((Generation(6), at(0))), &cfg),
+            Some(at(11 * S))
+        );
+        assert_eq!(l.wake(at(S), &cfg), Some(at(11 * S)));
+        l.retry_at = Some(at(2 * S));
+        assert_eq!(l.wake(at(S), &cfg), Some(at(2 * S)));
+        assert_eq!(
+            l.wake(at(3 * S), &cfg),
+            Some(at(11 * S)),
+            "past deadlines are not shown"
+        );
+    }
+}
