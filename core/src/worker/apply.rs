@@ -1,8 +1,8 @@
 //! Following committed generations: watching `gen` and our share, applying them, revoking.
 
 use super::{Timer, Worker};
-use crate::codec::{self, GenRecord, Phase, ShareChunk};
-use crate::{Action, Bucket, Entry, Event, Instant, Operation, PartitionId, State, Warning};
+use crate::codec::{self, GenRecord, ShareChunk};
+use crate::{Action, Bucket, Entry, Event, Instant, Operation, PartitionId, Warning};
 use std::collections::BTreeSet;
 
 impl Worker {
@@ -106,8 +106,7 @@ impl Worker {
                 assigned: target,
             });
         }
-        self.applying = Some(generation);
-        self.phase_seen = phase;
+        self.applying = Some((generation, phase));
         if self.revoking.is_empty() {
             self.finish_apply(now);
         }
@@ -115,14 +114,11 @@ impl Worker {
 
     /// Every revoke of the generation being applied is done: report it.
     fn finish_apply(&mut self, now: Instant) {
-        let Some(g) = self.applying.take() else {
+        let Some((g, phase)) = self.applying.take() else {
             return;
         };
         self.applied = Some(g);
-        if self.degraded_since.is_none() {
-            let s = self.settled_state();
-            self.set_state(s);
-        }
+        self.applied_phase = phase;
         if self.draining && self.held.is_empty() && !self.drained_told {
             self.drained_told = true;
             self.emit(Event::Drained);
@@ -185,31 +181,5 @@ impl Worker {
             removed,
             assigned: BTreeSet::new(),
         });
-    }
-
-    /// The state to show when nothing exceptional is going on.
-    pub(crate) fn settled_state(&self) -> State {
-        if self.stopping.is_some() {
-            return State::Shutdown;
-        }
-        if self.id.is_none() {
-            return State::ClaimingId;
-        }
-        if let Some(s) = self.leading.as_ref().and_then(|l| l.activity) {
-            return s;
-        }
-        if self.applied.is_none() {
-            return if self.leader_seen.is_some() || self.leading.is_some() {
-                State::WaitingAssignment
-            } else {
-                State::Election
-            };
-        }
-        match self.phase_seen {
-            Phase::Stable => State::Stable,
-            Phase::Scaling => State::Scaling,
-            Phase::Rebalancing => State::Rebalancing,
-            Phase::Emergency => State::Emergency,
-        }
     }
 }

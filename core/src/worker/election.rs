@@ -3,7 +3,7 @@
 use super::leader::Leadership;
 use super::{Purpose, Timer, Worker};
 use crate::codec::{self, LeaderValue};
-use crate::{Bucket, Entry, Epoch, Event, Instant, KvOp, KvResult, Operation, State, WorkerId};
+use crate::{Bucket, Entry, Epoch, Event, Instant, KvOp, KvResult, Operation, WorkerId};
 
 /// The leader lease as this worker last saw it.
 #[derive(Clone, Debug)]
@@ -94,9 +94,6 @@ impl Worker {
                         Timer::LeaderCheck,
                         now + self.config.lease_ttl + self.stagger(),
                     );
-                    if self.state == State::Election {
-                        self.set_state(State::WaitingAssignment);
-                    }
                 }
             }
             Operation::Delete | Operation::Purge => {
@@ -202,9 +199,6 @@ impl Worker {
             is_leader: true,
             epoch,
         });
-        if self.state == State::Election {
-            self.set_state(State::WaitingAssignment);
-        }
         self.lead(now, |l, cx| l.start(cx));
     }
 
@@ -308,8 +302,6 @@ impl Worker {
                 Timer::LeaderCheck,
                 now + self.config.lease_ttl + self.stagger(),
             );
-            let back = self.settled_state();
-            self.set_state(back);
         }
     }
 }

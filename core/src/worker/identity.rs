@@ -3,8 +3,7 @@
 use super::{Purpose, Timer, Worker};
 use crate::codec::{self, LeaseValue};
 use crate::{
-    AlertLevel, Bucket, Event, HandoffMode, Instant, KvOp, KvResult, Operation, State, Warning,
-    WorkerId,
+    AlertLevel, Bucket, Event, HandoffMode, Instant, KvOp, KvResult, Operation, Warning, WorkerId,
 };
 use std::collections::BTreeMap;
 
@@ -33,7 +32,6 @@ impl Worker {
         if self.stopping.is_some() {
             return;
         }
-        self.set_state(State::ClaimingId);
         self.send_kv(
             Bucket::Leases,
             KvOp::List {
@@ -177,7 +175,6 @@ impl Worker {
         self.lease_ok_sent = Some(sent);
         self.fenced = false;
         self.emit(Event::IdClaimed(id));
-        self.set_state(State::Election);
         // The lease counts from when the claim was sent: renew a heartbeat after that (at once
         // if the claim's round trip took longer), not a heartbeat after its answer.
         self.timers.set(
@@ -358,15 +355,12 @@ impl Worker {
             (true, None) => {
                 self.degraded_since = Some(now);
                 self.alert_level = None;
-                self.set_state(State::Degraded);
                 self.on_alert(now);
             }
             (false, Some(_)) => {
                 self.degraded_since = None;
                 self.alert_level = None;
                 self.timers.clear(Timer::Alert);
-                let back = self.settled_state();
-                self.set_state(back);
             }
             _ => {}
         }

@@ -7,8 +7,9 @@
 //! partitions and shares), `planner` (triggers, liveness, the next generation) and `publish`
 //! (writing shares, committing and sealing generations) are `impl Leadership` blocks that borrow
 //! what they need from the worker through [`leader::Cx`]. `handoff` is the pure
-//! revoke-before-grant rule, `outbox` the queued actions, events and outstanding requests, and
-//! `timers` the timer table.
+//! revoke-before-grant rule, `state` derives the public [`State`] (in one place, after every
+//! step), `outbox` holds the queued actions, events and outstanding requests, and `timers` the
+//! timer table.
 
 mod apply;
 mod election;
@@ -19,6 +20,7 @@ mod outbox;
 mod planner;
 mod publish;
 mod shutdown;
+mod state;
 mod timers;
 mod triggers;
 
@@ -66,7 +68,7 @@ pub(crate) enum Purpose {
 pub struct Worker {
     pub(crate) config: Config,
     pub(crate) strategy: Box<dyn Strategy>,
-    pub(crate) state: State,
+    state: State,
     pub(crate) rng: Rng,
     pub(crate) out: Outbox,
     pub(crate) timers: Timers,
@@ -105,9 +107,11 @@ pub struct Worker {
     pub(crate) my_share: [ShareAssembler; 2],
     pub(crate) held: BTreeSet<PartitionId>,
     pub(crate) revoking: BTreeMap<PartitionId, Instant>,
-    pub(crate) applying: Option<Generation>,
+    /// The generation being applied (revokes outstanding) and its phase.
+    pub(crate) applying: Option<(Generation, crate::codec::Phase)>,
     pub(crate) applied: Option<Generation>,
-    pub(crate) phase_seen: crate::codec::Phase,
+    /// The phase of the generation applied last.
+    pub(crate) applied_phase: crate::codec::Phase,
 
     // shutdown
     pub(crate) stopping: Option<shutdown::Stopping>,
@@ -168,10 +172,11 @@ impl Worker {
             revoking: BTreeMap::new(),
             applying: None,
             applied: None,
-            phase_seen: crate::codec::Phase::Stable,
+            applied_phase: crate::codec::Phase::Stable,
             stopping: None,
         };
         w.start_claim();
+        w.update_state();
         Ok(w)
     }
 
@@ -341,20 +346,6 @@ impl Worker {
         self.out.emit(event);
     }
 
-    /// Moves to `to`, emitting the transition.
-    pub(crate) fn set_state(&mut self, to: State) {
-        // Degraded shows until NATS is back, whatever else happens meanwhile.
-        let to = if self.degraded_since.is_some() && to != State::Shutdown {
-            State::Degraded
-        } else {
-            to
-        };
-        if self.state != to && self.state != State::Shutdown {
-            let from = std::mem::replace(&mut self.state, to);
-            self.emit(Event::StateChanged { from, to });
-        }
-    }
-
     fn on_watch_entry(&mut self, now: Instant, watch: WatchId, entry: crate::Entry) {
         if Some(watch) == self.leader_watch {
             self.on_leader_entry(now, entry);
@@ -391,11 +382,12 @@ impl Worker {
         }
     }
 
-    /// Work that follows every step: the planner, then timers that depend on state.
+    /// Work that follows every step: the planner, then the state it shows.
     fn after_step(&mut self, now: Instant) {
         if self.stopping.is_none() {
             self.leader_tick(now);
         }
+        self.update_state();
     }
 
     pub(crate) fn warn_kv(&mut self, key: &str, result: &KvResult) {

@@ -12,18 +12,17 @@ use crate::{Instant, KvOp, Partition, PartitionId, State, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Leadership {
-    /// The planner: runs after every step while leading. Returns whether the leader's state
-    /// should be refreshed from its activity.
-    pub(crate) fn tick(&mut self, cx: &mut Cx<'_>, now: Instant) -> bool {
+    /// The planner: runs after every step while leading.
+    pub(crate) fn tick(&mut self, cx: &mut Cx<'_>, now: Instant) {
         if self.partitions.is_none() && self.source_failures > 0 {
             self.partitions = self.committed_partitions();
         }
         if !self.gen_loaded || self.sealing || self.partitions.is_none() {
-            return false;
+            return;
         }
         self.check_liveness(cx, now);
         if self.publish.is_some() {
-            return false;
+            return;
         }
         // A new leader waits (at most a TTL) to learn every committed share from its watch.
         let adopting = self
@@ -33,7 +32,7 @@ impl Leadership {
             && now < self.since + cx.config.lease_ttl;
         if adopting || self.retry_at.is_some_and(|t| t > now) {
             self.arm_planner(cx, now);
-            return false;
+            return;
         }
         self.retry_at = None;
         self.note_joins(now);
@@ -58,7 +57,6 @@ impl Leadership {
             }
         }
         self.arm_planner(cx, now);
-        true
     }
 
     /// Declares crashed the workers not seen for a TTL; deletes their leases by CAS.
@@ -304,21 +302,8 @@ impl Leadership {
 }
 
 impl Worker {
-    /// Runs the planner while leading (after every step), then shows its activity as our state.
+    /// Runs the planner while leading (after every step).
     pub(crate) fn leader_tick(&mut self, now: Instant) {
-        if self.lead(now, |l, cx| l.tick(cx, now)) == Some(true) {
-            self.refresh_leader_state();
-        }
-    }
-
-    /// Shows the planner's activity as the leader's state.
-    pub(crate) fn refresh_leader_state(&mut self) {
-        if self.degraded_since.is_none() && self.stopping.is_none() {
-            let s = self.settled_state();
-            if self.applied.is_some() || self.leading.as_ref().is_some_and(|l| l.activity.is_some())
-            {
-                self.set_state(s);
-            }
-        }
+        self.lead(now, |l, cx| l.tick(cx, now));
     }
 }

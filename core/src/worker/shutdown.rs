@@ -2,7 +2,7 @@
 
 use super::{Purpose, Timer, Worker};
 use crate::codec::{self, LeaseValue};
-use crate::{Action, Bucket, Event, Instant, KvOp, State, Warning};
+use crate::{Action, Bucket, Event, Instant, KvOp, Warning};
 
 /// A stop in progress.
 #[derive(Clone, Debug)]
@@ -34,7 +34,6 @@ impl Worker {
         if self.stopping.is_some() {
             return;
         }
-        self.set_state(State::Shutdown);
         self.stopping = Some(Stopping {
             final_stop,
             outstanding: 0,
