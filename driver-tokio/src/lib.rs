@@ -73,6 +73,9 @@ mod events;
 mod handle;
 pub mod kv;
 mod listener;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+mod observe;
 pub mod pins;
 mod runner;
 mod source;

@@ -1,0 +1,294 @@
+//! What the runner tells operators: a `tracing` event for every state change, assignment,
+//! leadership change, alert, warning and committed generation (the leader's rebalance decision,
+//! with its reason and duration), and the same facts as metrics when the application asked for
+//! them ([`crate::WorkerBuilder::metrics`]).
+//!
+//! The runner's loop runs inside the worker's span (`worker`, with `prefix`, `instance` and,
+//! once claimed, `worker_id`), so every event here and below carries them. Nothing secret is
+//! ever in a field: no URL, credential or KV value is logged.
+// Without the `metrics` feature the recorder's inputs go unused.
+#![cfg_attr(not(feature = "metrics"), allow(unused_variables, dead_code))]
+
+use crate::handle::Snapshot;
+#[cfg(feature = "metrics")]
+use crate::metrics::Recorder;
+use crate::DriverWarning;
+use parti_core::codec::{GenRecord, Phase};
+use parti_core::{AlertLevel, Bucket, KvOp, KvResult, RequestId, State, WorkerId};
+use tokio::time::Instant;
+
+/// Runs `$body` with the recorder when metrics are on and wanted.
+macro_rules! record {
+    ($self:ident, $m:ident => $body:expr) => {
+        #[cfg(feature = "metrics")]
+        if let Some($m) = $self.metrics.as_mut() {
+            $body;
+        }
+    };
+}
+
+/// What the runner remembers about a KV operation until its result arrives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KvMeta {
+    bucket: Bucket,
+    op: &'static str,
+    /// This worker's lease renewal (a CAS update of `worker.<id>` in the leases bucket).
+    renew: bool,
+    started: Instant,
+}
+
+/// The leader's commit of `gen` in flight.
+#[derive(Debug)]
+struct PendingCommit {
+    id: RequestId,
+    record: GenRecord,
+    reason: &'static str,
+}
+
+/// The runner's logs and metrics (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Observer {
+    span: tracing::Span,
+    #[cfg(feature = "metrics")]
+    metrics: Option<Recorder>,
+    id: Option<WorkerId>,
+    commit: Option<PendingCommit>,
+    /// The last generation this worker committed as leader.
+    last: Option<GenRecord>,
+    /// When the current multi-step handoff's first (revoking) generation was committed.
+    handoff_since: Option<Instant>,
+}
+
+impl Observer {
+    /// `span` is the worker's span (it gets `worker_id` once claimed).
+    pub(crate) fn new(
+        span: tracing::Span,
+        #[cfg(feature = "metrics")] metrics: Option<Recorder>,
+    ) -> Self {
+        Observer {
+            span,
+            #[cfg(feature = "metrics")]
+            metrics,
+            id: None,
+            commit: None,
+            last: None,
+            handoff_since: None,
+        }
+    }
+
+    /// A KV operation is being started; `state` is the worker's state when it was asked for.
+    pub(crate) fn kv_started(
+        &mut self,
+        id: RequestId,
+        bucket: Bucket,
+        op: &KvOp,
+        state: State,
+    ) -> KvMeta {
+        let renew = bucket == Bucket::Leases
+            && matches!(op, KvOp::Update { key, .. } if key.starts_with("worker."));
+        if bucket == Bucket::Assign {
+            if let KvOp::Create { key, value } | KvOp::Update { key, value, .. } = op {
+                if key == "gen" {
+                    // Rare (one per generation): decode what is being committed.
+                    self.commit = parti_core::codec::decode::<GenRecord>("gen", value)
+                        .ok()
+                        .map(|record| PendingCommit {
+                            id,
+                            reason: reason(&record, state),
+                            record,
+                        });
+                }
+            }
+        }
+        KvMeta {
+            bucket,
+            op: op_name(op),
+            renew,
+            started: Instant::now(),
+        }
+    }
+
+    /// A KV operation finished.
+    pub(crate) fn kv_done(&mut self, id: RequestId, meta: KvMeta, result: &KvResult) {
+        let took = meta.started.elapsed();
+        record!(self, m => m.kv(meta.bucket, meta.op, meta.renew, result, took));
+        if self.commit.as_ref().is_some_and(|c| c.id == id) {
+            let commit = self.commit.take().expect("checked");
+            if matches!(result, KvResult::Written { .. }) {
+                self.committed(commit);
+            }
+        }
+    }
+
+    /// Leader: its generation landed. The decision is logged; a handoff that began with a
+    /// revoking generation ends with the first generation that reaches the target.
+    fn committed(&mut self, c: PendingCommit) {
+        let now = Instant::now();
+        let handoff = match c.record.phase {
+            Phase::Stable => self.handoff_since.take().map(|since| now - since),
+            _ => {
+                self.handoff_since.get_or_insert(now);
+                None
+            }
+        };
+        let partitions: u64 = c.record.members.values().map(|m| u64::from(m.count)).sum();
+        let changed_shares = c
+            .record
+            .members
+            .iter()
+            .filter(|(w, m)| {
+                self.last
+                    .as_ref()
+                    .and_then(|l| l.members.get(w))
+                    .is_none_or(|old| old.digest != m.digest)
+            })
+            .count();
+        tracing::info!(
+            generation = c.record.generation.0,
+            epoch = c.record.epoch.0,
+            reason = c.reason,
+            phase = ?c.record.phase,
+            workers = c.record.members.len(),
+            partitions,
+            changed_shares,
+            handoff_ms = handoff.map(|d| d.as_millis() as u64),
+            "generation committed"
+        );
+        record!(self, m => m.committed(c.reason, handoff));
+        self.last = Some(c.record);
+    }
+
+    /// The snapshot changed.
+    pub(crate) fn snapshot(&mut self, s: &Snapshot) {
+        if s.worker_id != self.id {
+            self.id = s.worker_id;
+            if let Some(id) = s.worker_id {
+                self.span.record("worker_id", id.0);
+            }
+        }
+        record!(self, m => m.snapshot(s));
+    }
+
+    /// The application reported a load.
+    pub(crate) fn load(&mut self, load: f64) {
+        record!(self, m => m.load(load));
+    }
+
+    /// A core event, logged; `state` is the worker's state after the step.
+    pub(crate) fn event(&mut self, e: &parti_core::Event, state: State) {
+        use parti_core::Event as E;
+        match e {
+            E::StateChanged { from, to } => {
+                tracing::info!(from = %from, to = %to, "state changed")
+            }
+            E::IdClaimed(id) => tracing::info!(worker_id = id.0, "worker id claimed"),
+            E::AssignmentChanged {
+                generation,
+                added,
+                removed,
+                assigned,
+            } => tracing::info!(
+                generation = generation.0,
+                assigned = added.len(),
+                revoked = removed.len(),
+                owned = assigned.len(),
+                "assignment changed"
+            ),
+            E::LeadershipChanged { is_leader, epoch } => {
+                if !is_leader {
+                    self.handoff_since = None;
+                    self.last = None;
+                    self.commit = None;
+                }
+                tracing::info!(is_leader, epoch = epoch.0, "leadership changed")
+            }
+            E::Alert {
+                level,
+                degraded_for,
+            } => {
+                let ms = degraded_for.as_millis() as u64;
+                match level {
+                    AlertLevel::Info => tracing::info!(?level, degraded_ms = ms, "degraded"),
+                    AlertLevel::Warn => tracing::warn!(?level, degraded_ms = ms, "degraded"),
+                    AlertLevel::Error | AlertLevel::Critical => {
+                        tracing::error!(?level, degraded_ms = ms, "degraded")
+                    }
+                }
+            }
+            E::Drained => tracing::info!("drained"),
+            E::Warning(w) => tracing::warn!(kind = w.kind(), "{w}"),
+        }
+        record!(self, m => m.event(e, state));
+    }
+
+    /// A warning of the driver, logged.
+    pub(crate) fn driver_warning(&mut self, w: &DriverWarning) {
+        tracing::warn!(kind = w.kind(), "{w}");
+        record!(self, m => m.driver_warning(w));
+    }
+}
+
+/// Why a generation is committed: `cold_start` for the first one, else what the leader is doing.
+fn reason(record: &GenRecord, state: State) -> &'static str {
+    if record.generation.0 <= 1 {
+        return "cold_start";
+    }
+    match (state, record.phase) {
+        (State::Scaling, _) => "scaling",
+        (State::Rebalancing, _) => "rebalancing",
+        (State::Emergency, _) => "emergency",
+        (_, Phase::Scaling) => "scaling",
+        (_, Phase::Rebalancing) => "rebalancing",
+        (_, Phase::Emergency) => "emergency",
+        (_, Phase::Stable) => "stable",
+    }
+}
+
+/// The snake_case name of a state, as in the `state` label.
+pub(crate) fn state_name(s: State) -> &'static str {
+    match s {
+        State::Init => "init",
+        State::ClaimingId => "claiming_id",
+        State::Election => "election",
+        State::WaitingAssignment => "waiting_assignment",
+        State::Stable => "stable",
+        State::Scaling => "scaling",
+        State::Rebalancing => "rebalancing",
+        State::Emergency => "emergency",
+        State::Degraded => "degraded",
+        State::Shutdown => "shutdown",
+    }
+}
+
+pub(crate) const STATES: [State; 10] = [
+    State::Init,
+    State::ClaimingId,
+    State::Election,
+    State::WaitingAssignment,
+    State::Stable,
+    State::Scaling,
+    State::Rebalancing,
+    State::Emergency,
+    State::Degraded,
+    State::Shutdown,
+];
+
+/// The `bucket` label.
+pub(crate) fn bucket_name(b: Bucket) -> &'static str {
+    match b {
+        Bucket::Leases => "leases",
+        Bucket::Assign => "assign",
+    }
+}
+
+/// The `op` label.
+pub(crate) fn op_name(op: &KvOp) -> &'static str {
+    match op {
+        KvOp::Create { .. } => "create",
+        KvOp::Update { .. } => "update",
+        KvOp::Put { .. } => "put",
+        KvOp::Delete { .. } => "delete",
+        KvOp::Get { .. } => "get",
+        KvOp::List { .. } => "list",
+    }
+}
