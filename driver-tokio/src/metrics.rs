@@ -14,6 +14,9 @@ use crate::handle::Snapshot;
 use crate::observe::{bucket_name, state_name, STATES};
 use crate::DriverWarning;
 use parti_core::{AlertLevel, Bucket, KvResult, State, Warning, WorkerId};
+/// The `prometheus-client` crate parti records with (to encode a registry, or to register
+/// metrics of your own with the same version).
+pub use prometheus_client;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -531,7 +534,7 @@ mod tests {
         let b = register(&mut r);
         assert!(Arc::ptr_eq(&a, &b));
         Recorder::new(a, "twice-test").load(1.5);
-        let mut rec = Recorder::new(b, "twice-test");
+        let rec = Recorder::new(b, "twice-test");
         rec.driver_warning(&DriverWarning::InputRejected("x".into()));
         let text = exposition(&r);
         assert_eq!(text.lines().filter(|l| *l == MARKER).count(), 1, "{text}");
