@@ -412,8 +412,18 @@ impl Recorder {
     pub(crate) fn event(&mut self, e: &parti_core::Event, state: State) {
         use parti_core::Event as E;
         match e {
-            E::AssignmentChanged { added, removed, .. } => {
-                let reason = state_name(state);
+            E::AssignmentChanged {
+                generation,
+                added,
+                removed,
+                ..
+            } => {
+                // The fleet's first generation places partitions; it moves none.
+                let reason = if generation.0 == 1 {
+                    "cold_start"
+                } else {
+                    state_name(state)
+                };
                 for (direction, n) in [("in", added.len()), ("out", removed.len())] {
                     if n > 0 {
                         self.f
