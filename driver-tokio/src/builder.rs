@@ -183,7 +183,9 @@ impl WorkerBuilder {
             .kv_timeout
             .unwrap_or(self.config.heartbeat_interval.max(Duration::from_secs(1)));
         let shutdown_timeout = self.config.shutdown_timeout;
-        let span = tracing::info_span!(
+        // At error level, so the span is enabled (and its fields shown) whatever level of the
+        // worker's events a filter lets through.
+        let span = tracing::error_span!(
             "worker",
             prefix = %self.config.bucket_prefix,
             instance = %format_args!("{:016x}", self.config.instance_token),

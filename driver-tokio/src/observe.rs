@@ -13,8 +13,9 @@ use crate::handle::Snapshot;
 #[cfg(feature = "metrics")]
 use crate::metrics::Recorder;
 use crate::DriverWarning;
-use parti_core::codec::{GenRecord, Phase};
-use parti_core::{AlertLevel, Bucket, KvOp, KvResult, RequestId, State, WorkerId};
+use parti_core::codec::{GenRecord, Phase, ShareAssembler, ShareChunk};
+use parti_core::{AlertLevel, Bucket, KvOp, KvResult, PartitionId, RequestId, State, WorkerId};
+use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Instant;
 
 /// Runs `$body` with the recorder when metrics are on and wanted.
@@ -55,8 +56,14 @@ pub(crate) struct Observer {
     commit: Option<PendingCommit>,
     /// The last generation this worker committed as leader.
     last: Option<GenRecord>,
-    /// When the current multi-step handoff's first (revoking) generation was committed.
-    handoff_since: Option<Instant>,
+    /// When the current multi-step handoff's first (revoking) generation was committed, and
+    /// why it began.
+    handoff_since: Option<(Instant, &'static str)>,
+    /// Leader: the share chunks written since the last commit, by worker and slot.
+    written: BTreeMap<(WorkerId, u8), ShareAssembler>,
+    /// Leader: the shares of the last generation it committed, where known (a share it adopted
+    /// and never rewrote is not).
+    shares: BTreeMap<WorkerId, BTreeSet<PartitionId>>,
 }
 
 impl Observer {
@@ -73,6 +80,8 @@ impl Observer {
             commit: None,
             last: None,
             handoff_since: None,
+            written: BTreeMap::new(),
+            shares: BTreeMap::new(),
         }
     }
 
@@ -87,14 +96,26 @@ impl Observer {
         let renew = bucket == Bucket::Leases
             && matches!(op, KvOp::Update { key, .. } if key.starts_with("worker."));
         if bucket == Bucket::Assign {
-            if let KvOp::Create { key, value } | KvOp::Update { key, value, .. } = op {
-                if key == "gen" {
+            if let KvOp::Create { key, value }
+            | KvOp::Update { key, value, .. }
+            | KvOp::Put { key, value } = op
+            {
+                if let Some((worker, slot, _)) = parti_core::codec::parse_share_key(key) {
+                    // The leader publishes a changed share (once per rebalance): remember it,
+                    // to count the partitions the generation moves.
+                    if let Ok(chunk) = parti_core::codec::decode::<ShareChunk>("share", value) {
+                        self.written
+                            .entry((worker, slot))
+                            .or_default()
+                            .insert(chunk);
+                    }
+                } else if key == "gen" && !matches!(op, KvOp::Put { .. }) {
                     // Rare (one per generation): decode what is being committed.
                     self.commit = parti_core::codec::decode::<GenRecord>("gen", value)
                         .ok()
                         .map(|record| PendingCommit {
                             id,
-                            reason: reason(&record, state),
+                            reason: self.reason(&record, state),
                             record,
                         });
                 }
@@ -125,13 +146,14 @@ impl Observer {
     fn committed(&mut self, c: PendingCommit) {
         let now = Instant::now();
         let handoff = match c.record.phase {
-            Phase::Stable => self.handoff_since.take().map(|since| now - since),
+            Phase::Stable => self.handoff_since.take().map(|(since, _)| now - since),
             _ => {
-                self.handoff_since.get_or_insert(now);
+                self.handoff_since.get_or_insert((now, c.reason));
                 None
             }
         };
         let partitions: u64 = c.record.members.values().map(|m| u64::from(m.count)).sum();
+        let moved = self.count_moved(&c.record);
         let changed_shares = c
             .record
             .members
@@ -151,11 +173,89 @@ impl Observer {
             workers = c.record.members.len(),
             partitions,
             changed_shares,
+            moved,
             handoff_ms = handoff.map(|d| d.as_millis() as u64),
             "generation committed"
         );
         record!(self, m => m.committed(c.reason, handoff));
         self.last = Some(c.record);
+    }
+
+    /// Why the leader commits `record`: `cold_start` (the first generation), the reason of the
+    /// handoff it continues, `emergency` (a crash), `join` / `leave` (members added / gone),
+    /// `partitions_changed` (the source's list), else `rebalancing` (drain, pin, imbalance, a
+    /// restarted worker's return).
+    fn reason(&self, record: &GenRecord, state: State) -> &'static str {
+        if record.generation.0 <= 1 {
+            return "cold_start";
+        }
+        if let Some((_, reason)) = self.handoff_since {
+            return reason;
+        }
+        if state == State::Emergency || record.phase == Phase::Emergency {
+            return "emergency";
+        }
+        if let Some(last) = &self.last {
+            if record.members.keys().any(|w| !last.members.contains_key(w)) {
+                return "join";
+            }
+            if last.members.keys().any(|w| !record.members.contains_key(w)) {
+                return "leave";
+            }
+            let count = |r: &GenRecord| r.members.values().map(|m| u64::from(m.count)).sum::<u64>();
+            if count(record) != count(last) {
+                return "partitions_changed";
+            }
+        } else if state == State::Scaling {
+            return "scaling";
+        }
+        "rebalancing"
+    }
+
+    /// Partitions granted by `record` to a worker that did not hold them in the leader's
+    /// previous generation (`None` when a share is unknown, e.g. right after an adoption).
+    /// Keeps the new shares for the next commit.
+    fn count_moved(&mut self, record: &GenRecord) -> Option<u64> {
+        let previous_known = self.last.is_some() || record.generation.0 <= 1;
+        let mut moved = Some(0u64);
+        let mut next = BTreeMap::new();
+        for (id, m) in &record.members {
+            let old = self.shares.remove(id);
+            let last = self.last.as_ref().and_then(|l| l.members.get(id));
+            if last.is_some_and(|o| o.digest == m.digest) {
+                // The same share: nothing gained (kept when known).
+                if let Some(old) = old {
+                    next.insert(*id, old);
+                }
+                continue;
+            }
+            let new = self.written.get(&(*id, m.slot)).and_then(|a| {
+                a.assemble()
+                    .filter(|s| parti_core::codec::share_digest(s) == m.digest)
+            });
+            // A worker that was no member of a known previous generation held nothing.
+            let old = old.or_else(|| (previous_known && last.is_none()).then(BTreeSet::new));
+            match (new, old) {
+                (Some(new), Some(old)) => {
+                    if let Some(n) = moved.as_mut() {
+                        *n += new.difference(&old).count() as u64;
+                    }
+                    next.insert(*id, new);
+                }
+                (Some(new), None) => {
+                    moved = None;
+                    next.insert(*id, new);
+                }
+                (None, _) => moved = None,
+            }
+        }
+        self.written.clear();
+        self.shares = next;
+        if previous_known {
+            moved
+        } else {
+            None
+        }
     }
 
     /// The snapshot changed.
@@ -199,6 +299,8 @@ impl Observer {
                     self.handoff_since = None;
                     self.last = None;
                     self.commit = None;
+                    self.written.clear();
+                    self.shares.clear();
                 }
                 tracing::info!(is_leader, epoch = epoch.0, "leadership changed")
             }
@@ -225,22 +327,6 @@ impl Observer {
     pub(crate) fn driver_warning(&mut self, w: &DriverWarning) {
         tracing::warn!(kind = w.kind(), "{w}");
         record!(self, m => m.driver_warning(w));
-    }
-}
-
-/// Why a generation is committed: `cold_start` for the first one, else what the leader is doing.
-fn reason(record: &GenRecord, state: State) -> &'static str {
-    if record.generation.0 <= 1 {
-        return "cold_start";
-    }
-    match (state, record.phase) {
-        (State::Scaling, _) => "scaling",
-        (State::Rebalancing, _) => "rebalancing",
-        (State::Emergency, _) => "emergency",
-        (_, Phase::Scaling) => "scaling",
-        (_, Phase::Rebalancing) => "rebalancing",
-        (_, Phase::Emergency) => "emergency",
-        (_, Phase::Stable) => "stable",
     }
 }
 
