@@ -39,6 +39,7 @@ impl MetricsWorker {
             .args(["--ttl-ms", "1000", "--window-ms", "300"])
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra)
+            .env("RUST_LOG", "parti=info")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
@@ -242,6 +243,12 @@ async fn metrics_counters_move_on_a_join_a_leave_and_a_crash() {
     })
     .await;
     assert!(after_join.0 > before.0, "join: rebalances {after_join:?}");
+    let by_reason = |w: &MetricsWorker, reason: &str| {
+        w.scrape()
+            .expect("scrape")
+            .sum("parti_rebalances_total", &[("reason", reason)])
+    };
+    assert!(by_reason(&ab[0], "join") >= 1.0, "a rebalance for the join");
     assert!(after_join.1 > 0.0, "join: c's partitions_moved in");
     let survivors_in = |s: &[Metrics]| s[0].moved("in") + s[1].moved("in");
     let in_before_leave =
@@ -258,6 +265,10 @@ async fn metrics_counters_move_on_a_join_a_leave_and_a_crash() {
     assert!(
         after_leave.1 > in_before_leave,
         "leave: partitions moved in"
+    );
+    assert!(
+        by_reason(&ab[0], "leave") >= 1.0,
+        "a rebalance for the leave"
     );
 
     // Crash (SIGKILL of the follower): the leader sees it, and takes its partitions.
@@ -284,6 +295,17 @@ async fn metrics_counters_move_on_a_join_a_leave_and_a_crash() {
         "crash: worker_crashed warning"
     );
     assert!(after_crash.3 >= 1.0, "crash: an emergency rebalance");
+    // The leader logged each decision with its reason and the partitions it moved.
+    let logs = ab[0].logs();
+    for reason in ["cold_start", "join", "leave", "emergency"] {
+        let needle = format!("reason=\"{reason}\"");
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("generation committed") && l.contains(&needle)),
+            "no {needle} decision in the leader's log:\n{logs}"
+        );
+    }
+    assert!(logs.contains(" moved="), "{logs}");
     // KV latencies and lease renewals were measured all along.
     let s = ab[0].scrape().expect("scrape");
     assert!(s.sum("parti_lease_renew_seconds", &[]) > 0.0);
