@@ -38,6 +38,17 @@ pub(crate) struct KvMeta {
     started: Instant,
 }
 
+/// A leader's rebalance decision, as logged when its generation landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Decision {
+    /// Why (see `Observer::reason`).
+    pub(crate) reason: &'static str,
+    /// Partitions granted to a new owner, when every share involved is known.
+    pub(crate) moved: Option<u64>,
+    /// Revoke → grant, for the generation that completes a handoff.
+    pub(crate) handoff: Option<std::time::Duration>,
+}
+
 /// The leader's commit of `gen` in flight.
 #[derive(Debug)]
 struct PendingCommit {
@@ -129,21 +140,27 @@ impl Observer {
         }
     }
 
-    /// A KV operation finished.
-    pub(crate) fn kv_done(&mut self, id: RequestId, meta: KvMeta, result: &KvResult) {
+    /// A KV operation finished; the leader's decision if it was a landed commit of `gen`.
+    pub(crate) fn kv_done(
+        &mut self,
+        id: RequestId,
+        meta: KvMeta,
+        result: &KvResult,
+    ) -> Option<Decision> {
         let took = meta.started.elapsed();
         record!(self, m => m.kv(meta.bucket, meta.op, meta.renew, result, took));
         if self.commit.as_ref().is_some_and(|c| c.id == id) {
             let commit = self.commit.take().expect("checked");
             if matches!(result, KvResult::Written { .. }) {
-                self.committed(commit);
+                return Some(self.committed(commit));
             }
         }
+        None
     }
 
     /// Leader: its generation landed. The decision is logged; a handoff that began with a
     /// revoking generation ends with the first generation that reaches the target.
-    fn committed(&mut self, c: PendingCommit) {
+    fn committed(&mut self, c: PendingCommit) -> Decision {
         let now = Instant::now();
         let handoff = match c.record.phase {
             Phase::Stable => self.handoff_since.take().map(|(since, _)| now - since),
@@ -179,6 +196,11 @@ impl Observer {
         );
         record!(self, m => m.committed(c.reason, handoff));
         self.last = Some(c.record);
+        Decision {
+            reason: c.reason,
+            moved,
+            handoff,
+        }
     }
 
     /// Why the leader commits `record`: `cold_start` (the first generation), the reason of the
@@ -376,5 +398,197 @@ pub(crate) fn op_name(op: &KvOp) -> &'static str {
         KvOp::Delete { .. } => "delete",
         KvOp::Get { .. } => "get",
         KvOp::List { .. } => "list",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parti_core::codec::{self, Member};
+    use parti_core::{Epoch, Generation};
+
+    fn set(ids: &[&str]) -> BTreeSet<PartitionId> {
+        ids.iter().map(|i| PartitionId::parse(i).unwrap()).collect()
+    }
+
+    /// A leader that writes the changed shares, then commits `gen`.
+    struct Leader {
+        obs: Observer,
+        next_id: u64,
+        last: BTreeMap<WorkerId, Member>,
+    }
+
+    impl Leader {
+        fn new() -> Self {
+            Leader {
+                obs: Observer::new(
+                    tracing::Span::none(),
+                    #[cfg(feature = "metrics")]
+                    None,
+                ),
+                next_id: 0,
+                last: BTreeMap::new(),
+            }
+        }
+
+        fn op(&mut self, bucket: Bucket, op: KvOp, state: State) -> Option<Decision> {
+            self.next_id += 1;
+            let id = RequestId(self.next_id);
+            let meta = self.obs.kv_started(id, bucket, &op, state);
+            self.obs.kv_done(
+                id,
+                meta,
+                &KvResult::Written {
+                    revision: self.next_id,
+                },
+            )
+        }
+
+        fn commit(
+            &mut self,
+            generation: u64,
+            phase: Phase,
+            shares: &[(u32, &[&str])],
+            state: State,
+        ) -> Decision {
+            let mut members = BTreeMap::new();
+            for (w, share) in shares {
+                let w = WorkerId(*w);
+                let share = set(share);
+                let digest = codec::share_digest(&share);
+                let member = match self.last.get(&w) {
+                    Some(m) if m.digest == digest => m.clone(),
+                    old => {
+                        let slot = old.map_or(0, |m| 1 - m.slot);
+                        let chunks = codec::encode_share(&share, 1 << 20);
+                        for (k, value) in chunks.iter().enumerate() {
+                            let key = codec::share_key(w, slot, k as u32);
+                            self.op(
+                                Bucket::Assign,
+                                KvOp::Put {
+                                    key,
+                                    value: value.clone(),
+                                },
+                                state,
+                            );
+                        }
+                        Member {
+                            token: 1,
+                            digest,
+                            chunks: chunks.len() as u32,
+                            count: share.len() as u32,
+                            slot,
+                        }
+                    }
+                };
+                members.insert(w, member);
+            }
+            self.last = members.clone();
+            let record = GenRecord {
+                v: codec::VERSION,
+                epoch: Epoch(1),
+                generation: Generation(generation),
+                phase,
+                members,
+            };
+            let value = codec::encode(&record);
+            let key = "gen".to_string();
+            let op = if generation == 1 {
+                KvOp::Create { key, value }
+            } else {
+                KvOp::Update {
+                    key,
+                    value,
+                    revision: 1,
+                }
+            };
+            self.op(Bucket::Assign, op, state).expect("a decision")
+        }
+    }
+
+    #[test]
+    fn decisions_say_why_and_count_the_partitions_granted_to_a_new_owner() {
+        let mut l = Leader::new();
+        let d = l.commit(
+            1,
+            Phase::Stable,
+            &[(0, &["a", "b"]), (1, &["c", "d"])],
+            State::Scaling,
+        );
+        assert_eq!(
+            (d.reason, d.moved, d.handoff),
+            ("cold_start", Some(4), None)
+        );
+        // A join in two steps (Strict): revoke, then grant; both steps are the join.
+        let d = l.commit(
+            2,
+            Phase::Scaling,
+            &[(0, &["a"]), (1, &["c"]), (2, &[])],
+            State::Scaling,
+        );
+        assert_eq!((d.reason, d.moved), ("join", Some(0)));
+        let d = l.commit(
+            3,
+            Phase::Stable,
+            &[(0, &["a"]), (1, &["c"]), (2, &["b", "d"])],
+            State::Scaling,
+        );
+        assert_eq!((d.reason, d.moved), ("join", Some(2)));
+        assert!(d.handoff.is_some(), "the grant ends the handoff");
+        let d = l.commit(
+            4,
+            Phase::Stable,
+            &[(0, &["a", "b"]), (1, &["c", "d"])],
+            State::Stable,
+        );
+        assert_eq!((d.reason, d.moved, d.handoff), ("leave", Some(2), None));
+        let d = l.commit(
+            5,
+            Phase::Stable,
+            &[(0, &["a", "b", "e"]), (1, &["c", "d"])],
+            State::Stable,
+        );
+        assert_eq!((d.reason, d.moved), ("partitions_changed", Some(1)));
+        let d = l.commit(
+            6,
+            Phase::Stable,
+            &[(0, &["a", "b", "c", "d", "e"])],
+            State::Emergency,
+        );
+        assert_eq!((d.reason, d.moved), ("emergency", Some(2)));
+    }
+
+    #[test]
+    fn a_new_leader_does_not_guess_what_moved_before_it_knows_the_shares() {
+        let mut l = Leader::new();
+        l.commit(
+            1,
+            Phase::Stable,
+            &[(0, &["a", "b"]), (1, &["c", "d"])],
+            State::Scaling,
+        );
+        l.obs.event(
+            &parti_core::Event::LeadershipChanged {
+                is_leader: false,
+                epoch: Epoch(1),
+            },
+            State::Stable,
+        );
+        // Leading again: the previous generation is unknown to this observer.
+        let d = l.commit(
+            2,
+            Phase::Stable,
+            &[(0, &["a", "b", "c"]), (1, &["d"])],
+            State::Rebalancing,
+        );
+        assert_eq!((d.reason, d.moved), ("rebalancing", None));
+        // Now both shares are known.
+        let d = l.commit(
+            3,
+            Phase::Stable,
+            &[(0, &["a", "b"]), (1, &["c", "d"])],
+            State::Rebalancing,
+        );
+        assert_eq!((d.reason, d.moved), ("rebalancing", Some(1)));
     }
 }
