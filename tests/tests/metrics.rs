@@ -2,7 +2,8 @@
 //! scraped here with a plain HTTP/1.1 GET and parsed with `prometheus-parse`; the counters move
 //! on a join, a graceful leave and a crash (SIGKILL). Workers built in one process share one
 //! registry, told apart by labels. A token-authenticated worker never logs its token, in
-//! either log format, even at `RUST_LOG=trace`.
+//! either log format, even at `RUST_LOG=trace`; the leader logs each decision with its reason;
+//! `parti demo` honours `RUST_LOG` and `--log-format json`.
 
 mod common;
 
@@ -457,4 +458,42 @@ async fn a_token_authenticated_worker_never_logs_its_token() {
         assert!(!out.contains(TOKEN), "{format}: stdout shows the token");
         assert!(!err.contains(TOKEN), "{format}: stderr shows the token");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parti_demo_honours_rust_log_and_writes_json_logs() {
+    let bin = tokio::task::spawn_blocking(parti_bin)
+        .await
+        .expect("locating the parti binary");
+    let out = Command::new(bin)
+        .args(["demo", "--workers", "2", "--partitions", "8"])
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "parti=info")
+        .output()
+        .expect("run parti demo");
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().count() > 10, "info events were logged: {err}");
+    for line in err.lines() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}') && line.contains("\"level\":"),
+            "not a JSON log line: {line}"
+        );
+    }
+    assert!(
+        err.contains("\"message\":\"generation committed\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"span\":{"),
+        "events carry the worker span: {err}"
+    );
+    // Without RUST_LOG: warnings only (the demo's crash), never the info events.
+    let quiet = Command::new(bin)
+        .args(["demo", "--workers", "2", "--partitions", "8"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run parti demo");
+    let err = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!err.contains("INFO"), "{err}");
 }
