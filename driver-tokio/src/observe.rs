@@ -113,12 +113,15 @@ impl Observer {
             {
                 if let Some((worker, slot, _)) = parti_core::codec::parse_share_key(key) {
                     // The leader publishes a changed share (once per rebalance): remember it,
-                    // to count the partitions the generation moves.
-                    if let Ok(chunk) = parti_core::codec::decode::<ShareChunk>("share", value) {
-                        self.written
-                            .entry((worker, slot))
-                            .or_default()
-                            .insert(chunk);
+                    // to log the partitions the generation moves (only when that is logged:
+                    // decoding a large share costs about what encoding it did).
+                    if tracing::enabled!(tracing::Level::INFO) {
+                        if let Ok(chunk) = parti_core::codec::decode::<ShareChunk>("share", value) {
+                            self.written
+                                .entry((worker, slot))
+                                .or_default()
+                                .insert(chunk);
+                        }
                     }
                 } else if key == "gen" && !matches!(op, KvOp::Put { .. }) {
                     // Rare (one per generation): decode what is being committed.
@@ -506,8 +509,18 @@ mod tests {
         }
     }
 
+    /// The moved count is kept only while info events are logged.
+    fn logging() -> tracing::subscriber::DefaultGuard {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
     #[test]
     fn decisions_say_why_and_count_the_partitions_granted_to_a_new_owner() {
+        let _logging = logging();
         let mut l = Leader::new();
         let d = l.commit(
             1,
@@ -560,6 +573,7 @@ mod tests {
 
     #[test]
     fn a_new_leader_does_not_guess_what_moved_before_it_knows_the_shares() {
+        let _logging = logging();
         let mut l = Leader::new();
         l.commit(
             1,
@@ -590,5 +604,12 @@ mod tests {
             State::Rebalancing,
         );
         assert_eq!((d.reason, d.moved), ("rebalancing", Some(1)));
+    }
+
+    #[test]
+    fn without_info_logs_the_moves_are_not_tracked() {
+        let mut l = Leader::new();
+        let d = l.commit(1, Phase::Stable, &[(0, &["a", "b"])], State::Scaling);
+        assert_eq!((d.reason, d.moved), ("cold_start", None));
     }
 }
