@@ -146,7 +146,8 @@ impl WorkerBuilder {
     /// Records this worker's metrics (`parti_*`, see the README's list) into the application's
     /// `registry`, the one it serves on `/metrics`. Several workers may share a registry: their
     /// series differ by the `prefix` and `worker_id` labels, and parti's families are
-    /// registered into a registry only once.
+    /// registered into a registry only once. The families are the process's: every registry
+    /// they are in shows every worker of the process that records metrics.
     #[cfg(feature = "metrics")]
     pub fn metrics(mut self, registry: &mut crate::metrics::Registry) -> Self {
         self.metrics = Some(crate::metrics::register(registry));
