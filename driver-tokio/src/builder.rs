@@ -38,6 +38,8 @@ pub struct WorkerBuilder {
     source_timeout: Duration,
     /// Set by `subscribe` / `consume` (subscriptions/worker.rs).
     pub(crate) subscription: Option<crate::subscriptions::SubscriptionSpec>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<Arc<crate::metrics::Families>>,
 }
 
 impl Default for WorkerBuilder {
@@ -52,6 +54,8 @@ impl Default for WorkerBuilder {
             kv_timeout: None,
             source_timeout: Duration::from_secs(10),
             subscription: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 }
@@ -139,6 +143,17 @@ impl WorkerBuilder {
         self
     }
 
+    /// Records this worker's metrics (`parti_*`, see the README's list) into the application's
+    /// `registry`, the one it serves on `/metrics`. Several workers may share a registry: their
+    /// series differ by the `prefix` and `worker_id` labels, and parti's families are
+    /// registered into a registry only once. The families are the process's: every registry
+    /// they are in shows every worker of the process that records metrics.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, registry: &mut crate::metrics::Registry) -> Self {
+        self.metrics = Some(crate::metrics::register(registry));
+        self
+    }
+
     /// Validates the configuration and starts the worker on the current tokio runtime.
     ///
     /// Events emitted before [`WorkerHandle::events`] is called are not replayed; use
@@ -169,6 +184,24 @@ impl WorkerBuilder {
             .kv_timeout
             .unwrap_or(self.config.heartbeat_interval.max(Duration::from_secs(1)));
         let shutdown_timeout = self.config.shutdown_timeout;
+        // At error level, so the span is enabled (and its fields shown) whatever level of the
+        // worker's events a filter lets through.
+        let span = tracing::error_span!(
+            "worker",
+            prefix = %self.config.bucket_prefix,
+            instance = %format_args!("{:016x}", self.config.instance_token),
+            worker_id = tracing::field::Empty,
+        );
+        #[cfg(feature = "metrics")]
+        let recorder = self
+            .metrics
+            .take()
+            .map(|f| crate::metrics::Recorder::new(f, &self.config.bucket_prefix));
+        let observer = crate::observe::Observer::new(
+            span.clone(),
+            #[cfg(feature = "metrics")]
+            recorder,
+        );
         let origin = tokio::time::Instant::now();
         let now = parti_core::Instant::ZERO;
         let core = match self.strategy.take() {
@@ -205,8 +238,9 @@ impl WorkerBuilder {
             connection: self.connection,
             subscribers: subscriber.into_iter().collect(),
             snapshot: snapshot_tx,
+            observer,
         });
-        let task = tokio::spawn(runner.run());
+        let task = tokio::spawn(tracing::Instrument::instrument(runner.run(), span));
         Ok(WorkerHandle {
             commands: command_tx,
             snapshot: snapshot_rx,

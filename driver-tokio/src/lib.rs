@@ -57,6 +57,14 @@
 //! ask the worker's task and wait for its answer. [`WorkerHandle::pin`] pins a partition to a
 //! worker for the whole fleet (operators without a worker use [`pins`] or `parti pin`).
 //!
+//! ## Metrics and logs
+//!
+//! [`WorkerBuilder::metrics`] records the worker's `parti_*` metrics into the application's
+//! `prometheus-client` registry ([`metrics`], the `metrics` feature). The worker's task runs in
+//! a `tracing` span `worker` (`prefix`, `instance`, `worker_id`) and logs every state change,
+//! assignment, leadership change, committed generation (the leader's decision, with its reason)
+//! and warning; install any `tracing` subscriber to see them.
+//!
 //! ## Failures
 //!
 //! [`Error`] is returned for a bad configuration, a missing builder part, a request to a
@@ -73,6 +81,9 @@ mod events;
 mod handle;
 pub mod kv;
 mod listener;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+mod observe;
 pub mod pins;
 mod runner;
 mod source;

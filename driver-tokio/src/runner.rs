@@ -9,6 +9,7 @@ use crate::events::DriverWarning;
 use crate::handle::{Command, Reply, Snapshot};
 use crate::kv::KvStore;
 use crate::listener::{panic_message, Subscriptions};
+use crate::observe::{KvMeta, Observer};
 use crate::watches::{WatchEvent, Watches};
 use crate::{Error, Event, PartitionSource};
 use futures::future::{BoxFuture, OptionFuture};
@@ -22,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// A KV operation in flight, tagged with the request it answers.
-type KvFuture = BoxFuture<'static, (RequestId, KvResult)>;
+type KvFuture = BoxFuture<'static, (RequestId, KvMeta, KvResult)>;
 /// A partition-source call in flight.
 type SourceFuture = BoxFuture<'static, (RequestId, Result<Vec<Partition>, String>)>;
 
@@ -39,6 +40,7 @@ pub(crate) struct RunnerParts {
     pub(crate) connection: Option<mpsc::UnboundedReceiver<bool>>,
     pub(crate) subscribers: Vec<mpsc::UnboundedSender<Event>>,
     pub(crate) snapshot: watch::Sender<Snapshot>,
+    pub(crate) observer: Observer,
 }
 
 /// A batch of subscription changes waiting for its turn.
@@ -62,7 +64,7 @@ struct SubInFlight {
 enum Wake {
     Command(Option<Command>),
     Watch(WatchEvent),
-    Kv(RequestId, KvResult),
+    Kv(RequestId, KvMeta, KvResult),
     Source(RequestId, Result<Vec<Partition>, String>),
     SubDone(Option<Result<(), String>>),
     /// A warning of the subscription manager (`None`: it is gone).
@@ -97,6 +99,7 @@ pub(crate) struct Runner {
     drain_waiters: Vec<Reply>,
     stop_waiters: Vec<Reply>,
     drained: bool,
+    observer: Observer,
 }
 
 impl Runner {
@@ -125,6 +128,7 @@ impl Runner {
             drain_waiters: Vec::new(),
             stop_waiters: Vec::new(),
             drained: false,
+            observer: p.observer,
         }
     }
 
@@ -150,8 +154,8 @@ impl Runner {
             let wake = tokio::select! {
                 c = self.commands.recv(), if self.commands_open => Wake::Command(c),
                 w = self.watches.next() => Wake::Watch(w),
-                Some((id, r)) = self.kv_pending.next(), if !self.kv_pending.is_empty() => {
-                    Wake::Kv(id, r)
+                Some((id, meta, r)) = self.kv_pending.next(), if !self.kv_pending.is_empty() => {
+                    Wake::Kv(id, meta, r)
                 }
                 Some((id, r)) = self.source_pending.next(), if !self.source_pending.is_empty() => {
                     Wake::Source(id, r)
@@ -187,14 +191,16 @@ impl Runner {
                 reason,
                 retry_in,
             }) => {
-                tracing::warn!(?bucket, %reason, ?retry_in, "kv watch failed; rebuilding");
                 self.publish(Event::DriverWarning(DriverWarning::WatchFailed {
                     bucket,
                     reason,
                     retry_in,
                 }));
             }
-            Wake::Kv(id, result) => self.input(Input::KvResult { id, result }),
+            Wake::Kv(id, meta, result) => {
+                self.observer.kv_done(id, meta, &result);
+                self.input(Input::KvResult { id, result })
+            }
             Wake::Source(id, result) => self.input(Input::Partitions { id, result }),
             Wake::SubDone(done) => self.on_sub_done(done),
             Wake::SubWarning(Some(w)) => self.publish(Event::DriverWarning(w)),
@@ -217,6 +223,9 @@ impl Runner {
             }
             Command::Load(load, reply) => {
                 let r = self.try_input(Input::Load(load));
+                if r.is_ok() {
+                    self.observer.load(load);
+                }
                 let _ = reply.send(r);
             }
             Command::Pin(partition, worker, reply) => {
@@ -279,13 +288,19 @@ impl Runner {
         }
         self.start_next_sub();
         let core = &self.core;
+        let observer = &mut self.observer;
         self.snapshot.send_if_modified(|s| {
             let next = Snapshot::of(core, s);
             let changed = *s != next;
             *s = next;
+            if changed {
+                observer.snapshot(s);
+            }
             changed
         });
+        let state = self.core.state();
         for event in events {
+            self.observer.event(&event, state);
             self.on_core_event(event);
         }
     }
@@ -294,12 +309,13 @@ impl Runner {
         match action {
             Action::Kv { id, bucket, op } => {
                 let bound = crate::kv::budget(self.kv_timeout, &op);
+                let meta = self.observer.kv_started(id, bucket, &op, self.core.state());
                 let fut = self.kv.execute(bucket, op);
                 self.kv_pending.push(Box::pin(async move {
                     let result = tokio::time::timeout(bound, fut)
                         .await
                         .unwrap_or(KvResult::TimedOut);
-                    (id, result)
+                    (id, meta, result)
                 }));
             }
             Action::Watch {
@@ -399,7 +415,6 @@ impl Runner {
             }
             // Not confirmed: the core drops the partitions at its revoke deadline.
             Some(Err(message)) => {
-                tracing::error!(callback, %message, "rebalance listener panicked");
                 self.publish(Event::DriverWarning(DriverWarning::ListenerPanicked {
                     callback,
                     message,
@@ -407,7 +422,6 @@ impl Runner {
             }
             None => {
                 let after = self.core.config().revoke_timeout;
-                tracing::warn!(callback, ?after, "rebalance listener timed out");
                 self.publish(Event::DriverWarning(DriverWarning::ListenerTimedOut {
                     callback,
                     after,
@@ -428,6 +442,9 @@ impl Runner {
 
     /// Sends an event to every live subscriber.
     fn publish(&mut self, event: Event) {
+        if let Event::DriverWarning(w) = &event {
+            self.observer.driver_warning(w);
+        }
         tracing::debug!(?event, "worker event");
         self.subscribers.retain(|tx| tx.send(event.clone()).is_ok());
     }

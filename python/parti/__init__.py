@@ -49,6 +49,7 @@ from ._parti import (
     WorkerWarning,
     __version__,
     explain,
+    metrics_text,
     plan,
 )
 
@@ -86,5 +87,6 @@ __all__ = [
     "WorkerWarning",
     "__version__",
     "explain",
+    "metrics_text",
     "plan",
 ]

@@ -242,6 +242,11 @@ class Explanation:
     def reason(self) -> str:
         """One sentence from the strategy."""
 
+def metrics_text() -> str:
+    """The metrics of every worker of this process (``parti_*``, labelled by ``prefix`` and
+    ``worker_id``) in the OpenMetrics text format, ending with ``# EOF``."""
+    ...
+
 def plan(
     workers: Iterable[Union[WorkerSlot, int]],
     partitions: Iterable[Union[Partition, str]],

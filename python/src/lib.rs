@@ -14,6 +14,7 @@ mod config;
 mod errors;
 mod events;
 mod message;
+mod metrics;
 mod partition;
 mod planning;
 mod runtime;
@@ -36,6 +37,7 @@ fn _parti(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<planning::PyExplanation>()?;
     m.add_function(wrap_pyfunction!(planning::plan, m)?)?;
     m.add_function(wrap_pyfunction!(planning::explain, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::metrics_text, m)?)?;
     events::register(m)?;
     m.add_class::<message::PyMessage>()?;
     m.add_class::<worker::PyMemoryKv>()?;

@@ -350,7 +350,7 @@ impl PyWorker {
                 on_revoked,
                 subscription,
             } = *pending;
-            let mut builder = parti::Worker::builder()
+            let mut builder = crate::metrics::record(parti::Worker::builder())
                 .config(config)
                 .strategy(strategy)
                 .rebalance_listener(PyListener {

@@ -153,6 +153,31 @@ pub enum SubscriptionError {
     },
 }
 
+impl SubscriptionError {
+    /// A stable snake_case name of the error's kind (`"subscribe"`, `"ack"`, ...), for metrics
+    /// labels and for matching in other languages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SubscriptionError::Closed => "closed",
+            SubscriptionError::Cancelled => "cancelled",
+            SubscriptionError::EmptyKeys => "empty_keys",
+            SubscriptionError::InvalidPartition(_) => "invalid_partition",
+            SubscriptionError::DuplicatePartition { .. } => "duplicate_partition",
+            SubscriptionError::InvalidTemplate { .. } => "invalid_template",
+            SubscriptionError::InvalidName { .. } => "invalid_name",
+            SubscriptionError::MissingKey { .. } => "missing_key",
+            SubscriptionError::SubjectConflict { .. } => "subject_conflict",
+            SubscriptionError::Subscribe { .. } => "subscribe",
+            SubscriptionError::SubscriptionLost { .. } => "subscription_lost",
+            SubscriptionError::Unsubscribe { .. } => "unsubscribe",
+            SubscriptionError::HandlerPanicked { .. } => "handler_panicked",
+            SubscriptionError::DrainTimedOut { .. } => "drain_timed_out",
+            SubscriptionError::Consumer { .. } => "consumer",
+            SubscriptionError::Ack { .. } => "ack",
+        }
+    }
+}
+
 /// Several [`SubscriptionError`]s at once, in the order they happened, like Go's
 /// `errors.Join`: [`super::SubscriptionManager::close`] returns every error the manager hit,
 /// not just the first.

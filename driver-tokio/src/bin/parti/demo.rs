@@ -48,6 +48,8 @@ pub struct DemoArgs {
     /// Also print every worker event as it happens.
     #[arg(long, short)]
     verbose: bool,
+    #[command(flatten)]
+    log: crate::logs::LogArgs,
 }
 
 /// The demo's short timings: everything settles within about a second.
@@ -107,6 +109,7 @@ struct Settled {
 
 /// Runs `parti demo`.
 pub async fn run(args: DemoArgs) -> CliResult {
+    crate::logs::init(&args.log)?;
     let mut config = if args.defaults {
         Config {
             expected_workers: Some(args.workers),

@@ -23,9 +23,11 @@ macro_rules! say {
 mod common;
 mod demo;
 mod fleet;
+mod logs;
 mod pin;
 mod plan;
 mod record;
+mod serve_metrics;
 mod status;
 mod worker;
 

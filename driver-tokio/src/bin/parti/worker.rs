@@ -7,6 +7,7 @@ use crate::common::{
     compact, fmt_duration, load_partitions, nats_error, numbered_partitions, timestamp, truncate,
     NatsArgs,
 };
+use crate::logs::LogArgs;
 use crate::record::Recorder;
 use crate::{CliError, CliResult};
 use parti::kv::{NatsError, NatsKv};
@@ -83,6 +84,12 @@ pub struct WorkerArgs {
     /// ('<unix µs> w<id> handled <partition> <payload>'), and 'ack-failed' lines.
     #[arg(long, value_name = "FILE", requires = "subscribe")]
     record: Option<PathBuf>,
+    /// Serve the worker's metrics on http://ADDR/metrics (OpenMetrics text), e.g.
+    /// 127.0.0.1:9464; port 0 picks a free port (the address is logged on stdout).
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_addr: Option<String>,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 impl WorkerArgs {
@@ -136,6 +143,7 @@ fn log(line: impl std::fmt::Display) {
 
 /// Runs `parti worker` until SIGTERM / SIGINT.
 pub async fn run(args: WorkerArgs) -> CliResult {
+    crate::logs::init(&args.log)?;
     let config = args.config();
     let options = args.nats.options("parti-worker")?;
     let urls = options.display_urls();
@@ -178,6 +186,11 @@ pub async fn run(args: WorkerArgs) -> CliResult {
         }
     }
     let recorder = Recorder::open(args.record.as_deref())?;
+    // Bound before connecting, so a bad --metrics-addr fails at once.
+    let metrics_listener = match &args.metrics_addr {
+        Some(addr) => Some(crate::serve_metrics::bind(addr).await?),
+        None => None,
+    };
     // Install the handlers before anything else, so an early signal is not fatal.
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigterm = signal(SignalKind::terminate())
@@ -201,6 +214,15 @@ pub async fn run(args: WorkerArgs) -> CliResult {
         .nats(kv.clone())
         .connection_events(connection)
         .partitions(partitions);
+    if let Some(listener) = metrics_listener {
+        let mut registry = parti::metrics::Registry::default();
+        builder = builder.metrics(&mut registry);
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::runtime(format!("--metrics-addr: {e}")))?;
+        crate::serve_metrics::spawn(listener, std::sync::Arc::new(registry));
+        log(format_args!("metrics: http://{addr}/metrics"));
+    }
     if let Some(template) = template {
         let handler = recorder.handler();
         builder = match &args.jetstream {
