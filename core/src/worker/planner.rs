@@ -456,7 +456,8 @@ impl Worker {
             return;
         }
         let planned = budget.is_some() || phase == Phase::Scaling;
-        self.publish(next, tokens, keep, new_phase, planned);
+        // Labelled with what produced it, also when it reaches the target in one step.
+        self.publish(next, tokens, keep, new_phase, phase, planned);
     }
 }
 

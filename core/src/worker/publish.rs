@@ -15,6 +15,7 @@ impl Worker {
         tokens: BTreeMap<WorkerId, u64>,
         keep: BTreeMap<WorkerId, Member>,
         phase: Phase,
+        trigger: Phase,
         planned: bool,
     ) {
         let max_bytes = self.config.max_value_bytes;
@@ -68,6 +69,7 @@ impl Worker {
             epoch: l.epoch,
             generation,
             phase,
+            trigger: Some(trigger),
             members,
         };
         let seq = l.publish_seq + 1;

@@ -214,6 +214,7 @@ impl Fleet {
             epoch: Epoch(0),
             generation: Generation(0),
             phase: Phase::Stable,
+            trigger: None,
             members,
         });
         Ok(fleet)
@@ -552,6 +553,7 @@ mod tests {
             epoch: Epoch(4),
             generation: Generation(2),
             phase: Phase::Stable,
+            trigger: None,
             members: [(WorkerId(1), member)].into(),
         };
         let leader = encode(&LeaderValue {

@@ -65,9 +65,13 @@ fn render(fleet: &Fleet, source: &str, verbose: bool) -> String {
         Some(g) => {
             let _ = writeln!(
                 o,
-                "generation  {}, phase {}, epoch {} (of the leader that committed it), {} member(s)",
+                "generation  {}, phase {}{}, epoch {} (of the leader that committed it), {} \
+                 member(s)",
                 g.generation,
                 phase_name(g.phase),
+                g.trigger
+                    .map(|t| format!(" (after {})", phase_name(t)))
+                    .unwrap_or_default(),
                 g.epoch,
                 g.members.len()
             );
