@@ -190,7 +190,7 @@ fun fleet(url: String) = runBlocking {
     // startWorker returns once the worker has claimed its ID.
     for (w in listOf(a, b)) {
         check(w.workerId() != null) { "no worker id right after startWorker" }
-        check(w.state() != WorkerState.Init && w.state() != WorkerState.ClaimingId) { "state ${w.state()} right after startWorker" }
+        check(w.state() != WorkerState.INIT && w.state() != WorkerState.CLAIMING_ID) { "state ${w.state()} right after startWorker" }
     }
     try {
         waitFor("both workers to own the 20 partitions between them (events)") {

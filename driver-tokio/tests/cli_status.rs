@@ -116,12 +116,16 @@ fn status_until(url: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
-/// Every partition owned, by two live workers, with nothing inconsistent.
+/// Every partition owned, by two live workers that applied the committed generation, with
+/// nothing inconsistent.
 fn settled(s: &Value) -> bool {
     s["consistent"] == true
         && s["totals"]["live_workers"] == 2
         && s["totals"]["owned"] == PARTITIONS
         && s["state"] == "stable"
+        && s["workers"]
+            .as_array()
+            .is_some_and(|w| w.iter().all(|w| w["state"] == "live"))
 }
 
 #[test]
@@ -151,7 +155,8 @@ fn status_json_describes_a_running_fleet() {
         assert_eq!(w["leader"], i as u64 == leader);
         assert_eq!(w["token"].as_str().unwrap().len(), 8);
         assert_eq!(w["applied"], generation["generation"]);
-        assert!(w["heartbeat_age_ms"].as_u64().unwrap() < 1000, "{w}");
+        // Renewed every 200 ms (the bound leaves room for a slow read on a busy machine).
+        assert!(w["heartbeat_age_ms"].as_u64().unwrap() < 3000, "{w}");
         assert!(w["owned_weight"].is_null() && w.get("partitions").is_none());
         owned += w["owned"].as_u64().unwrap();
     }
@@ -252,8 +257,9 @@ fn a_sigtermed_worker_stays_parked_despite_a_short_window() {
     );
     status_until(&url, "settled", settled);
     signal(b.child.id(), "TERM");
-    status_until(&url, "worker 1 departing", |s| {
-        s["workers"][1]["state"] == "departing"
+    // Departing, then (its lease no longer renewed) a member without a lease.
+    status_until(&url, "worker 1 stopped", |s| {
+        s["workers"][1]["state"] != "live"
     });
     // --window-ms 300 is no restart grace: for well over 300 ms worker 1's share stays
     // parked (with it), not granted to worker 0.
