@@ -1,8 +1,8 @@
 //! `parti status --json` and `--watch` against real `parti worker` processes on a real
 //! nats-server: the document's fields (version, leader, generation, workers, owned counts that
-//! sum to the partition count, heartbeat ages, drains), `--watch` redrawing (plain blocks on a
-//! pipe; one JSON document per line with `--json`), and `parti worker --window-ms` leaving a
-//! SIGTERMed worker's share parked for the restart grace.
+//! sum to the partition count, heartbeat ages, drains); `--watch` redrawing (plain blocks on a
+//! pipe, one JSON document per line with `--json`, in place and in colour on a terminal); and
+//! `parti worker --window-ms` leaving a SIGTERMed worker's share parked for the restart grace.
 
 use parti::testing::NatsServer;
 use serde_json::Value;
@@ -235,6 +235,50 @@ fn status_watch_redraws_until_killed() {
         })
         .collect();
     assert!(times[1] >= times[0] + 150, "{times:?}");
+}
+
+#[test]
+fn status_watch_on_a_terminal_redraws_in_place_with_colour() {
+    let Some(server) = server() else { return };
+    let url = server.url();
+    let _a = Proc::worker(&url, 0, &[]);
+    let _b = Proc::worker(&url, 1, &[]);
+    status_until(&url, "settled", settled);
+    // util-linux `script` gives the command a terminal and copies what it prints.
+    let command = format!("{BIN} status --watch --interval-ms 200 --nats {url}");
+    let mut child = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn script");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let until = Instant::now() + DEADLINE;
+    let mut seen = String::new();
+    let clear = "\x1b[H\x1b[2J";
+    while seen.matches(clear).count() < 3 {
+        let left = until.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            Err(e) => panic!("{e}: two redraws expected, got:\n{seen:?}"),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // Each redraw clears the screen and paints the consistent line green.
+    let frame = seen.split(clear).nth(1).unwrap();
+    assert!(frame.contains("fleet       "), "{frame:?}");
+    assert!(frame.contains("\x1b[32mconsistent:"), "{frame:?}");
 }
 
 #[test]
