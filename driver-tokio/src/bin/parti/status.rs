@@ -280,7 +280,7 @@ impl View {
                     None => "no-lease",
                     Some(v) if v.departing => "departing",
                     Some(v) if v.draining || fleet.drains.contains(&id) => "draining",
-                    Some(v) if v.applied.is_some() && v.applied < committed => "behind",
+                    Some(v) if v.applied < committed => "behind",
                     Some(_) => "live",
                 };
                 let share = fleet.shares.get(&id);
