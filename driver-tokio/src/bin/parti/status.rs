@@ -3,8 +3,10 @@
 //! `--json` prints the same as one JSON document ([`Status`], schema in docs/status-json.md);
 //! `--watch` redraws it every second (a fresh screen on a terminal, plain blocks otherwise).
 
-use crate::common::{compact, load_partitions, natural_sort, short_token, timestamp, truncate};
-use crate::common::{fmt_duration, NatsArgs};
+use crate::common::{
+    compact, fmt_duration, load_partitions, natural_sort, short_token, timestamp, truncate,
+    NatsArgs,
+};
 use crate::fleet::{phase_name, Fleet, FleetReader};
 use crate::{CliError, CliResult};
 use parti::{PartitionId, WorkerId};
