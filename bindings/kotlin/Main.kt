@@ -187,6 +187,11 @@ fun fleet(url: String) = runBlocking {
     val a = startWorker(nats, config, source, Strategy.Balanced, recA)
     val b = startWorker(nats, config, source, listener = recB)
     val workers = mutableListOf(a to recA, b to recB)
+    // startWorker returns once the worker has claimed its ID.
+    for (w in listOf(a, b)) {
+        check(w.workerId() != null) { "no worker id right after startWorker" }
+        check(w.state() != WorkerState.INIT && w.state() != WorkerState.CLAIMING_ID) { "state ${w.state()} right after startWorker" }
+    }
     try {
         waitFor("both workers to own the 20 partitions between them (events)") {
             recA.owned.isNotEmpty() && recB.owned.isNotEmpty() && recA.owned.size + recB.owned.size == PARTITIONS && (recA.owned + recB.owned) == ALL

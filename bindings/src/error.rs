@@ -89,6 +89,9 @@ impl From<parti::Error> for PartiError {
             parti::Error::Timeout(after) => PartiError::Timeout {
                 after_ms: duration_ms(after),
             },
+            parti::Error::NoId { waited } => PartiError::Timeout {
+                after_ms: duration_ms(waited),
+            },
             parti::Error::Source(reason) => PartiError::Source { reason },
             parti::Error::Missing(part) => PartiError::InvalidArgument {
                 reason: format!("missing {part}"),

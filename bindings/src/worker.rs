@@ -15,8 +15,11 @@ use std::time::Duration;
 ///
 /// `config` is validated first ([`PartiError::InvalidConfig`] names the field). `strategy` is
 /// used while this worker leads (`None`: Balanced). Every event, from the first one, goes to
-/// `listener`. Fails with [`PartiError::Nats`] if no server is reachable now, the credentials
-/// are refused, or a bucket exists with settings that contradict `config`.
+/// `listener`. Returns once the worker has claimed its ID (`worker_id()` is set, `state()` is
+/// past `ClaimingId`, the assignment is empty until the leader's first generation). Fails
+/// with [`PartiError::Nats`] if no server is reachable now, the credentials are refused, or a
+/// bucket exists with settings that contradict `config`; with [`PartiError::Timeout`] if no ID
+/// is claimed within 30 s (the worker is then stopped).
 #[uniffi::export(async_runtime = "tokio", default(strategy = None, listener = None))]
 pub async fn start_worker(
     nats: NatsOptions,
@@ -71,7 +74,8 @@ impl Drop for Worker {
 
 #[uniffi::export(async_runtime = "tokio")]
 impl Worker {
-    /// The claimed ID; `None` before the claim, after the ID was lost, and after a stop.
+    /// The claimed ID: set when [`start_worker`] returns; `None` after the ID was lost and
+    /// after a stop.
     pub fn worker_id(&self) -> Option<u32> {
         self.handle.worker_id().map(|id| id.0)
     }

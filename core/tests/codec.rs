@@ -33,6 +33,7 @@ fn sample_gen() -> GenRecord {
         epoch: Epoch(9),
         generation: Generation(4),
         phase: Phase::Scaling,
+        trigger: Some(Phase::Emergency),
         members,
     }
 }

@@ -73,6 +73,35 @@ fn a_crashed_follower_is_replaced_soon_after_its_lease_expires() {
 }
 
 #[test]
+fn the_generation_after_a_crash_is_labelled_with_the_emergency_that_produced_it() {
+    use parti_core::codec::{decode, GenRecord, Phase};
+    let (mut sim, nodes) = settled(3, 90, 4, |_| {});
+    let gens = |sim: &parti_core::sim::Sim| -> Vec<GenRecord> {
+        let history = sim.kv().history(parti_core::Bucket::Assign, "gen");
+        history
+            .iter()
+            .filter_map(|e| decode::<GenRecord>("gen", &e.value).ok())
+            .collect()
+    };
+    let before = gens(&sim).len();
+    assert!(gens(&sim)
+        .iter()
+        .all(|g| g.trigger != Some(Phase::Emergency)));
+    sim.crash(follower(&sim, &nodes));
+    sim.must_converge(SECS(60));
+    let after = gens(&sim);
+    let new = &after[before..];
+    assert!(!new.is_empty(), "a generation after the crash");
+    // The crash is handled in one step: the target is reached (phase stable), and the record
+    // says what produced it.
+    assert!(
+        new.iter()
+            .all(|g| g.trigger == Some(Phase::Emergency) && g.phase == Phase::Stable),
+        "{new:?}"
+    );
+}
+
+#[test]
 fn an_isolated_worker_fences_before_its_partitions_move() {
     let (mut sim, nodes) = settled(3, 60, 5, |_| {});
     let victim = follower(&sim, &nodes);

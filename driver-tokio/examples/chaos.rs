@@ -323,6 +323,10 @@ async fn run(args: Args) -> Result<bool, String> {
         "work.{keys}",
         "--window-ms",
         "3000",
+        "--restart-grace-ms",
+        "3000",
+        "--min-rebalance-interval-ms",
+        "3000",
     ]
     .iter()
     .map(|s| s.to_string())

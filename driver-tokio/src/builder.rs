@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
+/// Default of [`WorkerBuilder::claim_timeout`].
+pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Entry point: `Worker::builder()` starts a [`WorkerBuilder`]. The running worker is driven
 /// through its [`WorkerHandle`].
 #[derive(Debug)]
@@ -36,6 +39,7 @@ pub struct WorkerBuilder {
     connection: Option<mpsc::UnboundedReceiver<bool>>,
     kv_timeout: Option<Duration>,
     source_timeout: Duration,
+    claim_timeout: Duration,
     /// Set by `subscribe` / `consume` (subscriptions/worker.rs).
     pub(crate) subscription: Option<crate::subscriptions::SubscriptionSpec>,
     #[cfg(feature = "metrics")]
@@ -53,6 +57,7 @@ impl Default for WorkerBuilder {
             connection: None,
             kv_timeout: None,
             source_timeout: Duration::from_secs(10),
+            claim_timeout: DEFAULT_CLAIM_TIMEOUT,
             subscription: None,
             #[cfg(feature = "metrics")]
             metrics: None,
@@ -154,19 +159,42 @@ impl WorkerBuilder {
         self
     }
 
-    /// Validates the configuration and starts the worker on the current tokio runtime.
+    /// How long [`WorkerBuilder::start`] waits for the worker to claim an ID before it stops
+    /// the worker and fails with [`Error::NoId`]. Default 30 s. A claim takes one or two KV
+    /// round trips; it waits longer only while every ID of `id_min..=id_max` is taken (it
+    /// retries each `lease_ttl`) or the KV does not answer.
+    pub fn claim_timeout(mut self, timeout: Duration) -> Self {
+        self.claim_timeout = timeout;
+        self
+    }
+
+    /// Validates the configuration, starts the worker on the current tokio runtime and waits
+    /// until it has claimed its ID.
+    ///
+    /// When this returns, [`WorkerHandle::worker_id`] is `Some`, [`WorkerHandle::state`] is
+    /// past [`State::ClaimingId`](parti_core::State::ClaimingId) (usually `Election` or
+    /// `WaitingAssignment`), and [`WorkerHandle::assignment`] is still empty: partitions come
+    /// with the first generation the leader commits (after its cold-start window), announced
+    /// by [`crate::Event::AssignmentChanged`]. If no ID is claimed within
+    /// [`WorkerBuilder::claim_timeout`], the worker is stopped and this fails with
+    /// [`Error::NoId`]; if it stops first, with [`Error::Stopped`].
     ///
     /// Events emitted before [`WorkerHandle::events`] is called are not replayed; use
     /// [`WorkerBuilder::start_with_events`] to see them all.
     pub async fn start(self) -> Result<WorkerHandle, Error> {
-        self.launch(None)
+        let timeout = self.claim_timeout;
+        let handle = self.launch(None)?;
+        handle.claimed(timeout).await?;
+        Ok(handle)
     }
 
     /// Like [`WorkerBuilder::start`], with an event stream that sees every event from the
     /// first one on.
     pub async fn start_with_events(self) -> Result<(WorkerHandle, EventStream), Error> {
+        let timeout = self.claim_timeout;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = self.launch(Some(tx))?;
+        handle.claimed(timeout).await?;
         Ok((handle, EventStream { rx }))
     }
 

@@ -22,6 +22,17 @@ pub enum Error {
     /// The request did not finish within its bound.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// [`crate::WorkerBuilder::start`] gave up: no worker ID was claimed in time (every ID of
+    /// `id_min..=id_max` is held by a live worker, or the KV does not answer). The worker was
+    /// stopped.
+    #[error(
+        "no worker id claimed within {waited:?} (every id of id_min..=id_max taken, or the kv \
+         does not answer)"
+    )]
+    NoId {
+        /// How long the start waited.
+        waited: Duration,
+    },
     /// The partition source failed.
     #[error("partition source: {0}")]
     Source(String),

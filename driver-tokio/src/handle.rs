@@ -66,7 +66,8 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// The claimed ID; `None` before the claim, after the ID was lost, and after a stop.
+    /// The claimed ID: `Some` once [`crate::WorkerBuilder::start`] has returned; `None` after
+    /// the ID was lost (until the worker claims one again) and after a stop.
     pub fn worker_id(&self) -> Option<WorkerId> {
         self.snapshot.borrow().worker_id
     }
@@ -179,6 +180,30 @@ impl WorkerHandle {
         let mut rx = self.snapshot.clone();
         // An error means the runner is gone: stopped too.
         let _ = rx.wait_for(|s| s.stopped).await;
+    }
+
+    /// Waits until the worker has claimed an ID (see [`crate::WorkerBuilder::start`]); on
+    /// timeout, stops it in the background and fails with [`Error::NoId`].
+    pub(crate) async fn claimed(&self, timeout: Duration) -> Result<(), Error> {
+        let mut rx = self.snapshot.clone();
+        let wait = async {
+            rx.wait_for(|s| s.worker_id.is_some() || s.stopped)
+                .await
+                .map(|s| s.worker_id.is_some())
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(true)) => Ok(()),
+            // Stopped before claiming, or the runner is gone.
+            Ok(_) => Err(Error::Stopped),
+            Err(_) => {
+                let (reply, _) = oneshot::channel();
+                let _ = self.commands.send(Command::Stop {
+                    final_stop: true,
+                    reply,
+                });
+                Err(Error::NoId { waited: timeout })
+            }
+        }
     }
 
     async fn stop_with(&self, final_stop: bool) -> Result<(), Error> {

@@ -492,6 +492,7 @@ mod tests {
                 epoch: Epoch(1),
                 generation: Generation(generation),
                 phase,
+                trigger: None,
                 members,
             };
             let value = codec::encode(&record);

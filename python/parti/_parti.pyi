@@ -433,8 +433,11 @@ class Worker:
         or `source=`; `user`, `password`, `token`, `nkey_seed`, `creds_file` and `tls_ca_file`
         (a CA to trust) are NATS credentials. Nothing runs before `start()`."""
     def start(self) -> Awaitable[Worker]:
-        """Starts the worker (connects, claims an ID, joins the fleet) and returns it; after a
-        failed or cancelled connection (`NatsError`, a timeout) `start()` may be called again."""
+        """Starts the worker (connects, claims an ID, joins the fleet) and returns it once the
+        ID is claimed: `worker_id` is then set, `state` is past `"claiming_id"` and
+        `assignment` is empty until the leader's first generation (`AssignmentChanged`); no ID
+        within 30 s stops the worker and raises `PartiError`. After a failed or cancelled
+        connection (`NatsError`, a timeout) `start()` may be called again."""
     def __aenter__(self) -> Awaitable[Worker]:
         """Starts the worker, as `start()`."""
     def __aexit__(
@@ -446,7 +449,7 @@ class Worker:
         """Stops gracefully (as `stop()`), whether the block raised or not; never suppresses."""
     @property
     def worker_id(self) -> Optional[int]:
-        """The claimed worker ID (None before the claim)."""
+        """The claimed worker ID (set once `start()` returned; None after a stop)."""
     @property
     def is_leader(self) -> bool:
         """Whether this worker is the leader."""

@@ -277,7 +277,9 @@ impl PyWorker {
         Ok(())
     }
 
-    /// Starts the worker (connects, claims an ID, joins the fleet) and returns it. A failed
+    /// Starts the worker (connects, claims an ID, joins the fleet) and returns it once the ID
+    /// is claimed: then `worker_id` is set, `state` is past `"claiming_id"` and `assignment`
+    /// is empty until the leader's first generation (an `AssignmentChanged` event). A failed
     /// or cancelled connection (`NatsError`, or e.g. `asyncio.wait_for` timing out) leaves the
     /// worker startable: call `start()` again.
     fn start<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -325,7 +327,8 @@ impl PyWorker {
                     }
                 },
             };
-            // From here on nothing awaits: the worker starts, or fails for good.
+            // From here on the worker starts (and waits for its ID), or fails for good: a
+            // cancel now stops it and closes this object (`give_back`).
             let pending = {
                 let mut life = lock(&worker.life);
                 match &mut *life {
@@ -427,7 +430,7 @@ impl PyWorker {
         Self::stop(slf, false)
     }
 
-    /// The claimed worker ID (None before the claim).
+    /// The claimed worker ID (set once `start()` returned; None after a stop).
     #[getter]
     fn worker_id(&self) -> Option<u32> {
         self.handle.get().and_then(|h| h.worker_id()).map(|w| w.0)
@@ -598,9 +601,12 @@ impl PyWorker {
             } = &mut *life
             {
                 if *a == attempt {
-                    if let Some(pending) = pending.take() {
-                        *life = Lifecycle::Idle(pending);
-                    }
+                    *life = match pending.take() {
+                        Some(pending) => Lifecycle::Idle(pending),
+                        // Cancelled after the worker was launched (while it claimed its ID):
+                        // the dropped handle stops it; this object cannot start again.
+                        None => Lifecycle::Closed,
+                    };
                 }
             }
         }

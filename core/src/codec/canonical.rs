@@ -150,12 +150,17 @@ pub(super) fn gen(b: &[u8]) -> Option<GenRecord> {
     c.lit(b",\"generation\":")?;
     let generation = Generation(c.u64()?);
     c.lit(b",\"phase\":")?;
-    let phase = match c.str()? {
-        "stable" => Phase::Stable,
-        "scaling" => Phase::Scaling,
-        "rebalancing" => Phase::Rebalancing,
-        "emergency" => Phase::Emergency,
-        _ => return None,
+    let phase_of = |s: &str| match s {
+        "stable" => Some(Phase::Stable),
+        "scaling" => Some(Phase::Scaling),
+        "rebalancing" => Some(Phase::Rebalancing),
+        "emergency" => Some(Phase::Emergency),
+        _ => None,
+    };
+    let phase = phase_of(c.str()?)?;
+    let trigger = match c.eat(b",\"trigger\":") {
+        true => Some(phase_of(c.str()?)?),
+        false => None,
     };
     c.lit(b",\"members\":{")?;
     let mut members = BTreeMap::new();
@@ -200,6 +205,7 @@ pub(super) fn gen(b: &[u8]) -> Option<GenRecord> {
         epoch,
         generation,
         phase,
+        trigger,
         members,
     })
 }
@@ -306,6 +312,7 @@ mod tests {
             epoch: Epoch(big / 3),
             generation: Generation(big / 5),
             phase: Phase::Rebalancing,
+            trigger: (big % 2 == 0).then_some(Phase::Emergency),
             members,
         }
     }

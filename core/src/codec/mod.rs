@@ -78,7 +78,8 @@ pub struct Member {
     pub slot: u8,
 }
 
-/// What the planner was doing when it committed a generation (mirrored into followers' state).
+/// What the planner was doing when it committed a generation (`phase` is mirrored into
+/// followers' state; `trigger` says what started the planning round).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
@@ -101,8 +102,14 @@ pub struct GenRecord {
     pub epoch: Epoch,
     /// The generation.
     pub generation: Generation,
-    /// What the planner was doing.
+    /// Where the handoff stands: `Stable` once the planner's target is reached, else the
+    /// phase of the multi-step handoff still under way.
     pub phase: Phase,
+    /// What made the leader compute this generation (`Emergency` for a crash, `Scaling` for a
+    /// join, leave or restart, `Rebalancing` for changed partitions, a drain, a pin or load),
+    /// also when `phase` is already `Stable`. Absent in records of older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Phase>,
     /// Every worker with a share in this generation.
     pub members: BTreeMap<WorkerId, Member>,
 }

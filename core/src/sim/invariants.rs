@@ -321,6 +321,7 @@ mod tests {
             epoch: Epoch(1),
             generation: Generation(generation),
             phase: Phase::Stable,
+            trigger: None,
             members: members
                 .iter()
                 .map(|(w, s)| {

@@ -4,6 +4,7 @@
 use super::handoff::{self, Committed, Shares};
 use super::leader::{Cx, Leadership};
 use super::leader::{Dead, LeaderReq};
+use super::publish::Label;
 use super::triggers::Cause;
 use super::{Timer, Worker};
 use crate::codec::Phase;
@@ -297,7 +298,13 @@ impl Leadership {
             return;
         }
         let planned = budget.is_some() || phase == Phase::Scaling;
-        self.publish(cx, next, tokens, keep, new_phase, planned);
+        // Labelled with what produced it, also when it reaches the target in one step.
+        let label = Label {
+            phase: new_phase,
+            trigger: phase,
+            planned,
+        };
+        self.publish(cx, next, tokens, keep, label);
     }
 }
 

@@ -6,6 +6,16 @@ use crate::codec::{self, GenRecord, Member, Phase};
 use crate::{Event, Instant, KvOp, KvResult, WorkerId};
 use std::collections::BTreeMap;
 
+/// How a generation is labelled.
+pub(crate) struct Label {
+    /// Its phase (`Stable` once it reaches the target).
+    pub(crate) phase: Phase,
+    /// What produced it (the phase it was planned in).
+    pub(crate) trigger: Phase,
+    /// A planned move (a scale window or a budgeted round): restarts the rebalance cooldown.
+    pub(crate) planned: bool,
+}
+
 impl Leadership {
     /// Writes the shares that changed, then (once all landed) commits `gen` by CAS.
     pub(crate) fn publish(
@@ -14,9 +24,13 @@ impl Leadership {
         shares: Shares,
         tokens: BTreeMap<WorkerId, u64>,
         keep: BTreeMap<WorkerId, Member>,
-        phase: Phase,
-        planned: bool,
+        label: Label,
     ) {
+        let Label {
+            phase,
+            trigger,
+            planned,
+        } = label;
         let max_bytes = cx.config.max_value_bytes;
         let generation = self
             .committed
@@ -70,6 +84,7 @@ impl Leadership {
             epoch: self.epoch,
             generation,
             phase,
+            trigger: Some(trigger),
             members,
         };
         let seq = self.publish_seq + 1;

@@ -366,6 +366,7 @@ mod tests {
                 epoch: Epoch(1),
                 generation: Generation(5),
                 phase: Phase::Stable,
+                trigger: None,
                 members,
             },
             revision: 1,

@@ -16,7 +16,7 @@ use parti::parti_core::codec::{
 use parti::{Epoch, Generation, PartitionId, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long reading a fleet's KV may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
@@ -25,6 +25,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Clone, Debug)]
 pub struct Lease {
     pub value: LeaseValue,
+    /// When the server stored its last write (the last heartbeat), if known.
+    pub written: Option<SystemTime>,
 }
 
 /// What the KV says about a fleet.
@@ -40,6 +42,10 @@ pub struct Fleet {
     pub shares: BTreeMap<WorkerId, Result<BTreeSet<PartitionId>, String>>,
     /// Operators' pins (`ctl.pin.<partition>`) that could be decoded: partition to worker.
     pub pins: BTreeMap<PartitionId, WorkerId>,
+    /// Workers asked to drain through KV (`ctl.drain.<id>`).
+    pub drains: BTreeSet<WorkerId>,
+    /// When the server stored the `gen` record, if known.
+    pub gen_written: Option<SystemTime>,
     /// Values that could not be decoded: `bucket key: reason`.
     pub undecodable: Vec<String>,
     /// Worker leases present but undecodable, with the reason.
@@ -56,22 +62,15 @@ pub struct Fleet {
 struct Raw {
     key: String,
     value: Vec<u8>,
+    /// When the server stored it.
+    written: Option<SystemTime>,
 }
 
 impl Fleet {
     /// Reads `<prefix>-leases` and `<prefix>-assign` from NATS, without creating anything. A
     /// bucket that does not exist reads as empty and is listed in [`Fleet::missing`].
     pub async fn from_nats(options: &NatsOptions, prefix: &str) -> CliResult<Fleet> {
-        check_prefix(prefix)?;
-        match tokio::time::timeout(READ_TIMEOUT, read_nats(options, prefix)).await {
-            Ok(r) => r,
-            Err(_) => Err(CliError::runtime(format!(
-                "reading the KV of prefix {prefix:?} from {} took over {}s; is the server \
-                 (and JetStream) healthy?",
-                options.display_urls(),
-                READ_TIMEOUT.as_secs()
-            ))),
-        }
+        FleetReader::connect(options, prefix).await?.read().await
     }
 
     /// Builds a fleet from raw live entries of both buckets.
@@ -89,12 +88,22 @@ impl Fleet {
             } else if let Some(id) = codec::parse_lease_key(&r.key) {
                 match codec::decode::<LeaseValue>("worker lease", &r.value) {
                     Ok(value) => {
-                        fleet.leases.insert(id, Lease { value });
+                        let written = r.written;
+                        fleet.leases.insert(id, Lease { value, written });
                     }
                     Err(e) => {
                         fleet.undecodable.push(format!("leases {}: {e}", r.key));
                         fleet.bad_leases.insert(id, e.to_string());
                     }
+                }
+            }
+        }
+        for r in &assign {
+            if r.key == "gen" {
+                fleet.gen_written = r.written;
+            } else if let Some(id) = r.key.strip_prefix("ctl.drain.") {
+                if let Some(id) = codec::parse_lease_key(&format!("worker.{id}")) {
+                    fleet.drains.insert(id);
                 }
             }
         }
@@ -196,7 +205,13 @@ impl Fleet {
                 departing: false,
                 draining: false,
             };
-            fleet.leases.insert(id, Lease { value });
+            fleet.leases.insert(
+                id,
+                Lease {
+                    value,
+                    written: None,
+                },
+            );
             members.insert(
                 id,
                 Member {
@@ -214,6 +229,7 @@ impl Fleet {
             epoch: Epoch(0),
             generation: Generation(0),
             phase: Phase::Stable,
+            trigger: None,
             members,
         });
         Ok(fleet)
@@ -383,27 +399,66 @@ fn assemble(
     Ok(share)
 }
 
-async fn read_nats(options: &NatsOptions, prefix: &str) -> CliResult<Fleet> {
-    let urls = options.display_urls();
-    let client = options.connect_client().await.map_err(|e| {
-        nats_error(&urls, &e).unwrap_or_else(|| CliError::runtime(format!("{urls}: {e}")))
-    })?;
-    let js = async_nats::jetstream::new(client);
-    let mut missing = Vec::new();
-    let mut read = async |bucket: String| -> CliResult<Vec<Raw>> {
-        match read_bucket(&js, &urls, &bucket).await? {
-            Some(raw) => Ok(raw),
-            None => {
-                missing.push(bucket);
-                Ok(Vec::new())
-            }
+/// Reads a fleet's KV again and again over one connection (`parti status --watch`).
+pub struct FleetReader {
+    js: async_nats::jetstream::Context,
+    urls: String,
+    prefix: String,
+}
+
+impl FleetReader {
+    /// Connects; the buckets are opened on every [`FleetReader::read`].
+    pub async fn connect(options: &NatsOptions, prefix: &str) -> CliResult<FleetReader> {
+        check_prefix(prefix)?;
+        let urls = options.display_urls();
+        let connect = options.connect_client();
+        let client = match tokio::time::timeout(READ_TIMEOUT, connect).await {
+            Ok(r) => r.map_err(|e| {
+                nats_error(&urls, &e).unwrap_or_else(|| CliError::runtime(format!("{urls}: {e}")))
+            })?,
+            Err(_) => return Err(slow(&urls, prefix)),
+        };
+        Ok(FleetReader {
+            js: async_nats::jetstream::new(client),
+            urls,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// Reads `<prefix>-leases` and `<prefix>-assign`, without creating anything. A bucket that
+    /// does not exist reads as empty and is listed in [`Fleet::missing`].
+    pub async fn read(&self) -> CliResult<Fleet> {
+        match tokio::time::timeout(READ_TIMEOUT, self.read_once()).await {
+            Ok(r) => r,
+            Err(_) => Err(slow(&self.urls, &self.prefix)),
         }
-    };
-    let leases = read(format!("{prefix}-leases")).await?;
-    let assign = read(format!("{prefix}-assign")).await?;
-    let mut fleet = Fleet::from_raw(leases, assign);
-    fleet.missing = missing;
-    Ok(fleet)
+    }
+
+    async fn read_once(&self) -> CliResult<Fleet> {
+        let mut missing = Vec::new();
+        let mut read = async |bucket: String| -> CliResult<Vec<Raw>> {
+            match read_bucket(&self.js, &self.urls, &bucket).await? {
+                Some(raw) => Ok(raw),
+                None => {
+                    missing.push(bucket);
+                    Ok(Vec::new())
+                }
+            }
+        };
+        let leases = read(format!("{}-leases", self.prefix)).await?;
+        let assign = read(format!("{}-assign", self.prefix)).await?;
+        let mut fleet = Fleet::from_raw(leases, assign);
+        fleet.missing = missing;
+        Ok(fleet)
+    }
+}
+
+fn slow(urls: &str, prefix: &str) -> CliError {
+    CliError::runtime(format!(
+        "reading the KV of prefix {prefix:?} from {urls} took over {}s; is the server (and \
+         JetStream) healthy?",
+        READ_TIMEOUT.as_secs()
+    ))
 }
 
 /// Binds to an existing bucket, never creating it; `None` if it does not exist.
@@ -454,9 +509,14 @@ async fn read_bucket(
         // A key may vanish between the listing and the read (an expired lease).
         if let Some(entry) = store.entry(key.as_str()).await.map_err(|e| failed(&e))? {
             if entry.operation == async_nats::jetstream::kv::Operation::Put {
+                let nanos = entry.created.unix_timestamp_nanos();
+                let written = u64::try_from(nanos)
+                    .ok()
+                    .map(|n| UNIX_EPOCH + Duration::from_nanos(n));
                 out.push(Raw {
                     key,
                     value: entry.value.to_vec(),
+                    written,
                 });
             }
         }
@@ -483,6 +543,7 @@ mod tests {
         Raw {
             key: key.into(),
             value: value.to_vec(),
+            written: None,
         }
     }
 
@@ -552,6 +613,7 @@ mod tests {
             epoch: Epoch(4),
             generation: Generation(2),
             phase: Phase::Stable,
+            trigger: None,
             members: [(WorkerId(1), member)].into(),
         };
         let leader = encode(&LeaderValue {

@@ -54,9 +54,18 @@ pub struct WorkerArgs {
     /// --ttl-ms when that is smaller).
     #[arg(long, value_name = "MS")]
     safety_margin_ms: Option<u64>,
-    /// Cold-start and scale windows in milliseconds (defaults 30000 and 10000).
+    /// Cold-start window and scale debounce in milliseconds (defaults 30000 and 10000):
+    /// how long the leader waits for more workers before the first assignment, and after a
+    /// join before moving partitions. Nothing else.
     #[arg(long, value_name = "MS")]
     window_ms: Option<u64>,
+    /// How long a stopped (SIGTERM) worker's partitions stay parked for its restart before
+    /// they move (default 30000; --final-stop moves them at once).
+    #[arg(long, value_name = "MS")]
+    restart_grace_ms: Option<u64>,
+    /// Least time between two load rebalancing rounds (default 10000).
+    #[arg(long, value_name = "MS")]
+    min_rebalance_interval_ms: Option<u64>,
     /// Cold start ends as soon as this many workers are live.
     #[arg(long, value_name = "N")]
     expected_workers: Option<u32>,
@@ -127,9 +136,13 @@ impl WorkerArgs {
             let w = Duration::from_millis(ms);
             c.cold_start_window = w;
             c.planned_scale_window = w;
-            c.restart_grace = w;
-            c.min_rebalance_interval = w;
             c.max_scale_delay = c.max_scale_delay.max(w);
+        }
+        if let Some(ms) = self.restart_grace_ms {
+            c.restart_grace = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.min_rebalance_interval_ms {
+            c.min_rebalance_interval = Duration::from_millis(ms);
         }
         c
     }
@@ -158,6 +171,8 @@ pub async fn run(args: WorkerArgs) -> CliResult {
                 "capacity" => "--capacity",
                 "replicas" => "--replicas",
                 "expected_workers" => "--expected-workers",
+                "restart_grace" => "--restart-grace-ms",
+                "min_rebalance_interval" => "--min-rebalance-interval-ms",
                 _ => "--window-ms",
             },
             _ => "the flags",
@@ -198,14 +213,13 @@ pub async fn run(args: WorkerArgs) -> CliResult {
     let mut sigint = signal(SignalKind::interrupt())
         .map_err(|e| CliError::runtime(format!("cannot handle SIGINT: {e}")))?;
     log(format_args!(
-        "starting: nats {urls}{}, prefix {}, {} partitions, {} handoff, heartbeat {}, lease ttl {}",
+        "starting: nats {urls}{}, prefix {}, {} partitions, {} handoff",
         auth_summary(&args.nats),
         args.prefix,
         partitions.len(),
         format!("{:?}", config.handoff).to_lowercase(),
-        fmt_duration(config.heartbeat_interval),
-        fmt_duration(config.lease_ttl)
     ));
+    log(timings(&config));
     let (kv, connection) = NatsKv::connect(&options, &config)
         .await
         .map_err(|e| connect_error(&urls, &args.prefix, e))?;
@@ -293,6 +307,27 @@ pub async fn run(args: WorkerArgs) -> CliResult {
     }
 }
 
+/// The effective timings, one line: what the flags and their defaults add up to.
+fn timings(c: &Config) -> String {
+    let d = |d: Duration| fmt_duration(d);
+    format!(
+        "timings: heartbeat {}, lease ttl {}, safety margin {}, emergency grace {}, cold start \
+         window {}, scale window {} (max {}), restart grace {}, min rebalance interval {}, \
+         revoke timeout {}, shutdown timeout {}",
+        d(c.heartbeat_interval),
+        d(c.lease_ttl),
+        d(c.safety_margin),
+        d(c.emergency_grace),
+        d(c.cold_start_window),
+        d(c.planned_scale_window),
+        d(c.max_scale_delay),
+        d(c.restart_grace),
+        d(c.min_rebalance_interval),
+        d(c.revoke_timeout),
+        d(c.shutdown_timeout),
+    )
+}
+
 /// How the worker authenticates, for its first line: the kind of credentials, never a secret.
 fn auth_summary(nats: &NatsArgs) -> String {
     let mut parts = Vec::new();
@@ -367,5 +402,61 @@ pub fn describe(e: &Event) -> String {
         Event::Warning(w) => format!("warning: {w}"),
         Event::DriverWarning(w) => format!("warning: {w}"),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    fn config(flags: &[&str]) -> Config {
+        let args = ["parti", "--nats", "nats://127.0.0.1:4222"];
+        let cli = Cli::try_parse_from(args.iter().chain(flags)).unwrap();
+        cli.worker.config()
+    }
+
+    #[test]
+    fn window_ms_sets_only_the_windows_and_each_timing_has_its_flag() {
+        let defaults = Config::default();
+        let c = config(&["--window-ms", "500"]);
+        assert_eq!(c.cold_start_window, Duration::from_millis(500));
+        assert_eq!(c.planned_scale_window, Duration::from_millis(500));
+        // A SIGTERMed worker's share stays parked for the default grace.
+        assert_eq!(c.restart_grace, defaults.restart_grace);
+        assert_eq!(c.min_rebalance_interval, defaults.min_rebalance_interval);
+        let c = config(&[
+            "--window-ms",
+            "500",
+            "--restart-grace-ms",
+            "7000",
+            "--min-rebalance-interval-ms",
+            "2500",
+        ]);
+        assert_eq!(c.restart_grace, Duration::from_millis(7000));
+        assert_eq!(c.min_rebalance_interval, Duration::from_millis(2500));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_timings_line_names_every_effective_timing() {
+        let line = timings(&config(&["--ttl-ms", "3000", "--restart-grace-ms", "1500"]));
+        for part in [
+            "heartbeat 1s",
+            "lease ttl 3s",
+            "safety margin 750ms",
+            "cold start window 30s",
+            "scale window 10s (max 30s)",
+            "restart grace 1.5s",
+            "min rebalance interval 10s",
+        ] {
+            assert!(line.contains(part), "{part:?} in {line}");
+        }
     }
 }

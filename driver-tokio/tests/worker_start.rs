@@ -1,0 +1,78 @@
+//! What `WorkerBuilder::start` promises when it returns: the worker has claimed its ID (so
+//! `worker_id()` is set and the state is past `ClaimingId`), every time; and a start that
+//! cannot claim an ID fails with `Error::NoId` after the claim timeout, stopping the worker.
+
+mod fleet_support;
+
+use parti::kv::MemoryKv;
+use parti::{Config, Error, State, Worker, WorkerId};
+use std::time::Duration;
+
+use fleet_support::{fast_config, partitions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_id_and_state_are_set_as_soon_as_start_returns() {
+    let kv = MemoryKv::new(fast_config().lease_ttl);
+    let mut workers = Vec::new();
+    for i in 0..8 {
+        let (w, _events) = Worker::builder()
+            .config(fast_config())
+            .memory(kv.clone())
+            .partitions(partitions(16))
+            .start_with_events()
+            .await
+            .unwrap();
+        assert_eq!(w.worker_id(), Some(WorkerId(i)), "start {i}");
+        assert!(
+            !matches!(w.state(), State::Init | State::ClaimingId),
+            "start {i}: state {:?}",
+            w.state()
+        );
+        workers.push(w);
+    }
+    // `start` (without events) makes the same promise.
+    let w = Worker::builder()
+        .config(fast_config())
+        .memory(kv.clone())
+        .partitions(partitions(16))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(w.worker_id(), Some(WorkerId(8)));
+    workers.push(w);
+    for w in workers {
+        w.stop_final().await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_that_cannot_claim_an_id_fails_and_stops_the_worker() {
+    let kv = MemoryKv::new(fast_config().lease_ttl);
+    let config = Config {
+        id_min: 0,
+        id_max: 0,
+        ..fast_config()
+    };
+    let first = Worker::builder()
+        .config(config.clone())
+        .memory(kv.clone())
+        .partitions(partitions(4))
+        .start()
+        .await
+        .unwrap();
+    let second = Worker::builder()
+        .config(config)
+        .memory(kv.clone())
+        .partitions(partitions(4))
+        .claim_timeout(Duration::from_secs(3))
+        .start()
+        .await;
+    assert_eq!(
+        second.unwrap_err(),
+        Error::NoId {
+            waited: Duration::from_secs(3)
+        }
+    );
+    assert_eq!(first.worker_id(), Some(WorkerId(0)));
+    first.stop_final().await.unwrap();
+}
