@@ -271,6 +271,39 @@ pub enum State {
     Shutdown,
 }
 
+impl State {
+    /// Every state, in lifecycle order.
+    pub const ALL: [State; 10] = [
+        State::Init,
+        State::ClaimingId,
+        State::Election,
+        State::WaitingAssignment,
+        State::Stable,
+        State::Scaling,
+        State::Rebalancing,
+        State::Emergency,
+        State::Degraded,
+        State::Shutdown,
+    ];
+
+    /// The state's snake_case name (`"claiming_id"`, `"stable"`, ...): the one spelling of the
+    /// metrics' `state` label, the Python API and `parti status --json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Init => "init",
+            State::ClaimingId => "claiming_id",
+            State::Election => "election",
+            State::WaitingAssignment => "waiting_assignment",
+            State::Stable => "stable",
+            State::Scaling => "scaling",
+            State::Rebalancing => "rebalancing",
+            State::Emergency => "emergency",
+            State::Degraded => "degraded",
+            State::Shutdown => "shutdown",
+        }
+    }
+}
+
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
@@ -281,6 +314,20 @@ impl fmt::Display for State {
 mod tests {
     use super::*;
     use crate::{PartitionId, WorkerId};
+
+    #[test]
+    fn every_state_has_one_distinct_snake_case_name() {
+        let names: std::collections::BTreeSet<&str> = State::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), State::ALL.len());
+        for s in State::ALL {
+            let camel: String = s
+                .name()
+                .split('_')
+                .map(|w| w[..1].to_uppercase() + &w[1..])
+                .collect();
+            assert_eq!(camel, format!("{s:?}"), "{} spells {s:?}", s.name());
+        }
+    }
 
     #[test]
     fn every_warning_has_a_distinct_kind_and_a_message_naming_its_subject() {

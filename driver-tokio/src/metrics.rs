@@ -11,7 +11,7 @@
 //! costs a hash lookup and an atomic add, with no allocation once its series exists.
 
 use crate::handle::Snapshot;
-use crate::observe::{bucket_name, state_name, STATES};
+use crate::observe::bucket_name;
 use crate::DriverWarning;
 use parti_core::{AlertLevel, Bucket, KvResult, State, Warning, WorkerId};
 /// The `prometheus-client` crate parti records with (to encode a registry, or to register
@@ -321,11 +321,11 @@ impl Recorder {
         }
         self.gauges = true;
         let l = self.labels();
-        for st in STATES {
+        for st in State::ALL {
             let labels = StateLabels {
                 prefix: l.prefix.clone(),
                 worker_id: l.worker_id.clone(),
-                state: state_name(st),
+                state: st.name(),
             };
             self.f
                 .state
@@ -360,11 +360,11 @@ impl Recorder {
         }
         self.gauges = false;
         let l = self.labels();
-        for st in STATES {
+        for st in State::ALL {
             self.f.state.remove(&StateLabels {
                 prefix: l.prefix.clone(),
                 worker_id: l.worker_id.clone(),
-                state: state_name(st),
+                state: st.name(),
             });
         }
         self.f.is_leader.remove(&l);
@@ -422,7 +422,7 @@ impl Recorder {
                 let reason = if generation.0 == 1 {
                     "cold_start"
                 } else {
-                    state_name(state)
+                    state.name()
                 };
                 for (direction, n) in [("in", added.len()), ("out", removed.len())] {
                     if n > 0 {

@@ -355,35 +355,6 @@ impl Observer {
     }
 }
 
-/// The snake_case name of a state, as in the `state` label.
-pub(crate) fn state_name(s: State) -> &'static str {
-    match s {
-        State::Init => "init",
-        State::ClaimingId => "claiming_id",
-        State::Election => "election",
-        State::WaitingAssignment => "waiting_assignment",
-        State::Stable => "stable",
-        State::Scaling => "scaling",
-        State::Rebalancing => "rebalancing",
-        State::Emergency => "emergency",
-        State::Degraded => "degraded",
-        State::Shutdown => "shutdown",
-    }
-}
-
-pub(crate) const STATES: [State; 10] = [
-    State::Init,
-    State::ClaimingId,
-    State::Election,
-    State::WaitingAssignment,
-    State::Stable,
-    State::Scaling,
-    State::Rebalancing,
-    State::Emergency,
-    State::Degraded,
-    State::Shutdown,
-];
-
 /// The `bucket` label.
 pub(crate) fn bucket_name(b: Bucket) -> &'static str {
     match b {

@@ -3,20 +3,9 @@
 
 use parti::State;
 
-/// The Python name of a worker state (`"claiming_id"`, `"stable"`, ...).
+/// The Python name of a worker state (`"claiming_id"`, `"stable"`, ...): core's one spelling.
 pub(crate) fn state_name(state: State) -> &'static str {
-    match state {
-        State::Init => "init",
-        State::ClaimingId => "claiming_id",
-        State::Election => "election",
-        State::WaitingAssignment => "waiting_assignment",
-        State::Stable => "stable",
-        State::Scaling => "scaling",
-        State::Rebalancing => "rebalancing",
-        State::Emergency => "emergency",
-        State::Degraded => "degraded",
-        State::Shutdown => "shutdown",
-    }
+    state.name()
 }
 
 /// A string as Python's `repr` shows it (single quotes unless it holds one and no double
