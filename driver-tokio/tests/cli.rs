@@ -3,23 +3,13 @@
 //! stops cleanly on SIGTERM, and bad arguments or an unreachable server give one clear
 //! `error:` line and the right exit code.
 
-use parti::testing::NatsServer;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
 mod cli_support;
-use cli_support::{run, signal, text, BIN};
+use cli_support::{run, server, signal, text, BIN};
 use std::time::{Duration, Instant};
-
-/// A server, or `None` (with a notice) when no nats-server binary exists on this machine.
-fn server() -> Option<NatsServer> {
-    if let Err(e) = NatsServer::binary() {
-        eprintln!("skipping: no nats-server binary ({e})");
-        return None;
-    }
-    Some(NatsServer::start().expect("start nats-server"))
-}
 
 /// A `parti worker` process whose stdout lines arrive on a channel.
 struct WorkerProcess {
@@ -155,7 +145,7 @@ fn demo_in_memory_settles_after_every_scripted_event() {
 
 #[test]
 fn demo_against_a_nats_server_settles_after_every_scripted_event() {
-    let Some(server) = server() else { return };
+    let server = server();
     let url = server.url();
     let out = run(
         &[
@@ -190,7 +180,7 @@ fn two_workers(url: &str) -> (WorkerProcess, WorkerProcess) {
 
 #[test]
 fn two_workers_show_in_status_and_plan_and_stop_on_sigterm() {
-    let Some(server) = server() else { return };
+    let server = server();
     let url = server.url();
     let (mut a, _b) = two_workers(&url);
 
@@ -289,7 +279,7 @@ fn status_until(url: &str, done: impl Fn(&str) -> bool) -> String {
 
 #[test]
 fn a_pinned_partition_moves_to_its_worker_and_unpin_clears_the_pin() {
-    let Some(server) = server() else { return };
+    let server = server();
     let (url, wait) = (server.url(), Duration::from_secs(20));
     let _workers = two_workers(&url);
     let status = status_until(&url, |s| share_of(s, 0).len() == 6);

@@ -4,7 +4,6 @@
 //! pipe, one JSON document per line with `--json`, in place and in colour on a terminal); and
 //! `parti worker --window-ms` leaving a SIGTERMed worker's share parked for the restart grace.
 
-use parti::testing::NatsServer;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -12,19 +11,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod cli_support;
-use cli_support::{run, signal, text, BIN};
+use cli_support::{run, server, signal, text, BIN};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const PARTITIONS: u64 = 12;
-
-/// A server; fails the test with a clear message when no nats-server binary exists here (as
-/// every other NATS test does: a test that skips silently proves nothing).
-fn server() -> NatsServer {
-    if let Err(e) = NatsServer::binary() {
-        panic!("this test needs nats-server (./scripts/setup installs it; or set NATS_SERVER_BIN): {e}");
-    }
-    NatsServer::start().expect("start nats-server")
-}
 
 /// A `parti` process whose stdout lines arrive on a channel; killed on drop.
 struct Proc {

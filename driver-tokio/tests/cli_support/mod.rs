@@ -5,6 +5,16 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// A nats-server for a test; fails the test with a clear message when no nats-server binary
+/// exists here, as every other NATS test does (a test that skips silently proves nothing).
+pub fn server() -> parti::testing::NatsServer {
+    use parti::testing::NatsServer;
+    if let Err(e) = NatsServer::binary() {
+        panic!("this test needs nats-server (./scripts/setup installs it; or set NATS_SERVER_BIN): {e}");
+    }
+    NatsServer::start().expect("start nats-server")
+}
+
 /// The `parti` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_parti");
 
