@@ -4,14 +4,15 @@
 use crate::events::frozenset;
 use crate::partition::partitions_from;
 use crate::runtime::{attach, exiting};
+use futures::channel::oneshot;
 use futures::future::BoxFuture;
 use parti::{Partition, PartitionId, PartitionSource, RebalanceListener, SourceError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyCFunction, PyDict, PyTuple};
 use pyo3_async_runtimes::TaskLocals;
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Runs `f(*args)` on the loop and awaits its result if it is awaitable.
 const INVOKE: &std::ffi::CStr = cr#"
@@ -22,9 +23,15 @@ async def invoke(f, args):
     if inspect.isawaitable(result):
         result = await result
     return result
+
+def schedule(loop, context, f, args, done):
+    """Runs invoke(f, args) as a task of `loop`, in `context`; `done` gets the task."""
+    def start():
+        loop.create_task(invoke(f, args)).add_done_callback(done)
+    loop.call_soon_threadsafe(start, context=context)
 "#;
 
-static INVOKE_FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SCHEDULE_FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The event loop a worker was started from, and how to run Python callables on it.
 pub(crate) struct LoopBridge {
@@ -46,25 +53,43 @@ impl LoopBridge {
 
     /// Calls `f(*args)` on the loop (awaiting it if it returns an awaitable) and returns its
     /// result. Errors if `f` raises or the loop is closed.
+    ///
+    /// The result comes back through a done callback that runs on the loop's thread (with the
+    /// GIL): if the loop dies first, the callback is dropped with it and this returns
+    /// [`exiting`] without touching Python. (`pyo3_async_runtimes::into_future_with_locals` takes
+    /// the GIL on this runtime thread in that case, to build a `CancelledError`: at interpreter
+    /// exit, with Python 3.9, that thread was killed inside Rust and the process crashed.)
     pub(crate) async fn call(
         &self,
         f: &Py<PyAny>,
         args: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>>,
     ) -> PyResult<Py<PyAny>> {
-        let fut = attach(|py| {
+        let rx = attach(|py| {
             if self.loop_closed(py) {
                 return Err(loop_closed());
             }
-            let invoke = INVOKE_FN.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            let schedule = SCHEDULE_FN.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
                 let module =
                     PyModule::from_code(py, INVOKE, c"parti/_invoke.py", c"parti._invoke")?;
-                Ok(module.getattr("invoke")?.unbind())
+                Ok(module.getattr("schedule")?.unbind())
             })?;
-            let coro = invoke.bind(py).call1((f.bind(py), args(py)?))?;
-            pyo3_async_runtimes::into_future_with_locals(&self.locals, coro)
+            let (tx, rx) = oneshot::channel::<PyResult<Py<PyAny>>>();
+            let tx = Mutex::new(Some(tx));
+            let done = PyCFunction::new_closure(py, None, None, move |a, _| -> PyResult<()> {
+                let result = a.get_item(0)?.call_method0("result").map(Bound::unbind);
+                if let Some(tx) = tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    let _ = tx.send(result);
+                }
+                Ok(())
+            })?;
+            // A task of the worker's loop, in its context (contextvars).
+            let (event_loop, context) = (self.locals.event_loop(py), self.locals.context(py));
+            let call = (event_loop, context, f.bind(py), args(py)?, done);
+            schedule.bind(py).call1(call)?;
+            Ok(rx)
         })
         .unwrap_or_else(|| Err(exiting()))?;
-        fut.await
+        rx.await.unwrap_or_else(|_| Err(exiting()))
     }
 
     /// Hands an exception raised by `what` to the loop's exception handler (asyncio's
