@@ -37,11 +37,11 @@ impl Leadership {
         }
         self.retry_at = None;
         self.note_joins(now);
-        let mut t = self.triggers(now, cx.config);
+        let mut t = self.pending(now, cx.config);
         // Balance is looked at only when nothing else is due.
         if t.due.is_none_or(|d| d.cause == Cause::Imbalance) && self.check_imbalance(now, cx.config)
         {
-            t = self.triggers(now, cx.config);
+            t = self.pending(now, cx.config);
         }
         match t.due {
             Some(d) if d.cause == Cause::ColdStart => self.activity = Some(State::Scaling),

@@ -1,6 +1,7 @@
-//! The planner's triggers (DESIGN §4's table) as one pure function of the leader's view: which
-//! generation is due, why, and when the planner must look again. The planner runs what is due
-//! and arms its timer from the rest; nothing else lists these deadlines.
+//! The planner's triggers (DESIGN §4's table) as pure functions of the leader's view: which
+//! generation is due and why ([`Leadership::pending`]), and when the planner must look again
+//! ([`Leadership::wake`]). The planner runs what is due and arms its timer from the rest;
+//! nothing else lists these deadlines.
 
 use super::leader::{CommittedGen, Leadership, Peer};
 use crate::codec::Phase;
@@ -48,17 +49,13 @@ pub(crate) struct Due {
     pub(crate) cause: Cause,
 }
 
-/// What the triggers say at one instant.
+/// What is pending at one instant.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Triggers {
+pub(crate) struct Pending {
     /// The earliest due generation, if any.
     pub(crate) due: Option<Due>,
     /// Workers joined and wait for the scale window.
     pub(crate) joins_pending: bool,
-    /// The earliest deadline after now of any trigger or liveness check (a silent or stuck
-    /// worker, a crashed worker's release or lease re-check, a publish retry, the end of
-    /// adoption): when the planner must look again.
-    pub(crate) wake: Option<Instant>,
 }
 
 impl Peer {
@@ -82,18 +79,9 @@ impl Peer {
 }
 
 impl Leadership {
-    /// The triggers at `now`. Pure: reads the view as [`Leadership::note_joins`] and
-    /// [`Leadership::check_imbalance`] left it.
-    pub(crate) fn triggers(&self, now: Instant, cfg: &Config) -> Triggers {
-        let (due, joins_pending) = self.due(now, cfg);
-        Triggers {
-            due,
-            joins_pending,
-            wake: self.wake(now, cfg),
-        }
-    }
-
-    /// The earliest deadline after `now` of any trigger or liveness check.
+    /// The earliest deadline after `now` of any trigger or liveness check (a silent or stuck
+    /// worker, a crashed worker's release or lease re-check, a publish retry, the end of
+    /// adoption): when the planner must look again.
     pub(crate) fn wake(&self, now: Instant, cfg: &Config) -> Option<Instant> {
         let mut wake = Wake { now, next: None };
         if let Some(t) = self.retry_at {
@@ -136,8 +124,9 @@ impl Leadership {
     }
 
     /// The earliest due generation (see [`Cause`] for the order among equally early ones),
-    /// and whether joins are pending.
-    fn due(&self, now: Instant, cfg: &Config) -> (Option<Due>, bool) {
+    /// and whether joins are pending. Pure: reads the view as [`Leadership::note_joins`] and
+    /// [`Leadership::check_imbalance`] left it.
+    pub(crate) fn pending(&self, now: Instant, cfg: &Config) -> Pending {
         let Some(c) = &self.committed else {
             let live = self.peers.values().filter(|p| p.live()).count();
             let at = match cfg.expected_workers {
@@ -150,7 +139,10 @@ impl Leadership {
                 budget: None,
                 cause: Cause::ColdStart,
             };
-            return (Some(due), false);
+            return Pending {
+                due: Some(due),
+                joins_pending: false,
+            };
         };
         let mut due: Option<Due> = None;
         let mut take = |at: Instant, phase: Phase, cause: Cause| {
@@ -227,7 +219,10 @@ impl Leadership {
                 cause: Cause::Imbalance,
             })
         });
-        (due, joins.is_some())
+        Pending {
+            due,
+            joins_pending: joins.is_some(),
+        }
     }
 
     /// Records when each live worker outside the committed generation was first seen (the
@@ -376,7 +371,7 @@ mod tests {
     }
 
     fn cause(l: &Leadership, now: Instant) -> Option<(Cause, Instant)> {
-        l.triggers(now, &Config::default())
+        l.pending(now, &Config::default())
             .due
             .map(|d| (d.cause, d.at))
     }
@@ -384,11 +379,11 @@ mod tests {
     #[test]
     fn a_settled_view_has_nothing_due_and_wakes_for_the_liveness_check() {
         let l = view(at(10 * S));
-        let t = l.triggers(at(11 * S), &Config::default());
+        let t = l.pending(at(11 * S), &Config::default());
         assert_eq!(t.due, None);
         assert!(!t.joins_pending);
         // Both leases are checked a TTL after they were seen.
-        assert_eq!(t.wake, Some(at(16 * S)));
+        assert_eq!(l.wake(at(11 * S), &Config::default()), Some(at(16 * S)));
     }
 
     #[test]
@@ -401,22 +396,22 @@ mod tests {
             expected_workers: Some(2),
             ..Config::default()
         };
-        let due = l.triggers(now, &cfg).due.unwrap();
+        let due = l.pending(now, &cfg).due.unwrap();
         assert_eq!(
             (due.cause, due.at, due.phase),
             (Cause::ColdStart, now, Phase::Scaling)
         );
         // The leases (seen at 0) are checked at 6 s, before the window ends.
-        assert_eq!(l.triggers(now, &cfg).wake, Some(at(6 * S)));
+        assert_eq!(l.wake(now, &cfg), Some(at(6 * S)));
         l.peers.values_mut().for_each(|p| p.last_seen = at(40 * S));
-        assert_eq!(l.triggers(now, &cfg).wake, Some(at(30 * S)));
+        assert_eq!(l.wake(now, &cfg), Some(at(30 * S)));
     }
 
     #[test]
     fn a_changed_partition_list_is_due_now() {
         let mut l = view(at(0));
         l.partitions_dirty = true;
-        let due = l.triggers(at(S), &Config::default()).due.unwrap();
+        let due = l.pending(at(S), &Config::default()).due.unwrap();
         assert_eq!(
             (due.cause, due.at, due.phase),
             (Cause::PartitionsChanged, at(S), Phase::Rebalancing)
@@ -427,7 +422,7 @@ mod tests {
     fn an_unfinished_handoff_continues_in_its_phase() {
         let mut l = view(at(0));
         l.committed.as_mut().unwrap().record.phase = Phase::Scaling;
-        let due = l.triggers(at(S), &Config::default()).due.unwrap();
+        let due = l.pending(at(S), &Config::default()).due.unwrap();
         assert_eq!((due.cause, due.phase), (Cause::Handoff, Phase::Scaling));
     }
 
@@ -448,8 +443,7 @@ mod tests {
             retry_at: Some(at(5 * S)),
         });
         let now = at(6 * S);
-        let t = l.triggers(now, &Config::default());
-        let due = t.due.unwrap();
+        let due = l.pending(now, &Config::default()).due.unwrap();
         assert_eq!(
             (due.cause, due.at, due.phase),
             (Cause::Crash(WorkerId(2)), at(7 * S), Phase::Emergency)
@@ -459,14 +453,14 @@ mod tests {
             cause(&l, at(8 * S)),
             Some((Cause::Crash(WorkerId(2)), at(8 * S)))
         );
-        assert_eq!(t.wake, Some(at(7 * S)));
+        assert_eq!(l.wake(now, &Config::default()), Some(at(7 * S)));
     }
 
     #[test]
     fn a_departing_member_is_parked_for_the_restart_grace() {
         let mut l = view(at(0));
         l.peers.get_mut(&WorkerId(1)).unwrap().departing_since = Some(at(2 * S));
-        let t = l.triggers(at(3 * S), &Config::default());
+        let t = l.pending(at(3 * S), &Config::default());
         assert_eq!(
             t.due.map(|d| (d.cause, d.at)),
             Some((Cause::Departure(WorkerId(1)), at(32 * S)))
@@ -500,14 +494,14 @@ mod tests {
                 .insert(WorkerId(id), Peer::unseen(id as u64, at(seen)));
             l.note_joins(at(seen));
         }
-        let t = l.triggers(at(10 * S), &cfg);
+        let t = l.pending(at(10 * S), &cfg);
         assert!(t.joins_pending);
         // The window restarts with the last join (9 s + 10 s), capped at first + 30 s.
         assert_eq!(
             t.due.map(|d| (d.cause, d.at)),
             Some((Cause::Joins, at(19 * S)))
         );
-        assert_eq!(t.wake, Some(at(12 * S)));
+        assert_eq!(l.wake(at(10 * S), &cfg), Some(at(12 * S)));
         // The cooldown after a rebalance holds it back further.
         l.last_rebalance = Some(at(15 * S));
         assert_eq!(cause(&l, at(10 * S)), Some((Cause::Joins, at(25 * S))));
@@ -517,7 +511,7 @@ mod tests {
         c.record.members.insert(WorkerId(4), member(4));
         l.note_joins(at(20 * S));
         assert!(l.peers.values().all(|p| p.joined_at.is_none()));
-        assert!(!l.triggers(at(20 * S), &cfg).joins_pending);
+        assert!(!l.pending(at(20 * S), &cfg).joins_pending);
     }
 
     #[test]
@@ -547,7 +541,7 @@ mod tests {
             !l.check_imbalance(at(2 * S), &cfg),
             "measured once per generation"
         );
-        let due = l.triggers(at(2 * S), &cfg).due.unwrap();
+        let due = l.pending(at(2 * S), &cfg).due.unwrap();
         // After the cooldown since the last rebalance, with the round's budget.
         assert_eq!(
             (due.cause, due.at, due.budget),
