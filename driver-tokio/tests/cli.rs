@@ -3,12 +3,12 @@
 //! stops cleanly on SIGTERM, and bad arguments or an unreachable server give one clear
 //! `error:` line and the right exit code.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
 mod cli_support;
-use cli_support::{run, server, signal, text, BIN};
+use cli_support::{run, server, signal, spawn_with_lines, text, BIN};
 use std::time::{Duration, Instant};
 
 /// A `parti worker` process whose stdout lines arrive on a channel.
@@ -20,24 +20,9 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("worker")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn parti worker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut command = Command::new(BIN);
+        command.arg("worker").args(args).stderr(Stdio::piped());
+        let (child, lines) = spawn_with_lines(command);
         WorkerProcess {
             child,
             lines,

@@ -5,13 +5,12 @@
 //! `parti worker --window-ms` leaving a SIGTERMed worker's share parked for the restart grace.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod cli_support;
-use cli_support::{run, server, signal, text, BIN};
+use cli_support::{run, server, signal, spawn_with_lines, text, BIN};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const PARTITIONS: u64 = 12;
@@ -24,23 +23,9 @@ struct Proc {
 
 impl Proc {
     fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn parti");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut command = Command::new(BIN);
+        command.args(args).stderr(Stdio::null());
+        let (child, lines) = spawn_with_lines(command);
         Proc { child, lines }
     }
 

@@ -1,7 +1,8 @@
 //! Helpers shared by the tests that run the `parti` binary.
 #![allow(dead_code)] // each test file uses a different subset
 
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -13,6 +14,27 @@ pub fn server() -> parti::testing::NatsServer {
         panic!("this test needs nats-server (./scripts/setup installs it; or set NATS_SERVER_BIN): {e}");
     }
     NatsServer::start().expect("start nats-server")
+}
+
+/// Spawns `command` with stdout piped; its stdout lines arrive on the returned channel (read
+/// by a thread of its own, so a test can wait on them with a deadline).
+pub fn spawn_with_lines(mut command: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn parti");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
 }
 
 /// The `parti` binary cargo built for these tests.
