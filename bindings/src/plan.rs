@@ -85,9 +85,10 @@ pub struct PlanInput {
     /// Partitions pinned to a worker (honoured when that worker is live).
     #[uniffi(default)]
     pub pins: HashMap<String, u32>,
-    /// Tolerated overload over the mean (0.05 = 5 %) before a sticky partition moves.
-    #[uniffi(default = 0.05)]
-    pub slack: f64,
+    /// Tolerated overload over the mean before a sticky partition moves; `None` is the
+    /// leader's (0.05 = 5 %, core's `DEFAULT_SLACK`).
+    #[uniffi(default = None)]
+    pub slack: Option<f64>,
     /// Most partitions that may change owner; `None` is no limit.
     #[uniffi(default = None)]
     pub max_moves: Option<u32>,
@@ -117,7 +118,7 @@ impl PlanInput {
                 .collect::<Result<_, _>>()?,
             previous: owners(&self.previous)?,
             pins: owners(&self.pins)?,
-            slack: self.slack,
+            slack: self.slack.unwrap_or(parti_core::strategy::DEFAULT_SLACK),
             max_moves: self.max_moves.map(|m| m as usize),
         })
     }
@@ -222,7 +223,7 @@ mod tests {
                 .collect(),
             previous: HashMap::new(),
             pins: HashMap::new(),
-            slack: 0.05,
+            slack: None,
             max_moves: None,
         }
     }

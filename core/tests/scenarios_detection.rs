@@ -134,3 +134,14 @@ fn a_round_trip_longer_than_a_heartbeat_renews_back_to_back_without_fencing() {
     assert_eq!(sim.stats().moves, moves, "nothing moved");
     sim.assert_clean();
 }
+
+/// Found by the simulator (seed 4116 of `--seeds 5000`): the leader, fenced by a KV outage,
+/// renews its own lease at the very deadline at which it declares itself crashed. Its GET reads
+/// the renewal back before the watch delivers it; the stale watch entry must not revive the
+/// peer, and the marker of the leader's own CAS delete must not read as a graceful leave (which
+/// granted the partitions while their holder still had them).
+#[test]
+fn a_renewal_at_the_crash_deadline_never_gives_a_partition_two_owners() {
+    let outcome = parti_core::sim::run_seed(&parti_core::sim::RunSpec::new(4116, 5, 100, SECS(60)));
+    assert!(outcome.passed(), "{}", outcome.report.unwrap_or_default());
+}

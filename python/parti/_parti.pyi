@@ -254,7 +254,7 @@ def plan(
     strategy: Union[_StrategyName, _StrategyCallable, None] = None,
     previous: Optional[Mapping[str, int]] = None,
     pins: Optional[Mapping[str, int]] = None,
-    slack: float = 0.05,
+    slack: Optional[float] = None,
     max_moves: Optional[int] = None,
 ) -> PlanResult:
     """Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
@@ -262,7 +262,7 @@ def plan(
     `strategy`: `"balanced"` (default), `"consistent-hash"`, `"bounded-load"`, `"round-robin"`
     or a callable; `previous`: the previous owner by partition ID; `pins`: partition ID ->
     worker ID, honoured when that worker is in `workers`; `slack`: tolerated overload over the
-    mean (0.05 = 5 %) before a sticky partition moves; `max_moves`: most partitions that may
+    mean before a sticky partition moves (None: the leader's, 0.05 = 5 %); `max_moves`: most partitions that may
     change owner (None: no limit)."""
 def explain(
     partition: str,
@@ -272,7 +272,7 @@ def explain(
     strategy: Union[_StrategyName, _StrategyCallable, None] = None,
     previous: Optional[Mapping[str, int]] = None,
     pins: Optional[Mapping[str, int]] = None,
-    slack: float = 0.05,
+    slack: Optional[float] = None,
     max_moves: Optional[int] = None,
 ) -> Explanation:
     """Says why the partition with ID `partition` lands where the strategy puts it; the other

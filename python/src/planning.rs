@@ -100,7 +100,7 @@ fn input_from(
     partitions: &Bound<'_, PyAny>,
     previous: Option<BTreeMap<String, u32>>,
     pins: Option<BTreeMap<String, u32>>,
-    slack: f64,
+    slack: Option<f64>,
     max_moves: Option<usize>,
 ) -> PyResult<PlanInput> {
     let mut input = PlanInput::new(
@@ -115,6 +115,8 @@ fn input_from(
     for (p, w) in pins.unwrap_or_default() {
         input.pins.insert(partition_id("pins", &p)?, WorkerId(w));
     }
+    // None: the leader's slack.
+    let slack = slack.unwrap_or(input.slack);
     if !(slack.is_finite() && slack >= 0.0) {
         return Err(bad_arg(
             "slack",
@@ -151,7 +153,7 @@ where
 
 /// Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
 #[pyfunction]
-#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, pins = None, slack = 0.05, max_moves = None))]
+#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
     py: Python<'_>,
@@ -160,7 +162,7 @@ pub(crate) fn plan(
     strategy: Option<&Bound<'_, PyAny>>,
     previous: Option<BTreeMap<String, u32>>,
     pins: Option<BTreeMap<String, u32>>,
-    slack: f64,
+    slack: Option<f64>,
     max_moves: Option<usize>,
 ) -> PyResult<PyPlanResult> {
     let input = input_from(workers, partitions, previous, pins, slack, max_moves)?;
@@ -179,7 +181,7 @@ pub(crate) fn plan(
 
 /// Says why `partition` lands where the strategy puts it.
 #[pyfunction]
-#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, pins = None, slack = 0.05, max_moves = None))]
+#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn explain(
     py: Python<'_>,
@@ -189,7 +191,7 @@ pub(crate) fn explain(
     strategy: Option<&Bound<'_, PyAny>>,
     previous: Option<BTreeMap<String, u32>>,
     pins: Option<BTreeMap<String, u32>>,
-    slack: f64,
+    slack: Option<f64>,
     max_moves: Option<usize>,
 ) -> PyResult<PyExplanation> {
     let target: PartitionId = partition_id("partition", partition)?;

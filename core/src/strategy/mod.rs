@@ -15,6 +15,10 @@ use crate::{Partition, PartitionId, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
+/// The slack the leader plans with, and the default of every preview ([`PlanInput::new`]):
+/// a sticky partition stays on a worker up to 5 % over its target load.
+pub const DEFAULT_SLACK: f64 = 0.05;
+
 /// A live worker as a strategy sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerSlot {
@@ -44,14 +48,14 @@ pub struct PlanInput {
 }
 
 impl PlanInput {
-    /// An input with no previous assignment, no pins, 5 % slack and no move limit.
+    /// An input with no previous assignment, no pins, [`DEFAULT_SLACK`] and no move limit.
     pub fn new(workers: Vec<WorkerSlot>, partitions: Vec<Partition>) -> Self {
         PlanInput {
             workers,
             partitions,
             previous: BTreeMap::new(),
             pins: BTreeMap::new(),
-            slack: 0.05,
+            slack: DEFAULT_SLACK,
             max_moves: None,
         }
     }

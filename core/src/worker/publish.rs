@@ -368,9 +368,11 @@ impl Leadership {
                         p.dead = None;
                         p.revision = Some(e.revision);
                         p.last_seen = now;
-                    } else {
-                        // The same revision we tried to delete: delete again.
-                        p.dead = None;
+                    } else if let Some(d) = p.dead.as_mut() {
+                        // The same revision we tried to delete (the delete timed out): delete
+                        // again at once. It stays declared crashed meanwhile: had the delete
+                        // landed after all, its marker must not read as a graceful leave.
+                        d.retry_at = Some(now);
                     }
                     self.dirty = true;
                 }
@@ -388,11 +390,17 @@ impl Leadership {
     }
 
     fn confirm_dead(&mut self, cx: &mut Cx<'_>, id: WorkerId) {
-        if let Some(d) = self.peers.get_mut(&id).and_then(|p| p.dead.as_mut()) {
+        // Said once per crash: the delete's reply and its watch marker both confirm it.
+        if let Some(d) = self
+            .peers
+            .get_mut(&id)
+            .and_then(|p| p.dead.as_mut())
+            .filter(|d| !d.confirmed)
+        {
             d.confirmed = true;
             self.dirty = true;
+            cx.out
+                .emit(Event::Warning(crate::Warning::WorkerCrashed(id)));
         }
-        cx.out
-            .emit(Event::Warning(crate::Warning::WorkerCrashed(id)));
     }
 }

@@ -1,11 +1,12 @@
 //! `parti plan` and `parti explain`: dry-runs against a fleet's committed assignment.
 //!
-//! The [`PlanInput`] is rebuilt from what the KV holds: the committed shares give the previous
-//! owners and the partition list (the union of the shares, weight 100 each unless `--weights`),
-//! the live leases give the workers and their capacities (departing and draining workers are
-//! left out, as the leader leaves them out). The change (`--add`, `--remove`) is applied to the
-//! worker list, and [`parti::parti_core::plan`] / [`parti::parti_core::explain`] say what the
-//! strategy would do. Nothing is written.
+//! The [`PlanInput`] is rebuilt from what the KV holds, as the leader builds it: the committed
+//! shares give the previous owners and the partition list (the union of the shares, weight 100
+//! each unless `--weights`), the live leases give the workers and their capacities (departing
+//! and draining workers are left out, as the leader leaves them out), and the pins bucket gives
+//! the pins. The change (`--add`, `--remove`) is applied to the worker list, and
+//! [`parti::parti_core::plan`] / [`parti::parti_core::explain`] (the leader's own call) say
+//! what the strategy would do. Nothing is written.
 
 use crate::common::{compact, natural_sort, truncate, NatsArgs, StrategyArg};
 use crate::fleet::Fleet;
@@ -199,10 +200,15 @@ fn scenario(
             capacity: capacity(id),
         })
         .collect();
+    // As the leader: departing workers, and workers draining (by their lease or by an
+    // operator's drain request), are not planned onto.
+    let left_out = |id: &WorkerId, l: &crate::fleet::Lease| {
+        l.value.departing || l.value.draining || fleet.drains.contains(id)
+    };
     let mut live: Vec<WorkerSlot> = fleet
         .leases
         .iter()
-        .filter(|(_, l)| !l.value.departing && !l.value.draining)
+        .filter(|(id, l)| !left_out(id, l))
         .map(|(id, l)| WorkerSlot {
             id: *id,
             capacity: l.value.capacity.max(1),
@@ -211,7 +217,7 @@ fn scenario(
     let left_out: Vec<String> = fleet
         .leases
         .iter()
-        .filter(|(_, l)| l.value.departing || l.value.draining)
+        .filter(|(id, l)| left_out(id, l))
         .map(|(id, _)| id.to_string())
         .collect();
     if !left_out.is_empty() {
@@ -269,10 +275,13 @@ fn scenario(
     let before = parti_core::Plan {
         assignment: previous.clone(),
     };
+    // The leader's input: the committed owners as previous, and the operators' pins.
     let mut before_input = PlanInput::new(before_workers, partitions.clone());
     before_input.previous = previous.clone();
+    before_input.pins = fleet.pins.clone();
     let mut after_input = PlanInput::new(live, partitions);
     after_input.previous = previous;
+    after_input.pins = fleet.pins.clone();
     Ok(Scenario {
         source: format!("{source}, committed {}", gen.generation),
         strategy: common.strategy.build(),
