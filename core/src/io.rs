@@ -80,8 +80,14 @@ pub enum Action {
     ListPartitions(RequestId),
     /// Start consuming a partition.
     Subscribe(PartitionId),
-    /// Stop consuming a partition; confirm with [`Input::Unsubscribed`] once in-flight work is done.
+    /// Stop consuming a partition that is being handed off (revoked); confirm with
+    /// [`Input::Unsubscribed`] once in-flight work is done. In Strict mode nobody else gets it
+    /// before the confirmation (or `revoke_timeout`).
     Unsubscribe(PartitionId),
+    /// Stop consuming a partition at once: it is *lost*, not handed off (the worker fenced itself
+    /// or lost its ID), and may already be another worker's, so in-flight work must not be
+    /// committed. Nothing is confirmed.
+    Lose(PartitionId),
 }
 
 /// What the application is told, from [`crate::Worker::poll_event`].
@@ -96,16 +102,22 @@ pub enum Event {
     },
     /// The worker claimed its ID.
     IdClaimed(WorkerId),
-    /// This worker's partitions changed.
+    /// This worker's partitions changed. The words are Kafka's: `assigned`, `revoked` and
+    /// `lost` are what changed, `assignment` the whole set.
     AssignmentChanged {
-        /// The committed generation now applied.
+        /// The committed generation now applied (the last applied one when partitions were
+        /// dropped on a fence, a lost ID or a stop).
         generation: Generation,
         /// Partitions gained.
-        added: BTreeSet<PartitionId>,
-        /// Partitions lost.
-        removed: BTreeSet<PartitionId>,
-        /// Every partition now held.
         assigned: BTreeSet<PartitionId>,
+        /// Partitions handed off: unsubscribed, and confirmed before anyone else gets them
+        /// ([`Action::Unsubscribe`]).
+        revoked: BTreeSet<PartitionId>,
+        /// Partitions dropped without a handoff: they may already be another worker's
+        /// ([`Action::Lose`]).
+        lost: BTreeSet<PartitionId>,
+        /// Every partition now held.
+        assignment: BTreeSet<PartitionId>,
     },
     /// This worker became leader (`is_leader`) or stopped being leader.
     LeadershipChanged {

@@ -412,7 +412,7 @@ async fn run(a: &Args) -> Result<(), String> {
     let stops = members.iter().filter(|m| m.live).map(|m| {
         let h = m.handle.clone();
         async move {
-            if tokio::time::timeout(Duration::from_secs(5), h.stop_final())
+            if tokio::time::timeout(Duration::from_secs(5), h.stop())
                 .await
                 .is_err()
             {

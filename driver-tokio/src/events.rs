@@ -27,12 +27,15 @@ pub enum Event {
     AssignmentChanged {
         /// The committed generation now applied (the last applied one for a fence or a stop).
         generation: Generation,
-        /// Partitions gained.
+        /// Partitions gained ([`crate::RebalanceListener::on_assigned`]).
         assigned: BTreeSet<PartitionId>,
-        /// Partitions lost (being unsubscribed; see [`crate::RebalanceListener::on_revoked`]).
+        /// Partitions handed off ([`crate::RebalanceListener::on_revoked`]).
         revoked: BTreeSet<PartitionId>,
+        /// Partitions lost without a handoff on a fence or a lost ID; they may already be
+        /// another worker's ([`crate::RebalanceListener::on_lost`]).
+        lost: BTreeSet<PartitionId>,
         /// Every partition the worker now owns.
-        all: BTreeSet<PartitionId>,
+        assignment: BTreeSet<PartitionId>,
     },
     /// This worker became leader or stopped leading.
     LeadershipChanged {
@@ -64,14 +67,16 @@ impl From<parti_core::Event> for Event {
             E::IdClaimed(id) => Event::IdClaimed(id),
             E::AssignmentChanged {
                 generation,
-                added,
-                removed,
                 assigned,
+                revoked,
+                lost,
+                assignment,
             } => Event::AssignmentChanged {
                 generation,
-                assigned: added,
-                revoked: removed,
-                all: assigned,
+                assigned,
+                revoked,
+                lost,
+                assignment,
             },
             E::LeadershipChanged { is_leader, epoch } => {
                 Event::LeadershipChanged { is_leader, epoch }

@@ -148,20 +148,24 @@ impl WorkerHandle {
         self.ask(Command::Drain).await
     }
 
-    /// Stops gracefully for a restart: revokes every partition (awaiting
-    /// [`crate::RebalanceListener::on_revoked`]), steps down as leader and marks the lease
-    /// `departing`, so a restarted instance that claims the same ID resumes the same share.
+    /// Stops gracefully and hands the partitions off now, like Kafka's `close()`: revokes
+    /// every partition (awaiting [`crate::RebalanceListener::on_revoked`]), steps down as
+    /// leader and deletes the lease, so the leader reassigns the partitions at once.
     ///
     /// Bounded by the config's `shutdown_timeout` inside the worker; this call gives up with
-    /// [`Error::Timeout`] one second after that. Stopping a stopped worker is `Ok`.
+    /// [`Error::Timeout`] one second after that. Stopping a stopped worker is `Ok`. Dropping
+    /// every handle stops the same way.
     pub async fn stop(&self) -> Result<(), Error> {
-        self.stop_with(false).await
+        self.stop_with(true).await
     }
 
-    /// Stops for good: like [`WorkerHandle::stop`], but deletes the lease (no restart follows),
-    /// so the leader reassigns the partitions at once.
-    pub async fn stop_final(&self) -> Result<(), Error> {
-        self.stop_with(true).await
+    /// Stops for a restart that follows (a rolling deploy): like [`WorkerHandle::stop`], but
+    /// the lease is kept and marked `departing`, and the leader parks this worker's share for
+    /// the config's `restart_grace` (nobody processes it meanwhile), so a restarted instance
+    /// that claims the same ID within the grace resumes the same partitions without a
+    /// rebalance. Past the grace they are reassigned.
+    pub async fn stop_for_restart(&self) -> Result<(), Error> {
+        self.stop_with(false).await
     }
 
     /// Kills the worker's task at once, as a crash would: no revoke, no step-down, no lease

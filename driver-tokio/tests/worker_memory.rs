@@ -218,7 +218,7 @@ async fn stopping_the_leader_hands_its_partitions_over() {
     assert!(stopped.assignment().is_empty());
     assert_eq!(stopped.worker_id(), None);
 
-    // A new leader takes over and, after the restart grace, places the parked partitions.
+    // A new leader takes over and places the handed-off partitions.
     fleet.wait_owned(&partition_ids(30)).await;
     fleet.leader();
     // The stopped worker's event stream ended with its shutdown.
@@ -351,13 +351,14 @@ async fn events_are_ordered_and_generations_increase() {
                 generation,
                 assigned,
                 revoked,
-                all,
+                lost,
+                assignment,
             } = e
             {
                 assert!(i > claimed, "worker {w}: assignment before the ID");
                 // Dropping everything on a stop repeats the last generation; applying a
                 // generation always moves forward.
-                let dropped_all = all.is_empty() && assigned.is_empty();
+                let dropped_all = assignment.is_empty() && assigned.is_empty();
                 assert!(
                     last_gen < Some(*generation) || (dropped_all && last_gen == Some(*generation)),
                     "worker {w}: generation {generation} after {last_gen:?}"
@@ -365,9 +366,10 @@ async fn events_are_ordered_and_generations_increase() {
                 last_gen = Some(*generation);
                 assert!(assigned.is_disjoint(&held), "worker {w}: re-assigned");
                 assert!(revoked.is_subset(&held), "worker {w}: revoked unheld");
+                assert!(lost.is_empty(), "worker {w}: lost {lost:?} with no fault");
                 held.extend(assigned.iter().cloned());
                 held.retain(|p| !revoked.contains(p));
-                assert_eq!(&held, all, "worker {w}: all = held");
+                assert_eq!(&held, assignment, "worker {w}: assignment = held");
             }
         }
         assert!(held.is_empty(), "worker {w}: stop revoked everything");
@@ -666,43 +668,49 @@ impl RebalanceListener for PanickingListener {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_listener_is_reported_and_the_worker_goes_on() {
+async fn a_panicking_listener_is_reported_and_its_revoke_confirmed_at_once() {
     let mut fleet = Fleet::new(10);
     // Alone: the cold-start window ends without the two other expected workers.
     let index = fleet
         .add(Worker::builder().rebalance_listener(PanickingListener))
         .await;
     fleet.wait_owned(&partition_ids(10)).await;
-    // The stop revokes through the panicking `on_revoked`: unconfirmed, it ends at the
-    // revoke timeout and the stop still completes.
+    // The stop revokes through the panicking `on_revoked`: a callback that panicked has
+    // returned, so the revoke is confirmed then, not left to the revoke timeout (the rule of
+    // every language: see `RebalanceListener`).
     fleet.workers[index].stop().await.unwrap();
-    let panics = || -> Vec<&'static str> {
-        fleet
-            .rec
-            .events_of(index)
-            .iter()
-            .filter_map(|e| match e {
-                Event::DriverWarning(DriverWarning::ListenerPanicked { callback, .. }) => {
-                    Some(*callback)
-                }
-                _ => None,
-            })
-            .collect()
-    };
-    let revoke_timed_out = || {
-        fleet
-            .rec
-            .events_of(index)
-            .iter()
-            .any(|e| matches!(e, Event::Warning(Warning::RevokeTimedOut(_))))
-    };
+    // Every event up to the stop is recorded once the last state change is.
     fleet
         .rec
-        .wait_until("both panics and the revoke timeout are reported", || {
-            panics().len() == 2 && revoke_timed_out()
+        .wait_until("the worker reports its shutdown", || {
+            fleet.rec.events_of(index).iter().any(|e| {
+                matches!(
+                    e,
+                    Event::StateChanged {
+                        to: State::Shutdown,
+                        ..
+                    }
+                )
+            })
         })
         .await;
-    assert_eq!(panics(), ["on_assigned", "on_revoked"]);
+    let events = fleet.rec.events_of(index);
+    let panics: Vec<&'static str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::DriverWarning(DriverWarning::ListenerPanicked { callback, .. }) => {
+                Some(*callback)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(panics, ["on_assigned", "on_revoked"]);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Warning(Warning::RevokeTimedOut(_)))),
+        "the revoke was confirmed when the callback panicked: {events:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -797,4 +805,54 @@ async fn the_builder_requires_a_kv_a_source_and_a_valid_config() {
         ),
         "{err}"
     );
+}
+
+/// Two workers sharing 10 partitions on one KV with a restart grace of an hour, once settled.
+async fn pair_with_long_restart_grace() -> (WorkerHandle, WorkerHandle) {
+    let config = Config {
+        restart_grace: Duration::from_secs(3600),
+        expected_workers: Some(2),
+        ..config()
+    };
+    let kv = MemoryKv::new(config.lease_ttl);
+    let start = || {
+        Worker::builder()
+            .config(config.clone())
+            .memory(kv.clone())
+            .partitions(partitions(10))
+            .start()
+    };
+    let (a, b) = (start().await.unwrap(), start().await.unwrap());
+    let settled = || a.assignment().len() + b.assignment().len() == 10 && !a.assignment().is_empty();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !(settled() && a.state() == State::Stable && b.state() == State::Stable) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the pair settles");
+    (a, b)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_hands_off_at_once_and_stop_for_restart_parks_the_share() {
+    // stop(): the survivor owns everything long before the hour of restart grace.
+    let (a, b) = pair_with_long_restart_grace().await;
+    a.stop().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while b.assignment().len() != 10 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("stop() hands the partitions off without waiting for the restart grace");
+    b.stop().await.unwrap();
+
+    // stop_for_restart(): the share stays parked (nobody else gets it) within the grace.
+    let (a, b) = pair_with_long_restart_grace().await;
+    let (parked, kept) = (a.assignment(), b.assignment());
+    a.stop_for_restart().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(b.assignment(), kept, "{parked:?} stay parked for the restart");
+    b.stop().await.unwrap();
 }

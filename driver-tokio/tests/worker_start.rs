@@ -41,7 +41,7 @@ async fn worker_id_and_state_are_set_as_soon_as_start_returns() {
     assert_eq!(w.worker_id(), Some(WorkerId(8)));
     workers.push(w);
     for w in workers {
-        w.stop_final().await.unwrap();
+        w.stop().await.unwrap();
     }
 }
 
@@ -74,5 +74,5 @@ async fn a_start_that_cannot_claim_an_id_fails_and_stops_the_worker() {
         }
     );
     assert_eq!(first.worker_id(), Some(WorkerId(0)));
-    first.stop_final().await.unwrap();
+    first.stop().await.unwrap();
 }

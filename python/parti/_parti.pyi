@@ -301,7 +301,8 @@ class IdClaimed:
 
 @final
 class AssignmentChanged:
-    """The worker's partitions changed (Kafka's assigned / revoked)."""
+    """The worker's partitions changed. Kafka's words: `assigned`, `revoked` and `lost` are
+    the changes, `assignment` the whole set."""
 
     @property
     def generation(self) -> int:
@@ -311,9 +312,13 @@ class AssignmentChanged:
         """Partitions gained."""
     @property
     def revoked(self) -> frozenset[str]:
-        """Partitions lost."""
+        """Partitions handed off (`on_revoked` ran before anyone else got them)."""
     @property
-    def all(self) -> frozenset[str]:
+    def lost(self) -> frozenset[str]:
+        """Partitions lost without a handoff (a fence, a lost ID): they may already be
+        another worker's, so in-flight work must not be committed."""
+    @property
+    def assignment(self) -> frozenset[str]:
         """Every partition now owned."""
 
 @final
@@ -402,7 +407,8 @@ _SourceCallable = Callable[[], Union[Iterable[Union[Partition, str]], Awaitable[
 """A partition source: returns (or resolves to) the partitions; called on every refresh."""
 
 _PartitionsCallback = Callable[[frozenset[str]], Union[None, Awaitable[None]]]
-"""on_assigned / on_revoked: sync or async, called with the partitions gained or lost."""
+"""on_assigned / on_revoked / on_lost: sync or async, called with the partitions gained,
+handed off, or lost without a handoff."""
 
 _MessageHandler = Callable[[Message], Awaitable[None]]
 """A subscription handler: an async function called for every message."""
@@ -422,6 +428,7 @@ class Worker:
         strategy: Union[_StrategyName, _StrategyCallable, None] = None,
         on_assigned: Optional[_PartitionsCallback] = None,
         on_revoked: Optional[_PartitionsCallback] = None,
+        on_lost: Optional[_PartitionsCallback] = None,
         user: Optional[str] = None,
         password: Optional[str] = None,
         token: Optional[str] = None,
@@ -431,7 +438,13 @@ class Worker:
     ) -> Worker:
         """Give `nats=` (a URL, comma-separated URLs or a list) or `memory=`, and `partitions=`
         or `source=`; `user`, `password`, `token`, `nkey_seed`, `creds_file` and `tls_ca_file`
-        (a CA to trust) are NATS credentials. Nothing runs before `start()`."""
+        (a CA to trust) are NATS credentials. Nothing runs before `start()`.
+
+        The listener's rule (the same in Rust and Kotlin): `on_revoked` is awaited before the
+        partitions are released, and in Strict mode nobody else gets them until it returns or
+        raises (the exception goes to the loop's exception handler) or `revoke_timeout`
+        passes. `on_lost` is told after a fence or a lost ID, when the partitions may already
+        be another worker's: do not commit there; it defaults to `on_revoked`, as in Kafka."""
     def start(self) -> Awaitable[Worker]:
         """Starts the worker (connects, claims an ID, joins the fleet) and returns it once the
         ID is claimed: `worker_id` is then set, `state` is past `"claiming_id"` and
@@ -487,10 +500,13 @@ class Worker:
         """Removes the partition's pin; it stays where it is until a plan moves it."""
     def drain(self) -> Awaitable[None]:
         """Moves this worker's partitions elsewhere; resolves when it holds none."""
-    def stop(self, final: bool = False) -> Awaitable[None]:
-        """Stops gracefully: revokes every partition (awaiting `on_revoked`) and steps down;
-        `final=True` leaves the fleet for good instead of keeping the ID for `restart_grace`.
-        During a `start()` it waits for the start, then stops; stopping twice does nothing."""
+    def stop(self, *, restart: bool = False) -> Awaitable[None]:
+        """Stops gracefully and hands the partitions off now, like Kafka's `close()` (and so
+        does leaving `async with`): revokes every partition (awaiting `on_revoked`), steps down
+        and leaves the fleet. `restart=True` is for a restart that follows: the ID and share
+        are parked for `restart_grace` (nobody processes them meanwhile) so the restarted
+        worker resumes them. During a `start()` it waits for the start, then stops; stopping
+        twice does nothing."""
 
 # --- simulation ---
 
@@ -524,8 +540,9 @@ class Simulation:
         """Kills the node's process (like SIGKILL): its holdings vanish at once."""
     def restart(self, node: int) -> None:
         """Starts a new process on a crashed or stopped node; no-op on a running node."""
-    def stop(self, node: int, *, final: bool = False) -> None:
-        """Graceful stop (`final=True`: no restart follows); the process exits after handoff."""
+    def stop(self, node: int, *, restart: bool = False) -> None:
+        """Graceful stop that hands the partitions off (`restart=True`: a restart follows, the
+        share is parked for `restart_grace`); the process exits after the handoff."""
     def drain(self, node: int) -> None:
         """Asks the node's worker to hand its partitions to the others and keep running."""
     def refresh(self, node: int) -> None:

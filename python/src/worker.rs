@@ -61,6 +61,7 @@ struct Pending {
     strategy: Box<dyn Strategy>,
     on_assigned: Option<Py<PyAny>>,
     on_revoked: Option<Py<PyAny>>,
+    on_lost: Option<Py<PyAny>>,
     subscription: Option<Subscription>,
 }
 
@@ -116,6 +117,7 @@ impl PyWorker {
         strategy = None,
         on_assigned = None,
         on_revoked = None,
+        on_lost = None,
         user = None,
         password = None,
         token = None,
@@ -133,6 +135,7 @@ impl PyWorker {
         strategy: Option<&Bound<'_, PyAny>>,
         on_assigned: Option<&Bound<'_, PyAny>>,
         on_revoked: Option<&Bound<'_, PyAny>>,
+        on_lost: Option<&Bound<'_, PyAny>>,
         user: Option<String>,
         password: Option<String>,
         token: Option<String>,
@@ -205,7 +208,12 @@ impl PyWorker {
             (None, Some(f)) if f.is_callable() => (None, Some(f.clone().unbind())),
             (None, Some(_)) => return Err(bad_arg("source", "expected a callable")),
         };
-        for (name, cb) in [("on_assigned", on_assigned), ("on_revoked", on_revoked)] {
+        let callbacks = [
+            ("on_assigned", on_assigned),
+            ("on_revoked", on_revoked),
+            ("on_lost", on_lost),
+        ];
+        for (name, cb) in callbacks {
             if cb.is_some_and(|cb| !cb.is_callable()) {
                 return Err(bad_arg(name, "expected a callable"));
             }
@@ -223,6 +231,7 @@ impl PyWorker {
                 strategy,
                 on_assigned: on_assigned.map(|c| c.clone().unbind()),
                 on_revoked: on_revoked.map(|c| c.clone().unbind()),
+                on_lost: on_lost.map(|c| c.clone().unbind()),
                 subscription: None,
             }))),
             start_ended: Notify::new(),
@@ -351,6 +360,7 @@ impl PyWorker {
                 strategy,
                 on_assigned,
                 on_revoked,
+                on_lost,
                 subscription,
             } = *pending;
             let mut builder = crate::metrics::record(parti::Worker::builder())
@@ -360,6 +370,7 @@ impl PyWorker {
                     bridge: bridge.clone(),
                     on_assigned,
                     on_revoked,
+                    on_lost,
                 });
             builder = match (partitions, source) {
                 (Some(list), _) => builder.partitions(list),
@@ -535,13 +546,14 @@ impl PyWorker {
         crate::runtime::future_into_py(py, async move { handle.drain().await.map_err(driver_err) })
     }
 
-    /// Stops gracefully: revokes every partition (awaiting `on_revoked`) and steps down. By
-    /// default the lease is kept as "departing", so a restart that claims the same ID within
-    /// `restart_grace` resumes the same share; `final=True` leaves the fleet for good and the
-    /// leader reassigns at once. Stopping a stopped (or never started) worker does nothing;
-    /// during a `start()`, `stop()` waits for it and then stops the worker.
-    #[pyo3(signature = (r#final = false))]
-    fn stop<'py>(slf: &Bound<'py, Self>, r#final: bool) -> PyResult<Bound<'py, PyAny>> {
+    /// Stops gracefully and hands the partitions off now (Kafka's `close()`): revokes every
+    /// partition (awaiting `on_revoked`), steps down and deletes the lease, so the leader
+    /// reassigns at once. `restart=True` is for a restart that follows: the lease is kept as
+    /// "departing" and the share parked for `restart_grace`, so a restart that claims the same
+    /// ID resumes it. Stopping a stopped (or never started) worker does nothing; during a
+    /// `start()`, `stop()` waits for it and then stops the worker.
+    #[pyo3(signature = (*, restart = false))]
+    fn stop<'py>(slf: &Bound<'py, Self>, restart: bool) -> PyResult<Bound<'py, PyAny>> {
         let this: Py<PyWorker> = slf.clone().unbind();
         crate::runtime::future_into_py(slf.py(), async move {
             let worker = this.get();
@@ -563,8 +575,8 @@ impl PyWorker {
                 ended.await;
             };
             let Some(handle) = handle else { return Ok(()) };
-            let result = if r#final {
-                handle.stop_final().await
+            let result = if restart {
+                handle.stop_for_restart().await
             } else {
                 handle.stop().await
             };

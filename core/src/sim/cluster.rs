@@ -507,6 +507,10 @@ impl Sim {
                     self.nodes[n.0].subscribed.insert(p);
                     dirty = true;
                 }
+                Action::Lose(p) => {
+                    self.nodes[n.0].subscribed.remove(&p);
+                    dirty = true;
+                }
                 Action::Unsubscribe(p) => {
                     self.nodes[n.0].subscribed.remove(&p);
                     dirty = true;
@@ -603,9 +607,10 @@ impl Sim {
             }
             Event::AssignmentChanged {
                 generation,
-                added,
-                removed,
-                assigned,
+                assigned: added,
+                revoked,
+                lost,
+                assignment: assigned,
             } => {
                 let node = &mut self.nodes[n.0];
                 let id = node.worker.as_ref().and_then(Worker::worker_id);
@@ -625,7 +630,7 @@ impl Sim {
                 let what = TraceKind::Assignment {
                     generation: *generation,
                     added: added.len(),
-                    removed: removed.len(),
+                    removed: revoked.len() + lost.len(),
                     assigned: assigned.len(),
                 };
                 self.trace.push(now, Some(n), what);

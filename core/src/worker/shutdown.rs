@@ -72,9 +72,10 @@ impl Worker {
                 let removed = self.held.clone();
                 self.emit(Event::AssignmentChanged {
                     generation: self.applied.unwrap_or_default(),
-                    added: Default::default(),
-                    removed,
                     assigned: Default::default(),
+                    revoked: removed,
+                    lost: Default::default(),
+                    assignment: Default::default(),
                 });
             }
         }

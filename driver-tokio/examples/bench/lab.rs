@@ -3,7 +3,7 @@
 //! received, plus raw KV watchers that see every write to the fleet's buckets.
 //!
 //! Timed conditions are computed from the stamped events alone (a worker's assignment is the
-//! `all` of its last `AssignmentChanged`), so the instant a condition became true is the stamp
+//! `assignment` of its last `AssignmentChanged`), so the instant a condition became true is the stamp
 //! of the event that made it true, not the moment the bench happened to look. Untimed waits
 //! ("settled") read the workers' snapshots too, on a short tick.
 
@@ -269,9 +269,9 @@ fn apply_event(v: &mut View, e: &Event, at: Instant) {
         }
         Event::StateChanged { to, .. } => set_state(v, *to, at),
         Event::LeadershipChanged { is_leader, .. } => v.leader = *is_leader,
-        Event::AssignmentChanged { all, .. } => {
-            v.assignment = all.clone();
-            v.count = all.len();
+        Event::AssignmentChanged { assignment, .. } => {
+            v.assignment = assignment.clone();
+            v.count = assignment.len();
         }
         _ => {}
     }
@@ -612,7 +612,7 @@ impl Lab {
             .map(|w| {
                 let h = w.handle.clone();
                 async move {
-                    if tokio::time::timeout(Duration::from_secs(5), h.stop_final())
+                    if tokio::time::timeout(Duration::from_secs(5), h.stop())
                         .await
                         .is_err()
                     {

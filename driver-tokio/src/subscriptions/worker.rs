@@ -165,6 +165,19 @@ impl Subscriptions for ManagerSubscriptions {
         })
     }
 
+    /// Stops the partitions, waits until their handlers returned, then tells the listener.
+    fn on_lose(&self, partitions: BTreeSet<PartitionId>) -> BoxFuture<'static, Result<(), String>> {
+        let manager = self.manager.clone();
+        let listener = self.listener.clone();
+        Box::pin(async move {
+            manager
+                .apply_delta(&BTreeSet::new(), &partitions)
+                .released
+                .await;
+            caught(async move { listener.on_lost(&partitions).await }).await
+        })
+    }
+
     fn warnings(&mut self) -> Option<mpsc::UnboundedReceiver<DriverWarning>> {
         self.warnings.take()
     }

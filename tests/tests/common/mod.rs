@@ -146,6 +146,8 @@ struct LedgerState {
     owners: BTreeMap<PartitionId, usize>,
     /// Every grant of each partition, in order: the member index it went to.
     grants: BTreeMap<PartitionId, Vec<usize>>,
+    /// Partitions each member was told it lost (`on_lost`), in order.
+    lost: BTreeMap<usize, Vec<PartitionId>>,
     violations: Vec<String>,
 }
 
@@ -166,6 +168,12 @@ impl Ledger {
     /// Every grant of each partition, in order.
     pub fn grants(&self) -> BTreeMap<PartitionId, Vec<usize>> {
         self.inner.lock().unwrap().grants.clone()
+    }
+
+    /// Partitions member `member` was told it lost (`on_lost`), in order.
+    pub fn lost(&self, member: usize) -> Vec<PartitionId> {
+        let s = self.inner.lock().unwrap();
+        s.lost.get(&member).cloned().unwrap_or_default()
     }
 
     /// Partitions granted to two members at once, described.
@@ -213,6 +221,15 @@ impl RebalanceListener for LedgerListener {
         }
         Box::pin(async {})
     }
+
+    fn on_lost<'a>(&'a self, partitions: &'a BTreeSet<PartitionId>) -> BoxFuture<'a, ()> {
+        {
+            let mut s = self.ledger.inner.lock().unwrap();
+            let lost = s.lost.entry(self.member).or_default();
+            lost.extend(partitions.iter().cloned());
+        }
+        self.on_revoked(partitions)
+    }
 }
 
 /// One worker of a [`Cluster`] and everything it reported.
@@ -229,7 +246,8 @@ impl Member {
         self.events.lock().unwrap().clone()
     }
 
-    /// The `AssignmentChanged` events so far that gained or lost something.
+    /// The `AssignmentChanged` events so far that gained or handed off something (as
+    /// (assigned, revoked)).
     pub fn assignment_changes(&self) -> Vec<(BTreeSet<PartitionId>, BTreeSet<PartitionId>)> {
         self.events()
             .into_iter()

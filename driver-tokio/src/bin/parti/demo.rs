@@ -227,7 +227,7 @@ impl Demo {
         let t = Instant::now();
         self.members[index].live = false;
         let handle = self.members[index].handle.clone();
-        let stop = tokio::spawn(async move { handle.stop_final().await });
+        let stop = tokio::spawn(async move { handle.stop().await });
         let next = self.settle(t, "leave", Some(state.generation)).await?;
         match stop.await {
             Ok(Ok(())) => {}
@@ -580,7 +580,7 @@ impl Demo {
             .live()
             .map(|(_, m)| {
                 let h = m.handle.clone();
-                async move { h.stop_final().await }
+                async move { h.stop().await }
             })
             .collect();
         for r in futures::future::join_all(stops).await {

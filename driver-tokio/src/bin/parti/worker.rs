@@ -59,8 +59,8 @@ pub struct WorkerArgs {
     /// join before moving partitions. Nothing else.
     #[arg(long, value_name = "MS")]
     window_ms: Option<u64>,
-    /// How long a stopped (SIGTERM) worker's partitions stay parked for its restart before
-    /// they move (default 30000; --final-stop moves them at once).
+    /// With --restart: how long a stopped (SIGTERM) worker's partitions stay parked for its
+    /// restart before they move (default 30000).
     #[arg(long, value_name = "MS")]
     restart_grace_ms: Option<u64>,
     /// Least time between two load rebalancing rounds (default 10000).
@@ -76,10 +76,11 @@ pub struct WorkerArgs {
     /// This worker's capacity relative to the others.
     #[arg(long, value_name = "N", default_value_t = 1)]
     capacity: u32,
-    /// On SIGTERM / SIGINT, leave for good (delete the lease: partitions move at once)
-    /// instead of stopping for a restart (lease marked departing, share parked).
+    /// On SIGTERM / SIGINT, stop for a restart that follows (lease marked departing, share
+    /// parked for --restart-grace-ms so the restarted worker resumes it) instead of handing
+    /// the partitions off at once (the default, like Kafka's close()).
     #[arg(long)]
-    final_stop: bool,
+    restart: bool,
     /// Consume every owned partition's subject, made from TEMPLATE: `{keys}` is the
     /// partition's keys joined by '.', `{key0}`, `{key1}`.. one key (e.g. 'work.{keys}').
     /// Core NATS unless --jetstream is given.
@@ -274,15 +275,15 @@ pub async fn run(args: WorkerArgs) -> CliResult {
     };
     log(format_args!(
         "{signal}: stopping ({})",
-        if args.final_stop {
-            "for good: the lease is deleted"
-        } else {
+        if args.restart {
             "for a restart: the lease is marked departing"
+        } else {
+            "handing off: the lease is deleted"
         }
     ));
     let stop = async {
-        if args.final_stop {
-            worker.stop_final().await
+        if args.restart {
+            worker.stop_for_restart().await
         } else {
             worker.stop().await
         }
@@ -376,13 +377,19 @@ pub fn describe(e: &Event) -> String {
             generation,
             assigned,
             revoked,
-            all,
+            lost,
+            assignment,
         } => format!(
-            "assignment {generation}: +{} -{} = {} partitions [{}]",
+            "assignment {generation}: +{} -{}{} = {} partitions [{}]",
             assigned.len(),
             revoked.len(),
-            all.len(),
-            truncate(&compact(all), 300)
+            if lost.is_empty() {
+                String::new()
+            } else {
+                format!(" lost {}", lost.len())
+            },
+            assignment.len(),
+            truncate(&compact(assignment), 300)
         ),
         Event::LeadershipChanged { is_leader, epoch } => {
             if *is_leader {
