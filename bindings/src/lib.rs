@@ -21,6 +21,7 @@
 mod config;
 mod error;
 mod events;
+mod listener;
 mod plan;
 mod source;
 mod worker;
@@ -28,6 +29,7 @@ mod worker;
 pub use config::{default_worker_config, validate_config, HandoffMode, NatsOptions, WorkerConfig};
 pub use error::PartiError;
 pub use events::{AlertLevel, EventListener, WorkerEvent, WorkerState};
+pub use listener::{ListenerError, RebalanceListener};
 pub use plan::{
     explain, plan, Explanation, Partition, PlanInput, PlanResult, PlanSummary, Strategy, WorkerSlot,
 };

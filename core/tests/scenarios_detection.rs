@@ -148,15 +148,15 @@ fn a_renewal_at_the_crash_deadline_never_gives_a_partition_two_owners() {
 
 /// The assignment deltas a node reported: (revoked, lost) partitions over all its events.
 fn revoked_and_lost(sim: &parti_core::sim::Sim, n: NodeId) -> (usize, usize) {
-    sim.events()
-        .iter()
-        .filter(|(_, node, _)| *node == n)
-        .fold((0, 0), |(r, l), (_, _, e)| match e {
+    sim.events().iter().filter(|(_, node, _)| *node == n).fold(
+        (0, 0),
+        |(r, l), (_, _, e)| match e {
             parti_core::Event::AssignmentChanged { revoked, lost, .. } => {
                 (r + revoked.len(), l + lost.len())
             }
             _ => (r, l),
-        })
+        },
+    )
 }
 
 #[test]
@@ -170,7 +170,11 @@ fn a_fenced_worker_reports_its_partitions_lost_and_a_handoff_reports_them_revoke
     sim.isolate(victim);
     sim.run_for(sim.template().lease_ttl + SECS(1));
     let (revoked, lost) = revoked_and_lost(&sim, victim);
-    assert_eq!((revoked, lost), (0, held), "a fence loses, it does not revoke");
+    assert_eq!(
+        (revoked, lost),
+        (0, held),
+        "a fence loses, it does not revoke"
+    );
     sim.heal(victim);
     sim.must_converge(SECS(60));
     // A graceful final stop hands its partitions off: revoked, never lost.

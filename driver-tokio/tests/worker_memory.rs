@@ -823,7 +823,8 @@ async fn pair_with_long_restart_grace() -> (WorkerHandle, WorkerHandle) {
             .start()
     };
     let (a, b) = (start().await.unwrap(), start().await.unwrap());
-    let settled = || a.assignment().len() + b.assignment().len() == 10 && !a.assignment().is_empty();
+    let settled =
+        || a.assignment().len() + b.assignment().len() == 10 && !a.assignment().is_empty();
     tokio::time::timeout(Duration::from_secs(60), async {
         while !(settled() && a.state() == State::Stable && b.state() == State::Stable) {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -853,6 +854,10 @@ async fn stop_hands_off_at_once_and_stop_for_restart_parks_the_share() {
     let (parked, kept) = (a.assignment(), b.assignment());
     a.stop_for_restart().await.unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(b.assignment(), kept, "{parked:?} stay parked for the restart");
+    assert_eq!(
+        b.assignment(),
+        kept,
+        "{parked:?} stay parked for the restart"
+    );
     b.stop().await.unwrap();
 }

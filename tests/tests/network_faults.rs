@@ -84,7 +84,10 @@ async fn a_blackholed_strict_worker_fences_before_its_partitions_move_and_rejoin
             _ => BTreeSet::new(),
         })
         .collect();
-    assert_eq!(reported, held, "the event reports every held partition as lost");
+    assert_eq!(
+        reported, held,
+        "the event reports every held partition as lost"
+    );
     let told: BTreeSet<PartitionId> = cluster.ledger.lost(proxied).into_iter().collect();
     assert_eq!(told, held, "on_lost was told every held partition");
     // The ledger records a grant to a worker while another still holds the partition: the
