@@ -17,7 +17,7 @@ pub struct PinArgs {
     #[command(flatten)]
     nats: NatsArgs,
     /// Prefix of the fleet's KV buckets.
-    #[arg(long, default_value = "parti", value_name = "P")]
+    #[arg(long, default_value_t = parti::Config::default().bucket_prefix, value_name = "P")]
     prefix: String,
     /// The partition to pin (its ID, keys joined by '.').
     #[arg(value_name = "PARTITION")]
@@ -34,7 +34,7 @@ pub struct UnpinArgs {
     #[command(flatten)]
     nats: NatsArgs,
     /// Prefix of the fleet's KV buckets.
-    #[arg(long, default_value = "parti", value_name = "P")]
+    #[arg(long, default_value_t = parti::Config::default().bucket_prefix, value_name = "P")]
     prefix: String,
     /// The partition to unpin (its ID, keys joined by '.').
     #[arg(value_name = "PARTITION")]
