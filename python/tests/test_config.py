@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Any
 
@@ -10,14 +11,28 @@ import pytest
 import parti
 
 
-def test_defaults_match_the_documented_values() -> None:
+def test_config_takes_cores_default_for_every_field() -> None:
+    defaults = parti.Config.defaults()
+    properties = {n for n, v in vars(parti.Config).items() if inspect.isgetsetdescriptor(v)}
+    parameters = set(inspect.signature(parti.Config).parameters)
+    # Every field: the defaults name each property, and each is an argument of Config().
+    assert set(defaults) == properties == parameters
     c = parti.Config()
-    assert c.bucket_prefix == "parti"
-    assert c.heartbeat_interval == 2.0
-    assert c.lease_ttl == 6.0
-    assert c.handoff == "strict"
-    assert c.expected_workers is None
-    assert c.alert_after == (0.0, 30.0, 120.0, 300.0)
+    for name, value in defaults.items():
+        assert getattr(c, name) == value, name
+    # Given explicitly, core's defaults build the same configuration.
+    assert parti.Config(**defaults) == c
+    assert parti.Config(lease_ttl=defaults["lease_ttl"] + 1) != c
+    # MemoryKv() has core's lease TTL too: a worker refuses a MemoryKv whose TTL differs.
+    parti.Worker(memory=parti.MemoryKv(), partitions=["a"], config=c)
+    with pytest.raises(parti.ConfigError, match="lease_ttl"):
+        longer = parti.Config(lease_ttl=defaults["lease_ttl"] + 1)
+        parti.Worker(memory=parti.MemoryKv(), partitions=["a"], config=longer)
+
+
+def test_none_is_the_same_as_leaving_an_argument_out() -> None:
+    nones: dict[str, Any] = {name: None for name in parti.Config.defaults()}
+    assert parti.Config(**nones) == parti.Config()
 
 
 def test_values_round_trip_through_the_properties() -> None:
