@@ -35,7 +35,10 @@ import uniffi.parti_ffi.explain
 import uniffi.parti_ffi.partiVersion
 import uniffi.parti_ffi.ping
 import uniffi.parti_ffi.plan
+import uniffi.parti_ffi.resolveWorkerConfig
 import uniffi.parti_ffi.startWorker
+import uniffi.parti_ffi.strategyByName
+import uniffi.parti_ffi.strategyNames
 import uniffi.parti_ffi.validateConfig
 
 const val PARTITIONS = 20
@@ -160,7 +163,15 @@ fun fastConfig(prefix: String) = WorkerConfig(
 )
 
 fun pureFunctions() {
-    check(WorkerConfig() == defaultWorkerConfig()) { "WorkerConfig() defaults differ from Rust: ${WorkerConfig()} vs ${defaultWorkerConfig()}" }
+    // WorkerConfig() leaves every Config field unset; the Rust side fills them from
+    // Config::default(), which defaultWorkerConfig() spells out field by field.
+    val core = defaultWorkerConfig()
+    val resolved = resolveWorkerConfig(WorkerConfig())
+    check(resolved == core) { "WorkerConfig() resolves to $resolved, not the Rust defaults $core" }
+    check(core.bucketPrefix != null && core.leaseTtlMs != null && core.alertAfterMs?.size == 4) { "defaults not spelled out: $core" }
+    // The strategy names are the core's registry; each builds a strategy, others are refused.
+    val names = strategyNames()
+    check(names.isNotEmpty() && names.toSet().size == names.size) { "strategy names: $names" }
     validateConfig(fastConfig("kt"))
     try {
         validateConfig(WorkerConfig(leaseTtlMs = 500uL))
@@ -180,6 +191,16 @@ fun pureFunctions() {
     val after = plan(Strategy.Balanced, input.copy(workers = listOf(WorkerSlot(1u, 1u)), previous = result.assignment))
     check(after.assignment.values.all { it == 1u }) { "worker 1 should own everything: ${after.byWorker}" }
     check(after.summary.moved == (PARTITIONS / 2).toULong()) { "moved ${after.summary.moved}" }
+    for (name in names) {
+        val placed = plan(strategyByName(name), input)
+        check(placed.assignment.keys == ALL) { "$name did not place every partition" }
+    }
+    try {
+        strategyByName("fastest")
+        throw CheckFailed("an unknown strategy name was accepted")
+    } catch (e: PartiException.InvalidArgument) {
+        check(names.all { it in e.reason }) { "the error does not list every name: ${e.reason}" }
+    }
     val why = explain(Strategy.ConsistentHash(64u), input, "p7")
     check(why.owner != null && why.reason.isNotEmpty()) { "explain: $why" }
     try {

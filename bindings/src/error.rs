@@ -73,6 +73,9 @@ impl From<parti::parti_core::Error> for PartiError {
             E::InvalidPartition { partition, reason } => {
                 PartiError::InvalidPartition { partition, reason }
             }
+            e @ E::UnknownStrategy { .. } => PartiError::InvalidArgument {
+                reason: e.to_string(),
+            },
             other => PartiError::Internal {
                 reason: other.to_string(),
             },

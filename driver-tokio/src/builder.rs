@@ -15,6 +15,9 @@ use tokio::sync::{mpsc, watch};
 /// Default of [`WorkerBuilder::claim_timeout`].
 pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default of [`WorkerBuilder::source_timeout`].
+pub const DEFAULT_SOURCE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Entry point: `Worker::builder()` starts a [`WorkerBuilder`]. The running worker is driven
 /// through its [`WorkerHandle`].
 #[derive(Debug)]
@@ -56,7 +59,7 @@ impl Default for WorkerBuilder {
             listener: Arc::new(NoListener),
             connection: None,
             kv_timeout: None,
-            source_timeout: Duration::from_secs(10),
+            source_timeout: DEFAULT_SOURCE_TIMEOUT,
             claim_timeout: DEFAULT_CLAIM_TIMEOUT,
             subscription: None,
             #[cfg(feature = "metrics")]
@@ -142,7 +145,7 @@ impl WorkerBuilder {
     }
 
     /// How long one call of the partition source may take before it counts as failed.
-    /// Default 10 s.
+    /// Default [`DEFAULT_SOURCE_TIMEOUT`] (10 s).
     pub fn source_timeout(mut self, timeout: Duration) -> Self {
         self.source_timeout = timeout;
         self

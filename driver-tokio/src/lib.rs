@@ -91,7 +91,7 @@ pub mod subscriptions;
 pub mod testing;
 mod watches;
 
-pub use builder::{Worker, WorkerBuilder};
+pub use builder::{Worker, WorkerBuilder, DEFAULT_SOURCE_TIMEOUT};
 pub use error::Error;
 pub use events::{DriverWarning, Event, EventStream};
 pub use handle::WorkerHandle;

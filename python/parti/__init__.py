@@ -22,6 +22,7 @@ validates a configuration, ``parti.Simulation`` runs a whole fleet on a virtual 
 from typing import Union
 
 from ._parti import (
+    STRATEGIES,
     Alert,
     AssignmentChanged,
     Config,
@@ -75,6 +76,7 @@ __all__ = [
     "PartiError",
     "Partition",
     "PlanResult",
+    "STRATEGIES",
     "Simulation",
     "SimulationError",
     "SourceError",

@@ -3,9 +3,12 @@
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, Optional, Union, final
+from typing import Any, ClassVar, Final, Literal, Optional, Union, final
 
 __version__: Final[str]
+STRATEGIES: Final[tuple[str, ...]]
+"""The names of the built-in strategies, from the Rust core's registry; the first is the
+workers' default."""
 
 _State = Literal[
     "init",
@@ -94,35 +97,42 @@ class WorkerSlot:
 
 @final
 class Config:
-    """A worker's configuration; durations in seconds; validated on construction."""
+    """A worker's configuration; durations in seconds; validated on construction. An argument
+    left out (or None) takes the Rust core's default (`Config.defaults()` lists them)."""
 
     def __new__(
         cls,
         *,
-        bucket_prefix: str = "parti",
-        replicas: int = 1,
-        id_min: int = 0,
-        id_max: int = 99,
+        bucket_prefix: Optional[str] = None,
+        replicas: Optional[int] = None,
+        id_min: Optional[int] = None,
+        id_max: Optional[int] = None,
         preferred_id: Optional[int] = None,
-        capacity: int = 1,
-        heartbeat_interval: float = 2.0,
-        lease_ttl: float = 6.0,
-        safety_margin: float = 1.0,
-        emergency_grace: float = 0.25,
-        cold_start_window: float = 30.0,
+        capacity: Optional[int] = None,
+        heartbeat_interval: Optional[float] = None,
+        lease_ttl: Optional[float] = None,
+        safety_margin: Optional[float] = None,
+        emergency_grace: Optional[float] = None,
+        cold_start_window: Optional[float] = None,
         expected_workers: Optional[int] = None,
-        planned_scale_window: float = 10.0,
-        max_scale_delay: float = 30.0,
-        restart_grace: float = 30.0,
-        min_rebalance_interval: float = 10.0,
-        rebalance_threshold: float = 0.15,
-        max_moves_per_round: int = 100,
-        handoff: _Handoff = "strict",
-        revoke_timeout: float = 5.0,
-        shutdown_timeout: float = 10.0,
-        alert_after: tuple[float, float, float, float] = (0.0, 30.0, 120.0, 300.0),
-        max_value_bytes: int = 1000000,
+        planned_scale_window: Optional[float] = None,
+        max_scale_delay: Optional[float] = None,
+        restart_grace: Optional[float] = None,
+        min_rebalance_interval: Optional[float] = None,
+        rebalance_threshold: Optional[float] = None,
+        max_moves_per_round: Optional[int] = None,
+        handoff: Optional[_Handoff] = None,
+        revoke_timeout: Optional[float] = None,
+        shutdown_timeout: Optional[float] = None,
+        alert_after: Optional[tuple[float, float, float, float]] = None,
+        max_value_bytes: Optional[int] = None,
     ) -> Config: ...
+    @staticmethod
+    def defaults() -> dict[str, Any]:
+        """Core's default configuration as `{argument: value}` (durations in seconds): what
+        every argument left out of `Config(...)` takes."""
+    def __eq__(self, other: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
     @property
     def bucket_prefix(self) -> str:
         """Prefix of the KV bucket names (`<prefix>-leases`, `<prefix>-assign`)."""
@@ -259,11 +269,11 @@ def plan(
 ) -> PlanResult:
     """Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
 
-    `strategy`: `"balanced"` (default), `"consistent-hash"`, `"bounded-load"`, `"round-robin"`
-    or a callable; `previous`: the previous owner by partition ID; `pins`: partition ID ->
-    worker ID, honoured when that worker is in `workers`; `slack`: tolerated overload over the
-    mean before a sticky partition moves (None: the leader's, 0.05 = 5 %); `max_moves`: most partitions that may
-    change owner (None: no limit)."""
+    `strategy`: one of `STRATEGIES` (None: the first, `"balanced"`) or a callable;
+    `previous`: the previous owner by partition ID; `pins`: partition ID -> worker ID,
+    honoured when that worker is in `workers`; `slack`: tolerated overload over the mean
+    (0.05 = 5 %; None: the planner's default) before a sticky partition moves; `max_moves`:
+    most partitions that may change owner (None: no limit)."""
 def explain(
     partition: str,
     workers: Iterable[Union[WorkerSlot, int]],
@@ -381,7 +391,8 @@ def _bench_event_stream(n: int, paced: bool = False) -> EventStream:
 class MemoryKv:
     """An in-memory KV with NATS semantics: workers sharing one run as a fleet in-process."""
 
-    def __new__(cls, lease_ttl: float = 6.0) -> MemoryKv: ...
+    def __new__(cls, lease_ttl: Optional[float] = None) -> MemoryKv:
+        """`lease_ttl` in seconds; None: the default of `Config.lease_ttl`."""
 
 @final
 class Message:

@@ -87,7 +87,9 @@ pub(crate) fn driver_err(e: parti::Error) -> PyErr {
 pub(crate) fn core_err(e: parti::parti_core::Error) -> PyErr {
     use parti::parti_core::Error as E;
     match e {
-        E::InvalidConfig { .. } | E::InvalidPartition { .. } => ConfigError::new_err(e.to_string()),
+        E::InvalidConfig { .. } | E::InvalidPartition { .. } | E::UnknownStrategy { .. } => {
+            ConfigError::new_err(e.to_string())
+        }
         other => PartiError::new_err(other.to_string()),
     }
 }

@@ -115,15 +115,16 @@ fn input_from(
     for (p, w) in pins.unwrap_or_default() {
         input.pins.insert(partition_id("pins", &p)?, WorkerId(w));
     }
-    // None: the leader's slack.
-    let slack = slack.unwrap_or(input.slack);
-    if !(slack.is_finite() && slack >= 0.0) {
-        return Err(bad_arg(
-            "slack",
-            format!("{slack} must be a finite number >= 0"),
-        ));
+    // Left out, the slack is the planner's default (`PlanInput::new`).
+    if let Some(slack) = slack {
+        if !(slack.is_finite() && slack >= 0.0) {
+            return Err(bad_arg(
+                "slack",
+                format!("{slack} must be a finite number >= 0"),
+            ));
+        }
+        input.slack = slack;
     }
-    input.slack = slack;
     input.max_moves = max_moves;
     Ok(input)
 }
@@ -206,10 +207,8 @@ pub(crate) fn explain(
     })
 }
 
-/// `strategy=None` is the balanced strategy.
+/// `strategy=None` is the workers' default, the first of core's `strategy::NAMES`.
 fn resolve(py: Python<'_>, strategy: Option<&Bound<'_, PyAny>>) -> PyResult<Resolved> {
-    match strategy {
-        Some(s) => strategy_from(s, false),
-        None => strategy_from(pyo3::types::PyString::new(py, "balanced").as_any(), false),
-    }
+    let default = || pyo3::types::PyString::new(py, parti::strategy::NAMES[0]);
+    strategy_from(strategy.unwrap_or(default().as_any()), false)
 }

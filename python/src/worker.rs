@@ -2,7 +2,7 @@
 
 use crate::callbacks::{LoopBridge, PyListener, PySource};
 use crate::config::PyConfig;
-use crate::errors::{bad_arg, driver_err, PartiError, WorkerStoppedError};
+use crate::errors::{bad_arg, core_err, driver_err, PartiError, WorkerStoppedError};
 use crate::events::{frozenset, EventStream};
 use crate::message::message_handler;
 use crate::partition::{partition_id, partitions_from, seconds};
@@ -30,9 +30,14 @@ pub(crate) struct PyMemoryKv(MemoryKv);
 #[pymethods]
 impl PyMemoryKv {
     #[new]
-    #[pyo3(signature = (lease_ttl = 6.0))]
-    fn new(lease_ttl: f64) -> PyResult<Self> {
-        Ok(PyMemoryKv(MemoryKv::new(seconds("lease_ttl", lease_ttl)?)))
+    /// `lease_ttl` left out is core's default (`Config.defaults()["lease_ttl"]`).
+    #[pyo3(signature = (lease_ttl = None))]
+    fn new(lease_ttl: Option<f64>) -> PyResult<Self> {
+        let ttl = match lease_ttl {
+            Some(secs) => seconds("lease_ttl", secs)?,
+            None => Config::default().lease_ttl,
+        };
+        Ok(PyMemoryKv(MemoryKv::new(ttl)))
     }
 
     fn __repr__(&self) -> String {
@@ -218,9 +223,10 @@ impl PyWorker {
                 return Err(bad_arg(name, "expected a callable"));
             }
         }
+        // Left out: the workers' default, the first of core's `strategy::NAMES`.
         let strategy = match strategy {
             Some(s) => strategy_from(s, true)?.strategy,
-            None => Box::new(parti::strategy::Balanced::default()),
+            None => parti::strategy::by_name(parti::strategy::NAMES[0]).map_err(core_err)?,
         };
         Ok(PyWorker {
             life: Mutex::new(Lifecycle::Idle(Box::new(Pending {

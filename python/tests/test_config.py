@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
 from typing import Any
 
@@ -10,14 +12,31 @@ import pytest
 import parti
 
 
-def test_defaults_match_the_documented_values() -> None:
+def test_config_takes_cores_default_for_every_field() -> None:
+    defaults = parti.Config.defaults()
+    properties = {n for n, v in vars(parti.Config).items() if inspect.isgetsetdescriptor(v)}
+    # Every field: the defaults name each property (and each is an argument: see below).
+    assert set(defaults) == properties
+    # An abi3 module carries no class signature before Python 3.10.
+    signature = parti.Config.__text_signature__
+    if signature is not None:
+        assert set(re.findall(r"(\w+)=", signature)) == properties
     c = parti.Config()
-    assert c.bucket_prefix == "parti"
-    assert c.heartbeat_interval == 2.0
-    assert c.lease_ttl == 6.0
-    assert c.handoff == "strict"
-    assert c.expected_workers is None
-    assert c.alert_after == (0.0, 30.0, 120.0, 300.0)
+    for name, value in defaults.items():
+        assert getattr(c, name) == value, name
+    # Given explicitly, core's defaults build the same configuration.
+    assert parti.Config(**defaults) == c
+    assert parti.Config(lease_ttl=defaults["lease_ttl"] + 1) != c
+    # MemoryKv() has core's lease TTL too: a worker refuses a MemoryKv whose TTL differs.
+    parti.Worker(memory=parti.MemoryKv(), partitions=["a"], config=c)
+    with pytest.raises(parti.ConfigError, match="lease_ttl"):
+        longer = parti.Config(lease_ttl=defaults["lease_ttl"] + 1)
+        parti.Worker(memory=parti.MemoryKv(), partitions=["a"], config=longer)
+
+
+def test_none_is_the_same_as_leaving_an_argument_out() -> None:
+    nones: dict[str, Any] = {name: None for name in parti.Config.defaults()}
+    assert parti.Config(**nones) == parti.Config()
 
 
 def test_values_round_trip_through_the_properties() -> None:

@@ -600,8 +600,7 @@ impl Demo {
                 );
                 return;
             }
-            if let Ok(client) = options.connect_client().await {
-                let js = async_nats::jetstream::new(client);
+            if let Ok((_, js)) = options.connect_jetstream().await {
                 for b in [self.config.leases_bucket(), self.config.assign_bucket()] {
                     if let Err(e) = js.delete_key_value(&b).await {
                         say!("note: could not delete bucket {b}: {e}");

@@ -8,7 +8,7 @@
 //! [`parti::parti_core::plan`] / [`parti::parti_core::explain`] (the leader's own call) say
 //! what the strategy would do. Nothing is written.
 
-use crate::common::{compact, natural_sort, truncate, NatsArgs, StrategyArg};
+use crate::common::{compact, natural_sort, strategy_named, truncate, NatsArgs};
 use crate::fleet::Fleet;
 use crate::{CliError, CliResult};
 use parti::parti_core::{self, summarize, PlanInput, WorkerSlot};
@@ -38,16 +38,19 @@ pub struct CommonArgs {
     #[command(flatten)]
     source: SourceArgs,
     /// Prefix of the fleet's KV buckets (with --nats).
-    #[arg(long, default_value = "parti", value_name = "P")]
+    #[arg(long, default_value_t = parti::Config::default().bucket_prefix, value_name = "P")]
     prefix: String,
     /// JSON object of partition ID to weight; partitions not in it weigh 100.
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
-    /// The placement strategy to preview.
-    #[arg(long, value_enum, default_value_t = StrategyArg::Balanced)]
-    strategy: StrategyArg,
+    /// The placement strategy to preview (the core's registry; the first is the workers'
+    /// default).
+    #[arg(long, value_name = "NAME", default_value = parti::strategy::NAMES[0],
+          value_parser = clap::builder::PossibleValuesParser::new(parti::strategy::NAMES))]
+    strategy: String,
     /// Capacity of the workers added by --add.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = parti::Config::default().capacity, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
 }
 
@@ -284,7 +287,7 @@ fn scenario(
     after_input.pins = fleet.pins.clone();
     Ok(Scenario {
         source: format!("{source}, committed {}", gen.generation),
-        strategy: common.strategy.build(),
+        strategy: strategy_named(&common.strategy)?,
         before_input,
         before,
         after_input,
@@ -509,8 +512,39 @@ mod tests {
             },
             prefix: "parti".into(),
             weights: None,
-            strategy: StrategyArg::Balanced,
+            strategy: parti::strategy::NAMES[0].into(),
             capacity: 1,
+        }
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    fn parse_strategy(flags: &[&str]) -> Result<String, clap::Error> {
+        use clap::Parser;
+        let args = ["parti", "--file", "a.json"];
+        Cli::try_parse_from(args.iter().chain(flags)).map(|cli| cli.common.strategy)
+    }
+
+    #[test]
+    fn strategy_accepts_exactly_cores_names_and_defaults_to_the_first() {
+        for name in parti::strategy::NAMES {
+            let given = parse_strategy(&["--strategy", name]).unwrap();
+            assert_eq!(strategy_named(&given).unwrap().name(), name);
+        }
+        assert_eq!(
+            parse_strategy(&[]).unwrap(),
+            parti::strategy::NAMES[0],
+            "the default"
+        );
+        let e = parse_strategy(&["--strategy", "fastest"])
+            .unwrap_err()
+            .to_string();
+        for name in parti::strategy::NAMES {
+            assert!(e.contains(name), "{name} in {e}");
         }
     }
 
