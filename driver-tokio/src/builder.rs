@@ -299,8 +299,8 @@ impl WorkerBuilder {
                 Err(Error::Config(parti_core::Error::InvalidConfig {
                     field: "lease_ttl",
                     reason: format!(
-                        "the MemoryKv's lease TTL is {kv_ttl:?} but the config's lease_ttl is \
-                         {:?}: create the store with MemoryKv::new(config.lease_ttl)",
+                        "the MemoryKv expires leases after {kv_ttl:?} but the config's \
+                         lease_ttl is {:?}: create the MemoryKv with the config's lease_ttl",
                         self.config.lease_ttl
                     ),
                 }))

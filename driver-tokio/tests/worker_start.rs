@@ -94,7 +94,7 @@ async fn a_memory_kv_whose_lease_ttl_differs_from_the_config_is_refused_naming_b
     };
     assert_eq!(*field, "lease_ttl");
     assert!(
-        reason.contains("lease TTL is 6s") && reason.contains("lease_ttl is 1s"),
+        reason.contains("after 6s") && reason.contains("lease_ttl is 1s"),
         "the message names neither TTL: {err}"
     );
 
