@@ -36,6 +36,9 @@ impl Worker {
 pub struct WorkerBuilder {
     config: Config,
     kv: Option<Arc<dyn KvStore>>,
+    /// The leases' TTL of a KV given through [`WorkerBuilder::memory`], checked against the
+    /// config's `lease_ttl` on start.
+    memory_lease_ttl: Option<Duration>,
     source: Option<Arc<dyn PartitionSource>>,
     strategy: Option<Box<dyn Strategy>>,
     listener: Arc<dyn RebalanceListener>,
@@ -54,6 +57,7 @@ impl Default for WorkerBuilder {
         WorkerBuilder {
             config: Config::default(),
             kv: None,
+            memory_lease_ttl: None,
             source: None,
             strategy: None,
             listener: Arc::new(NoListener),
@@ -90,13 +94,21 @@ impl WorkerBuilder {
     /// [`WorkerBuilder::memory`] / [`WorkerBuilder::nats`]).
     pub fn kv(mut self, kv: Arc<dyn KvStore>) -> Self {
         self.kv = Some(kv);
+        self.memory_lease_ttl = None;
         self
     }
 
     /// Runs against an in-memory KV (tests, demos). Clones of a `MemoryKv` share one store:
     /// give each worker of an in-process fleet a clone of the same one.
+    ///
+    /// The store expires leases itself, so it must be created with the config's lease TTL
+    /// (`MemoryKv::new(config.lease_ttl)`): otherwise [`WorkerBuilder::start`] fails with
+    /// [`Error::Config`] naming both durations.
     pub fn memory(self, kv: MemoryKv) -> Self {
-        self.kv(Arc::new(kv))
+        let lease_ttl = kv.lease_ttl();
+        let mut builder = self.kv(Arc::new(kv));
+        builder.memory_lease_ttl = Some(lease_ttl);
+        builder
     }
 
     /// Runs against NATS JetStream KV.
@@ -211,6 +223,7 @@ impl WorkerBuilder {
             self.config.instance_token = random_token();
         }
         self.config.validate()?;
+        self.check_memory_lease_ttl()?;
         let kv_timeout = self
             .kv_timeout
             .unwrap_or(self.config.heartbeat_interval.max(Duration::from_secs(1)));
@@ -278,6 +291,25 @@ impl WorkerBuilder {
             shutdown_timeout,
             task: task.abort_handle(),
         })
+    }
+
+    /// A [`MemoryKv`] expires leases after its own TTL: one that differs from the config's
+    /// `lease_ttl` would expire live workers' leases (shorter) or keep dead workers' (longer)
+    /// against what every worker computes from the config.
+    fn check_memory_lease_ttl(&self) -> Result<(), Error> {
+        match self.memory_lease_ttl {
+            Some(kv_ttl) if kv_ttl != self.config.lease_ttl => {
+                Err(Error::Config(parti_core::Error::InvalidConfig {
+                    field: "lease_ttl",
+                    reason: format!(
+                        "the MemoryKv expires leases after {kv_ttl:?} but the config's \
+                         lease_ttl is {:?}: create the MemoryKv with the config's lease_ttl",
+                        self.config.lease_ttl
+                    ),
+                }))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -65,6 +65,14 @@
 //! assignment, leadership change, committed generation (the leader's decision, with its reason)
 //! and warning; install any `tracing` subscriber to see them.
 //!
+//! ## Cargo features
+//!
+//! - `metrics` (default): [`WorkerBuilder::metrics`] and the [`metrics`] module.
+//! - `testing`: the `testing` module, throwaway `nats-server` processes, clusters and a
+//!   fault-injecting TCP proxy for tests.
+//! - `cli`: the `parti` binary (`cargo install --path driver-tokio --features cli`); it alone
+//!   brings clap, hyper and tracing-subscriber, which the library never needs.
+//!
 //! ## Failures
 //!
 //! [`Error`] is returned for a bad configuration, a missing builder part, a request to a
@@ -88,6 +96,7 @@ pub mod pins;
 mod runner;
 mod source;
 pub mod subscriptions;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod watches;
 

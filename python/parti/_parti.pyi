@@ -389,7 +389,9 @@ def _bench_event_stream(n: int, paced: bool = False) -> EventStream:
 
 @final
 class MemoryKv:
-    """An in-memory KV with NATS semantics: workers sharing one run as a fleet in-process."""
+    """An in-memory KV with NATS semantics: workers sharing one run as a fleet in-process.
+    It expires leases itself: give it the config's `lease_ttl` (`Worker.start()` raises
+    `ConfigError` otherwise)."""
 
     def __new__(cls, lease_ttl: Optional[float] = None) -> MemoryKv:
         """`lease_ttl` in seconds; None: the default of `Config.lease_ttl`."""

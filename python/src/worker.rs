@@ -24,6 +24,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 const FIRST_EVENTS_CAP: usize = 1024;
 
 /// An in-memory KV with NATS semantics: workers sharing one run as a fleet in-process.
+/// It expires leases itself: give it the config's `lease_ttl` (`Worker.start()` raises
+/// `ConfigError` otherwise).
 #[pyclass(frozen, module = "parti._parti", name = "MemoryKv")]
 pub(crate) struct PyMemoryKv(MemoryKv);
 
@@ -157,20 +159,9 @@ impl PyWorker {
                     "give nats=\"nats://host:4222\" (or a list of URLs), or memory=MemoryKv()",
                 ))
             }
-            (None, Some(kv)) => {
-                let kv = kv.get().0.clone();
-                if kv.lease_ttl() != config.lease_ttl {
-                    return Err(bad_arg(
-                        "memory",
-                        format!(
-                            "the MemoryKv's lease_ttl ({} s) differs from config.lease_ttl ({} s)",
-                            kv.lease_ttl().as_secs_f64(),
-                            config.lease_ttl.as_secs_f64()
-                        ),
-                    ));
-                }
-                Backend::Memory(kv)
-            }
+            // A lease TTL other than config.lease_ttl: the driver refuses it on start
+            // (ConfigError naming lease_ttl and both durations).
+            (None, Some(kv)) => Backend::Memory(kv.get().0.clone()),
             (Some(urls), None) => {
                 let urls: Vec<String> = if let Ok(s) = urls.cast::<PyString>() {
                     s.to_cow()?

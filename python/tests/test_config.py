@@ -112,6 +112,13 @@ def test_worker_needs_a_backend_and_partitions() -> None:
         parti.Worker(nats="nats://127.0.0.1:4222", memory=parti.MemoryKv(), partitions=["a"])
 
 
+async def test_a_memory_kv_whose_lease_ttl_differs_from_the_config_fails_to_start() -> None:
+    # The driver's check (WorkerBuilder::start): the error names the field and both durations.
+    w = parti.Worker(memory=parti.MemoryKv(lease_ttl=2.0), partitions=["a"])
+    with pytest.raises(parti.ConfigError, match=r"lease_ttl: .*after 2s.* lease_ttl is 6s"):
+        await w.start()
+
+
 def test_worker_rejects_bad_arguments_with_the_field_named() -> None:
     kv = parti.MemoryKv()
     with pytest.raises(parti.ConfigError, match="strategy"):
@@ -122,8 +129,6 @@ def test_worker_rejects_bad_arguments_with_the_field_named() -> None:
         parti.Worker(memory=kv, source=["a"])  # type: ignore[arg-type]
     with pytest.raises(parti.ConfigError, match="partitions"):
         parti.Worker(memory=kv, partitions=[1, 2])  # type: ignore[list-item]
-    with pytest.raises(parti.ConfigError, match="lease_ttl"):
-        parti.Worker(memory=parti.MemoryKv(lease_ttl=2.0), partitions=["a"])
     with pytest.raises(parti.ConfigError, match="subscribe"):
         parti.Worker(memory=kv, partitions=["a"]).subscribe("work.{keys}", print)  # type: ignore[arg-type]
     w = parti.Worker(nats="nats://127.0.0.1:4222", partitions=["a"])
