@@ -7,7 +7,7 @@
 //!   a worker with a [`WorkerConfig`], a [`Strategy`], a [`PartitionSource`] implemented in the
 //!   foreign language and an optional [`EventListener`]. It returns a [`Worker`]: worker ID,
 //!   leader flag, state, current assignment (cheap sync getters), and `refresh_partitions`,
-//!   `set_load`, `drain`, `stop`, `stop_final` (async).
+//!   `set_load`, `drain`, `stop`, `stop_for_restart` (async); a `RebalanceListener` (async foreign trait).
 //! - [`WorkerEvent`]s delivered to the listener, in order, on a thread of their own.
 //! - The pure functions [`plan`], [`explain`], [`strategy_names`], [`strategy_by_name`],
 //!   [`validate_config`], [`default_worker_config`] and [`resolve_worker_config`]: no network,

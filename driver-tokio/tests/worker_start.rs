@@ -106,5 +106,5 @@ async fn a_memory_kv_whose_lease_ttl_differs_from_the_config_is_refused_naming_b
         .start()
         .await
         .unwrap();
-    w.stop_final().await.unwrap();
+    w.stop().await.unwrap();
 }
