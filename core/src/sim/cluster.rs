@@ -43,6 +43,9 @@ pub struct SimConfig {
     /// something that may change them. Default false (the cheaper check also catches any
     /// change of the number of holdings).
     pub check_every_step: bool,
+    /// Keep a running hash of every trace entry and every KV change, values included
+    /// ([`Trace::fingerprint`]): a cheap proof that two runs were identical. Default false.
+    pub fingerprint: bool,
 }
 
 impl Default for SimConfig {
@@ -58,6 +61,7 @@ impl Default for SimConfig {
             trace_limit: 100_000,
             trace_kv: false,
             check_every_step: false,
+            fingerprint: false,
         }
     }
 }
@@ -158,9 +162,11 @@ impl Sim {
         kv.set_max_age(Bucket::Leases, Some(template.lease_ttl));
         kv.set_keep_history(config.kv_history);
         let net = Network::new(config.net.clone(), kv, seed ^ 0x6E65_7477_6F72_6B00);
+        let mut trace = Trace::new(config.trace_limit);
+        trace.set_fingerprint(config.fingerprint);
         Ok(Sim {
             checker: Checker::new(template.handoff == HandoffMode::Strict),
-            trace: Trace::new(config.trace_limit),
+            trace,
             template,
             config,
             seed,
@@ -685,6 +691,17 @@ impl Sim {
                 operation: e.operation,
             };
             self.trace.push(self.now, change.by.map(|b| b.0), what);
+        }
+        if self.trace.fingerprinting() {
+            let parts = (
+                change.by,
+                e.bucket,
+                &e.key,
+                e.revision,
+                e.operation,
+                &e.value,
+            );
+            self.trace.absorb(&parts);
         }
     }
 
