@@ -1,12 +1,14 @@
 //! Putting a worker together: configuration, KV, partition source, strategy, listener.
 
-use crate::handle::Snapshot;
+use crate::handle::{Snapshot, TaskEnd};
 use crate::kv::{KvStore, MemoryKv, NatsKv};
 use crate::listener::NoListener;
 use crate::runner::{Runner, RunnerParts};
 use crate::{Error, EventStream, PartitionSource, RebalanceListener, StaticSource, WorkerHandle};
+use futures::FutureExt;
 use parti_core::strategy::Strategy;
 use parti_core::{Config, Partition};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,7 +105,7 @@ impl WorkerBuilder {
     ///
     /// The store expires leases itself, so it must be created with the config's lease TTL
     /// (`MemoryKv::new(config.lease_ttl)`): otherwise [`WorkerBuilder::start`] fails with
-    /// [`Error::Config`] naming both durations.
+    /// [`Error::Invalid`] naming both durations.
     pub fn memory(self, kv: MemoryKv) -> Self {
         let lease_ttl = kv.lease_ttl();
         let mut builder = self.kv(Arc::new(kv));
@@ -269,7 +271,10 @@ impl WorkerBuilder {
             core.config(),
             snapshot_rx.clone(),
         )?;
+        // Unbounded, and bounded all the same: every command but `Subscribe` carries a reply
+        // its caller awaits, so the queue holds at most one command per pending call.
         let (command_tx, command_rx) = mpsc::unbounded_channel();
+        let end = Arc::new(TaskEnd::new(subscriber.clone()));
         let runner = Runner::new(RunnerParts {
             core,
             origin,
@@ -284,12 +289,25 @@ impl WorkerBuilder {
             snapshot: snapshot_tx,
             observer,
         });
-        let task = tokio::spawn(tracing::Instrument::instrument(runner.run(), span));
+        // The supervisor: a panic of the runner is caught and recorded, and every event
+        // stream ends, also when the task is aborted (the guard's drop).
+        let guard_end = end.clone();
+        let supervised = async move {
+            let mut guard = EndGuard {
+                end: guard_end,
+                crash: None,
+            };
+            if let Err(panic) = AssertUnwindSafe(runner.run()).catch_unwind().await {
+                guard.crash = Some(crate::listener::panic_message(panic.as_ref()));
+            }
+        };
+        let task = tokio::spawn(tracing::Instrument::instrument(supervised, span));
         Ok(WorkerHandle {
             commands: command_tx,
             snapshot: snapshot_rx,
             shutdown_timeout,
             task: task.abort_handle(),
+            end,
         })
     }
 
@@ -299,7 +317,7 @@ impl WorkerBuilder {
     fn check_memory_lease_ttl(&self) -> Result<(), Error> {
         match self.memory_lease_ttl {
             Some(kv_ttl) if kv_ttl != self.config.lease_ttl => {
-                Err(Error::Config(parti_core::Error::InvalidConfig {
+                Err(Error::Invalid(parti_core::Error::InvalidConfig {
                     field: "lease_ttl",
                     reason: format!(
                         "the MemoryKv expires leases after {kv_ttl:?} but the config's \
@@ -338,5 +356,17 @@ mod tests {
         let b = random_token();
         assert_ne!(a, 0);
         assert_ne!(a, b);
+    }
+}
+
+/// Ends the task's record when the supervised future finishes or is dropped (aborted).
+struct EndGuard {
+    end: Arc<TaskEnd>,
+    crash: Option<String>,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.end.finish(self.crash.take());
     }
 }

@@ -108,17 +108,17 @@ pub enum DriverWarning {
         /// The backoff before the rebuild (50 ms doubling up to 2 s).
         retry_in: Duration,
     },
-    /// A rebalance listener callback panicked. A panicking `on_revoked` is not confirmed: the
-    /// core drops the partitions at `revoke_timeout` instead.
+    /// A rebalance listener callback panicked (or, in another language, raised). It has
+    /// returned all the same: a revoke is confirmed (see [`crate::RebalanceListener`]).
     ListenerPanicked {
-        /// `on_assigned` or `on_revoked`.
+        /// `on_assigned`, `on_revoked` or `on_lost`.
         callback: &'static str,
         /// The panic message.
         message: String,
     },
     /// A rebalance listener callback did not finish within `revoke_timeout`; it was cancelled.
     ListenerTimedOut {
-        /// `on_assigned` or `on_revoked`.
+        /// `on_assigned`, `on_revoked` or `on_lost`.
         callback: &'static str,
         /// The bound that was exceeded.
         after: Duration,
@@ -128,6 +128,10 @@ pub enum DriverWarning {
     /// The subscription manager hit a problem (a subscribe retried, a handler that
     /// panicked, a consumer that could not be created yet; see [`crate::subscriptions`]).
     Subscription(crate::subscriptions::SubscriptionError),
+    /// The worker's task panicked (a bug) and is gone: the last event of every stream. The
+    /// worker is stopped without a handoff; its lease expires and the fleet reassigns its
+    /// partitions. Requests fail with [`crate::Error::Crashed`].
+    TaskPanicked(String),
 }
 
 impl DriverWarning {
@@ -140,6 +144,7 @@ impl DriverWarning {
             DriverWarning::ListenerTimedOut { .. } => "listener_timed_out",
             DriverWarning::InputRejected(_) => "input_rejected",
             DriverWarning::Subscription(_) => "subscription",
+            DriverWarning::TaskPanicked(_) => "task_panicked",
         }
     }
 }
@@ -167,6 +172,10 @@ impl std::fmt::Display for DriverWarning {
             }
             DriverWarning::InputRejected(m) => write!(f, "the core refused an input: {m}"),
             DriverWarning::Subscription(e) => write!(f, "subscription: {e}"),
+            DriverWarning::TaskPanicked(m) => write!(
+                f,
+                "the worker's task panicked ({m}); it stopped without a handoff"
+            ),
         }
     }
 }

@@ -3,9 +3,67 @@
 use crate::{Error, EventStream};
 use parti_core::{Generation, PartitionId, State, WorkerId};
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// What the worker's task leaves behind for its handles when it ends, however it ends.
+///
+/// The runner owns the snapshot sender and the event streams' senders, so a runner that
+/// panics drops them: the handles would see a worker that neither stopped nor runs. The task's
+/// supervisor (see [`crate::WorkerBuilder::start`]) records the panic here and ends every
+/// stream with a final [`crate::DriverWarning::TaskPanicked`].
+#[derive(Debug)]
+pub(crate) struct TaskEnd {
+    /// The panic message, once the task panicked.
+    crashed: OnceLock<String>,
+    /// A sender of every event stream, for the final event; `None` once the task has ended.
+    streams: Mutex<Option<Vec<mpsc::UnboundedSender<crate::Event>>>>,
+}
+
+impl TaskEnd {
+    pub(crate) fn new(first: Option<mpsc::UnboundedSender<crate::Event>>) -> Self {
+        TaskEnd {
+            crashed: OnceLock::new(),
+            streams: Mutex::new(Some(first.into_iter().collect())),
+        }
+    }
+
+    /// Keeps a sender of a new stream; false once the task has ended (the stream is then
+    /// over at once).
+    fn register(&self, tx: &mpsc::UnboundedSender<crate::Event>) -> bool {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        match streams.as_mut() {
+            Some(list) => {
+                list.retain(|s| !s.is_closed());
+                list.push(tx.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The task ended (`crash`: with this panic message): tell every stream, then let them end.
+    pub(crate) fn finish(&self, crash: Option<String>) {
+        let streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
+        let Some(message) = crash else { return };
+        tracing::error!(%message, "the worker's task panicked; the worker is stopped");
+        let _ = self.crashed.set(message.clone());
+        let event = crate::Event::DriverWarning(crate::DriverWarning::TaskPanicked(message));
+        for tx in streams {
+            let _ = tx.send(event.clone());
+        }
+    }
+
+    fn crashed(&self) -> Option<&String> {
+        self.crashed.get()
+    }
+}
 
 /// A request from a handle to the runner.
 pub(crate) enum Command {
@@ -63,6 +121,8 @@ pub struct WorkerHandle {
     pub(crate) shutdown_timeout: Duration,
     /// The runner task, for [`WorkerHandle::abort`].
     pub(crate) task: tokio::task::AbortHandle,
+    /// How the task ended, if it did.
+    pub(crate) end: Arc<TaskEnd>,
 }
 
 impl WorkerHandle {
@@ -97,20 +157,24 @@ impl WorkerHandle {
         self.snapshot.borrow().generation
     }
 
-    /// True once the worker has stopped: nothing more will happen.
+    /// True once the worker has stopped: nothing more will happen. Also true after its task
+    /// panicked (a bug; see [`Error::Crashed`]).
     pub fn is_stopped(&self) -> bool {
-        self.snapshot.borrow().stopped
+        self.snapshot.borrow().stopped || self.end.crashed().is_some()
     }
 
     /// Subscribes to the worker's events, in order and without loss, from now on.
     ///
     /// Events that happened before this call are not replayed: to see every event from the
     /// start, use [`crate::WorkerBuilder::start_with_events`]. The stream ends when the worker
-    /// stops (at once if it already has).
+    /// stops (at once if it already has); if its task panicked, its last event is
+    /// [`crate::DriverWarning::TaskPanicked`].
     pub fn events(&self) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
         // If the worker is gone, `tx` is dropped with the command and the stream ends at once.
-        let _ = self.commands.send(Command::Subscribe(tx));
+        if self.end.register(&tx) {
+            let _ = self.commands.send(Command::Subscribe(tx));
+        }
         EventStream { rx }
     }
 
@@ -224,15 +288,20 @@ impl WorkerHandle {
         }
     }
 
-    /// Sends a command and waits for its answer; a gone runner is `Err(Stopped)`.
+    /// Sends a command and waits for its answer; a gone runner is `Err(Stopped)`, or
+    /// `Err(Crashed)` if its task panicked.
     async fn ask(
         &self,
         command: impl FnOnce(crate::handle::Reply) -> Command,
     ) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(command(tx))
-            .map_err(|_| Error::Stopped)?;
-        rx.await.unwrap_or(Err(Error::Stopped))
+        let result = match self.commands.send(command(tx)) {
+            Ok(()) => rx.await.unwrap_or(Err(Error::Stopped)),
+            Err(_) => Err(Error::Stopped),
+        };
+        match (result, self.end.crashed()) {
+            (Err(Error::Stopped), Some(message)) => Err(Error::Crashed(message.clone())),
+            (result, _) => result,
+        }
     }
 }

@@ -283,7 +283,7 @@ impl Runner {
         let now = self.now();
         self.core.handle_input(now, input).map_err(|e| match e {
             parti_core::Error::WrongState { .. } => Error::Stopped,
-            e => Error::Config(e),
+            e => Error::Invalid(e),
         })
     }
 

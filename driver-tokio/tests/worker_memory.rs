@@ -798,7 +798,7 @@ async fn the_builder_requires_a_kv_a_source_and_a_valid_config() {
     assert!(
         matches!(
             err,
-            Error::Config(parti_core::Error::InvalidConfig {
+            Error::Invalid(parti_core::Error::InvalidConfig {
                 field: "lease_ttl",
                 ..
             })
@@ -860,4 +860,81 @@ async fn stop_hands_off_at_once_and_stop_for_restart_parks_the_share() {
         "{parked:?} stay parked for the restart"
     );
     b.stop().await.unwrap();
+}
+
+/// A KV whose operations panic once `armed` is set: a bug in a `KvStore` implementation (or in
+/// the driver) that kills the worker's task.
+struct PanickingKv {
+    inner: MemoryKv,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KvStore for PanickingKv {
+    fn execute(&self, bucket: Bucket, op: KvOp) -> BoxFuture<'static, KvResult> {
+        if self.armed.load(Ordering::SeqCst) {
+            return Box::pin(async { panic!("kv implementation bug") });
+        }
+        self.inner.execute(bucket, op)
+    }
+
+    fn watch(
+        &self,
+        bucket: Bucket,
+        filters: Vec<String>,
+        after: Option<u64>,
+    ) -> BoxFuture<'static, Result<WatchStream, WatchError>> {
+        self.inner.watch(bucket, filters, after)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_worker_task_is_reported_stopped_with_a_final_event_and_an_error() {
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kv = Arc::new(PanickingKv {
+        inner: MemoryKv::new(config().lease_ttl),
+        armed: armed.clone(),
+    });
+    let (handle, mut first) = Worker::builder()
+        .config(config())
+        .kv(kv)
+        .partitions(partitions(3))
+        .start_with_events()
+        .await
+        .unwrap();
+    let mut later = handle.events();
+    assert!(!handle.is_stopped());
+    // The next lease renewal panics inside the worker's task.
+    armed.store(true, Ordering::SeqCst);
+    let deadline = Duration::from_secs(30);
+    for stream in [&mut first, &mut later] {
+        let end = tokio::time::timeout(deadline, last_event(stream))
+            .await
+            .expect("the stream ends");
+        assert!(
+            matches!(
+                &end,
+                Some(Event::DriverWarning(DriverWarning::TaskPanicked(m))) if m.contains("kv implementation bug")
+            ),
+            "the last event says the task panicked: {end:?}"
+        );
+    }
+    assert!(handle.is_stopped(), "a dead task is a stopped worker");
+    let err = handle.refresh_partitions().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Crashed(m) if m.contains("kv implementation bug")),
+        "{err:?}"
+    );
+    // A stream asked for afterwards ends at once; stopping is fine.
+    assert!(handle.events().next().await.is_none());
+    handle.stopped().await;
+    handle.stop().await.unwrap();
+}
+
+/// The last event of `stream`, once it ended.
+async fn last_event(stream: &mut EventStream) -> Option<Event> {
+    let mut last = None;
+    while let Some(e) = stream.next().await {
+        last = Some(e);
+    }
+    last
 }

@@ -89,7 +89,7 @@ async fn a_memory_kv_whose_lease_ttl_differs_from_the_config_is_refused_naming_b
         .start()
         .await
         .unwrap_err();
-    let Error::Config(parti_core::Error::InvalidConfig { field, reason }) = &err else {
+    let Error::Invalid(parti_core::Error::InvalidConfig { field, reason }) = &err else {
         panic!("expected a config error, got {err:?}");
     };
     assert_eq!(*field, "lease_ttl");

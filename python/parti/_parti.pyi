@@ -44,9 +44,6 @@ class ConfigError(PartiError):
 class NatsError(PartiError):
     """NATS could not be reached, refused the credentials, or a bucket could not be set up."""
 
-class SourceError(PartiError):
-    """The partition source failed."""
-
 class WorkerStoppedError(PartiError):
     """The worker is stopped (or was never started) and cannot take this request."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import sys
@@ -27,11 +28,14 @@ def test_config_takes_cores_default_for_every_field() -> None:
     # Given explicitly, core's defaults build the same configuration.
     assert parti.Config(**defaults) == c
     assert parti.Config(lease_ttl=defaults["lease_ttl"] + 1) != c
-    # MemoryKv() has core's lease TTL too: a worker refuses a MemoryKv whose TTL differs.
-    parti.Worker(memory=parti.MemoryKv(), partitions=["a"], config=c)
+    # MemoryKv() has core's lease TTL too: start() refuses a MemoryKv whose TTL differs.
+    async def start(config: parti.Config) -> None:
+        w = await parti.Worker(memory=parti.MemoryKv(), partitions=["a"], config=config).start()
+        await w.stop()
+
+    asyncio.run(start(c))
     with pytest.raises(parti.ConfigError, match="lease_ttl"):
-        longer = parti.Config(lease_ttl=defaults["lease_ttl"] + 1)
-        parti.Worker(memory=parti.MemoryKv(), partitions=["a"], config=longer)
+        asyncio.run(start(parti.Config(lease_ttl=defaults["lease_ttl"] + 1)))
 
 
 def test_none_is_the_same_as_leaving_an_argument_out() -> None:

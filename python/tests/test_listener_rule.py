@@ -109,23 +109,17 @@ async def test_on_lost_defaults_to_on_revoked_like_kafka() -> None:
     assert revoked[0] == PARTITIONS and len(revoked) == 2, revoked
 
 
-async def two_workers(**config: Any) -> tuple[parti.Worker, parti.Worker]:
-    cfg = fast_config(expected_workers=2, **config)
-    kv = parti.MemoryKv(lease_ttl=cfg.lease_ttl)
-    a = await parti.Worker(memory=kv, partitions=sorted(PARTITIONS), config=cfg).start()
-    b = await parti.Worker(memory=kv, partitions=sorted(PARTITIONS), config=cfg).start()
-    await wait_until(
-        lambda: a.assignment | b.assignment == PARTITIONS and bool(a.assignment),
-        what="the pair shares the partitions",
-    )
-    return a, b
-
-
 async def test_leaving_async_with_hands_off_at_once() -> None:
     # A restart grace of an hour: handing off must not wait for it.
-    a, b = await two_workers(restart_grace=3600.0)
-    async with a:
-        pass  # leaving `async with` stops like stop(): a handoff
+    cfg = fast_config(expected_workers=2, restart_grace=3600.0)
+    kv = parti.MemoryKv(lease_ttl=cfg.lease_ttl)
+    b = await parti.Worker(memory=kv, partitions=sorted(PARTITIONS), config=cfg).start()
+    async with parti.Worker(memory=kv, partitions=sorted(PARTITIONS), config=cfg) as a:
+        await wait_until(
+            lambda: a.assignment | b.assignment == PARTITIONS and bool(a.assignment),
+            what="the pair shares the partitions",
+        )
+    # Leaving `async with` stopped `a` like stop(): a handoff, not a parked share.
     await wait_until(lambda: b.assignment == PARTITIONS, timeout=10, what="b owns everything")
     await b.stop()
 
