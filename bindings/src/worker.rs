@@ -8,7 +8,7 @@ use crate::on_runtime;
 use crate::plan::Strategy;
 use crate::source::{ForeignSource, PartitionSource};
 use parti::kv::NatsKv;
-use parti::{PartitionId, WorkerHandle, WorkerId};
+use parti::{PartitionId, WorkerId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +68,7 @@ pub async fn start_worker(
 /// stops the worker gracefully in the background, as `stop` would; call `stop` to wait for it.
 #[derive(uniffi::Object)]
 pub struct Worker {
-    handle: WorkerHandle,
+    handle: parti::Worker,
     /// The task delivering events to the listener, if there is one.
     forwarder: Option<tokio::task::AbortHandle>,
 }

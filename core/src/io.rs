@@ -1,4 +1,4 @@
-//! What goes into a [`crate::Worker`] and what comes out of it.
+//! What goes into a [`crate::WorkerMachine`] and what comes out of it.
 
 use crate::{
     Bucket, Entry, Epoch, Generation, KvOp, KvResult, Partition, PartitionId, RequestId, WatchId,
@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-/// An input to [`crate::Worker::handle_input`].
+/// An input to [`crate::WorkerMachine::handle_input`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
     /// A watch delivered an entry (in revision order per watch).
@@ -51,7 +51,7 @@ pub enum Input {
     Load(f64),
 }
 
-/// IO the driver must perform, from [`crate::Worker::poll_action`].
+/// IO the driver must perform, from [`crate::WorkerMachine::poll_action`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Perform a KV operation; answer with [`Input::KvResult`] with the same `id`.
@@ -90,7 +90,7 @@ pub enum Action {
     Lose(PartitionId),
 }
 
-/// What the application is told, from [`crate::Worker::poll_event`].
+/// What the application is told, from [`crate::WorkerMachine::poll_event`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// The worker's state changed.

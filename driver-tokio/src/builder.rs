@@ -4,7 +4,7 @@ use crate::handle::{Snapshot, TaskEnd};
 use crate::kv::{KvStore, MemoryKv, NatsKv};
 use crate::listener::NoListener;
 use crate::runner::{Runner, RunnerParts};
-use crate::{Error, EventStream, PartitionSource, RebalanceListener, StaticSource, WorkerHandle};
+use crate::{Error, EventStream, PartitionSource, RebalanceListener, StaticSource, Worker};
 use futures::FutureExt;
 use parti_core::strategy::Strategy;
 use parti_core::{Config, Partition};
@@ -19,19 +19,6 @@ pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default of [`WorkerBuilder::source_timeout`].
 pub const DEFAULT_SOURCE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Entry point: `Worker::builder()` starts a [`WorkerBuilder`]. The running worker is driven
-/// through its [`WorkerHandle`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Worker;
-
-impl Worker {
-    /// A builder with the default [`Config`] and nothing else set.
-    pub fn builder() -> WorkerBuilder {
-        WorkerBuilder::default()
-    }
-}
 
 /// Configures and starts a worker. A KV store and a partition source are required.
 #[must_use = "a builder does nothing until start() is called"]
@@ -188,17 +175,17 @@ impl WorkerBuilder {
     /// Validates the configuration, starts the worker on the current tokio runtime and waits
     /// until it has claimed its ID.
     ///
-    /// When this returns, [`WorkerHandle::worker_id`] is `Some`, [`WorkerHandle::state`] is
+    /// When this returns, [`Worker::worker_id`] is `Some`, [`Worker::state`] is
     /// past [`State::ClaimingId`](parti_core::State::ClaimingId) (usually `Election` or
-    /// `WaitingAssignment`), and [`WorkerHandle::assignment`] is still empty: partitions come
+    /// `WaitingAssignment`), and [`Worker::assignment`] is still empty: partitions come
     /// with the first generation the leader commits (after its cold-start window), announced
     /// by [`crate::Event::AssignmentChanged`]. If no ID is claimed within
     /// [`WorkerBuilder::claim_timeout`], the worker is stopped and this fails with
     /// [`Error::NoId`]; if it stops first, with [`Error::Stopped`].
     ///
-    /// Events emitted before [`WorkerHandle::events`] is called are not replayed; use
+    /// Events emitted before [`Worker::events`] is called are not replayed; use
     /// [`WorkerBuilder::start_with_events`] to see them all.
-    pub async fn start(self) -> Result<WorkerHandle, Error> {
+    pub async fn start(self) -> Result<Worker, Error> {
         let timeout = self.claim_timeout;
         let handle = self.launch(None)?;
         handle.claimed(timeout).await?;
@@ -207,7 +194,7 @@ impl WorkerBuilder {
 
     /// Like [`WorkerBuilder::start`], with an event stream that sees every event from the
     /// first one on.
-    pub async fn start_with_events(self) -> Result<(WorkerHandle, EventStream), Error> {
+    pub async fn start_with_events(self) -> Result<(Worker, EventStream), Error> {
         let timeout = self.claim_timeout;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = self.launch(Some(tx))?;
@@ -218,7 +205,7 @@ impl WorkerBuilder {
     fn launch(
         mut self,
         subscriber: Option<mpsc::UnboundedSender<crate::Event>>,
-    ) -> Result<WorkerHandle, Error> {
+    ) -> Result<Worker, Error> {
         let kv = self.kv.take().ok_or(Error::Missing("kv"))?;
         let source = self.source.take().ok_or(Error::Missing("source"))?;
         if self.config.instance_token == 0 {
@@ -251,8 +238,8 @@ impl WorkerBuilder {
         let origin = tokio::time::Instant::now();
         let now = parti_core::Instant::ZERO;
         let core = match self.strategy.take() {
-            Some(s) => parti_core::Worker::with_strategy(self.config, s, now)?,
-            None => parti_core::Worker::new(self.config, now)?,
+            Some(s) => parti_core::WorkerMachine::with_strategy(self.config, s, now)?,
+            None => parti_core::WorkerMachine::new(self.config, now)?,
         };
         let initial = Snapshot {
             worker_id: None,
@@ -302,7 +289,7 @@ impl WorkerBuilder {
             }
         };
         let task = tokio::spawn(tracing::Instrument::instrument(supervised, span));
-        Ok(WorkerHandle {
+        Ok(Worker {
             commands: command_tx,
             snapshot: snapshot_rx,
             shutdown_timeout,
@@ -346,6 +333,18 @@ fn random_token() -> u64 {
     h.finish().max(1)
 }
 
+/// Ends the task's record when the supervised future finishes or is dropped (aborted).
+struct EndGuard {
+    end: Arc<TaskEnd>,
+    crash: Option<String>,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.end.finish(self.crash.take());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::random_token;
@@ -356,17 +355,5 @@ mod tests {
         let b = random_token();
         assert_ne!(a, 0);
         assert_ne!(a, b);
-    }
-}
-
-/// Ends the task's record when the supervised future finishes or is dropped (aborted).
-struct EndGuard {
-    end: Arc<TaskEnd>,
-    crash: Option<String>,
-}
-
-impl Drop for EndGuard {
-    fn drop(&mut self) {
-        self.end.finish(self.crash.take());
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 /// What can go wrong when starting or commanding a worker.
 ///
 /// Protocol outcomes (an ID lost, leadership lost, a source failing) are not errors: they arrive
-/// as [`crate::Event`]s on [`crate::WorkerHandle::events`].
+/// as [`crate::Event`]s on [`crate::Worker::events`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -38,7 +38,7 @@ pub enum Error {
     Missing(&'static str),
     /// The worker's task died (a bug: it panicked with this message). The worker is stopped:
     /// its lease expires and the fleet reassigns its partitions; the handle reports
-    /// [`crate::WorkerHandle::is_stopped`] and every event stream ended with
+    /// [`crate::Worker::is_stopped`] and every event stream ended with
     /// [`crate::DriverWarning::TaskPanicked`].
     #[error("worker task crashed: {0}")]
     Crashed(String),

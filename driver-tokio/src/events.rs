@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// An event of a running worker, from [`crate::WorkerHandle::events`].
+/// An event of a running worker, from [`crate::Worker::events`].
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
@@ -51,7 +51,7 @@ pub enum Event {
         /// How long the worker has been degraded.
         degraded_for: Duration,
     },
-    /// The worker's share is empty after [`crate::WorkerHandle::drain`]: it may now stop.
+    /// The worker's share is empty after [`crate::Worker::drain`]: it may now stop.
     Drained,
     /// A non-fatal problem the core handles by itself (it retries).
     Warning(Warning),
@@ -180,7 +180,7 @@ impl std::fmt::Display for DriverWarning {
     }
 }
 
-/// The ordered stream of a worker's events, from [`crate::WorkerHandle::events`].
+/// The ordered stream of a worker's events, from [`crate::Worker::events`].
 ///
 /// Lossless and unbounded: consume it, or drop it. It ends when the worker has stopped.
 #[derive(Debug)]

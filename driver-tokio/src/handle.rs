@@ -91,7 +91,7 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn of(core: &parti_core::Worker, previous: &Snapshot) -> Snapshot {
+    pub(crate) fn of(core: &parti_core::WorkerMachine, previous: &Snapshot) -> Snapshot {
         let assignment = if core.assignment() == previous.assignment.as_ref() {
             previous.assignment.clone()
         } else {
@@ -113,19 +113,25 @@ impl Snapshot {
 ///
 /// The getters read a snapshot the worker publishes after every step (no round trip). The
 /// async methods ask the worker's task and wait for its answer. Dropping every handle stops the
-/// worker gracefully, as [`WorkerHandle::stop`] would.
+/// worker gracefully, as [`Worker::stop`] would.
 #[derive(Clone, Debug)]
-pub struct WorkerHandle {
+pub struct Worker {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) snapshot: watch::Receiver<Snapshot>,
     pub(crate) shutdown_timeout: Duration,
-    /// The runner task, for [`WorkerHandle::abort`].
+    /// The runner task, for [`Worker::abort`].
     pub(crate) task: tokio::task::AbortHandle,
     /// How the task ended, if it did.
     pub(crate) end: Arc<TaskEnd>,
 }
 
-impl WorkerHandle {
+impl Worker {
+    /// A builder with the default [`parti_core::Config`] and nothing else set: the way to start
+    /// a worker (`Worker::builder()...start().await`).
+    pub fn builder() -> crate::WorkerBuilder {
+        crate::WorkerBuilder::default()
+    }
+
     /// The claimed ID: `Some` once [`crate::WorkerBuilder::start`] has returned; `None` after
     /// the ID was lost (until the worker claims one again) and after a stop.
     pub fn worker_id(&self) -> Option<WorkerId> {
@@ -180,7 +186,7 @@ impl WorkerHandle {
 
     /// Asks the leader to re-read the partition source now (a follower forwards the request
     /// through KV). Resolves once the worker accepted the request, not when the assignment
-    /// changed: watch [`WorkerHandle::events`] for that.
+    /// changed: watch [`Worker::events`] for that.
     pub async fn refresh_partitions(&self) -> Result<(), Error> {
         self.ask(Command::Refresh).await
     }
@@ -206,7 +212,7 @@ impl WorkerHandle {
     }
 
     /// Moves this worker's partitions elsewhere; resolves when its share is empty
-    /// ([`crate::Event::Drained`]). A later [`WorkerHandle::stop`] then deletes the lease.
+    /// ([`crate::Event::Drained`]). A later [`Worker::stop`] then deletes the lease.
     /// `Err(Stopped)` if the worker stops first.
     pub async fn drain(&self) -> Result<(), Error> {
         self.ask(Command::Drain).await
@@ -223,7 +229,7 @@ impl WorkerHandle {
         self.stop_with(true).await
     }
 
-    /// Stops for a restart that follows (a rolling deploy): like [`WorkerHandle::stop`], but
+    /// Stops for a restart that follows (a rolling deploy): like [`Worker::stop`], but
     /// the lease is kept and marked `departing`, and the leader parks this worker's share for
     /// the config's `restart_grace` (nobody processes it meanwhile), so a restarted instance
     /// that claims the same ID within the grace resumes the same partitions without a
@@ -235,10 +241,10 @@ impl WorkerHandle {
     /// Kills the worker's task at once, as a crash would: no revoke, no step-down, no lease
     /// delete. Its lease stays in KV until it expires (`lease_ttl`), and only then does the
     /// leader reassign its partitions; no listener callback runs. For simulating a crash in
-    /// one process (`parti demo`, tests); use [`WorkerHandle::stop`] to leave.
+    /// one process (`parti demo`, tests); use [`Worker::stop`] to leave.
     ///
-    /// The event streams end and [`WorkerHandle::stopped`] resolves once the task is gone;
-    /// [`WorkerHandle::is_stopped`] keeps reporting the last snapshot.
+    /// The event streams end and [`Worker::stopped`] resolves once the task is gone;
+    /// [`Worker::is_stopped`] keeps reporting the last snapshot.
     pub fn abort(&self) {
         self.task.abort();
     }

@@ -10,7 +10,7 @@
 //!
 //! [`Worker::builder`] takes a [`Config`], a KV store, the application's
 //! [`PartitionSource`] and optionally a [`RebalanceListener`]; `start()` spawns one task that
-//! owns the core and returns a cloneable [`WorkerHandle`]:
+//! owns the core and returns a cloneable [`Worker`]:
 //!
 //! ```no_run
 //! use futures::StreamExt;
@@ -50,11 +50,11 @@
 //!
 //! ## What the handle offers
 //!
-//! Cheap getters read a snapshot published after every step ([`WorkerHandle::state`],
-//! [`WorkerHandle::assignment`], [`WorkerHandle::is_leader`], ...). [`WorkerHandle::events`]
+//! Cheap getters read a snapshot published after every step ([`Worker::state`],
+//! [`Worker::assignment`], [`Worker::is_leader`], ...). [`Worker::events`]
 //! is an ordered, lossless stream of [`Event`]s from the moment it is called.
-//! [`WorkerHandle::refresh_partitions`], [`WorkerHandle::drain`] and [`WorkerHandle::stop`]
-//! ask the worker's task and wait for its answer. [`WorkerHandle::pin`] pins a partition to a
+//! [`Worker::refresh_partitions`], [`Worker::drain`] and [`Worker::stop`]
+//! ask the worker's task and wait for its answer. [`Worker::pin`] pins a partition to a
 //! worker for the whole fleet (operators without a worker use [`pins`] or `parti pin`).
 //!
 //! ## Metrics and logs
@@ -100,10 +100,10 @@ pub mod subscriptions;
 pub mod testing;
 mod watches;
 
-pub use builder::{Worker, WorkerBuilder, DEFAULT_SOURCE_TIMEOUT};
+pub use builder::{WorkerBuilder, DEFAULT_SOURCE_TIMEOUT};
 pub use error::Error;
 pub use events::{DriverWarning, Event, EventStream};
-pub use handle::WorkerHandle;
+pub use handle::Worker;
 pub use listener::RebalanceListener;
 pub use source::{PartitionSource, SourceError, StaticSource};
 pub use subscriptions::{

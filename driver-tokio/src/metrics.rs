@@ -176,7 +176,7 @@ impl Families {
         );
         r.register(
             "parti_load",
-            "The load the application last reported for the worker (WorkerHandle::set_load)",
+            "The load the application last reported for the worker (Worker::set_load)",
             self.load.clone(),
         );
         r.register(

@@ -29,7 +29,7 @@ type SourceFuture = BoxFuture<'static, (RequestId, Result<Vec<Partition>, String
 
 /// Everything a runner is made of (see [`crate::WorkerBuilder`]).
 pub(crate) struct RunnerParts {
-    pub(crate) core: parti_core::Worker,
+    pub(crate) core: parti_core::WorkerMachine,
     pub(crate) origin: tokio::time::Instant,
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) kv_timeout: Duration,
@@ -96,7 +96,7 @@ enum Wake {
 }
 
 pub(crate) struct Runner {
-    core: parti_core::Worker,
+    core: parti_core::WorkerMachine,
     origin: tokio::time::Instant,
     kv: Arc<dyn KvStore>,
     kv_timeout: Duration,

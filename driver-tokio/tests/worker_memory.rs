@@ -10,7 +10,7 @@ use futures::StreamExt;
 use parti::kv::{KvStore, MemoryKv, WatchError, WatchStream};
 use parti::{
     Config, DriverWarning, Error, Event, EventStream, Partition, PartitionId, PartitionSource,
-    RebalanceListener, SourceError, State, StaticSource, Warning, Worker, WorkerHandle,
+    RebalanceListener, SourceError, State, StaticSource, Warning, Worker,
 };
 use parti_core::{Bucket, KvOp, KvResult};
 use std::collections::{BTreeMap, BTreeSet};
@@ -92,7 +92,7 @@ impl Recorder {
 struct Fleet {
     kv: MemoryKv,
     source: StaticSource,
-    workers: Vec<WorkerHandle>,
+    workers: Vec<Worker>,
     rec: Recorder,
 }
 
@@ -808,7 +808,7 @@ async fn the_builder_requires_a_kv_a_source_and_a_valid_config() {
 }
 
 /// Two workers sharing 10 partitions on one KV with a restart grace of an hour, once settled.
-async fn pair_with_long_restart_grace() -> (WorkerHandle, WorkerHandle) {
+async fn pair_with_long_restart_grace() -> (Worker, Worker) {
     let config = Config {
         restart_grace: Duration::from_secs(3600),
         expected_workers: Some(2),

@@ -11,7 +11,7 @@ use crate::strategy::strategy_from;
 use futures::StreamExt;
 use parti::kv::{MemoryKv, NatsKv, NatsOptions};
 use parti::parti_core::strategy::Strategy;
-use parti::{Config, Event, Partition, SubjectTemplate, WorkerHandle};
+use parti::{Config, Event, Partition, SubjectTemplate, Worker};
 use pyo3::prelude::*;
 use pyo3::types::{PyFrozenSet, PyString};
 use std::collections::VecDeque;
@@ -106,7 +106,7 @@ pub(crate) struct PyWorker {
     /// Numbers the `start()` calls, so a cancelled one that still runs cannot take a later
     /// call's arguments.
     attempts: AtomicU64,
-    handle: OnceLock<WorkerHandle>,
+    handle: OnceLock<Worker>,
     /// Hands the events seen since start to the first `events()` call.
     first_events: Mutex<Option<oneshot::Sender<mpsc::UnboundedSender<Event>>>>,
 }
@@ -622,7 +622,7 @@ impl PyWorker {
         self.start_ended.notify_waiters();
     }
 
-    fn started(&self) -> PyResult<&WorkerHandle> {
+    fn started(&self) -> PyResult<&Worker> {
         self.handle.get().ok_or_else(|| {
             WorkerStoppedError::new_err("the worker is not started: await worker.start() first")
         })

@@ -12,7 +12,7 @@ use super::{rand_between, NodeId};
 use crate::codec::{self, LeaseValue};
 use crate::{
     Action, Bucket, Config, Error, Event, HandoffMode, Input, Instant, Operation, Partition,
-    PartitionId, RequestId, Rng, State, Worker, WorkerId,
+    PartitionId, RequestId, Rng, State, WorkerId, WorkerMachine,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -79,9 +79,9 @@ pub struct Stats {
     pub emergencies: u64,
     /// Transitions of any worker into [`State::Emergency`].
     pub emergency_entries: u64,
-    /// Worker processes started (restarts included).
+    /// WorkerMachine processes started (restarts included).
     pub starts: u64,
-    /// Worker processes crashed.
+    /// WorkerMachine processes crashed.
     pub crashes: u64,
     /// Inputs a worker refused with an error.
     pub input_errors: u64,
@@ -107,7 +107,7 @@ enum Ev {
     CheckIds,
 }
 
-/// A simulated cluster of [`Worker`]s over a simulated NATS KV, on a virtual clock.
+/// A simulated cluster of [`WorkerMachine`]s over a simulated NATS KV, on a virtual clock.
 ///
 /// Deterministic: the same seed, template and calls give the same run, step for step. Drive it
 /// with [`Sim::step`], [`Sim::run_for`], [`Sim::run_until`] or [`Sim::converge`]; inject faults
@@ -232,7 +232,7 @@ impl Sim {
         config.preferred_id = node.last_id.or(config.preferred_id);
         let preferred = config.preferred_id;
         let worker =
-            Worker::new(config, node.clock.local(now)).expect("node configs are validated");
+            WorkerMachine::new(config, node.clock.local(now)).expect("node configs are validated");
         node.worker = Some(worker);
         node.status = NodeStatus::Running;
         node.applied = None;
@@ -266,7 +266,7 @@ impl Sim {
         if node.status != NodeStatus::Running {
             return;
         }
-        if let Some(id) = node.worker.as_ref().and_then(Worker::worker_id) {
+        if let Some(id) = node.worker.as_ref().and_then(WorkerMachine::worker_id) {
             node.last_id = Some(id);
         }
         node.status = status;
@@ -441,7 +441,7 @@ impl Sim {
             if !node.spin_reported {
                 node.spin_reported = true;
                 let local = node.clock.local(now);
-                let asked = node.running().and_then(Worker::poll_timeout);
+                let asked = node.running().and_then(WorkerMachine::poll_timeout);
                 let details = format!(
                     "node {} asked for a timer due at or before now {MAX_SPINS} times in a row (local now {local}, \
                      poll_timeout {asked:?}, state {}); further spins of this process are delayed by 1 ms silently",
@@ -560,7 +560,7 @@ impl Sim {
     pub(crate) fn schedule_timer(&mut self, n: NodeId) {
         let now = self.now;
         let node = &self.nodes[n.0];
-        let Some(local) = node.running().and_then(Worker::poll_timeout) else {
+        let Some(local) = node.running().and_then(WorkerMachine::poll_timeout) else {
             self.nodes[n.0].timer = None;
             return;
         };
@@ -619,7 +619,7 @@ impl Sim {
                 assignment: assigned,
             } => {
                 let node = &mut self.nodes[n.0];
-                let id = node.worker.as_ref().and_then(Worker::worker_id);
+                let id = node.worker.as_ref().and_then(WorkerMachine::worker_id);
                 let prev = node.applied;
                 node.applied = prev.max(Some(*generation));
                 self.checker.on_applied(
@@ -743,7 +743,7 @@ impl Sim {
                     .iter()
                     .map(|h| {
                         let node = &nodes[h.0];
-                        let id = node.worker.as_ref().and_then(Worker::worker_id);
+                        let id = node.worker.as_ref().and_then(WorkerMachine::worker_id);
                         format!(
                             "node {} (worker {:?}, {})",
                             h.0,

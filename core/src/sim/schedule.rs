@@ -163,7 +163,7 @@ pub fn random_schedule(seed: u64, workers: u32, duration: Duration) -> Schedule 
                 push(failing_until, Fault::SourceFailing(false));
             }
             19 => {
-                // Worker IDs run from 0 up; some pins name an ID nobody holds.
+                // WorkerMachine IDs run from 0 up; some pins name an ID nobody holds.
                 let worker = rng
                     .chance(0.7)
                     .then(|| rng.below(u64::from(workers) * 2 + 1) as u32);

@@ -1,11 +1,11 @@
 //! Following committed generations: watching `gen` and our share, applying them, revoking.
 
-use super::{Timer, Worker};
+use super::{Timer, WorkerMachine};
 use crate::codec::{self, GenRecord, ShareChunk};
 use crate::{Action, Bucket, Entry, Event, Instant, Operation, PartitionId, Warning};
 use std::collections::BTreeSet;
 
-impl Worker {
+impl WorkerMachine {
     /// Watches `gen` and our share's chunks.
     pub(crate) fn start_following(&mut self) {
         let id = self.id.expect("following needs an ID");

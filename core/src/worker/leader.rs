@@ -7,7 +7,7 @@
 use super::handoff::{Committed, Shares};
 use super::outbox::Outbox;
 use super::timers::Timers;
-use super::{Purpose, Timer, Worker};
+use super::{Purpose, Timer, WorkerMachine};
 use crate::codec::{self, GenRecord, LazyShare, LeaseValue};
 use crate::strategy::Strategy;
 use crate::Config;
@@ -260,7 +260,7 @@ pub(crate) struct Cx<'a> {
     pub(crate) timers: &'a mut Timers,
 }
 
-impl Worker {
+impl WorkerMachine {
     /// Runs `f` on the leader role, if leading, with what it borrows from the worker; steps down
     /// afterwards if the role found a later leader.
     pub(crate) fn lead<R>(

@@ -6,7 +6,7 @@ use super::leader::{Cx, Leadership};
 use super::leader::{Dead, LeaderReq};
 use super::publish::Label;
 use super::triggers::Cause;
-use super::{Timer, Worker};
+use super::{Timer, WorkerMachine};
 use crate::codec::Phase;
 use crate::strategy::{PlanInput, WorkerSlot};
 use crate::{Event, Instant, KvOp, Partition, PartitionId, State, Warning, WorkerId};
@@ -327,7 +327,7 @@ impl Leadership {
     }
 }
 
-impl Worker {
+impl WorkerMachine {
     /// Runs the planner while leading (after every step).
     pub(crate) fn leader_tick(&mut self, now: Instant) {
         self.lead(now, |l, cx| l.tick(cx, now));

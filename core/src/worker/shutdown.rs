@@ -1,6 +1,6 @@
 //! Graceful stop: revoke everything, step down, release or mark the lease, stop.
 
-use super::{Purpose, Timer, Worker};
+use super::{Purpose, Timer, WorkerMachine};
 use crate::codec::{self, LeaseValue};
 use crate::{Action, Bucket, Event, Instant, KvOp, Warning};
 
@@ -17,7 +17,7 @@ pub(crate) struct Stopping {
     pub(crate) done: bool,
 }
 
-impl Worker {
+impl WorkerMachine {
     pub(crate) fn on_drain(&mut self, now: Instant) {
         if self.stopping.is_some() || self.draining {
             return;

@@ -9,7 +9,7 @@
 
 use futures::StreamExt;
 use parti::kv::{NatsKv, NatsOptions};
-use parti::{Config, Event, Partition, PartitionId, State, Worker, WorkerHandle, WorkerId};
+use parti::{Config, Event, Partition, PartitionId, State, Worker, WorkerId};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Stdio;
@@ -111,7 +111,7 @@ impl Default for View {
 
 /// An in-process worker.
 pub struct InProc {
-    pub handle: WorkerHandle,
+    pub handle: Worker,
     /// False once the bench stopped it (it no longer counts as an owner).
     pub live: bool,
     pub view: View,

@@ -11,7 +11,7 @@ use parti::kv::{NatsKv, NatsOptions};
 use parti::testing::{NatsCluster, NatsServer};
 use parti::{
     Config, Event, Partition, PartitionId, PartitionSource, RebalanceListener, State, Worker,
-    WorkerHandle, WorkerId,
+    WorkerId,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -235,7 +235,7 @@ impl RebalanceListener for LedgerListener {
 /// One worker of a [`Cluster`] and everything it reported.
 pub struct Member {
     /// The worker's handle.
-    pub handle: WorkerHandle,
+    pub handle: Worker,
     /// Every event since the worker started, in order.
     pub events: Arc<Mutex<Vec<Event>>>,
 }
@@ -416,7 +416,7 @@ impl Cluster {
     }
 
     /// The handle of member `index`.
-    pub fn handle(&self, index: usize) -> &WorkerHandle {
+    pub fn handle(&self, index: usize) -> &Worker {
         &self.members[index].handle
     }
 

@@ -17,9 +17,7 @@ use crate::{CliError, CliResult};
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use parti::kv::{MemoryKv, NatsKv, NatsOptions};
-use parti::{
-    Config, Event, Generation, PartitionId, State, StaticSource, Worker, WorkerHandle, WorkerId,
-};
+use parti::{Config, Event, Generation, PartitionId, State, StaticSource, Worker, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -73,7 +71,7 @@ fn demo_config(workers: u32) -> Config {
 
 /// One worker of the demo fleet.
 struct Member {
-    handle: WorkerHandle,
+    handle: Worker,
     /// False once it left or crashed.
     live: bool,
     /// The last ID it was seen with (kept after it stopped).
