@@ -107,7 +107,12 @@ pub(crate) struct Runner {
     sub_current: Option<SubInFlight>,
     /// Background warnings of the subscriptions (the subscription manager's errors).
     sub_warnings: Option<mpsc::UnboundedReceiver<DriverWarning>>,
-    /// Partitions subscribed as far as the subscriptions know (queued changes included).
+    /// A view derived from the core's actions, never decided here: the partitions the
+    /// subscriptions were told to consume (queued changes included), so that a partition the
+    /// core asks to release twice (a fence during a revoke) reaches the callbacks once. The
+    /// core's held set is the one owner of the assignment (the snapshot and events read it);
+    /// `worker_memory::the_listener_view_follows_the_core_across_a_revoke_timeout` checks
+    /// that this view and the listener's do not drift from it.
     subscribed: BTreeSet<PartitionId>,
     watches: Watches,
     kv_pending: FuturesUnordered<KvFuture>,

@@ -938,3 +938,65 @@ async fn last_event(stream: &mut EventStream) -> Option<Event> {
     }
     last
 }
+
+/// A listener whose first `on_revoked` never returns; it keeps the set it believes it owns.
+#[derive(Default)]
+struct StuckOnce {
+    owned: Mutex<BTreeSet<PartitionId>>,
+    revokes: AtomicUsize,
+}
+
+impl RebalanceListener for StuckOnce {
+    fn on_assigned<'a>(&'a self, partitions: &'a BTreeSet<PartitionId>) -> BoxFuture<'a, ()> {
+        self.owned
+            .lock()
+            .unwrap()
+            .extend(partitions.iter().cloned());
+        Box::pin(async {})
+    }
+
+    fn on_revoked<'a>(&'a self, partitions: &'a BTreeSet<PartitionId>) -> BoxFuture<'a, ()> {
+        self.owned
+            .lock()
+            .unwrap()
+            .retain(|p| !partitions.contains(p));
+        if self.revokes.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Box::pin(futures::future::pending());
+        }
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_listener_view_follows_the_core_across_a_revoke_timeout() {
+    let listener = Arc::new(StuckOnce::default());
+    let mut fleet = Fleet::new(20);
+    let a = fleet
+        .add(Worker::builder().rebalance_listener(listener.clone()))
+        .await;
+    let b = fleet.add(Worker::builder()).await;
+    fleet.wait_owned(&partition_ids(20)).await;
+    // A third worker joins: a's first revoke goes through the stuck on_revoked, the core drops
+    // those partitions at the revoke timeout, and the newcomer gets them.
+    let c = fleet.add(Worker::builder()).await;
+    fleet.wait_owned(&partition_ids(20)).await;
+    assert!(!fleet.workers[c].assignment().is_empty());
+    assert!(fleet
+        .rec
+        .events_of(a)
+        .iter()
+        .any(|e| matches!(e, Event::Warning(Warning::RevokeTimedOut(_)))));
+    // Everything comes back to a: the listener is told again, and its view, the handle's and
+    // the core's agree.
+    fleet.workers[b].stop().await.unwrap();
+    fleet.workers[c].stop().await.unwrap();
+    fleet.wait_owned(&partition_ids(20)).await;
+    fleet
+        .rec
+        .wait_until("a's listener owns what a's core holds", || {
+            *listener.owned.lock().unwrap() == fleet.workers[a].assignment()
+        })
+        .await;
+    assert_eq!(fleet.workers[a].assignment(), partition_ids(20));
+    fleet.stop_all().await;
+}
