@@ -421,6 +421,8 @@ impl NatsKv {
         options: &NatsOptions,
         config: &Config,
     ) -> Result<(NatsKv, ConnectionEvents), NatsError> {
+        // Unbounded: one message per connect or disconnect of the client, read by the
+        // worker's loop as they come.
         let (tx, rx) = mpsc::unbounded_channel();
         let (reconnects_tx, reconnects) = watch::channel(0);
         let connect_options = options.connect_options(tx, reconnects_tx).await?;

@@ -86,6 +86,8 @@ pub(crate) fn plug(
     let Some(spec) = spec else {
         return Ok(Box::new(ListenerSubscriptions(listener)));
     };
+    // Unbounded: warnings are few (one per failed subscribe, retried with backoff) and the
+    // worker's loop forwards each at once.
     let (tx, rx) = mpsc::unbounded_channel();
     // Below the runner's own bound, so the manager cancels a stuck handler (and says so)
     // before the runner gives up on the revoke.
