@@ -46,8 +46,10 @@ impl Proc {
             "2",
             "--heartbeat-ms",
             "200",
+            // A fence window (TTL - safety margin) of 2.25 s: a worker starved of CPU for a
+            // moment (the tests run under load too) is not taken for a crash.
             "--ttl-ms",
-            "1000",
+            "3000",
             "--window-ms",
             "300",
         ];
