@@ -7,7 +7,7 @@
 use parti_core::sim::{NodeId, Sim, SimConfig};
 use parti_core::strategy::Balanced;
 use parti_core::{plan, Config, HandoffMode, Partition, PartitionId, PlanInput, WorkerId};
-use parti_core::{Plan, WorkerSlot};
+use parti_core::{Plan, Rng, WorkerSlot};
 use std::collections::BTreeMap;
 
 mod common;
@@ -28,16 +28,13 @@ enum Change {
 
 /// 40 partitions with weights from 1 to ~2,000 (a few heavy ones), drawn from `seed`.
 fn weighted(seed: u64) -> Vec<Partition> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rng = Rng::new(seed);
     (0..40)
         .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let weight = if x % 10 == 0 {
-                500 + x % 1500
+            let weight = if rng.chance(0.1) {
+                rng.range(500, 2000)
             } else {
-                1 + x % 200
+                rng.range(1, 200)
             };
             Partition::new(&[format!("p{i:02}")], weight).unwrap()
         })
