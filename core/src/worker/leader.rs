@@ -396,12 +396,7 @@ impl Leadership {
         if entry.operation != Operation::Put {
             self.dirty = true;
             match self.peers.get_mut(&id) {
-                Some(p) if p.dead.is_some() => {
-                    if let Some(d) = p.dead.as_mut().filter(|d| !d.confirmed) {
-                        d.confirmed = true;
-                        cx.out.emit(Event::Warning(Warning::WorkerCrashed(id)));
-                    }
-                }
+                Some(p) if p.dead.is_some() => self.confirm_dead(cx, id),
                 Some(p) if p.departing_since.is_some() => p.revision = None,
                 Some(p) if entry.operation == Operation::Purge => {
                     // Expired without renewal: it fenced itself by now, and no renewal can land
@@ -411,11 +406,11 @@ impl Leadership {
                     let deadline = p.last_seen + cx.config.lease_ttl;
                     p.dead = Some(Dead {
                         release_at: now.min(deadline) + cx.config.emergency_grace,
-                        confirmed: true,
+                        confirmed: false,
                         retry_at: None,
                     });
                     self.activity = Some(State::Emergency);
-                    cx.out.emit(Event::Warning(Warning::WorkerCrashed(id)));
+                    self.confirm_dead(cx, id);
                 }
                 Some(_) => {
                     self.peers.remove(&id); // a graceful final leave: it holds nothing

@@ -389,8 +389,10 @@ impl Leadership {
         }
     }
 
-    fn confirm_dead(&mut self, cx: &mut Cx<'_>, id: WorkerId) {
-        // Said once per crash: the delete's reply and its watch marker both confirm it.
+    /// A crashed peer is certainly gone (its lease is deleted or expired): its partitions may
+    /// be released at `release_at`. Said once per crash, whichever of the delete's reply, its
+    /// watch marker or an expiry marker comes first.
+    pub(super) fn confirm_dead(&mut self, cx: &mut Cx<'_>, id: WorkerId) {
         if let Some(d) = self
             .peers
             .get_mut(&id)
