@@ -129,7 +129,7 @@ pub enum WorkerEvent {
 }
 
 /// Sorted IDs as strings.
-fn ids(set: &BTreeSet<PartitionId>) -> Vec<String> {
+pub(crate) fn ids(set: &BTreeSet<PartitionId>) -> Vec<String> {
     set.iter().map(ToString::to_string).collect()
 }
 

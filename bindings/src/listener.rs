@@ -1,5 +1,6 @@
 //! The rebalance listener, implemented in the foreign language (Kotlin: `suspend fun`s).
 
+use crate::events::ids;
 use futures::future::BoxFuture;
 use parti::PartitionId;
 use std::collections::BTreeSet;
@@ -48,20 +49,14 @@ pub trait RebalanceListener: Send + Sync {
 /// A foreign [`RebalanceListener`] as the driver's `parti::RebalanceListener`.
 pub(crate) struct ForeignListener(pub(crate) Arc<dyn RebalanceListener>);
 
-/// Partition IDs as strings, in order.
-fn ids(partitions: &BTreeSet<PartitionId>) -> Vec<String> {
-    partitions.iter().map(|p| p.to_string()).collect()
-}
-
-/// Awaits a foreign call; a thrown exception becomes a panic payload without running the panic
-/// hook (`resume_unwind`), which the driver reports as `ListenerPanicked` and counts as returned,
-/// exactly as it treats a panicking Rust listener.
+/// Awaits a foreign call; a thrown exception is handed to the driver as a failed callback
+/// (`parti::listener_failed`), exactly as it treats a panicking Rust listener.
 async fn told<F>(callback: &'static str, call: F)
 where
     F: std::future::Future<Output = Result<(), ListenerError>>,
 {
     if let Err(e) = call.await {
-        std::panic::resume_unwind(Box::new(format!("{callback} threw: {e}")));
+        parti::listener_failed(format!("{callback} threw: {e}"));
     }
 }
 

@@ -104,7 +104,7 @@ pub use builder::{WorkerBuilder, DEFAULT_SOURCE_TIMEOUT};
 pub use error::Error;
 pub use events::{DriverWarning, Event, EventStream};
 pub use handle::Worker;
-pub use listener::RebalanceListener;
+pub use listener::{listener_failed, RebalanceListener};
 pub use source::{PartitionSource, SourceError, StaticSource};
 pub use subscriptions::{
     JoinedError, MessageHandler, SubjectTemplate, SubscriptionError, SubscriptionManager,

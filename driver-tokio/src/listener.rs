@@ -64,6 +64,15 @@ impl<L: RebalanceListener + ?Sized> RebalanceListener for Arc<L> {
     }
 }
 
+/// Ends a failed callback of a listener implemented in another language (an exception in
+/// Python, Kotlin...): the driver handles it as it handles a panicking Rust callback. The call
+/// has returned (a revoke is confirmed) and [`crate::DriverWarning::ListenerPanicked`] carries
+/// `message`; the panic hook does not run, so nothing is printed. Call it inside the future a
+/// [`RebalanceListener`] method returns; it does not return.
+pub fn listener_failed(message: String) -> ! {
+    std::panic::resume_unwind(Box::new(message))
+}
+
 /// The listener used when none is set: does nothing.
 #[derive(Debug, Default)]
 pub(crate) struct NoListener;
@@ -207,5 +216,11 @@ mod tests {
     fn a_panicking_callback_is_an_error_carrying_its_message() {
         let r = futures::executor::block_on(caught(async { panic!("boom") }));
         assert_eq!(r, Err("boom".to_owned()));
+    }
+
+    #[test]
+    fn listener_failed_is_caught_like_a_panic_carrying_its_message() {
+        let r = futures::executor::block_on(caught(async { listener_failed("threw".into()) }));
+        assert_eq!(r, Err("threw".to_owned()));
     }
 }

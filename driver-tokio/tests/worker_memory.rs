@@ -600,20 +600,19 @@ async fn broken_watches_are_rebuilt_and_resumed() {
     fleet.stop_all().await;
 }
 
-/// A KV on which the first write of every key hangs forever (the runner times it out).
-struct HangingKv {
+/// A [`MemoryKv`] whose operations `intercept` may take over: `Some(future)` answers the
+/// operation instead of the KV.
+struct InterceptKv<F> {
     inner: MemoryKv,
-    seen: Mutex<BTreeSet<String>>,
+    intercept: F,
 }
 
-impl KvStore for HangingKv {
+impl<F> KvStore for InterceptKv<F>
+where
+    F: Fn(&KvOp) -> Option<BoxFuture<'static, KvResult>> + Send + Sync + 'static,
+{
     fn execute(&self, bucket: Bucket, op: KvOp) -> BoxFuture<'static, KvResult> {
-        let first = !matches!(op, KvOp::Get { .. } | KvOp::List { .. })
-            && self.seen.lock().unwrap().insert(op.key().to_owned());
-        if first {
-            return Box::pin(futures::future::pending());
-        }
-        self.inner.execute(bucket, op)
+        (self.intercept)(&op).unwrap_or_else(|| self.inner.execute(bucket, op))
     }
 
     fn watch(
@@ -629,9 +628,15 @@ impl KvStore for HangingKv {
 #[tokio::test(start_paused = true)]
 async fn hung_kv_operations_time_out_and_the_worker_recovers() {
     let mut fleet = Fleet::new(30);
-    let kv = Arc::new(HangingKv {
+    // The first write of every key hangs forever (the runner times it out).
+    let seen = Mutex::new(BTreeSet::new());
+    let kv = Arc::new(InterceptKv {
         inner: fleet.kv.clone(),
-        seen: Mutex::default(),
+        intercept: move |op: &KvOp| {
+            let first = !matches!(op, KvOp::Get { .. } | KvOp::List { .. })
+                && seen.lock().unwrap().insert(op.key().to_owned());
+            first.then(|| Box::pin(futures::future::pending()) as BoxFuture<'static, KvResult>)
+        },
     });
     let (handle, events) = Worker::builder()
         .config(Config {
@@ -862,37 +867,20 @@ async fn stop_hands_off_at_once_and_stop_for_restart_parks_the_share() {
     b.stop().await.unwrap();
 }
 
-/// A KV whose operations panic once `armed` is set: a bug in a `KvStore` implementation (or in
-/// the driver) that kills the worker's task.
-struct PanickingKv {
-    inner: MemoryKv,
-    armed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl KvStore for PanickingKv {
-    fn execute(&self, bucket: Bucket, op: KvOp) -> BoxFuture<'static, KvResult> {
-        if self.armed.load(Ordering::SeqCst) {
-            return Box::pin(async { panic!("kv implementation bug") });
-        }
-        self.inner.execute(bucket, op)
-    }
-
-    fn watch(
-        &self,
-        bucket: Bucket,
-        filters: Vec<String>,
-        after: Option<u64>,
-    ) -> BoxFuture<'static, Result<WatchStream, WatchError>> {
-        self.inner.watch(bucket, filters, after)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_panicking_worker_task_is_reported_stopped_with_a_final_event_and_an_error() {
     let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let kv = Arc::new(PanickingKv {
+    // Once armed, every operation panics: a bug in a `KvStore` implementation (or in the
+    // driver) that kills the worker's task.
+    let trigger = armed.clone();
+    let kv = Arc::new(InterceptKv {
         inner: MemoryKv::new(config().lease_ttl),
-        armed: armed.clone(),
+        intercept: move |_: &KvOp| {
+            trigger.load(Ordering::SeqCst).then(|| {
+                Box::pin(async { panic!("kv implementation bug") as KvResult })
+                    as BoxFuture<'static, KvResult>
+            })
+        },
     });
     let (handle, mut first) = Worker::builder()
         .config(config())

@@ -148,14 +148,12 @@ impl PyListener {
             .call(f, |py| PyTuple::new(py, [frozenset(py, parts)?]))
             .await;
         if let Err(e) = result {
-            // asyncio's convention first (the loop's exception handler), then the driver's: a
-            // failed callback has returned (its revoke is confirmed) and is reported as a
-            // `listener_failed` warning, exactly like a panicking Rust listener. Unwinding
-            // without the panic hook: nothing is printed twice.
+            // asyncio's convention first (the loop's exception handler), then the driver's
+            // (a failed callback has returned; a `listener_failed` warning).
             let message = attach(|py| format!("{what} raised {}", e.value(py)))
                 .unwrap_or_else(|| format!("{what} raised"));
             self.bridge.report(what, e);
-            std::panic::resume_unwind(Box::new(message));
+            parti::listener_failed(message);
         }
     }
 }
