@@ -420,9 +420,11 @@ fun rebalanceListener(server: NatsServer) = runBlocking {
             server.resume()
         }
         check(listener.of("revoked").isEmpty()) { "a fence revoked instead of losing: ${listener.calls}" }
-        val lost = rec2.events.filterIsInstance<WorkerEvent.AssignmentChanged>().flatMap { it.lost }.toSet()
-        check(lost == ALL) { "the event did not report the partitions lost: $lost" }
-        check(rec2.events.filterIsInstance<WorkerEvent.Warning>().any { it.kind == "fenced" }) { "no fenced warning" }
+        // Events reach their listener on a thread of their own, after the rebalance callback.
+        val lost = { rec2.events.filterIsInstance<WorkerEvent.AssignmentChanged>().flatMap { it.lost }.toSet() }
+        waitFor("the event to report the partitions lost", 10_000) { lost() == ALL }
+        check(lost() == ALL) { "the event did not report the partitions lost: ${lost()}" }
+        waitFor("a fenced warning", 10_000) { rec2.events.filterIsInstance<WorkerEvent.Warning>().any { it.kind == "fenced" } }
         waitFor("the healed worker to own everything again") { w.assignment().toSet() == ALL }
         w.stop()
     }

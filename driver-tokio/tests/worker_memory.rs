@@ -854,8 +854,10 @@ async fn stop_hands_off_at_once_and_stop_for_restart_parks_the_share() {
     .expect("stop() hands the partitions off without waiting for the restart grace");
     b.stop().await.unwrap();
 
-    // stop_for_restart(): the share stays parked (nobody else gets it) within the grace.
-    let (a, b) = pair_with_long_restart_grace().await;
+    // stop_for_restart(): the share stays parked (nobody else gets it) within the grace. The
+    // follower stops: a leader's stop adds a failover, whose race is not what this checks.
+    let (x, y) = pair_with_long_restart_grace().await;
+    let (a, b) = if x.is_leader() { (y, x) } else { (x, y) };
     let (parked, kept) = (a.assignment(), b.assignment());
     a.stop_for_restart().await.unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
