@@ -84,6 +84,14 @@ pub struct Config {
     pub rebalance_threshold: f64,
     /// Most partitions moved by one imbalance round. Default 100.
     pub max_moves_per_round: u32,
+    /// Half-life of the leader's smoothing of reported partition loads (an exponentially
+    /// weighted moving average over time): a step change in load counts half after this long.
+    /// Default 30 s.
+    pub load_half_life: Duration,
+    /// A partition moved by a balancing round stays where it is for this long, whatever its
+    /// load does (hysteresis: a hot partition is not bounced around). Joins, leaves, crashes
+    /// and drains still move it. Default 60 s.
+    pub load_cooldown: Duration,
     /// Revoke before grant (Strict) or one phase (Relaxed). Default Strict.
     pub handoff: HandoffMode,
     /// A revoke not confirmed by the driver within this is dropped anyway (and said so).
@@ -121,6 +129,8 @@ impl Default for Config {
             min_rebalance_interval: Duration::from_secs(10),
             rebalance_threshold: 0.15,
             max_moves_per_round: 100,
+            load_half_life: Duration::from_secs(30),
+            load_cooldown: Duration::from_secs(60),
             handoff: HandoffMode::Strict,
             revoke_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
@@ -240,6 +250,9 @@ impl Config {
         }
         if self.max_moves_per_round == 0 {
             return bad("max_moves_per_round", "must be at least 1".into());
+        }
+        if self.load_half_life.is_zero() {
+            return bad("load_half_life", "must be above zero".into());
         }
         if self.revoke_timeout.is_zero() {
             return bad("revoke_timeout", "must be above zero".into());

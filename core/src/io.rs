@@ -47,8 +47,12 @@ pub enum Input {
     },
     /// The connection to NATS came up (`true`) or went down (`false`).
     Connection(bool),
-    /// The application's current load (any unit, relative across workers), reported in the lease.
-    Load(f64),
+    /// The application's measured load of partitions this worker holds (messages/s, lag, CPU:
+    /// any non-negative number, one unit across the fleet). Merged into the last report per
+    /// partition; it reaches KV with the next lease renewal (never a write per report), and
+    /// the leader plans on it. Refused as a whole when a value is negative or not finite, or a
+    /// partition is not held.
+    ReportLoad(Vec<(PartitionId, f64)>),
 }
 
 /// IO the driver must perform, from [`crate::WorkerMachine::poll_action`].
@@ -136,6 +140,20 @@ pub enum Event {
     },
     /// The worker's share is empty after [`Input::Drain`]: it may now stop.
     Drained,
+    /// Leader: a balancing round published generation `generation`, moving `moved` partitions
+    /// (at most `max_moves_per_round`), because `worker` had been the most loaded at
+    /// `max_over_mean` times the mean load (measured load or weight, relative to capacity)
+    /// for `min_rebalance_interval`. Reads as "moved for load: worker 3 was at 1.31x mean".
+    Rebalanced {
+        /// The generation the round published.
+        generation: Generation,
+        /// Partitions it moved.
+        moved: u32,
+        /// The most loaded worker when the round was planned.
+        worker: WorkerId,
+        /// That worker's load over the mean (both relative to capacity).
+        max_over_mean: f64,
+    },
     /// Something went wrong that the worker handles by itself (it retries); for the logs.
     Warning(Warning),
 }

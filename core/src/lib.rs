@@ -80,6 +80,7 @@ mod error;
 mod ids;
 mod io;
 mod kv;
+pub mod load;
 pub mod partition;
 pub mod plan;
 mod rng;

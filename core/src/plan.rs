@@ -25,8 +25,10 @@ pub struct Explanation {
 
 /// Balance and movement of a plan against its input.
 ///
-/// Loads are weight / capacity; the mean is total weight / total capacity. With no partitions
-/// or no workers both ratios are 1.0.
+/// Loads are weight / capacity; the mean is total weight / total capacity. With measured
+/// loads in the input, weights are the effective sizes
+/// ([`crate::load::effective_partitions`]), `moved_weight` too. With no partitions or no
+/// workers both ratios are 1.0.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PlanSummary {
     /// Heaviest worker's load over the mean (1.0 is perfect).
@@ -44,15 +46,33 @@ pub struct PlanSummary {
 ///
 /// Errors (before the strategy runs): a partition listed twice
 /// ([`Error::InvalidPartition`]); a worker listed twice or with capacity 0, a total weight
-/// that overflows `u64`, or a `slack` that is negative or not finite ([`Error::InvalidConfig`]).
+/// that overflows `u64`, or a `slack` that is negative or not finite ([`Error::InvalidConfig`]);
+/// a load that is negative, not finite or of an unlisted partition ([`Error::InvalidPartition`]).
+/// With loads, the strategy balances effective sizes ([`crate::load::effective_partitions`]).
 /// Workers may be listed in any order. The plan places every partition on a live worker
 /// (checked in debug builds); it is empty when there are no workers.
 pub fn plan(strategy: &dyn Strategy, input: &PlanInput) -> Result<Plan, Error> {
     validate(input)?;
+    let sized = sized(input);
+    let input = sized.as_ref().unwrap_or(input);
     let mut plan = strategy.assign(input);
     honour_pins(input, &mut plan);
     debug_check(strategy, input, &plan);
     Ok(plan)
+}
+
+/// With measured loads, the input a strategy sees: partitions at their effective sizes
+/// ([`crate::load::effective_partitions`]) and no loads. `None` without loads.
+fn sized(input: &PlanInput) -> Option<PlanInput> {
+    (!input.loads.is_empty()).then(|| PlanInput {
+        workers: input.workers.clone(),
+        partitions: crate::load::effective_partitions(&input.partitions, &input.loads),
+        previous: input.previous.clone(),
+        pins: input.pins.clone(),
+        slack: input.slack,
+        max_moves: input.max_moves,
+        loads: Default::default(),
+    })
 }
 
 /// Says why `partition` lands where `strategy` puts it, with its new and previous owner.
@@ -71,15 +91,43 @@ pub fn explain(
             reason: "not in the input's partition list".into(),
         });
     }
+    let sized = sized(input);
+    let input = sized.as_ref().unwrap_or(input);
     let mut plan = strategy.assign(input);
     honour_pins(input, &mut plan);
     let owner = plan.assignment.get(partition).copied();
+    let previous = input.previous.get(partition).copied();
+    let mut reason = strategy.explain(input, partition);
+    if let (Some(_), Some(w)) = (&sized, previous.filter(|w| owner != Some(*w))) {
+        // Measured load may have driven the move: say how loaded the previous owner was.
+        if let Some(ratio) = previous_load(input, w) {
+            reason = format!("moved for load: worker {w} was at {ratio:.2}x mean; {reason}");
+        }
+    }
     Ok(Explanation {
         partition: partition.clone(),
         owner,
-        previous: input.previous.get(partition).copied(),
-        reason: strategy.explain(input, partition),
+        previous,
+        reason,
     })
+}
+
+/// Live worker `w`'s load in `input.previous` over the mean (both relative to capacity).
+fn previous_load(input: &PlanInput, w: WorkerId) -> Option<f64> {
+    let slot = input.workers.iter().find(|s| s.id == w)?;
+    let total: f64 = input.partitions.iter().map(|p| p.weight() as f64).sum();
+    let capacity: f64 = input
+        .workers
+        .iter()
+        .map(|s| f64::from(s.capacity.max(1)))
+        .sum();
+    let held: f64 = input
+        .partitions
+        .iter()
+        .filter(|p| input.previous.get(p.id()) == Some(&w))
+        .map(|p| p.weight() as f64)
+        .sum();
+    (total > 0.0).then(|| held / f64::from(slot.capacity.max(1)) / (total / capacity))
 }
 
 /// Moves every pinned partition of `plan` to its pin's worker when that worker is in the input.
@@ -100,6 +148,9 @@ pub(crate) fn honour_pins(input: &PlanInput, plan: &mut Plan) {
 /// Use it to compare strategies or to preview a change; partitions of `plan` that are not in
 /// `input` are ignored, and so are workers of `plan` that are not in `input`.
 pub fn summarize(input: &PlanInput, plan: &Plan) -> PlanSummary {
+    if let Some(sized) = sized(input) {
+        return summarize(&sized, plan);
+    }
     let total_weight: u64 = input.partitions.iter().map(|p| p.weight()).sum();
     let total_capacity: u64 = input
         .workers
@@ -141,6 +192,7 @@ pub fn summarize(input: &PlanInput, plan: &Plan) -> PlanSummary {
 
 fn validate(input: &PlanInput) -> Result<(), Error> {
     validate_partitions(&input.partitions)?;
+    crate::load::validate(&input.partitions, &input.loads)?;
     let mut seen = BTreeSet::new();
     for w in &input.workers {
         if !seen.insert(w.id) {

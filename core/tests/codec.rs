@@ -2,7 +2,8 @@
 //! every value round-trips.
 
 use parti_core::codec::{
-    self, CtlValue, GenRecord, LeaderValue, LeaseValue, Member, Phase, ShareAssembler, ShareChunk,
+    self, CtlValue, GenRecord, LeaderValue, LeaseValue, LoadReport, Member, Phase, ShareAssembler,
+    ShareChunk,
 };
 use parti_core::{Epoch, Generation, PartitionId, WorkerId};
 use proptest::prelude::*;
@@ -76,14 +77,34 @@ fn values_round_trip() {
         token: 5,
         capacity: 2,
         applied: Some(Generation(3)),
-        load: Some(0.5),
         departing: true,
         draining: false,
+        loads: Some(LoadReport {
+            share: 77,
+            values: vec![Some(0.5), None, Some(1e30)],
+        }),
     };
-    assert_eq!(
-        codec::decode::<LeaseValue>("lease", &codec::encode(&lease)).unwrap(),
-        lease
+    let bytes = codec::encode(&lease);
+    assert!(
+        String::from_utf8_lossy(&bytes)
+            .ends_with(r#""loads":{"share":77,"values":[0.5,null,1e+30]}}"#),
+        "{}",
+        String::from_utf8_lossy(&bytes)
     );
+    assert_eq!(codec::decode::<LeaseValue>("lease", &bytes).unwrap(), lease);
+    let no_loads = LeaseValue {
+        loads: None,
+        ..lease.clone()
+    };
+    let bytes = codec::encode(&no_loads);
+    assert!(!String::from_utf8_lossy(&bytes).contains("loads"));
+    assert_eq!(
+        codec::decode::<LeaseValue>("lease", &bytes).unwrap(),
+        no_loads
+    );
+    // A lease of an earlier build (a single `load` number) still reads.
+    let old = br#"{"v":1,"token":5,"capacity":2,"applied":3,"load":0.5,"departing":true,"draining":false}"#;
+    assert_eq!(codec::decode::<LeaseValue>("lease", old).unwrap(), no_loads);
     let gen = sample_gen();
     assert_eq!(
         codec::decode::<GenRecord>("gen", &codec::encode(&gen)).unwrap(),
@@ -97,6 +118,16 @@ fn foreign_values_are_refused_with_a_reason() {
     assert!(
         err.to_string()
             .starts_with("cannot decode lease: not a parti value"),
+        "{err}"
+    );
+    let err = codec::decode::<LeaseValue>(
+        "lease",
+        br#"{"v":1,"token":1,"capacity":1,"loads":{"share":1,"values":[-1.0]}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("load -1 is not a finite number >= 0"),
         "{err}"
     );
     let err = codec::decode::<LeaseValue>("lease", br#"{"token":1}"#).unwrap_err();

@@ -53,6 +53,19 @@ pub enum Event {
     },
     /// The worker's share is empty after [`crate::Worker::drain`]: it may now stop.
     Drained,
+    /// Leader: a balancing round moved `moved` partitions for load in `generation`, because
+    /// `worker` was at `max_over_mean` times the mean load ("moved for load: worker 3 was at
+    /// 1.31x mean"); see [`crate::Worker::report_load`].
+    Rebalanced {
+        /// The generation the round published.
+        generation: Generation,
+        /// Partitions it moved (at most `max_moves_per_round`).
+        moved: u32,
+        /// The most loaded worker when it was planned.
+        worker: WorkerId,
+        /// That worker's load over the mean (relative to capacity).
+        max_over_mean: f64,
+    },
     /// A non-fatal problem the core handles by itself (it retries).
     Warning(Warning),
     /// A non-fatal problem of the driver (a broken watch, a failing listener).
@@ -89,6 +102,17 @@ impl From<parti_core::Event> for Event {
                 degraded_for,
             },
             E::Drained => Event::Drained,
+            E::Rebalanced {
+                generation,
+                moved,
+                worker,
+                max_over_mean,
+            } => Event::Rebalanced {
+                generation,
+                moved,
+                worker,
+                max_over_mean,
+            },
             E::Warning(w) => Event::Warning(w),
         }
     }

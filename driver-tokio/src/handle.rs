@@ -70,7 +70,7 @@ pub(crate) enum Command {
     Refresh(Reply),
     Drain(Reply),
     Stop { final_stop: bool, reply: Reply },
-    Load(f64, Reply),
+    ReportLoad(Vec<(PartitionId, f64)>, Reply),
     Pin(PartitionId, Option<WorkerId>, Reply),
     Subscribe(mpsc::UnboundedSender<crate::Event>),
 }
@@ -191,11 +191,25 @@ impl Worker {
         self.ask(Command::Refresh).await
     }
 
-    /// Reports the application's current load (any unit, relative across workers) in the
-    /// worker's lease, where operators and tools read it. The planner does not use it yet: it
-    /// balances partition weights over capacities.
-    pub async fn set_load(&self, load: f64) -> Result<(), Error> {
-        self.ask(|reply| Command::Load(load, reply)).await
+    /// Reports the measured load of partitions this worker holds: messages/s, lag, CPU, any
+    /// non-negative number, in one unit across the fleet. Each value replaces the partition's
+    /// last one; partitions not named keep theirs.
+    ///
+    /// Cheap to call often: the loads reach KV with the next lease renewal (once a heartbeat,
+    /// in the lease the worker writes anyway, never a write per call). The leader smooths them
+    /// (`load_half_life`), balances on them (partitions without a report count at their
+    /// weight: report every held partition) and moves at most `max_moves_per_round`
+    /// partitions a round once a worker stays above `1 + rebalance_threshold` times the mean
+    /// for `min_rebalance_interval` ([`Event::Rebalanced`](crate::Event::Rebalanced)).
+    ///
+    /// Fails with [`Error::Invalid`] naming the partition, and stores nothing, when a load is
+    /// negative, NaN or infinite or a partition is not held by this worker.
+    pub async fn report_load(
+        &self,
+        loads: impl IntoIterator<Item = (PartitionId, f64)>,
+    ) -> Result<(), Error> {
+        let loads: Vec<(PartitionId, f64)> = loads.into_iter().collect();
+        self.ask(|reply| Command::ReportLoad(loads, reply)).await
     }
 
     /// Pins `partition` to the worker with ID `worker`, for the whole fleet (see

@@ -176,7 +176,7 @@ impl Families {
         );
         r.register(
             "parti_load",
-            "The load the application last reported for the worker (Worker::set_load)",
+            "Sum of the loads the application last reported for the partitions the worker holds (Worker::report_load)",
             self.load.clone(),
         );
         r.register(

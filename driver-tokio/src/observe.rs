@@ -294,9 +294,9 @@ impl Observer {
         record!(self, m => m.snapshot(s));
     }
 
-    /// The application reported a load.
-    pub(crate) fn load(&mut self, load: f64) {
-        record!(self, m => m.load(load));
+    /// The application reported loads: `total` is what the worker's held partitions carry.
+    pub(crate) fn load(&mut self, total: f64) {
+        record!(self, m => m.load(total));
     }
 
     /// A core event, logged; `state` is the worker's state after the step.
@@ -345,6 +345,18 @@ impl Observer {
                 }
             }
             E::Drained => tracing::info!("drained"),
+            E::Rebalanced {
+                generation,
+                moved,
+                worker,
+                max_over_mean,
+            } => tracing::info!(
+                generation = generation.0,
+                moved,
+                worker = worker.0,
+                max_over_mean,
+                "moved for load: worker {worker} was at {max_over_mean:.2}x mean"
+            ),
             E::Warning(w) => tracing::warn!(kind = w.kind(), "{w}"),
         }
         record!(self, m => m.event(e, state));

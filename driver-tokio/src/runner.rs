@@ -248,10 +248,10 @@ impl Runner {
                 let r = self.try_input(Input::RefreshPartitions);
                 let _ = reply.send(r);
             }
-            Command::Load(load, reply) => {
-                let r = self.try_input(Input::Load(load));
+            Command::ReportLoad(loads, reply) => {
+                let r = self.try_input(Input::ReportLoad(loads));
                 if r.is_ok() {
-                    self.observer.load(load);
+                    self.observer.load(self.core.reported_load());
                 }
                 let _ = reply.send(r);
             }
@@ -491,7 +491,7 @@ impl Runner {
             match c {
                 Command::Refresh(r)
                 | Command::Drain(r)
-                | Command::Load(_, r)
+                | Command::ReportLoad(_, r)
                 | Command::Pin(_, _, r) => {
                     let _ = r.send(Err(Error::Stopped));
                 }

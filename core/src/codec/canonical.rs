@@ -2,7 +2,7 @@
 //! (serde_json, compact, fields in declaration order, map keys increasing).
 //!
 //! It accepts nothing else. Any other spelling of a value — whitespace, another field order,
-//! unknown fields, escapes, leading zeros, a number for `load`, trailing bytes — gives `None`,
+//! unknown fields, escapes, leading zeros, reported `loads`, trailing bytes — gives `None`,
 //! and [`super::decode`] takes the serde path, which decides and words every error. For what it
 //! accepts it returns what serde_json returns. Every value parti writes is canonical, so the
 //! serde path only sees foreign or hand-written bytes.
@@ -100,7 +100,7 @@ pub(super) fn lease(b: &[u8]) -> Option<LeaseValue> {
     let capacity = c.u32()?;
     c.lit(b",\"applied\":")?;
     let applied = c.opt_u64()?.map(Generation);
-    c.lit(b",\"load\":null,\"departing\":")?;
+    c.lit(b",\"departing\":")?;
     let departing = c.bool()?;
     c.lit(b",\"draining\":")?;
     let draining = c.bool()?;
@@ -111,9 +111,9 @@ pub(super) fn lease(b: &[u8]) -> Option<LeaseValue> {
         token,
         capacity,
         applied,
-        load: None,
         departing,
         draining,
+        loads: None,
     })
 }
 
@@ -288,9 +288,9 @@ mod tests {
             token,
             capacity: (token % 7) as u32 + 1,
             applied: applied.map(Generation),
-            load: None,
             departing: flags & 1 != 0,
             draining: flags & 2 != 0,
+            loads: None,
         }
     }
 
@@ -382,7 +382,7 @@ mod tests {
             br#"{"v":1,"nonce":2} "#,
             br#"{"v":1,"nonce":18446744073709551616}"#,
             br#"{"v":1,"digest":1,"index":0,"count":1,"partitions":["a\u0041"]}"#,
-            br#"{"v":1,"token":1,"capacity":1,"applied":null,"load":0.5,"departing":false,"draining":false}"#,
+            br#"{"v":1,"token":1,"capacity":1,"applied":null,"departing":false,"draining":false,"loads":{"share":1,"values":[0.5]}}"#,
             br#"{"v":1,"epoch":1,"generation":1,"phase":"stable","members":{"2":{"token":1,"digest":1,"chunks":1,"count":1,"slot":0},"1":{"token":1,"digest":1,"chunks":1,"count":1,"slot":0}}}"#,
         ];
         for b in refused {

@@ -654,6 +654,7 @@ impl Sim {
                 self.trace.push(now, Some(n), TraceKind::Warning(w.clone()));
             }
             Event::Alert { .. } => {}
+            Event::Rebalanced { .. } => {}
         }
         if self.config.keep_events {
             self.events.push((now, n, e));

@@ -505,9 +505,9 @@ mod tests {
             token,
             capacity: 1,
             applied: None,
-            load: None,
             departing: false,
             draining: false,
+            loads: None,
         };
         Entry {
             bucket: Bucket::Leases,

@@ -68,10 +68,15 @@ pub struct PlanInput {
     /// Most partitions that may change owner (None = no limit). Partitions without a live
     /// previous owner do not count.
     pub max_moves: Option<usize>,
+    /// Measured load of partitions (any non-negative unit): [`crate::plan::plan`] balances on
+    /// it where known, on the static weight elsewhere ([`crate::plan::effective_partitions`]).
+    /// Strategies see the result as partition weights, and this map empty.
+    pub loads: BTreeMap<PartitionId, f64>,
 }
 
 impl PlanInput {
-    /// An input with no previous assignment, no pins, [`DEFAULT_SLACK`] and no move limit.
+    /// An input with no previous assignment, no pins, [`DEFAULT_SLACK`], no move limit and no
+    /// measured load.
     pub fn new(workers: Vec<WorkerSlot>, partitions: Vec<Partition>) -> Self {
         PlanInput {
             workers,
@@ -80,6 +85,7 @@ impl PlanInput {
             pins: BTreeMap::new(),
             slack: DEFAULT_SLACK,
             max_moves: None,
+            loads: BTreeMap::new(),
         }
     }
 }

@@ -194,9 +194,9 @@ impl WorkerMachine {
             token: self.session,
             capacity: self.config.capacity,
             applied: self.applied,
-            load: self.load,
             departing: false,
             draining: self.draining,
+            loads: self.load_report(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! generation and decides when the next generation is due (DESIGN §4's table).
 
 use super::handoff::{Committed, Shares};
+use super::load::LoadView;
 use super::outbox::Outbox;
 use super::timers::Timers;
 use super::{Purpose, Timer, WorkerMachine};
@@ -107,6 +108,8 @@ pub(crate) struct Publish {
     pub(crate) planned: bool,
     /// The partition list version it was planned from.
     pub(crate) partitions_version: u64,
+    /// A balancing round: what it moved and why.
+    pub(crate) round: Option<super::publish::Round>,
 }
 
 /// State of the leader role; exists only while leading.
@@ -147,6 +150,14 @@ pub(crate) struct Leadership {
     pub(crate) last_rebalance: Option<Instant>,
     pub(crate) imbalance_checked: Option<Generation>,
     pub(crate) imbalance_due: Option<Instant>,
+    /// When the balance was last measured.
+    pub(crate) measured_at: Option<Instant>,
+    /// Since when every measurement found the committed assignment out of balance.
+    pub(crate) imbalance_since: Option<Instant>,
+    /// The most loaded worker at the last measurement, and its load over the mean.
+    pub(crate) most_loaded: Option<(WorkerId, f64)>,
+    /// Reported partition loads, smoothed; partitions resting after a balancing round.
+    pub(crate) loads: LoadView,
     /// Something changed since the planner last looked.
     pub(crate) dirty: bool,
     /// The partition list last handed to the strategy, reused by the next plan while it is
@@ -190,6 +201,10 @@ impl Leadership {
             last_rebalance: None,
             imbalance_checked: None,
             imbalance_due: None,
+            measured_at: None,
+            imbalance_since: None,
+            most_loaded: None,
+            loads: LoadView::default(),
             dirty: true,
             plan_parts: None,
             heading: None,
@@ -476,6 +491,14 @@ impl Leadership {
         let only_applied = before.0 == after.0;
         if before != after && (!only_applied || self.barrier_complete()) {
             self.dirty = true;
+        }
+        // Loads reach the planner through the balance measurement, not as a change of view.
+        if let (Some(report), Some(c)) = (&v.loads, &self.committed) {
+            let member = c.record.members.get(&id).filter(|m| m.token == v.token);
+            if let (Some(m), Some(Some(share))) = (member, c.shares.get(&id)) {
+                self.loads
+                    .take(share, m.digest, report, now, cx.config.load_half_life);
+            }
         }
     }
 

@@ -16,6 +16,7 @@ mod election;
 mod handoff;
 mod identity;
 mod leader;
+mod load;
 mod outbox;
 mod planner;
 mod publish;
@@ -86,7 +87,8 @@ pub struct WorkerMachine {
     /// When the newest renewal still in flight was sent.
     pub(crate) renew_in_flight: Option<Instant>,
     pub(crate) renew_again: bool,
-    pub(crate) load: Option<f64>,
+    /// The application's last reported load per held partition ([`Input::ReportLoad`]).
+    pub(crate) loads: BTreeMap<PartitionId, f32>,
     pub(crate) draining: bool,
     pub(crate) drained_told: bool,
     pub(crate) fenced: bool,
@@ -154,7 +156,7 @@ impl WorkerMachine {
             lease_ok_sent: None,
             renew_in_flight: None,
             renew_again: false,
-            load: None,
+            loads: BTreeMap::new(),
             draining: false,
             drained_told: false,
             fenced: false,
@@ -211,15 +213,7 @@ impl WorkerMachine {
             Input::Drain => self.on_drain(now),
             Input::Stop { final_stop } => self.on_stop(now, final_stop),
             Input::Connection(up) => self.on_connection(now, up),
-            Input::Load(load) => {
-                if !load.is_finite() || load < 0.0 {
-                    return Err(Error::InvalidConfig {
-                        field: "load",
-                        reason: format!("{load} must be a finite number >= 0"),
-                    });
-                }
-                self.load = Some(load);
-            }
+            Input::ReportLoad(loads) => self.report_load(loads)?,
         }
         self.after_step(now);
         Ok(())
@@ -405,6 +399,6 @@ fn input_name(input: &Input) -> &'static str {
         Input::Drain => "Drain",
         Input::Stop { .. } => "Stop",
         Input::Connection(_) => "Connection",
-        Input::Load(_) => "Load",
+        Input::ReportLoad(_) => "ReportLoad",
     }
 }

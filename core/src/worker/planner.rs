@@ -4,7 +4,7 @@
 use super::handoff::{self, Committed, Shares};
 use super::leader::{Cx, Leadership};
 use super::leader::{Dead, LeaderReq};
-use super::publish::Label;
+use super::publish::{Label, Round};
 use super::triggers::Cause;
 use super::{Timer, WorkerMachine};
 use crate::codec::Phase;
@@ -245,10 +245,29 @@ impl Leadership {
             pairs.extend(share.iter().map(|p| (p.clone(), w)));
         }
         let previous: BTreeMap<PartitionId, WorkerId> = pairs.into_iter().collect();
+        let mut pins = self.pins.clone();
+        let round = budget.is_some();
+        if round {
+            // Partitions moved by an earlier round rest where they are (hysteresis).
+            for p in self.loads.resting(now) {
+                match previous.get(p) {
+                    Some(w) if eligible.iter().any(|s| s.id == *w) => {
+                        pins.entry(p.clone()).or_insert(*w);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let loads = if self.loads.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.loads.of(parts)
+        };
         let input = PlanInput {
             previous,
-            pins: self.pins.clone(),
+            pins,
             max_moves: budget,
+            loads,
             ..PlanInput::new(eligible.clone(), free)
         };
         // The same call as every preview (`plan::plan`): validation, pins, the debug checks.
@@ -262,6 +281,15 @@ impl Leadership {
                 self.plan_parts = Some(input.partitions);
                 return;
             }
+        };
+        let moved: Vec<PartitionId> = if round {
+            plan.assignment
+                .iter()
+                .filter(|(p, w)| input.previous.get(*p).is_some_and(|x| x != *w))
+                .map(|(p, _)| p.clone())
+                .collect()
+        } else {
+            Vec::new()
         };
         let PlanInput {
             partitions: plan_parts,
@@ -318,10 +346,23 @@ impl Leadership {
         }
         let planned = budget.is_some() || phase == Phase::Scaling;
         // Labelled with what produced it, also when it reaches the target in one step.
+        let round = match self.most_loaded {
+            Some((worker, max_over_mean)) if !moved.is_empty() => {
+                let n = moved.len() as u32;
+                self.loads.rest(moved, now + cx.config.load_cooldown);
+                Some(Round {
+                    moved: n,
+                    worker,
+                    max_over_mean,
+                })
+            }
+            _ => None,
+        };
         let label = Label {
             phase: new_phase,
             trigger: phase,
             planned,
+            round,
         };
         self.publish(cx, next, tokens, keep, label);
     }

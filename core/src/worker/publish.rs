@@ -14,6 +14,17 @@ pub(crate) struct Label {
     pub(crate) trigger: Phase,
     /// A planned move (a scale window or a budgeted round): restarts the rebalance cooldown.
     pub(crate) planned: bool,
+    /// A balancing round: said with [`Event::Rebalanced`] once committed.
+    pub(crate) round: Option<Round>,
+}
+
+/// What a balancing round moved, and why.
+#[derive(Clone, Debug)]
+pub(crate) struct Round {
+    pub(crate) moved: u32,
+    /// The most loaded worker, and its load over the mean, when the round was planned.
+    pub(crate) worker: WorkerId,
+    pub(crate) max_over_mean: f64,
 }
 
 impl Leadership {
@@ -30,6 +41,7 @@ impl Leadership {
             phase,
             trigger,
             planned,
+            round,
         } = label;
         let max_bytes = cx.config.max_value_bytes;
         let generation = self
@@ -102,6 +114,7 @@ impl Leadership {
             committing: false,
             planned,
             partitions_version,
+            round,
         });
         self.maybe_commit(cx);
     }
@@ -148,7 +161,7 @@ impl Leadership {
             },
             LeaderReq::ShareWrite(seq) => self.on_share_written(cx, now, seq, result),
             LeaderReq::Commit => match result {
-                KvResult::Written { revision } => self.committed(now, revision),
+                KvResult::Written { revision } => self.committed(cx, now, revision),
                 other => {
                     if let KvResult::Failed(_) = other {
                         cx.out.warn_kv("gen", &other);
@@ -278,10 +291,18 @@ impl Leadership {
         self.dirty = true;
     }
 
-    fn committed(&mut self, now: Instant, revision: u64) {
+    fn committed(&mut self, cx: &mut Cx<'_>, now: Instant, revision: u64) {
         let Some(p) = self.publish.take() else { return };
         if p.planned {
             self.last_rebalance = Some(now);
+        }
+        if let Some(r) = p.round {
+            cx.out.emit(Event::Rebalanced {
+                generation: p.record.generation,
+                moved: r.moved,
+                worker: r.worker,
+                max_over_mean: r.max_over_mean,
+            });
         }
         if p.record.phase == Phase::Stable && p.partitions_version == self.partitions_version {
             self.activity = None;
@@ -307,7 +328,7 @@ impl Leadership {
         let Some(p) = &self.publish else { return };
         match result {
             KvResult::Value(Some(e)) => match codec::decode::<GenRecord>("gen", &e.value) {
-                Ok(rec) if rec == p.record => self.committed(now, e.revision),
+                Ok(rec) if rec == p.record => self.committed(cx, now, e.revision),
                 Ok(rec) if rec.epoch > epoch => self.deposed = true,
                 _ => {
                     // Someone else committed (a deposed leader before our seal): start over from it.

@@ -114,6 +114,7 @@ impl WorkerMachine {
             } else {
                 let value = codec::encode(&LeaseValue {
                     departing: true,
+                    loads: None, // holds nothing
                     ..self.lease_value()
                 });
                 KvOp::Update {

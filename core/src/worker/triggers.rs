@@ -243,24 +243,52 @@ impl Leadership {
         }
     }
 
-    /// Measures the committed assignment's balance once per generation; an imbalance above
-    /// `rebalance_threshold` makes a round due after the rebalance cooldown. Returns whether it
-    /// measured.
+    /// Measures the committed assignment's balance by effective size (measured load where
+    /// reported, weight otherwise): once per generation, and at most once a heartbeat while
+    /// loads arrive. Out of balance means the most loaded worker is above `1 +
+    /// rebalance_threshold` times the mean, or times the heaviest partition where that is more
+    /// (no placement can do better than holding it alone). Once out of balance for
+    /// `min_rebalance_interval` (and that long after the last planned move), a round is due.
+    /// Returns whether it measured.
     pub(crate) fn check_imbalance(&mut self, now: Instant, cfg: &Config) -> bool {
         let Some(c) = &self.committed else {
             return false;
         };
-        if self.imbalance_checked == Some(c.record.generation) {
+        let new_gen = self.imbalance_checked != Some(c.record.generation);
+        let loads_due = self.loads.changed
+            && self
+                .measured_at
+                .is_none_or(|t| now >= t + cfg.heartbeat_interval);
+        if !new_gen && !loads_due {
             return false;
         }
         self.imbalance_checked = Some(c.record.generation);
-        self.imbalance_due = None;
-        if let Some(parts) = &self.partitions {
-            if imbalance(parts, c, &self.peers) > cfg.rebalance_threshold {
-                let at = self
+        self.measured_at = Some(now);
+        self.loads.changed = false;
+        let Some(parts) = &self.partitions else {
+            return true;
+        };
+        let sized;
+        let parts = if self.loads.is_empty() {
+            parts
+        } else {
+            sized = crate::load::effective_partitions(parts, &self.loads.of(parts));
+            &sized
+        };
+        match balance(parts, c, &self.peers) {
+            Some((worker, over, floor)) if over > (1.0 + cfg.rebalance_threshold) * floor => {
+                let since = *self.imbalance_since.get_or_insert(now);
+                let cooldown = self
                     .last_rebalance
                     .map_or(now, |t| t + cfg.min_rebalance_interval);
-                self.imbalance_due = Some(at.max(now));
+                self.imbalance_due =
+                    Some((since + cfg.min_rebalance_interval).max(cooldown).max(now));
+                self.most_loaded = Some((worker, over));
+            }
+            _ => {
+                self.imbalance_since = None;
+                self.imbalance_due = None;
+                self.most_loaded = None;
             }
         }
         true
@@ -281,40 +309,53 @@ impl Wake {
     }
 }
 
-/// Heaviest load over mean load minus one, over the committed shares (loads relative to
-/// capacity); 0 when it cannot be computed. `parts` is sorted by ID.
-fn imbalance(parts: &[Partition], c: &CommittedGen, peers: &BTreeMap<WorkerId, Peer>) -> f64 {
-    // Weight of a sorted share: one pass along the sorted partitions (unlisted ones weigh 0).
+/// The balance of the committed shares by the sizes in `parts` (sorted by ID; unlisted
+/// partitions weigh 0), loads relative to capacity: the most loaded live member, its load over
+/// the mean (total size over total capacity), and the least that ratio can be (the heaviest
+/// partition alone on the biggest worker, at least 1). `None` when it cannot be computed (fewer
+/// than two live members, a share unknown, nothing to weigh).
+fn balance(
+    parts: &[Partition],
+    c: &CommittedGen,
+    peers: &BTreeMap<WorkerId, Peer>,
+) -> Option<(WorkerId, f64, f64)> {
+    // Weight of a sorted share: one pass along the sorted partitions.
     let weight = |share: &BTreeSet<PartitionId>| {
         let mut it = parts.iter().peekable();
-        let mut sum = 0;
+        let mut sum = 0u128;
         for p in share {
             while it.next_if(|x| x.id() < p).is_some() {}
             if let Some(x) = it.peek().filter(|x| x.id() == p) {
-                sum += x.weight();
+                sum += u128::from(x.weight());
             }
         }
         sum
     };
-    let mut loads = Vec::new();
+    let (mut total, mut capacity, mut biggest) = (0f64, 0f64, 0f64);
+    let mut max: Option<(WorkerId, f64)> = None;
+    let mut members = 0;
     for (id, share) in &c.shares {
         let Some(p) = peers.get(id).filter(|p| p.live()) else {
             continue;
         };
-        let Some(share) = share else { return 0.0 };
-        let w: u64 = weight(share);
-        loads.push(w as f64 / p.capacity as f64);
+        let share = share.as_ref()?;
+        let w = weight(share) as f64;
+        let cap = f64::from(p.capacity.max(1));
+        total += w;
+        capacity += cap;
+        biggest = biggest.max(cap);
+        members += 1;
+        if max.is_none_or(|(_, m)| w / cap > m) {
+            max = Some((*id, w / cap));
+        }
     }
-    if loads.len() < 2 {
-        return 0.0;
+    let (worker, max) = max?;
+    if members < 2 || total <= 0.0 {
+        return None;
     }
-    let mean = loads.iter().sum::<f64>() / loads.len() as f64;
-    let max = loads.iter().cloned().fold(0.0, f64::max);
-    if mean <= 0.0 {
-        0.0
-    } else {
-        max / mean - 1.0
-    }
+    let mean = total / capacity;
+    let heaviest = parts.iter().map(|p| p.weight()).max().unwrap_or(0) as f64;
+    Some((worker, max / mean, (heaviest / biggest / mean).max(1.0)))
 }
 
 #[cfg(test)]
@@ -542,17 +583,112 @@ mod tests {
             "measured once per generation"
         );
         let due = l.pending(at(2 * S), &cfg).due.unwrap();
-        // After the cooldown since the last rebalance, with the round's budget.
+        // Out of balance since 2 s: due once that lasted `min_rebalance_interval` (and the
+        // cooldown since the last rebalance is over), with the round's budget.
         assert_eq!(
             (due.cause, due.at, due.budget),
-            (Cause::Imbalance, at(11 * S), Some(100))
+            (Cause::Imbalance, at(12 * S), Some(100))
         );
+        assert_eq!(l.most_loaded.map(|(w, _)| w), Some(WorkerId(1)));
         // Anything else due comes first.
         l.partitions_dirty = true;
         assert_eq!(
             cause(&l, at(2 * S)),
             Some((Cause::PartitionsChanged, at(2 * S)))
         );
+    }
+
+    /// Worker 1 holds `a`, `b`; worker 2 holds `c`, `d` (all weight 1, capacity 1).
+    fn two_by_two() -> (Leadership, Vec<Partition>) {
+        let mut l = view(at(0));
+        let parts: Vec<Partition> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|k| Partition::new(&[k], 1).unwrap())
+            .collect();
+        let c = l.committed.as_mut().unwrap();
+        let ids = |ks: &[&str]| ks.iter().map(|k| PartitionId::parse(k).unwrap()).collect();
+        c.shares.insert(WorkerId(1), Some(ids(&["a", "b"])));
+        c.shares.insert(WorkerId(2), Some(ids(&["c", "d"])));
+        l.partitions = Some(parts.clone());
+        (l, parts)
+    }
+
+    fn report(l: &mut Leadership, w: u32, values: &[f32], now: Instant) -> bool {
+        let c = l.committed.as_ref().unwrap();
+        let share = c.shares[&WorkerId(w)].clone().unwrap();
+        let digest = crate::codec::share_digest(&share);
+        let r = crate::codec::LoadReport {
+            share: digest,
+            values: values.iter().map(|v| Some(*v)).collect(),
+        };
+        let cfg = Config::default();
+        l.loads.take(&share, digest, &r, now, cfg.load_half_life)
+    }
+
+    #[test]
+    fn measured_load_makes_a_round_due_once_it_lasts_and_balance_clears_it() {
+        let (mut l, _) = two_by_two();
+        let cfg = Config::default();
+        assert!(l.check_imbalance(at(S), &cfg));
+        assert_eq!(l.imbalance_due, None, "balanced by weight");
+        // Worker 1's partitions carry 3x the load.
+        assert!(report(&mut l, 1, &[3.0, 3.0], at(2 * S)));
+        assert!(report(&mut l, 2, &[1.0, 1.0], at(2 * S)));
+        assert!(
+            !l.check_imbalance(at(2 * S), &cfg),
+            "at most once a heartbeat"
+        );
+        assert!(l.check_imbalance(at(3 * S), &cfg));
+        let (w, over) = l.most_loaded.unwrap();
+        assert_eq!(w, WorkerId(1));
+        assert!((over - 1.5).abs() < 1e-9, "{over}");
+        assert_eq!(l.imbalance_due, Some(at(13 * S)));
+        // Still out of balance later: the same deadline (it counts from the first time).
+        report(&mut l, 2, &[1.0, 1.0], at(6 * S));
+        assert!(l.check_imbalance(at(6 * S), &cfg));
+        assert_eq!(l.imbalance_due, Some(at(13 * S)));
+        // Loads even out (smoothed over time): nothing is due any more.
+        report(&mut l, 1, &[1.0, 1.0], at(600 * S));
+        assert!(l.check_imbalance(at(600 * S), &cfg));
+        assert_eq!((l.imbalance_due, l.imbalance_since), (None, None));
+    }
+
+    #[test]
+    fn noise_within_the_threshold_and_one_heavy_partition_make_no_round() {
+        let (mut l, _) = two_by_two();
+        let cfg = Config::default();
+        // +-10 % around a balanced state: 1.1 + 0.9 vs 0.9 + 1.1 ... at worst 1.1x the mean.
+        report(&mut l, 1, &[1.1, 1.1], at(S));
+        report(&mut l, 2, &[0.9, 0.9], at(S));
+        assert!(l.check_imbalance(at(S), &cfg));
+        assert_eq!(l.imbalance_due, None);
+        // One partition heavier than everything else together: no placement does better
+        // than holding it alone, so that is not out of balance.
+        report(&mut l, 1, &[100.0, 0.0], at(1000 * S));
+        report(&mut l, 2, &[0.0, 0.0], at(1000 * S));
+        assert!(l.check_imbalance(at(1000 * S), &cfg));
+        let (w, over) = l.most_loaded.unwrap_or((WorkerId(1), 0.0));
+        assert_eq!(l.imbalance_due, None, "worker {w} at {over}");
+    }
+
+    #[test]
+    fn a_report_for_another_share_is_ignored() {
+        let (mut l, _) = two_by_two();
+        let c = l.committed.as_ref().unwrap();
+        let share = c.shares[&WorkerId(1)].clone().unwrap();
+        let r = crate::codec::LoadReport {
+            share: 12345,
+            values: vec![Some(5.0), Some(5.0)],
+        };
+        let cfg = Config::default();
+        assert!(!l.loads.take(
+            &share,
+            crate::codec::share_digest(&share),
+            &r,
+            at(S),
+            cfg.load_half_life
+        ));
+        assert!(l.loads.is_empty() && !l.loads.changed);
     }
 
     #[test]

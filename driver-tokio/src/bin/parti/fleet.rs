@@ -199,9 +199,9 @@ impl Fleet {
                 token: 0,
                 capacity,
                 applied: Some(Generation(0)),
-                load: None,
                 departing: false,
                 draining: false,
+                loads: None,
             };
             fleet.leases.insert(
                 id,

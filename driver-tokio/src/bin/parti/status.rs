@@ -128,7 +128,7 @@ pub struct WorkerDoc {
     pub applied: Option<u64>,
     /// Its capacity.
     pub capacity: Option<u32>,
-    /// The load it reports.
+    /// The sum of the partition loads it reports (`Worker::report_load`), if it reports any.
     pub load: Option<f64>,
     /// Time since its last lease write (its last heartbeat), if known.
     pub heartbeat_age_ms: Option<u64>,
@@ -156,6 +156,9 @@ pub struct Totals {
     pub owned_weight: Option<u64>,
     /// The loads the workers report, when any does.
     pub load: Option<f64>,
+    /// The most loaded reporting worker's load over the mean, both relative to capacity (1.0
+    /// is perfect), when two or more workers report loads.
+    pub load_max_over_mean: Option<f64>,
 }
 
 /// An operator's pin.
@@ -294,7 +297,7 @@ impl View {
                     token: v.map(|v| short_token(v.token)),
                     applied: v.and_then(|v| v.applied).map(|g| g.0),
                     capacity: v.map(|v| v.capacity),
-                    load: v.and_then(|v| v.load),
+                    load: v.and_then(reported_load),
                     heartbeat_age_ms: age(lease.and_then(|l| l.written)),
                     owned: ok_share.map(|s| s.len()),
                     owned_weight: ok_share.and_then(weight_of),
@@ -309,7 +312,19 @@ impl View {
             })
             .collect();
         let live: Vec<_> = fleet.leases.values().map(|l| &l.value).collect();
-        let loads: Vec<f64> = live.iter().filter_map(|v| v.load).collect();
+        let loads: Vec<(f64, u32)> = live
+            .iter()
+            .filter_map(|v| Some((reported_load(v)?, v.capacity.max(1))))
+            .collect();
+        let total_load: f64 = loads.iter().map(|(l, _)| l).sum();
+        let total_capacity: f64 = loads.iter().map(|(_, c)| f64::from(*c)).sum();
+        let load_max_over_mean = (loads.len() >= 2 && total_load > 0.0).then(|| {
+            let max = loads
+                .iter()
+                .map(|(l, c)| l / f64::from(*c))
+                .fold(0.0, f64::max);
+            max / (total_load / total_capacity)
+        });
         let totals = Totals {
             live_workers: live.len(),
             capacity: live.iter().map(|v| u64::from(v.capacity)).sum(),
@@ -318,7 +333,8 @@ impl View {
                 .weights
                 .as_ref()
                 .map(|_| workers.iter().filter_map(|w| w.owned_weight).sum()),
-            load: (!loads.is_empty()).then(|| loads.iter().sum()),
+            load: (!loads.is_empty()).then_some(total_load),
+            load_max_over_mean,
         };
         let mut drains: Vec<u32> = fleet.drains.iter().map(|w| w.0).collect();
         for (id, l) in &fleet.leases {
@@ -460,7 +476,15 @@ impl View {
             t.owned_weight
                 .map(|w| format!(", weight {w}"))
                 .unwrap_or_default(),
-            t.load.map(|l| format!(", load {l:.2}")).unwrap_or_default()
+            t.load
+                .map(|l| {
+                    let spread = t
+                        .load_max_over_mean
+                        .map(|r| format!(" (max/mean {r:.2})"))
+                        .unwrap_or_default();
+                    format!(", load {l:.2}{spread}")
+                })
+                .unwrap_or_default()
         );
         let _ = writeln!(
             o,
@@ -619,4 +643,13 @@ mod tests {
         v.colour = true;
         assert!(v.text(&status).contains("\x1b[33mwarning:"));
     }
+}
+
+/// The sum of the partition loads a lease reports, if it reports any.
+fn reported_load(v: &parti::parti_core::codec::LeaseValue) -> Option<f64> {
+    let values = &v.loads.as_ref()?.values;
+    values
+        .iter()
+        .any(Option::is_some)
+        .then(|| values.iter().flatten().map(|l| f64::from(*l)).sum())
 }

@@ -418,6 +418,14 @@ pub fn describe(e: &Event) -> String {
             fmt_duration(*degraded_for)
         ),
         Event::Drained => "drained: no partitions left".into(),
+        Event::Rebalanced {
+            generation,
+            moved,
+            worker,
+            max_over_mean,
+        } => format!(
+            "rebalanced: generation {generation} moved {moved} for load: worker {worker} was at {max_over_mean:.2}x mean"
+        ),
         Event::Warning(w) => format!("warning: {w}"),
         Event::DriverWarning(w) => format!("warning: {w}"),
         other => format!("{other:?}"),
