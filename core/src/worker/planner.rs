@@ -45,7 +45,9 @@ impl Leadership {
         }
         match t.due {
             Some(d) if d.cause == Cause::ColdStart => self.activity = Some(State::Scaling),
-            None => self.activity = None, // nothing pending
+            // Nothing pending but maybe a balancing round later: stable until it runs.
+            None => self.activity = None,
+            Some(d) if d.cause == Cause::Imbalance && d.at > now => self.activity = None,
             Some(_) => {}
         }
         if t.joins_pending {

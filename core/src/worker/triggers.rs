@@ -318,7 +318,8 @@ impl Wake {
 }
 
 /// The balance of the committed shares by the sizes in `parts` (sorted by ID; unlisted
-/// partitions weigh 0), loads relative to capacity: the most loaded live member, its load over
+/// partitions weigh 0), loads relative to capacity, over the live members that do not drain:
+/// the most loaded, its load over
 /// the mean (total size over total capacity), and the least that ratio can be (the heaviest
 /// partition alone on the biggest worker, at least 1). `None` when it cannot be computed (fewer
 /// than two live members, a share unknown, nothing to weigh).
@@ -343,7 +344,11 @@ fn balance(
     let mut max: Option<(WorkerId, f64)> = None;
     let mut members = 0;
     for (id, share) in &c.shares {
-        let Some(p) = peers.get(id).filter(|p| p.live()) else {
+        // Draining workers are emptied on purpose: not a sign of imbalance.
+        let Some(p) = peers
+            .get(id)
+            .filter(|p| p.live() && !(p.draining || p.ctl_draining))
+        else {
             continue;
         };
         let share = share.as_ref()?;
@@ -691,6 +696,28 @@ mod tests {
         assert!(l.check_imbalance(at(1000 * S), &cfg));
         let (w, over) = l.most_loaded.unwrap_or((WorkerId(1), 0.0));
         assert_eq!(l.imbalance_due, None, "worker {w} at {over}");
+    }
+
+    #[test]
+    fn a_drained_worker_is_not_out_of_balance() {
+        let (mut l, _) = two_by_two();
+        let cfg = Config::default();
+        // Worker 2 drains: its share is emptied on purpose, worker 1 holds everything.
+        let c = l.committed.as_mut().unwrap();
+        let all = ["a", "b", "c", "d"]
+            .iter()
+            .map(|k| PartitionId::parse(k).unwrap())
+            .collect();
+        c.shares.insert(WorkerId(1), Some(all));
+        c.shares.insert(WorkerId(2), Some(BTreeSet::new()));
+        l.peers.get_mut(&WorkerId(2)).unwrap().draining = true;
+        assert!(l.check_imbalance(at(S), &cfg));
+        assert_eq!(l.imbalance_due, None);
+        // Not draining, the same shares are out of balance.
+        l.peers.get_mut(&WorkerId(2)).unwrap().draining = false;
+        l.imbalance_checked = None;
+        assert!(l.check_imbalance(at(2 * S), &cfg));
+        assert!(l.imbalance_due.is_some());
     }
 
     #[test]
