@@ -104,12 +104,21 @@ pub struct FileWorker {
     pub share: BTreeSet<PartitionId>,
 }
 
+/// serde_json's error as a reason: `invalid JSON: ...` when the text is not JSON, the
+/// message alone when it is JSON of the wrong shape (an unknown key, a key given twice, ...).
+fn describe(e: serde_json::Error) -> String {
+    if e.is_data() {
+        e.to_string()
+    } else {
+        format!("invalid JSON: {e}")
+    }
+}
+
 /// Parses an assignment file's text: a JSON object of worker ID to a list of partition IDs
 /// or to `{"capacity": N, "partitions": [...]}`. The error is the reason alone (the caller
 /// names the file).
 pub fn parse_assignment(text: &str) -> Result<Vec<FileWorker>, String> {
-    let map: UniqueMap<WorkerEntry> =
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let map: UniqueMap<WorkerEntry> = serde_json::from_str(text).map_err(describe)?;
     let mut workers = Vec::with_capacity(map.0.len());
     let mut owner: BTreeMap<PartitionId, WorkerId> = BTreeMap::new();
     let mut ids = BTreeSet::new();
@@ -188,8 +197,7 @@ fn worker_id(key: &str) -> Result<WorkerId, String> {
 /// Parses a weights file's text: a JSON object of partition ID to weight, each a whole number
 /// `1..=u64::MAX`, each ID once. The error is the reason alone.
 pub fn parse_weights(text: &str) -> Result<BTreeMap<PartitionId, u64>, String> {
-    let map: UniqueMap<serde_json::Value> =
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let map: UniqueMap<serde_json::Value> = serde_json::from_str(text).map_err(describe)?;
     let mut out = BTreeMap::new();
     for (id, w) in map.0 {
         let pid = PartitionId::parse(&id).map_err(|e| e.to_string())?;
