@@ -169,6 +169,18 @@ fn a_huge_partition_id_is_cut_in_the_message() {
         &["is not in the committed assignment", "…"],
     );
     assert!(line.len() < 600, "{} bytes", line.len());
+    // `parti pin` words it with the same helper (before it connects anywhere).
+    let line = refused(
+        &[
+            "pin",
+            "--nats",
+            "nats://127.0.0.1:1",
+            &format!("{huge}*"),
+            "1",
+        ],
+        &["is not a partition ID", "…"],
+    );
+    assert!(line.len() < 600, "{} bytes", line.len());
 }
 
 #[test]
