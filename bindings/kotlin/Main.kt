@@ -209,6 +209,26 @@ fun pureFunctions() {
     } catch (e: PartiException.InvalidPartition) {
         check(e.partition == "p0") { "wrong partition named: ${e.partition}" }
     }
+    // Bad plan input names the field and what is allowed (the core's validate_input).
+    fun refused(bad: PlanInput, field: String, needle: String) {
+        try {
+            plan(Strategy.Balanced, bad)
+            throw CheckFailed("plan accepted a bad $field")
+        } catch (e: PartiException.InvalidConfig) {
+            check(e.field == field && needle in e.reason) { "wrong error for a bad $field: ${e.field}: ${e.reason}" }
+        }
+    }
+    refused(input.copy(workers = listOf()), "workers", "at least one worker")
+    refused(input.copy(workers = listOf(WorkerSlot(1u, 0u))), "workers", "capacity must be 1..=4294967295")
+    refused(input.copy(previous = mapOf("zz" to 1u)), "previous", "partition zz is not in partitions")
+    refused(input.copy(pins = mapOf("p0" to 9u)), "pins", "pinned to worker 9, which is not in workers")
+    try {
+        plan(Strategy.Balanced, input.copy(partitions = listOf(Partition("a".repeat(100_000), 1uL))))
+        throw CheckFailed("a 100,000-character partition ID was accepted")
+    } catch (e: PartiException.InvalidPartition) {
+        check(e.partition.length < 64 && e.reason.length < 200) { "a long ID is not cut: ${e.partition.length} characters" }
+    }
+    check(plan(Strategy.Balanced, input.copy(partitions = listOf(Partition("x.y", 1uL)))).assignment.keys == setOf("x.y")) { "x.y refused" }
     log("plan / explain / validateConfig: ok (parti ${partiVersion()}, no network)")
 }
 

@@ -48,6 +48,11 @@ def main() -> None:
         raise AssertionError("a duplicate partition was accepted")
     except p.PartiError.InvalidPartition as e:
         assert e.partition == "p0", e.partition
+    try:
+        p.plan(p.Strategy.BALANCED(), p.PlanInput(workers=[], partitions=parts))
+        raise AssertionError("an empty worker list was accepted")
+    except p.PartiError.InvalidConfig as e:
+        assert e.field == "workers" and "at least one worker" in e.reason, e
     print(f"[python] uniffi bindings: plan, explain, validate_config: ok (parti {p.parti_version()})")
     # Last: an async round trip, right before the interpreter exits.
     assert asyncio.run(p.ping(41)) == 41

@@ -9,7 +9,7 @@ use parti::kv::NatsError;
 #[derive(Debug, Clone, PartialEq, thiserror::Error, uniffi::Error)]
 pub enum PartiError {
     /// A configuration field is out of its allowed range (also a bad plan input: `workers`,
-    /// `partitions`, `slack`).
+    /// `partitions`, `previous`, `pins`, `slack`).
     #[error("invalid config: {field}: {reason}")]
     InvalidConfig {
         /// The field's name, as in the Rust `Config` (`lease_ttl`, `bucket_prefix`, ...).
@@ -20,7 +20,8 @@ pub enum PartiError {
     /// A partition is malformed, listed twice, or unknown.
     #[error("invalid partition {partition:?}: {reason}")]
     InvalidPartition {
-        /// The partition's ID as far as it can be formed.
+        /// The partition's ID as far as it can be formed (cut by the core's `short_id` when
+        /// long).
         partition: String,
         /// What is wrong.
         reason: String,

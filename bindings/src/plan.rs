@@ -77,10 +77,10 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// The core's partition, validated.
+    /// The core's partition, validated by the core's one rule for an ID given as a string
+    /// (`Partition::parse`: `"x.y"` is keys `x` and `y`, as in the CLI and Python).
     pub fn to_partition(&self) -> Result<parti::Partition, PartiError> {
-        let keys: Vec<&str> = self.id.split('.').collect();
-        Ok(parti::Partition::new(&keys, self.weight)?)
+        Ok(parti::Partition::parse(&self.id, self.weight)?)
     }
 
     /// The record for a core partition.
@@ -192,11 +192,15 @@ pub struct Explanation {
     pub reason: String,
 }
 
-/// Computes the owner of every partition with `strategy`; validates the input first (a
-/// partition or worker listed twice, a capacity of 0, a bad slack).
+/// Computes the owner of every partition with `strategy`; validates the input first, as the
+/// core's `validate_input` does (each error names the field and what is allowed): a partition
+/// or worker listed twice, a capacity of 0 (allowed 1..=4294967295), a bad slack, no workers,
+/// `previous` or `pins` naming a partition that is not listed, a pin to a worker that is not
+/// listed. A `previous` owner that is not listed is allowed (that previews a leave).
 #[uniffi::export]
 pub fn plan(strategy: Strategy, input: PlanInput) -> Result<PlanResult, PartiError> {
     let input = input.to_input()?;
+    parti_core::validate_input(&input)?;
     let plan = parti_core::plan(strategy.to_strategy().as_ref(), &input)?;
     let summary = parti_core::summarize(&input, &plan);
     Ok(PlanResult {
@@ -219,7 +223,8 @@ pub fn plan(strategy: Strategy, input: PlanInput) -> Result<PlanResult, PartiErr
     })
 }
 
-/// Says why `partition` lands where `strategy` puts it, with its new and previous owner.
+/// Says why `partition` lands where `strategy` puts it, with its new and previous owner;
+/// validates the input as [`plan`] does.
 #[uniffi::export]
 pub fn explain(
     strategy: Strategy,
@@ -227,6 +232,7 @@ pub fn explain(
     partition: String,
 ) -> Result<Explanation, PartiError> {
     let input = input.to_input()?;
+    parti_core::validate_input(&input)?;
     let id = PartitionId::parse(&partition)?;
     let e = parti_core::explain(strategy.to_strategy().as_ref(), &input, &id)?;
     Ok(Explanation {
@@ -324,5 +330,49 @@ mod tests {
             explain(Strategy::Balanced, input(1, 2), "zz".into()),
             Err(PartiError::InvalidPartition { .. })
         ));
+    }
+
+    /// The `InvalidConfig` of `plan(input)`, which must name `field`; its message.
+    fn refused(i: PlanInput, field: &str) -> String {
+        let e = plan(Strategy::Balanced, i).unwrap_err();
+        assert!(
+            matches!(&e, PartiError::InvalidConfig { field: f, .. } if f == field),
+            "expected an error on {field}, got {e:?}"
+        );
+        e.to_string()
+    }
+
+    #[test]
+    fn hand_built_inputs_are_checked_as_the_core_checks_them() {
+        let e = refused(input(0, 3), "workers");
+        assert!(e.contains("at least one worker"), "{e}");
+        let mut i = input(2, 3);
+        i.workers[1].capacity = 0;
+        assert!(refused(i, "workers").contains("capacity must be 1..=4294967295"));
+        let mut i = input(2, 3);
+        i.previous.insert("p9".into(), 1);
+        assert!(refused(i, "previous").contains("partition p9 is not in partitions"));
+        let mut i = input(2, 3);
+        i.pins.insert("p0".into(), 7);
+        assert!(refused(i, "pins").contains("pinned to worker 7, which is not in workers"));
+        // A previous owner that is gone previews a leave.
+        let mut i = input(2, 4);
+        i.previous.insert("p0".into(), 3);
+        assert_eq!(plan(Strategy::Balanced, i).unwrap().summary.moved, 1);
+    }
+
+    #[test]
+    fn ids_follow_the_cores_rule_and_long_ones_are_cut() {
+        let mut i = input(1, 1);
+        i.partitions[0].id = "x.y".into();
+        assert_eq!(plan(Strategy::Balanced, i).unwrap().assignment["x.y"], 1);
+        let mut i = input(1, 1);
+        i.partitions[0].id = "a".repeat(100_000);
+        let e = plan(Strategy::Balanced, i).unwrap_err().to_string();
+        assert!(e.len() < 300 && e.contains('…'), "{e}");
+        let e = explain(Strategy::Balanced, input(1, 1), "b".repeat(100_000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300 && e.contains('…'), "{e}");
     }
 }

@@ -14,9 +14,10 @@ pub enum Error {
         reason: String,
     },
     /// A partition is malformed or listed twice.
-    #[error("invalid partition {partition:?}: {reason}")]
+    #[error("invalid partition {:?}: {reason}", crate::short_id(partition))]
     InvalidPartition {
-        /// The partition's ID as far as it can be formed.
+        /// The partition's ID as far as it can be formed (cut by [`crate::short_id`] when
+        /// long).
         partition: String,
         /// What is wrong.
         reason: String,

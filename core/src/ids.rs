@@ -1,6 +1,7 @@
 //! Newtypes for every identifier, so they cannot be mixed up.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -116,12 +117,40 @@ impl PartitionId {
         self.0.split('.')
     }
 
-    /// Parses and validates an ID (as read from KV or given by a user).
+    /// The ID as messages show it: [`short_id`] of [`PartitionId::as_str`].
+    pub fn short(&self) -> Cow<'_, str> {
+        short_id(&self.0)
+    }
+
+    /// Parses and validates an ID (as read from KV or given by a user): keys joined by `.`,
+    /// each of `A-Z a-z 0-9 - _ = /`, at most 256 bytes in all. The one rule for IDs given
+    /// as a string, in every language and the CLI.
     pub fn parse(s: &str) -> Result<Self, crate::Error> {
         let keys: Vec<&str> = s.split('.').collect();
         crate::partition::validate_keys(&keys)?;
         Ok(PartitionId(Arc::from(s)))
     }
+}
+
+/// Longest text [`short_id`] shows whole, in characters.
+const SHORT_MAX: usize = 64;
+/// Characters [`short_id`] keeps from the start and from the end of a longer text.
+const SHORT_HEAD: usize = 40;
+const SHORT_TAIL: usize = 16;
+
+/// An ID (or any text a user gave as one) as messages show it: whole up to 64 characters;
+/// longer, its first 40 and last 16 characters around `…`, a character no ID may hold.
+///
+/// Every message of parti that echoes a partition ID or key goes through it (the core's
+/// errors, the CLI, the bindings), so a 100,000-character ID makes a one-line message.
+pub fn short_id(id: &str) -> Cow<'_, str> {
+    let count = id.chars().count();
+    if count <= SHORT_MAX {
+        return Cow::Borrowed(id);
+    }
+    let head: String = id.chars().take(SHORT_HEAD).collect();
+    let tail: String = id.chars().skip(count - SHORT_TAIL).collect();
+    Cow::Owned(format!("{head}…{tail}"))
 }
 
 impl Generation {

@@ -91,11 +91,11 @@ mod worker;
 
 pub use config::{Config, HandoffMode};
 pub use error::Error;
-pub use ids::{Epoch, Generation, PartitionId, RequestId, WatchId, WorkerId};
+pub use ids::{short_id, Epoch, Generation, PartitionId, RequestId, WatchId, WorkerId};
 pub use io::{Action, AlertLevel, Event, Input, State, Warning};
 pub use kv::{filter_matches, Bucket, Entry, KvOp, KvResult, Operation};
 pub use partition::Partition;
-pub use plan::{explain, plan, summarize, Explanation, PlanSummary};
+pub use plan::{explain, plan, summarize, validate_input, Explanation, PlanSummary};
 pub use rng::Rng;
 pub use strategy::{Plan, PlanInput, Strategy, WorkerSlot};
 pub use time::Instant;

@@ -61,7 +61,7 @@ pub fn validate(partitions: &[Partition], loads: &BTreeMap<PartitionId, f64>) ->
         partitions.iter().map(Partition::id).collect();
     for (p, l) in loads {
         let bad = |reason: String| Error::InvalidPartition {
-            partition: p.to_string(),
+            partition: p.short().into_owned(),
             reason,
         };
         if !(l.is_finite() && *l >= 0.0) {

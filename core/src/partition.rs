@@ -1,6 +1,6 @@
 //! Partitions: what workers own, with their validation.
 
-use crate::{Error, PartitionId};
+use crate::{short_id, Error, PartitionId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -26,10 +26,23 @@ impl Partition {
         let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_owned()).collect();
         validate_keys(&keys)?;
         let id = PartitionId(keys.join(".").into());
+        Self::with_weight(id, weight)
+    }
+
+    /// A partition from its ID given as one string (keys joined by `.`, the rule of
+    /// [`PartitionId::parse`]) and its weight.
+    ///
+    /// Every place that takes a partition as a string uses it: `"x.y"` is the partition of
+    /// keys `x` and `y` in Rust, the CLI, Python and the bindings alike.
+    pub fn parse(id: &str, weight: u64) -> Result<Self, Error> {
+        Self::with_weight(PartitionId::parse(id)?, weight)
+    }
+
+    fn with_weight(id: PartitionId, weight: u64) -> Result<Self, Error> {
         if weight == 0 {
             return Err(Error::InvalidPartition {
-                partition: id.to_string(),
-                reason: "weight must be at least 1".into(),
+                partition: id.short().into_owned(),
+                reason: format!("weight 0 is out of range; allowed 1..={}", u64::MAX),
             });
         }
         Ok(Partition { id, weight })
@@ -74,7 +87,7 @@ pub(crate) fn validate_keys<K: AsRef<str>>(keys: &[K]) -> Result<(), Error> {
     let bad = |reason: String| {
         let name: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
         Err(Error::InvalidPartition {
-            partition: name.join("."),
+            partition: short_id(&name.join(".")).into_owned(),
             reason,
         })
     };
@@ -88,13 +101,16 @@ pub(crate) fn validate_keys<K: AsRef<str>>(keys: &[K]) -> Result<(), Error> {
         }
         if let Some(c) = key.chars().find(|c| !is_key_char(*c)) {
             return bad(format!(
-                "key {i} ({key:?}) holds {c:?}; allowed are A-Z a-z 0-9 - _ = /"
+                "key {i} ({:?}) holds {c:?}; allowed are A-Z a-z 0-9 - _ = /",
+                short_id(key)
             ));
         }
         len += key.len();
     }
     if len > 256 {
-        return bad(format!("id is {len} bytes long; at most 256"));
+        return bad(format!(
+            "id is {len} bytes long; allowed 1..=256 (keys joined by '.')"
+        ));
     }
     Ok(())
 }
@@ -125,7 +141,7 @@ pub fn validate_partitions(partitions: &[Partition]) -> Result<(), Error> {
     for p in partitions {
         if !seen.insert(p.id()) {
             return Err(Error::InvalidPartition {
-                partition: p.id().to_string(),
+                partition: p.id().short().into_owned(),
                 reason: "listed twice".into(),
             });
         }

@@ -4,10 +4,16 @@
 //! The leader plans through these functions, and so do previews ("what moves if worker 7
 //! leaves?"): build the input with the changed worker set and the current assignment as
 //! `previous`, call [`plan`], then [`summarize`] or [`Plan::moved_from`].
+//!
+//! An input built by hand (the CLI's `--file`, Python's and Kotlin's `plan`) should also pass
+//! [`validate_input`], which refuses what the leader's own input may hold but a person most
+//! likely mistyped: no workers, `previous` or `pins` naming partitions that are not listed,
+//! pins to workers that are not listed.
 
 use crate::partition::validate_partitions;
 use crate::strategy::{Plan, PlanInput, Strategy};
 use crate::{Error, PartitionId, WorkerId};
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 /// Why one partition is where a strategy puts it.
@@ -45,12 +51,14 @@ pub struct PlanSummary {
 /// Validates `input` and computes the owner of every partition with `strategy`.
 ///
 /// Errors (before the strategy runs): a partition listed twice
-/// ([`Error::InvalidPartition`]); a worker listed twice or with capacity 0, a total weight
-/// that overflows `u64`, or a `slack` that is negative or not finite ([`Error::InvalidConfig`]);
-/// a load that is negative, not finite or of an unlisted partition ([`Error::InvalidPartition`]).
-/// With loads, the strategy balances effective sizes ([`crate::load::effective_partitions`]).
-/// Workers may be listed in any order. The plan places every partition on a live worker
-/// (checked in debug builds); it is empty when there are no workers.
+/// ([`Error::InvalidPartition`]); a worker listed twice or with capacity 0 (allowed
+/// `1..=u32::MAX`), a total weight that overflows `u64`, or a `slack` that is negative or not
+/// finite ([`Error::InvalidConfig`], naming the field and the allowed range); a load that is
+/// negative, not finite or of an unlisted partition ([`Error::InvalidPartition`]). With loads,
+/// the strategy balances effective sizes ([`crate::load::effective_partitions`]). Workers may
+/// be listed in any order. The plan places every partition on a live worker (checked in debug
+/// builds); it is empty when there are no workers. `previous` and `pins` may name partitions
+/// and workers that are gone (the leader's input does); [`validate_input`] refuses that.
 pub fn plan(strategy: &dyn Strategy, input: &PlanInput) -> Result<Plan, Error> {
     validate(input)?;
     let sized = sized(input);
@@ -87,7 +95,7 @@ pub fn explain(
     validate(input)?;
     if !input.partitions.iter().any(|p| p.id() == partition) {
         return Err(Error::InvalidPartition {
-            partition: partition.to_string(),
+            partition: partition.short().into_owned(),
             reason: "not in the input's partition list".into(),
         });
     }
@@ -190,6 +198,55 @@ pub fn summarize(input: &PlanInput, plan: &Plan) -> PlanSummary {
     }
 }
 
+/// Checks an input a person or a program built by hand, before [`plan`] or [`explain`]: what
+/// they refuse, and also
+/// - no workers (`workers`: at least one is needed to own the partitions);
+/// - a `previous` entry for a partition not in `partitions` (`previous`);
+/// - a pin of a partition not in `partitions`, or to a worker not in `workers` (`pins`: a
+///   pin holds only while its worker is live, so such a pin would do nothing).
+///
+/// A `previous` owner that is not in `workers` is allowed: that is how a leave is previewed.
+/// Each error is [`Error::InvalidConfig`] naming the field, the entry (IDs cut by
+/// [`crate::short_id`]) and what is allowed. The leader does not call it: its input names
+/// partitions and workers that have just gone.
+pub fn validate_input(input: &PlanInput) -> Result<(), Error> {
+    validate(input)?;
+    if input.workers.is_empty() {
+        return Err(Error::InvalidConfig {
+            field: "workers",
+            reason: "empty; at least one worker is needed to own the partitions".into(),
+        });
+    }
+    let listed: BTreeSet<&PartitionId> = input.partitions.iter().map(|p| p.id()).collect();
+    let unlisted = |field: &'static str, map: &BTreeMap<PartitionId, WorkerId>| match map
+        .keys()
+        .find(|p| !listed.contains(p))
+    {
+        Some(p) => Err(Error::InvalidConfig {
+            field,
+            reason: format!(
+                "partition {} is not in partitions; name only listed partitions",
+                p.short()
+            ),
+        }),
+        None => Ok(()),
+    };
+    unlisted("previous", &input.previous)?;
+    unlisted("pins", &input.pins)?;
+    let workers: BTreeSet<WorkerId> = input.workers.iter().map(|w| w.id).collect();
+    if let Some((p, w)) = input.pins.iter().find(|(_, w)| !workers.contains(w)) {
+        return Err(Error::InvalidConfig {
+            field: "pins",
+            reason: format!(
+                "partition {} is pinned to worker {w}, which is not in workers; pin only to \
+                 listed workers (a pin holds while its worker is live)",
+                p.short()
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn validate(input: &PlanInput) -> Result<(), Error> {
     validate_partitions(&input.partitions)?;
     crate::load::validate(&input.partitions, &input.loads)?;
@@ -205,8 +262,9 @@ fn validate(input: &PlanInput) -> Result<(), Error> {
             return Err(Error::InvalidConfig {
                 field: "workers",
                 reason: format!(
-                    "worker {} has capacity 0; capacity must be at least 1",
-                    w.id
+                    "worker {} has capacity 0; capacity must be 1..={}",
+                    w.id,
+                    u32::MAX
                 ),
             });
         }
@@ -232,7 +290,10 @@ pub(crate) fn total_weight(partitions: &[crate::Partition]) -> Result<u64, Error
         .try_fold(0u64, |sum, p| sum.checked_add(p.weight()))
         .ok_or_else(|| Error::InvalidConfig {
             field: "partitions",
-            reason: "the partitions' total weight overflows u64".into(),
+            reason: format!(
+                "the partitions' total weight overflows; allowed up to {} in all",
+                u64::MAX
+            ),
         })
 }
 

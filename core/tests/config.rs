@@ -191,7 +191,7 @@ fn partitions_are_validated_by_name() {
     assert!(msg(Partition::new(&["orders", "a.b"], 1)).contains("holds '.'"));
     assert!(msg(Partition::new(&["orders", "*"], 1)).contains("holds '*'"));
     assert!(msg(Partition::new(&["orders", "0"], 0))
-        .contains("\"orders.0\": weight must be at least 1"));
+        .contains("\"orders.0\": weight 0 is out of range; allowed 1..="));
     let p = Partition::new(&["orders", "7"], 5).unwrap();
     assert_eq!(p.subject(), "orders.7");
     assert_eq!(p.keys().collect::<Vec<_>>(), ["orders", "7"]);

@@ -231,7 +231,7 @@ fn two_workers_show_in_status_and_plan_and_stop_on_sigterm() {
     // `_b` is killed with SIGKILL on drop.
 }
 
-/// Worker `id`'s partitions in `parti status --verbose` output, ranges expanded (`p0-p2`).
+/// Worker `id`'s partitions in `parti status --verbose` output, ranges expanded (`p0..p2`).
 fn share_of(status: &str, id: u32) -> Vec<String> {
     let mut lines = status.lines();
     lines.find(|l| l.starts_with(&format!("  {id} ")));
@@ -242,7 +242,7 @@ fn share_of(status: &str, id: u32) -> Vec<String> {
     let n = |s: &str| s[1..].parse::<u32>().expect("pN");
     let items = list.trim().split(',').filter(|i| i.starts_with('p'));
     items
-        .flat_map(|i| match i.split_once('-') {
+        .flat_map(|i| match i.split_once("..") {
             Some((a, b)) => (n(a)..=n(b)).map(|k| format!("p{k}")).collect(),
             None => vec![i.to_string()],
         })

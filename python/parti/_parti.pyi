@@ -38,8 +38,13 @@ _AlertLevel = Literal["info", "warn", "error", "critical"]
 class PartiError(Exception):
     """Base class of every error parti raises."""
 
-class ConfigError(PartiError):
-    """A configuration value, partition or argument is invalid; the message names it."""
+class ConfigError(PartiError, ValueError):
+    """A configuration value, partition or argument is invalid (also a ValueError); the
+    message names it and what is allowed."""
+
+class ConfigTypeError(ConfigError, TypeError):
+    """An argument has the wrong type (a ConfigError and a TypeError); the message names it
+    and the types allowed."""
 
 class NatsError(PartiError):
     """NATS could not be reached, refused the credentials, or a bucket could not be set up."""
@@ -60,7 +65,13 @@ class SimulationError(PartiError):
 
 @final
 class Partition:
-    """A unit of work: keys (its ID is the keys joined with `.`) and a weight (default 100)."""
+    """A unit of work: keys (its ID is the keys joined with `.`) and a weight (default 100).
+
+    `keys` is a sequence of keys, or one `str`: the ID itself (`"orders.7"` is keys `orders`
+    and `7`, the rule of the Rust core, the CLI and the bindings). Each key is
+    `A-Z a-z 0-9 - _ = /`, the ID at most 256 bytes; `weight` is an int
+    `1..=18446744073709551615`. A bad value raises `ConfigError` (a `ValueError`), a value of
+    the wrong type (a float or bool weight) `ConfigTypeError` (a `TypeError`)."""
 
     def __new__(cls, keys: Union[str, Sequence[str]], weight: int = 100) -> Partition: ...
     @property
@@ -80,7 +91,8 @@ class Partition:
 
 @final
 class WorkerSlot:
-    """A live worker as a strategy sees it: its ID and capacity."""
+    """A live worker as a strategy sees it: its ID (an int `0..=4294967295`) and capacity (an
+    int `1..=4294967295`); a bool is not an int here."""
 
     def __new__(cls, id: int, capacity: int = 1) -> WorkerSlot: ...
     @property
@@ -266,11 +278,17 @@ def plan(
 ) -> PlanResult:
     """Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
 
-    `strategy`: one of `STRATEGIES` (None: the first, `"balanced"`) or a callable;
-    `previous`: the previous owner by partition ID; `pins`: partition ID -> worker ID,
-    honoured when that worker is in `workers`; `slack`: tolerated overload over the mean
-    (0.05 = 5 %; None: the planner's default) before a sticky partition moves; `max_moves`:
-    most partitions that may change owner (None: no limit)."""
+    `workers`: at least one, each a `WorkerSlot` or a worker ID (int `0..=4294967295`, not a
+    bool); `partitions`: an iterable (not a single str) of `Partition` or str IDs (keys joined
+    by `.`); `strategy`: one of `STRATEGIES` (None: the first, `"balanced"`) or a callable;
+    `previous`: the previous owner by partition ID, for listed partitions only (an owner not in
+    `workers` is how a leave is previewed); `pins`: partition ID -> worker ID, both listed;
+    `slack`: tolerated overload over the mean (0.05 = 5 %; None: the planner's default)
+    before a sticky partition moves; `max_moves`: most partitions that may change owner (an
+    int `>= 0`; None: no limit).
+
+    Bad input raises `ConfigError` (a `ValueError`) naming the argument and what is allowed, or
+    `ConfigTypeError` (a `TypeError`) for a value of the wrong type."""
 def explain(
     partition: str,
     workers: Iterable[Union[WorkerSlot, int]],

@@ -9,6 +9,7 @@
 //! started from.
 #![warn(missing_docs)]
 
+mod args;
 mod callbacks;
 mod config;
 mod errors;

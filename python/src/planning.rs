@@ -1,12 +1,13 @@
 //! `plan` and `explain`: the planner as pure functions, with no network.
 
+use crate::args::{int_in, owners_arg};
 use crate::errors::{bad_arg, core_err};
 use crate::partition::{partition_id, partitions_from, workers_from};
 use crate::state::py_repr;
 use crate::strategy::{strategy_from, Resolved};
 use parti::parti_core::strategy::{Plan, PlanInput};
-use parti::parti_core::{explain as core_explain, plan as core_plan, summarize};
-use parti::{PartitionId, WorkerId};
+use parti::parti_core::{explain as core_explain, plan as core_plan, summarize, validate_input};
+use parti::PartitionId;
 use pyo3::prelude::*;
 use std::collections::BTreeMap;
 
@@ -94,27 +95,23 @@ impl PyExplanation {
     }
 }
 
-/// Builds the planner's input from the Python arguments.
+/// Builds the planner's input from the Python arguments and checks it as the core checks a
+/// hand-built input (`validate_input`): at least one worker, `previous` and `pins` naming
+/// listed partitions, pins to listed workers.
 fn input_from(
     workers: &Bound<'_, PyAny>,
     partitions: &Bound<'_, PyAny>,
-    previous: Option<BTreeMap<String, u32>>,
-    pins: Option<BTreeMap<String, u32>>,
+    previous: Option<&Bound<'_, PyAny>>,
+    pins: Option<&Bound<'_, PyAny>>,
     slack: Option<f64>,
-    max_moves: Option<usize>,
+    max_moves: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PlanInput> {
     let mut input = PlanInput::new(
         workers_from(workers)?,
         partitions_from("partitions", partitions)?,
     );
-    for (p, w) in previous.unwrap_or_default() {
-        input
-            .previous
-            .insert(partition_id("previous", &p)?, WorkerId(w));
-    }
-    for (p, w) in pins.unwrap_or_default() {
-        input.pins.insert(partition_id("pins", &p)?, WorkerId(w));
-    }
+    input.previous = owners_arg("previous", previous)?;
+    input.pins = owners_arg("pins", pins)?;
     // Left out, the slack is the planner's default (`PlanInput::new`).
     if let Some(slack) = slack {
         if !(slack.is_finite() && slack >= 0.0) {
@@ -125,7 +122,11 @@ fn input_from(
         }
         input.slack = slack;
     }
-    input.max_moves = max_moves;
+    input.max_moves = match max_moves.filter(|m| !m.is_none()) {
+        Some(m) => Some(int_in("max_moves", m, 0, usize::MAX as i128)?),
+        None => None,
+    };
+    validate_input(&input).map_err(core_err)?;
     Ok(input)
 }
 
@@ -161,10 +162,10 @@ pub(crate) fn plan(
     workers: &Bound<'_, PyAny>,
     partitions: &Bound<'_, PyAny>,
     strategy: Option<&Bound<'_, PyAny>>,
-    previous: Option<BTreeMap<String, u32>>,
-    pins: Option<BTreeMap<String, u32>>,
+    previous: Option<&Bound<'_, PyAny>>,
+    pins: Option<&Bound<'_, PyAny>>,
     slack: Option<f64>,
-    max_moves: Option<usize>,
+    max_moves: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyPlanResult> {
     let input = input_from(workers, partitions, previous, pins, slack, max_moves)?;
     let resolved = resolve(py, strategy)?;
@@ -190,10 +191,10 @@ pub(crate) fn explain(
     workers: &Bound<'_, PyAny>,
     partitions: &Bound<'_, PyAny>,
     strategy: Option<&Bound<'_, PyAny>>,
-    previous: Option<BTreeMap<String, u32>>,
-    pins: Option<BTreeMap<String, u32>>,
+    previous: Option<&Bound<'_, PyAny>>,
+    pins: Option<&Bound<'_, PyAny>>,
     slack: Option<f64>,
-    max_moves: Option<usize>,
+    max_moves: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyExplanation> {
     let target: PartitionId = partition_id("partition", partition)?;
     let input = input_from(workers, partitions, previous, pins, slack, max_moves)?;

@@ -4,6 +4,7 @@
 //! Every argument is validated before it reaches the core (whose verbs index nodes directly):
 //! no Python input can panic. Runs of the virtual clock release the GIL.
 
+use crate::args::{int_arg, type_name};
 use crate::config::PyConfig;
 use crate::errors::{bad_arg, core_err, SimulationError};
 use crate::partition::{partition_id, partitions_from, seconds};
@@ -12,7 +13,7 @@ use parti::parti_core::partition::validate_partitions;
 use parti::parti_core::sim::{numbered_partitions, NodeId, NodeStatus, Sim, SimConfig};
 use parti::{Config, Partition, WorkerId};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFrozenSet, PyInt, PyString};
+use pyo3::types::{PyBool, PyFrozenSet, PyString};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -40,30 +41,6 @@ fn status_name(status: NodeStatus) -> &'static str {
         NodeStatus::Crashed => "crashed",
         NodeStatus::Stopped => "stopped",
     }
-}
-
-/// The name of a value's type, for error messages.
-fn type_name(value: &Bound<'_, PyAny>) -> String {
-    value
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// An integer argument in `T`'s range, or a `ConfigError` naming `field`.
-fn int_arg<T: TryFrom<i128>>(field: &str, value: &Bound<'_, PyAny>) -> PyResult<T> {
-    if value.is_instance_of::<PyBool>() {
-        return Err(bad_arg(field, "expected an int, got bool"));
-    }
-    let v: i128 = value.extract().map_err(|_| {
-        if value.is_instance_of::<PyInt>() {
-            bad_arg(field, format!("{value} is out of range"))
-        } else {
-            bad_arg(field, format!("expected an int, got {}", type_name(value)))
-        }
-    })?;
-    T::try_from(v).map_err(|_| bad_arg(field, format!("{v} is out of range")))
 }
 
 /// A partition list: an `int` (that many partitions `p0000`, `p0001`, ...) or an iterable of

@@ -117,7 +117,11 @@ impl PyStrategy {
             let Some(&w) = raw.get(p.id().as_str()) else {
                 return Err(bad_arg(
                     "strategy",
-                    format!("{} left partition {} without an owner", self.name, p.id()),
+                    format!(
+                        "{} left partition {} without an owner",
+                        self.name,
+                        p.id().short()
+                    ),
                 ));
             };
             if !input.workers.iter().any(|s| s.id.0 == w) {
@@ -126,7 +130,7 @@ impl PyStrategy {
                     format!(
                         "{} put partition {} on {w}, which is not a live worker",
                         self.name,
-                        p.id()
+                        p.id().short()
                     ),
                 ));
             }

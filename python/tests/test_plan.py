@@ -93,12 +93,14 @@ def test_pins_hold_for_every_strategy_when_their_worker_is_live(strategy: Any) -
         return {p.id: workers[0].id for p in partitions}
 
     chosen = strategy if strategy is not None else first
-    pins = {"p.0": 3, "p.1": 2, "p.2": 9}
+    pins = {"p.0": 3, "p.1": 2}
     result = parti.plan([1, 2, 3], PARTS, strategy=chosen, pins=pins)
     assert result.assignment["p.0"] == 3
     assert result.assignment["p.1"] == 2
-    assert result.assignment["p.2"] in (1, 2, 3), "a pin to a worker that is not live is ignored"
     assert parti.explain("p.0", [1, 2, 3], PARTS, strategy=chosen, pins=pins).owner == 3
+    # A pin to a worker that is not listed would do nothing: it is refused.
+    with pytest.raises(parti.ConfigError, match="pinned to worker 9, which is not in workers"):
+        parti.plan([1, 2, 3], PARTS, strategy=chosen, pins={"p.2": 9})
 
 
 def test_python_strategy_decides_the_plan() -> None:
@@ -166,8 +168,9 @@ def test_bad_plan_arguments_raise_config_error(kwargs: dict[str, object], needle
         parti.plan(**args)  # type: ignore[arg-type]
 
 
-def test_no_workers_gives_an_empty_plan() -> None:
-    assert parti.plan([], PARTS).assignment == {}
+def test_no_workers_is_an_error_naming_workers() -> None:
+    with pytest.raises(parti.ConfigError, match="workers: empty"):
+        parti.plan([], PARTS)
 
 
 @pytest.mark.parametrize("name", ["it's", 'say "hi"', "both ' and \"", "back\\slash", "tab\tnew\nline"])

@@ -19,7 +19,7 @@ impl WorkerMachine {
     pub(crate) fn report_load(&mut self, loads: Vec<(PartitionId, f64)>) -> Result<(), Error> {
         for (p, load) in &loads {
             let bad = |reason: String| Error::InvalidPartition {
-                partition: p.to_string(),
+                partition: p.short().into_owned(),
                 reason,
             };
             if !(load.is_finite() && *load >= 0.0) {

@@ -3,6 +3,7 @@
 
 use crate::{CliError, CliResult};
 use parti::kv::{NatsError, NatsOptions};
+use parti::parti_core::short_id;
 use parti::strategy::{self, Strategy};
 use parti::{Partition, PartitionId};
 use std::collections::BTreeMap;
@@ -215,11 +216,38 @@ pub fn natural_sort<'a>(ids: impl IntoIterator<Item = &'a PartitionId>) -> Vec<&
     v
 }
 
-/// A compact list: consecutive numbered IDs become ranges (`p0-p3,p7,p9-p12`), in natural
-/// order.
-pub fn compact<'a>(ids: impl IntoIterator<Item = &'a PartitionId>) -> String {
+/// A compact list: consecutive numbered IDs become inclusive ranges written with `..`
+/// (`p0..p3,p7,p9..p12` is p0, p1, p2, p3, p7, p9, ..., p12), in natural order. IDs never hold
+/// `..` (a key cannot be empty) nor `,`, so the list reads one way whatever the IDs hold
+/// (`a-1..a-3` is a range of three, `a-1-a-3` one ID). `-` for an empty list.
+///
+/// Cut at a separator to at most about `max` characters (the first entry always shows); what
+/// is left out is counted in partitions: `p0..p9,q1,... (12 more partitions)`.
+pub fn compact_cut<'a>(ids: impl IntoIterator<Item = &'a PartitionId>, max: usize) -> String {
+    let runs = compact_runs(ids);
+    if runs.is_empty() {
+        return "-".into();
+    }
+    let mut out = String::new();
+    for (i, (text, _)) in runs.iter().enumerate() {
+        let sep = usize::from(i > 0);
+        if i > 0 && out.len() + sep + text.len() > max {
+            let left: usize = runs[i..].iter().map(|(_, n)| n).sum();
+            out.push_str(&format!(",... ({left} more partitions)"));
+            return out;
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(text);
+    }
+    out
+}
+
+/// The entries of a compact list with the number of partitions each stands for.
+fn compact_runs<'a>(ids: impl IntoIterator<Item = &'a PartitionId>) -> Vec<(String, usize)> {
     let sorted = natural_sort(ids);
-    let mut out: Vec<String> = Vec::new();
+    let mut out = Vec::new();
     let mut i = 0;
     while i < sorted.len() {
         let (head, n) = split_number(sorted[i].as_str());
@@ -233,20 +261,16 @@ pub fn compact<'a>(ids: impl IntoIterator<Item = &'a PartitionId>) -> String {
             }
         }
         if j > i {
-            out.push(format!("{}-{}", sorted[i], sorted[j]));
+            out.push((format!("{}..{}", sorted[i], sorted[j]), j + 1 - i));
         } else {
-            out.push(sorted[i].to_string());
+            out.push((sorted[i].to_string(), 1));
         }
         i = j + 1;
     }
-    if out.is_empty() {
-        "-".into()
-    } else {
-        out.join(",")
-    }
+    out
 }
 
-/// Cuts a long compact list at a separator, saying how much was left out.
+/// Cuts a long comma-separated list at a separator, saying how many items were left out.
 pub fn truncate(list: &str, max: usize) -> String {
     if list.len() <= max {
         return list.to_string();
@@ -309,7 +333,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn read(path: &Path, what: &str) -> CliResult<String> {
+/// Reads `path` as text; a usage error naming `what` (e.g. "weights file") when it cannot.
+pub fn read(path: &Path, what: &str) -> CliResult<String> {
     std::fs::read_to_string(path)
         .map_err(|e| CliError::usage(format!("cannot read {what} {}: {e}", path.display())))
 }
@@ -326,30 +351,33 @@ pub fn load_partitions(path: &Path) -> CliResult<Vec<Partition>> {
         ))
     };
     let make = |id: &str, weight: u64| -> CliResult<Partition> {
-        let keys: Vec<&str> = id.split('.').collect();
-        Partition::new(&keys, weight).map_err(|e| bad(e.to_string()))
+        Partition::parse(id, weight).map_err(|e| bad(e.to_string()))
     };
     let trimmed = text.trim_start();
-    let list = if trimmed.starts_with('[') || trimmed.starts_with('{') {
-        let value: serde_json::Value =
+    let list = if trimmed.starts_with('[') {
+        let items: Vec<serde_json::Value> =
             serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        match value {
-            serde_json::Value::Array(items) => items
-                .iter()
-                .map(|v| match v.as_str() {
-                    Some(id) => make(id, Partition::DEFAULT_WEIGHT),
-                    None => Err(bad(format!("{v} is not a string"))),
-                })
-                .collect::<CliResult<Vec<_>>>()?,
-            serde_json::Value::Object(map) => map
-                .iter()
-                .map(|(id, w)| match w.as_u64() {
-                    Some(w) => make(id, w),
-                    None => Err(bad(format!("weight of {id} ({w}) is not a whole number"))),
-                })
-                .collect::<CliResult<Vec<_>>>()?,
-            _ => return Err(bad("neither an array nor an object".into())),
-        }
+        items
+            .iter()
+            .map(|v| match v.as_str() {
+                Some(id) => make(id, Partition::DEFAULT_WEIGHT),
+                None => Err(bad(format!("{} is not a string", short_id(&v.to_string())))),
+            })
+            .collect::<CliResult<Vec<_>>>()?
+    } else if trimmed.starts_with('{') {
+        let map: crate::json_files::UniqueMap<serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        map.0
+            .iter()
+            .map(|(id, w)| match w.as_u64() {
+                Some(w) => make(id, w),
+                None => Err(bad(format!(
+                    "weight of {} ({}) is not a whole number",
+                    short_id(id),
+                    short_id(&w.to_string())
+                ))),
+            })
+            .collect::<CliResult<Vec<_>>>()?
     } else {
         let mut list = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -361,9 +389,14 @@ pub fn load_partitions(path: &Path) -> CliResult<Vec<Partition>> {
             let id = words.next().expect("non-empty line");
             let weight = match words.next() {
                 None => Partition::DEFAULT_WEIGHT,
-                Some(w) => w
-                    .parse()
-                    .map_err(|_| bad(format!("line {}: weight {w:?} is not a number", n + 1)))?,
+                Some(w) => w.parse().map_err(|_| {
+                    bad(format!(
+                        "line {}: weight {:?} is not a whole number 1..={}",
+                        n + 1,
+                        short_id(w),
+                        u64::MAX
+                    ))
+                })?,
             };
             if words.next().is_some() {
                 return Err(bad(format!("line {}: more than 'ID WEIGHT'", n + 1)));
@@ -379,41 +412,26 @@ pub fn load_partitions(path: &Path) -> CliResult<Vec<Partition>> {
     Ok(list)
 }
 
-/// Reads a JSON object of partition ID to weight (`--weights`).
+/// Reads a JSON object of partition ID to weight (`--weights`): each ID once, each weight a
+/// whole number `1..=u64::MAX`.
 pub fn load_weights(path: &Path) -> CliResult<BTreeMap<PartitionId, u64>> {
     let text = read(path, "weights file")?;
-    let bad = |reason: String| {
+    crate::json_files::parse_weights(&text).map_err(|reason| {
         CliError::usage(format!(
             "weights file {}: {reason} (expected a JSON object of partition ID to weight, \
              e.g. {{\"p0\": 200}})",
             path.display()
         ))
-    };
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-    let map = value
-        .as_object()
-        .ok_or_else(|| bad("not a JSON object".into()))?;
-    let mut out = BTreeMap::new();
-    for (id, w) in map {
-        let pid = PartitionId::parse(id).map_err(|e| bad(e.to_string()))?;
-        match w.as_u64() {
-            Some(w) if w > 0 => {
-                out.insert(pid, w);
-            }
-            _ => {
-                return Err(bad(format!(
-                    "weight of {id} ({w}) must be a whole number >= 1"
-                )))
-            }
-        }
-    }
-    Ok(out)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn compact(list: &[PartitionId]) -> String {
+        compact_cut(list, usize::MAX)
+    }
 
     fn ids(list: &[&str]) -> Vec<PartitionId> {
         list.iter()
@@ -424,9 +442,32 @@ mod tests {
     #[test]
     fn consecutive_numbers_become_ranges_in_natural_order() {
         let v = ids(&["p10", "p2", "p0", "p1", "p3", "p7", "q.1", "x"]);
-        assert_eq!(compact(&v), "p0-p3,p7,p10,q.1,x");
+        assert_eq!(compact(&v), "p0..p3,p7,p10,q.1,x");
         assert_eq!(compact(&ids(&[])), "-");
         assert_eq!(compact(&ids(&["p007", "p008"])), "p007,p008");
+    }
+
+    #[test]
+    fn ranges_stay_unambiguous_when_ids_hold_dashes() {
+        // Three IDs a-1, a-2, a-3 and the one ID a-1-a-3 read differently.
+        assert_eq!(compact(&ids(&["a-1", "a-2", "a-3"])), "a-1..a-3");
+        assert_eq!(compact(&ids(&["a-1-a-3"])), "a-1-a-3");
+        assert_eq!(compact(&ids(&["x-9", "x-10"])), "x-9..x-10");
+    }
+
+    #[test]
+    fn a_cut_compact_list_counts_what_it_left_out_in_partitions() {
+        let v: Vec<PartitionId> = (0..10)
+            .map(|i| PartitionId::parse(&format!("p{i}")).unwrap())
+            .chain(ids(&["q", "r", "s"]))
+            .collect();
+        assert_eq!(compact_cut(&v, 7), "p0..p9,... (3 more partitions)");
+        assert_eq!(compact_cut(&v, 8), "p0..p9,q,... (2 more partitions)");
+        assert_eq!(compact_cut(&v, 3), "p0..p9,... (3 more partitions)");
+        assert_eq!(compact_cut(&v, 100), "p0..p9,q,r,s");
+        let w: Vec<PartitionId> = ids(&["a", "b"]).into_iter().chain(v).collect();
+        assert_eq!(compact_cut(&w, 5), "a,b,... (13 more partitions)");
+        assert_eq!(compact_cut(&ids(&[]), 5), "-");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! an event.
 
 use crate::common::{
-    compact, fmt_duration, nats_error, numbered_partitions, short_token, truncate, NatsArgs,
+    compact_cut, fmt_duration, nats_error, numbered_partitions, short_token, truncate, NatsArgs,
 };
 use crate::worker::describe;
 use crate::{CliError, CliResult};
@@ -566,7 +566,7 @@ impl Demo {
                 "  {:<8} {:>5}  {}",
                 label,
                 parts.len(),
-                truncate(&compact(&parts), 100)
+                compact_cut(&parts, 100)
             );
         }
         say!("  (* leader)");

@@ -3,6 +3,7 @@
 //! decoded without ever panicking, and checked for inconsistencies.
 
 use crate::common::{nats_error, short_token};
+use crate::json_files::FileWorker;
 use crate::{CliError, CliResult};
 use async_nats::jetstream::kv;
 use futures::TryStreamExt;
@@ -141,59 +142,22 @@ impl Fleet {
     /// Reads an offline assignment: a JSON object of worker ID to either a list of partition
     /// IDs or `{"capacity": N, "partitions": [...]}`. Every worker listed is taken as live.
     pub fn from_file(path: &Path) -> CliResult<Fleet> {
-        let bad = |reason: String| {
+        let text = crate::common::read(path, "assignment file")?;
+        let workers = crate::json_files::parse_assignment(&text).map_err(|reason| {
             CliError::usage(format!(
                 "assignment file {}: {reason} (expected a JSON object of worker ID to a list \
                  of partition IDs or to {{\"capacity\": N, \"partitions\": [...]}})",
                 path.display()
             ))
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::usage(format!(
-                "cannot read assignment file {}: {e}",
-                path.display()
-            ))
         })?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let map = value
-            .as_object()
-            .ok_or_else(|| bad("not a JSON object".into()))?;
         let mut fleet = Fleet::default();
         let mut members = BTreeMap::new();
-        for (key, v) in map {
-            let id = key
-                .parse::<u32>()
-                .map(WorkerId)
-                .map_err(|_| bad(format!("{key:?} is not a worker ID (a number)")))?;
-            let (capacity, list) = match v {
-                serde_json::Value::Array(list) => (1, list.clone()),
-                serde_json::Value::Object(o) => {
-                    let capacity = match o.get("capacity") {
-                        None => 1,
-                        Some(c) => c
-                            .as_u64()
-                            .and_then(|c| u32::try_from(c).ok())
-                            .filter(|c| *c > 0)
-                            .ok_or_else(|| bad(format!("capacity of worker {key} ({c})")))?,
-                    };
-                    let list = o
-                        .get("partitions")
-                        .and_then(|p| p.as_array())
-                        .cloned()
-                        .unwrap_or_default();
-                    (capacity, list)
-                }
-                _ => return Err(bad(format!("worker {key}: not a list or an object"))),
-            };
-            let mut share = BTreeSet::new();
-            for p in list {
-                let s = p
-                    .as_str()
-                    .ok_or_else(|| bad(format!("worker {key}: {p} is not a string")))?;
-                let pid = PartitionId::parse(s).map_err(|e| bad(e.to_string()))?;
-                share.insert(pid);
-            }
+        for FileWorker {
+            id,
+            capacity,
+            share,
+        } in workers
+        {
             let value = LeaseValue {
                 v: codec::VERSION,
                 token: 0,

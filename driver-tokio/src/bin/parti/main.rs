@@ -23,9 +23,11 @@ macro_rules! say {
 mod common;
 mod demo;
 mod fleet;
+mod json_files;
 mod logs;
 mod pin;
 mod plan;
+mod plan_json;
 mod record;
 mod serve_metrics;
 mod status;

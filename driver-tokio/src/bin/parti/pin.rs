@@ -69,7 +69,12 @@ pub async fn run_unpin(args: UnpinArgs) -> CliResult {
 
 /// A partition ID from the command line; a bad one is a usage error naming it.
 fn parse_partition(s: &str) -> CliResult<PartitionId> {
-    PartitionId::parse(s).map_err(|e| CliError::usage(format!("{s:?} is not a partition ID: {e}")))
+    PartitionId::parse(s).map_err(|e| {
+        CliError::usage(format!(
+            "{:?} is not a partition ID: {e}",
+            parti::parti_core::short_id(s)
+        ))
+    })
 }
 
 /// A fleet's KV, bound to its buckets as they exist on the server.

@@ -6,12 +6,17 @@
 //! and draining workers are left out, as the leader leaves them out), and the pins bucket gives
 //! the pins. The change (`--add`, `--remove`) is applied to the worker list, and
 //! [`parti::parti_core::plan`] / [`parti::parti_core::explain`] (the leader's own call) say
-//! what the strategy would do. Nothing is written.
+//! what the strategy would do. Nothing is written. `--json` prints the same as one document
+//! ([`crate::plan_json`], schema in docs/plan-json.md).
+//!
+//! The rebuilt input passes [`parti_core::validate_input`]: pins that name a partition outside
+//! the assignment or a worker that is not live after the change are left out, with a note.
 
-use crate::common::{compact, natural_sort, strategy_named, truncate, NatsArgs};
+use crate::common::{compact_cut, natural_sort, strategy_named, NatsArgs};
 use crate::fleet::Fleet;
+use crate::plan_json::{self, BalanceDoc, BalancePair, ChangeDoc, ExplainDoc, PlanDoc, WorkerDoc};
 use crate::{CliError, CliResult};
-use parti::parti_core::{self, summarize, PlanInput, WorkerSlot};
+use parti::parti_core::{self, short_id, summarize, PlanInput, WorkerSlot};
 use parti::{Partition, PartitionId, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -26,8 +31,10 @@ pub struct SourceArgs {
     /// With --nats: read the fleet's committed assignment and live leases from NATS.
     #[command(flatten)]
     nats: NatsArgs,
-    /// Offline: a JSON object of worker ID to its partitions (a list, or {"capacity": N,
-    /// "partitions": [...]}); every worker in it counts as live.
+    /// Offline: a JSON object of worker ID (0..=4294967295) to its partitions: a list of
+    /// partition IDs, or {"capacity": N (1..=4294967295, default 1), "partitions": [...]}.
+    /// Every worker in it counts as live. A key given twice, any other key in a worker's
+    /// object, or a partition listed twice (under one worker or two) is an error.
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
 }
@@ -40,7 +47,8 @@ pub struct CommonArgs {
     /// Prefix of the fleet's KV buckets (with --nats).
     #[arg(long, default_value_t = parti::Config::default().bucket_prefix, value_name = "P")]
     prefix: String,
-    /// JSON object of partition ID to weight; partitions not in it weigh 100.
+    /// JSON object of partition ID to weight (a whole number 1..=18446744073709551615, each
+    /// ID once); partitions not in it weigh 100.
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
     /// The placement strategy to preview (the core's registry; the first is the workers'
@@ -85,9 +93,18 @@ pub struct PlanArgs {
     common: CommonArgs,
     #[command(flatten)]
     change: ChangeArgs,
-    /// Also list the partitions each worker gains and loses.
+    /// Also list the partitions each worker gains and loses, compactly: `p0..p3` is p0, p1,
+    /// p2, p3 (IDs never hold `..`, so `a-1..a-3` is a range and `a-1-a-3` one ID); a list
+    /// over 400 characters ends with `... (N more partitions)`; --json lists them all.
     #[arg(long, short)]
     verbose: bool,
+    /// Print one JSON document instead (schema: docs/plan-json.md): "v" (1), "command"
+    /// ("plan"), "source", "strategy", "change" {"kind", "workers"}, "partitions",
+    /// "total_weight", "weighted", "workers" [{"id", "status", "capacity", "before",
+    /// "after", "gained", "lost"}], "moved", "moved_weight", "even_split_moves", "balance"
+    /// {"before", "after": {"max_over_mean", "min_over_mean"}}, "notes".
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `parti explain`.
@@ -100,6 +117,11 @@ pub struct ExplainArgs {
     common: CommonArgs,
     #[command(flatten)]
     change: OptionalChangeArgs,
+    /// Print one JSON document instead (schema: docs/plan-json.md): "v" (1), "command"
+    /// ("explain"), "partition", "source", "strategy", "change" {"kind", "workers"}, "now"
+    /// and "planned" (worker IDs or null), "reason", "notes".
+    #[arg(long)]
+    json: bool,
 }
 
 /// A worker-set change.
@@ -284,7 +306,7 @@ fn scenario(
     before_input.pins = fleet.pins.clone();
     let mut after_input = PlanInput::new(live, partitions);
     after_input.previous = previous;
-    after_input.pins = fleet.pins.clone();
+    after_input.pins = pins_that_hold(&fleet.pins, &after_input, &mut notes);
     Ok(Scenario {
         source: format!("{source}, committed {}", gen.generation),
         strategy: strategy_named(&common.strategy)?,
@@ -296,6 +318,37 @@ fn scenario(
         notes,
         weighted: !weights.is_empty(),
     })
+}
+
+/// The pins that can hold on `input`: a pin of a partition outside the assignment, or to a
+/// worker that is not live after the change, is left out with a note (the leader ignores
+/// such a pin; [`parti_core::validate_input`] refuses it).
+fn pins_that_hold(
+    pins: &BTreeMap<PartitionId, WorkerId>,
+    input: &PlanInput,
+    notes: &mut Vec<String>,
+) -> BTreeMap<PartitionId, WorkerId> {
+    let listed: BTreeSet<&PartitionId> = input.partitions.iter().map(|p| p.id()).collect();
+    let live: BTreeSet<WorkerId> = input.workers.iter().map(|w| w.id).collect();
+    let mut out = BTreeMap::new();
+    for (p, w) in pins {
+        if !listed.contains(p) {
+            notes.push(format!(
+                "the pin of {} to worker {w} is left out: the partition is not in the \
+                 assignment",
+                p.short()
+            ));
+        } else if !live.contains(w) {
+            notes.push(format!(
+                "the pin of {} to worker {w} does not hold: worker {w} is not live after the \
+                 change",
+                p.short()
+            ));
+        } else {
+            out.insert(p.clone(), *w);
+        }
+    }
+    out
 }
 
 fn describe(s: &Scenario) -> String {
@@ -315,8 +368,29 @@ fn describe(s: &Scenario) -> String {
 }
 
 fn run_strategy(s: &Scenario) -> CliResult<parti_core::Plan> {
-    parti_core::plan(s.strategy.as_ref(), &s.after_input)
+    parti_core::validate_input(&s.after_input)
+        .and_then(|()| parti_core::plan(s.strategy.as_ref(), &s.after_input))
         .map_err(|e| CliError::runtime(format!("cannot plan: {e}")))
+}
+
+fn change_doc(s: &Scenario) -> ChangeDoc {
+    let ids = |v: &[WorkerId]| v.iter().map(|w| w.0).collect();
+    if !s.added.is_empty() {
+        ChangeDoc {
+            kind: "add",
+            workers: ids(&s.added),
+        }
+    } else if !s.removed.is_empty() {
+        ChangeDoc {
+            kind: "remove",
+            workers: ids(&s.removed),
+        }
+    } else {
+        ChangeDoc {
+            kind: "none",
+            workers: Vec::new(),
+        }
+    }
 }
 
 /// Runs `parti plan`.
@@ -329,8 +403,107 @@ pub async fn run_plan(args: PlanArgs) -> CliResult {
     let (fleet, source) = load(&args.common).await?;
     let s = scenario(&fleet, source, &args.common, change)?;
     let after = run_strategy(&s)?;
-    say!("{}", render_plan(&s, &after, args.verbose).trim_end());
+    if args.json {
+        say!("{}", plan_json::to_text(&plan_doc(&s, &after)));
+    } else {
+        say!("{}", render_plan(&s, &after, args.verbose).trim_end());
+    }
     Ok(())
+}
+
+/// One worker's line of the plan: before and after, and what it gains and loses.
+struct Row {
+    id: WorkerId,
+    status: &'static str,
+    capacity: u32,
+    before: usize,
+    after: usize,
+    gained: Vec<PartitionId>,
+    lost: Vec<PartitionId>,
+}
+
+/// Every worker of the committed assignment or the plan, by ID.
+fn rows(s: &Scenario, after: &parti_core::Plan) -> Vec<Row> {
+    let before_by = s.before.by_worker();
+    let after_by = after.by_worker();
+    let capacity: BTreeMap<WorkerId, u32> = s
+        .before_input
+        .workers
+        .iter()
+        .chain(&s.after_input.workers)
+        .map(|w| (w.id, w.capacity))
+        .collect();
+    let empty = BTreeSet::new();
+    capacity
+        .iter()
+        .map(|(&id, &capacity)| {
+            let b = before_by.get(&id).unwrap_or(&empty);
+            let a = after_by.get(&id).unwrap_or(&empty);
+            let status = if s.added.contains(&id) {
+                "new"
+            } else if s.removed.contains(&id) {
+                "removed"
+            } else if !s.after_input.workers.iter().any(|w| w.id == id) {
+                "gone"
+            } else {
+                "live"
+            };
+            let sorted = |set: std::collections::btree_set::Difference<'_, PartitionId>| {
+                natural_sort(set).into_iter().cloned().collect()
+            };
+            Row {
+                id,
+                status,
+                capacity,
+                before: b.len(),
+                after: a.len(),
+                gained: sorted(a.difference(b)),
+                lost: sorted(b.difference(a)),
+            }
+        })
+        .collect()
+}
+
+fn plan_doc(s: &Scenario, after: &parti_core::Plan) -> PlanDoc {
+    let sum_after = summarize(&s.after_input, after);
+    let sum_before = summarize(&s.before_input, &s.before);
+    let names = |v: Vec<PartitionId>| v.iter().map(ToString::to_string).collect();
+    PlanDoc {
+        v: plan_json::VERSION,
+        command: "plan",
+        source: s.source.clone(),
+        strategy: s.strategy.name().to_string(),
+        change: change_doc(s),
+        partitions: s.after_input.partitions.len(),
+        total_weight: s.after_input.partitions.iter().map(|p| p.weight()).sum(),
+        weighted: s.weighted,
+        workers: rows(s, after)
+            .into_iter()
+            .map(|r| WorkerDoc {
+                id: r.id.0,
+                status: r.status,
+                capacity: r.capacity,
+                before: r.before,
+                after: r.after,
+                gained: names(r.gained),
+                lost: names(r.lost),
+            })
+            .collect(),
+        moved: sum_after.moved,
+        moved_weight: sum_after.moved_weight,
+        even_split_moves: least_moves(s),
+        balance: BalancePair {
+            before: BalanceDoc {
+                max_over_mean: sum_before.max_over_mean,
+                min_over_mean: sum_before.min_over_mean,
+            },
+            after: BalanceDoc {
+                max_over_mean: sum_after.max_over_mean,
+                min_over_mean: sum_after.min_over_mean,
+            },
+        },
+        notes: s.notes.clone(),
+    }
 }
 
 fn render_plan(s: &Scenario, after: &parti_core::Plan, verbose: bool) -> String {
@@ -354,50 +527,31 @@ fn render_plan(s: &Scenario, after: &parti_core::Plan, verbose: bool) -> String 
     for n in &s.notes {
         let _ = writeln!(o, "note        {n}");
     }
-    let before_by = s.before.by_worker();
-    let after_by = after.by_worker();
-    let workers: BTreeSet<WorkerId> = s
-        .before_input
-        .workers
-        .iter()
-        .chain(&s.after_input.workers)
-        .map(|w| w.id)
-        .collect();
     let _ = writeln!(
         o,
         "  {:<12} {:>7} {:>7} {:>6} {:>6}",
         "worker", "before", "after", "gain", "loss"
     );
-    let empty = BTreeSet::new();
-    for id in workers {
-        let b = before_by.get(&id).unwrap_or(&empty);
-        let a = after_by.get(&id).unwrap_or(&empty);
-        let gain: Vec<&PartitionId> = a.difference(b).collect();
-        let loss: Vec<&PartitionId> = b.difference(a).collect();
-        let label = if s.added.contains(&id) {
-            format!("{id} (new)")
-        } else if s.removed.contains(&id) {
-            format!("{id} (removed)")
-        } else if !s.after_input.workers.iter().any(|w| w.id == id) {
-            format!("{id} (gone)")
-        } else {
-            id.to_string()
+    for r in rows(s, after) {
+        let label = match r.status {
+            "live" => r.id.to_string(),
+            status => format!("{} ({status})", r.id),
         };
         let _ = writeln!(
             o,
             "  {:<12} {:>7} {:>7} {:>6} {:>6}",
             label,
-            b.len(),
-            a.len(),
-            gain.len(),
-            loss.len()
+            r.before,
+            r.after,
+            r.gained.len(),
+            r.lost.len()
         );
-        if verbose && !(gain.is_empty() && loss.is_empty()) {
+        if verbose && !(r.gained.is_empty() && r.lost.is_empty()) {
             let _ = writeln!(
                 o,
                 "               +[{}] -[{}]",
-                truncate(&compact(gain), 400),
-                truncate(&compact(loss), 400)
+                compact_cut(&r.gained, 400),
+                compact_cut(&r.lost, 400)
             );
         }
     }
@@ -462,8 +616,12 @@ fn least_moves(s: &Scenario) -> usize {
 
 /// Runs `parti explain`.
 pub async fn run_explain(args: ExplainArgs) -> CliResult {
-    let partition = PartitionId::parse(&args.partition)
-        .map_err(|e| CliError::usage(format!("{:?} is not a partition ID: {e}", args.partition)))?;
+    let partition = PartitionId::parse(&args.partition).map_err(|e| {
+        CliError::usage(format!(
+            "{:?} is not a partition ID: {e}",
+            short_id(&args.partition)
+        ))
+    })?;
     let change = match (args.change.add, args.change.remove) {
         (Some(n), _) => Change::Add(n),
         (None, Some(ids)) => Change::Remove(ids.into_iter().map(WorkerId).collect()),
@@ -473,16 +631,34 @@ pub async fn run_explain(args: ExplainArgs) -> CliResult {
     let s = scenario(&fleet, source, &args.common, change)?;
     if !s.after_input.previous.contains_key(&partition) {
         let known = natural_sort(s.after_input.previous.keys());
-        let sample: Vec<String> = known.iter().take(5).map(|p| p.to_string()).collect();
+        let sample: Vec<String> = known.iter().take(5).map(|p| p.short().into()).collect();
         return Err(CliError::usage(format!(
-            "partition {partition} is not in the committed assignment ({} partitions{}{})",
+            "partition {} is not in the committed assignment ({} partitions{}{})",
+            partition.short(),
             known.len(),
             if sample.is_empty() { "" } else { ", e.g. " },
             sample.join(", ")
         )));
     }
-    let e = parti_core::explain(s.strategy.as_ref(), &s.after_input, &partition)
+    let e = parti_core::validate_input(&s.after_input)
+        .and_then(|()| parti_core::explain(s.strategy.as_ref(), &s.after_input, &partition))
         .map_err(|e| CliError::runtime(format!("cannot explain: {e}")))?;
+    if args.json {
+        let doc = ExplainDoc {
+            v: plan_json::VERSION,
+            command: "explain",
+            partition: e.partition.to_string(),
+            source: s.source.clone(),
+            strategy: s.strategy.name().to_string(),
+            change: change_doc(&s),
+            now: e.previous.map(|w| w.0),
+            planned: e.owner.map(|w| w.0),
+            reason: e.reason,
+            notes: s.notes.clone(),
+        };
+        say!("{}", plan_json::to_text(&doc));
+        return Ok(());
+    }
     let who = |w: Option<WorkerId>| w.map_or("nobody".to_string(), |w| format!("worker {w}"));
     say!("partition   {}", e.partition);
     say!("source      {}", s.source);

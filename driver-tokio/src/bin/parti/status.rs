@@ -4,7 +4,7 @@
 //! `--watch` redraws it every second (a fresh screen on a terminal, plain blocks otherwise).
 
 use crate::common::{
-    compact, fmt_duration, load_partitions, natural_sort, short_token, timestamp, truncate,
+    compact_cut, fmt_duration, load_partitions, natural_sort, short_token, timestamp, truncate,
     NatsArgs,
 };
 use crate::fleet::{phase_name, Fleet, FleetReader};
@@ -26,7 +26,8 @@ pub struct StatusArgs {
     /// Prefix of the fleet's KV buckets.
     #[arg(long, default_value_t = parti::Config::default().bucket_prefix, value_name = "P")]
     prefix: String,
-    /// Also list every worker's partitions (compactly; in full with --json).
+    /// Also list every worker's partitions, compactly (`p0..p3` is p0, p1, p2, p3; IDs never
+    /// hold `..`); in full with --json.
     #[arg(long, short)]
     verbose: bool,
     /// Print one JSON document instead (schema: docs/status-json.md); with --watch, one
@@ -532,7 +533,7 @@ impl View {
                     .iter()
                     .filter_map(|p| PartitionId::parse(p).ok())
                     .collect();
-                let _ = writeln!(o, "       {}", truncate(&compact(&ids), 2000));
+                let _ = writeln!(o, "       {}", compact_cut(&ids, 2000));
             }
         }
         if s.consistent {

@@ -4,7 +4,7 @@
 //! can record every handled message (`--record`, see `record.rs`).
 
 use crate::common::{
-    compact, fmt_duration, load_partitions, nats_error, numbered_partitions, timestamp, truncate,
+    compact_cut, fmt_duration, load_partitions, nats_error, numbered_partitions, timestamp,
     NatsArgs,
 };
 use crate::logs::LogArgs;
@@ -401,7 +401,7 @@ pub fn describe(e: &Event) -> String {
                 format!(" lost {}", lost.len())
             },
             assignment.len(),
-            truncate(&compact(assignment), 300)
+            compact_cut(assignment, 300)
         ),
         Event::LeadershipChanged { is_leader, epoch } => {
             if *is_leader {

@@ -1,0 +1,114 @@
+//! Reading arguments from Python values with errors that name the argument and what is
+//! allowed: integers in a range (never a raw `OverflowError`, never `True` as `1`), worker
+//! IDs, and mappings of partition ID to worker ID.
+//!
+//! A value of the wrong type raises `ConfigTypeError` (a `TypeError`), a value out of range
+//! `ConfigError` (a `ValueError`); both say `invalid argument: <name>: ...`.
+
+use crate::errors::{bad_arg, bad_type};
+use crate::partition::partition_id;
+use parti::parti_core::short_id;
+use parti::{PartitionId, WorkerId};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyInt, PyMapping, PyString};
+use std::collections::BTreeMap;
+
+/// An integer type arguments are read into, with its range.
+pub(crate) trait IntArg: TryFrom<i128> {
+    /// The smallest value.
+    const LO: i128;
+    /// The largest value.
+    const HI: i128;
+}
+
+macro_rules! int_arg_for {
+    ($($t:ty),*) => {$(
+        impl IntArg for $t {
+            const LO: i128 = <$t>::MIN as i128;
+            const HI: i128 = <$t>::MAX as i128;
+        }
+    )*};
+}
+int_arg_for!(u32, u64, usize, i128);
+
+/// The name of a value's type, for error messages.
+pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// An `int` argument anywhere in `T`'s range.
+pub(crate) fn int_arg<T: IntArg>(field: &str, value: &Bound<'_, PyAny>) -> PyResult<T> {
+    int_in(field, value, T::LO, T::HI)
+}
+
+/// An `int` argument within `lo..=hi` (which must fit `T`): a `bool`, `float` or anything
+/// else is a `ConfigTypeError`, a value outside the range a `ConfigError` saying the range.
+pub(crate) fn int_in<T: IntArg>(
+    field: &str,
+    value: &Bound<'_, PyAny>,
+    lo: i128,
+    hi: i128,
+) -> PyResult<T> {
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(bad_type(
+            field,
+            format!("expected an int, got {}", type_name(value)),
+        ));
+    }
+    let out_of_range = || {
+        let shown = value.str().map(|s| s.to_string()).unwrap_or_default();
+        bad_arg(
+            field,
+            format!("{} is out of range; allowed {lo}..={hi}", short_id(&shown)),
+        )
+    };
+    let v: i128 = value.extract().map_err(|_| out_of_range())?;
+    if !(lo..=hi).contains(&v) {
+        return Err(out_of_range());
+    }
+    T::try_from(v).map_err(|_| out_of_range())
+}
+
+/// A worker ID: an `int` in `0..=4294967295`.
+pub(crate) fn worker_id(field: &str, value: &Bound<'_, PyAny>) -> PyResult<WorkerId> {
+    int_arg::<u32>(field, value).map(WorkerId)
+}
+
+/// A mapping of partition ID (`str`, the core's ID rule) to worker ID (`int`), for
+/// `previous` and `pins`; `None` is empty. Errors name the argument and the entry.
+pub(crate) fn owners_arg(
+    field: &str,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<BTreeMap<PartitionId, WorkerId>> {
+    let mut out = BTreeMap::new();
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(out);
+    };
+    let map = value.cast::<PyMapping>().map_err(|_| {
+        bad_type(
+            field,
+            format!(
+                "expected a mapping of partition ID (str) to worker ID (int), got {}",
+                type_name(value)
+            ),
+        )
+    })?;
+    for item in map.items()?.iter() {
+        let (key, worker): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        let key = key.cast::<PyString>().map_err(|_| {
+            bad_type(
+                field,
+                format!("keys are partition IDs (str), got {}", type_name(&key)),
+            )
+        })?;
+        let key = key.to_cow()?;
+        let id = partition_id(field, &key)?;
+        let entry = format!("{field}[{:?}]", id.short());
+        out.insert(id, worker_id(&entry, &worker)?);
+    }
+    Ok(out)
+}
