@@ -506,9 +506,9 @@ mod tests {
             token,
             capacity: 1,
             applied: Some(Generation(2)),
-            load: None,
             departing: false,
             draining: false,
+            loads: None,
         })
     }
 
