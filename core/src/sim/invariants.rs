@@ -15,6 +15,10 @@
 //!   two connected workers may not share an ID for longer than a grace period (the stale one
 //!   must learn it lost the ID within a renewal round).
 //! - **Convergence** is checked by [`crate::sim::Sim::converge`].
+//! - **Balancing rounds** ([`crate::Event::Rebalanced`]), checked on what KV holds (the shares
+//!   of the round's generation and of the one before): no round moves more than
+//!   `max_moves_per_round` partitions, and no partition moves in two rounds less than
+//!   `load_cooldown` apart (`sim/load.rs`).
 //!
 //! How the checks scale (W workers, P partitions), so that a fleet-size run
 //! (`--workers 1000 --partitions 100000`) checks every step: none of them looks at every
@@ -29,6 +33,7 @@
 //!   whether a node holds anything.
 //! - Convergence ([`crate::sim::Sim::is_settled`]): O(P log P), only when the layout changed
 //!   since the last look.
+//! - Balancing rounds: O(P log P) per round (reading and decoding two generations' shares).
 
 use super::NodeId;
 use crate::codec::{self, GenRecord, LeaseValue};
