@@ -23,8 +23,9 @@ use std::collections::BTreeSet;
 /// 2. **Sticky**: every other partition stays on its previous owner if that worker is live.
 /// 3. **Placement**: the rest (new partitions, those of departed workers) go heaviest first
 ///    to the worker below its line with the smallest shortfall that still takes the partition
-///    whole, else to the worker whose relative load after taking it is lowest (ties: lower
-///    load now, then lower ID). With no previous assignment this *is* LPT.
+///    whole, else to the worker whose relative load after taking it is lowest among those
+///    that stay within the ceiling with it (among all if none does; ties: lower load now,
+///    then lower ID). With no previous assignment this *is* LPT.
 /// 4. **Shedding**: each worker above the ceiling, most loaded first, hands partitions to the
 ///    least-loaded worker that stays within the ceiling with them: the lightest partition that
 ///    covers its excess when that costs at most 1/8 more than the excess or when the lighter
@@ -353,9 +354,26 @@ impl<'p> Solver<'p> {
         for r in orphans {
             let w = self.weight[r as usize];
             let (load, cap) = (&self.load, &self.cap);
+            let limit = &self.lim.limit;
             let to = match short.range((w, 0)..).next() {
                 Some(&(_, x)) => x,
-                None => classes.best(|a, b| lower_after(load, cap, a, b, w), load),
+                None => {
+                    // the least-loaded worker of each capacity has the most room of its class
+                    let mins = classes.minimums(load);
+                    let best = |xs: &mut dyn Iterator<Item = u32>| {
+                        xs.reduce(|b, x| {
+                            if lower_after(load, cap, x, b, w) {
+                                x
+                            } else {
+                                b
+                            }
+                        })
+                    };
+                    let fits = |x: &u32| load[*x as usize] + w <= limit[*x as usize];
+                    best(&mut mins.iter().copied().filter(fits))
+                        .or_else(|| best(&mut mins.iter().copied()))
+                        .expect("some worker")
+                }
             };
             let ti = to as usize;
             if self.load[ti] < line[ti] {
