@@ -770,13 +770,22 @@ impl<'p> Solver<'p> {
     /// Movable partitions per worker, built from the current owners on first use.
     fn items(&mut self) {
         if self.items.is_none() {
-            let mut items = vec![BTreeSet::new(); self.load.len()];
+            // per worker, then one sorted bulk build each (much cheaper than single inserts)
+            let mut lists: Vec<Vec<(u64, u32)>> = vec![Vec::new(); self.load.len()];
             for (rank, &o) in self.owner.iter().enumerate() {
                 if !self.pinned[rank] {
-                    items[o as usize].insert((self.weight[rank], rank as u32));
+                    lists[o as usize].push((self.weight[rank], rank as u32));
                 }
             }
-            self.items = Some(items);
+            self.items = Some(
+                lists
+                    .into_iter()
+                    .map(|mut l| {
+                        l.sort_unstable();
+                        l.into_iter().collect()
+                    })
+                    .collect(),
+            );
         }
     }
 

@@ -364,9 +364,18 @@ impl Classes {
 
     /// The best worker by `before` among each class's least-loaded worker.
     pub fn best(&mut self, before: impl Fn(u32, u32) -> bool, load: &[u64]) -> u32 {
-        self.minimums(load)
-            .into_iter()
-            .reduce(|b, x| if before(x, b) { x } else { b })
-            .expect("every worker has a live entry")
+        let mut best: Option<u32> = None;
+        for heap in &mut self.heaps {
+            while let Some(&Reverse((l, x))) = heap.peek() {
+                if l == load[x as usize] {
+                    if best.is_none_or(|b| before(x, b)) {
+                        best = Some(x);
+                    }
+                    break;
+                }
+                heap.pop();
+            }
+        }
+        best.expect("every worker has a live entry")
     }
 }
