@@ -480,8 +480,9 @@ fn run_case(case: &Case) -> usize {
     rounds
 }
 
-/// Runs every generated case (all of them, or the one `PB_SEED` names) and reports the
-/// failures together; returns how many cases needed the leader's rounds.
+/// Runs every generated case (all of them, or only seed `N` with the environment variable
+/// `PB_SEED=N`, to replay one) and reports the failures together; returns how many cases
+/// needed the leader's rounds.
 fn run_all(strict: bool) -> usize {
     let only: Option<u64> = std::env::var("PB_SEED").ok().and_then(|s| s.parse().ok());
     let (mut failures, mut needed_rounds) = (Vec::new(), 0);
@@ -524,7 +525,7 @@ fn balanced_plans_are_complete_and_fresh_plans_match_lpt_on_random_inputs() {
 /// Issue 12 §1 in full: also moved ≤ 1.1 × floor on every change, balanced after it (directly
 /// or after rounds), and 30-step chains within 1.1 × the cumulative floor.
 #[test]
-#[ignore = "issue 12: 40 of 560 cases still fail: 25 move over 1.1 x the floor (few partitions, mixed capacities, refreshes), 8 chains, 7 rounds that stall above the bound"]
+#[ignore = "issue 12: 39 of 560 cases still fail: moves over 1.1 x the floor (few partitions per worker, mixed capacities, refreshes), chains, rounds that stall above the bound; run with --ignored"]
 fn balanced_keeps_its_bounds_on_random_inputs() {
     let needed_rounds = run_all(true);
     // rounds are the escape hatch for lumpy inputs, not the rule

@@ -33,7 +33,8 @@
 //!   - *down*: each worker below `(1 − 2·slack) × level` must receive at least its shortfall
 //!     under the line (and at least
 //!     the lightest movable partition); new partitions (no previous owner at all) count towards
-//!     that for free, each for at most the widest shortfall (it lands on one worker).
+//!     that for free, but the `k` heaviest of them land on at most `k` workers: together
+//!     with the others they cover at most the `k` largest shortfalls plus the others' weight.
 //!
 //!   On a join that is about the newcomer's share up to the line; on a leave, the leaver's
 //!   weight; more when lumpy partitions force it. [`Bounds::share`] is the floor without the
@@ -210,7 +211,8 @@ impl Limits {
         }
         let mut excess = 0u128;
         let mut headroom: Vec<u64> = Vec::with_capacity(nw);
-        let (mut inflow, mut widest) = (0u128, 0u64);
+        let mut inflow = 0u128;
+        let mut needs: Vec<u64> = Vec::new();
         for x in 0..nw {
             let (k, lim) = (kept[x], self.limit[x]);
             if k > lim && lightest_kept[x] != u64::MAX {
@@ -220,7 +222,7 @@ impl Limits {
             if k < self.trigger[x] && lightest != u64::MAX {
                 let need = (self.line[x] - k).max(lightest);
                 inflow += u128::from(need);
-                widest = widest.max(need);
+                needs.push(need);
             }
         }
         // the k heaviest free partitions land on at most k workers
@@ -231,8 +233,17 @@ impl Limits {
             sum += i128::from(w) - i128::from(headroom.get(i).copied().unwrap_or(0));
             lumpy = lumpy.max(sum.max(0) as u128);
         }
-        // a new partition lands on one worker: it covers at most the widest shortfall
-        let covered: u128 = new_parts.iter().map(|&w| u128::from(w.min(widest))).sum();
+        // the k heaviest new partitions land on at most k workers: together with the rest
+        // they cover at most the k largest shortfalls plus the rest's weight (least over k)
+        needs.sort_unstable_by(|a, b| b.cmp(a));
+        new_parts.sort_unstable_by(|a, b| b.cmp(a));
+        let mut rest: u128 = new_parts.iter().map(|&w| u128::from(w)).sum();
+        let (mut covered, mut top) = (rest, 0u128);
+        for (k, &w) in new_parts.iter().enumerate() {
+            rest -= u128::from(w);
+            top += u128::from(needs.get(k).copied().unwrap_or(0));
+            covered = covered.min(top + rest);
+        }
         let down = inflow.saturating_sub(covered);
         let up = forced + excess + lumpy;
         (sat(up.max(down)), sat(forced.max(down)))
