@@ -15,6 +15,7 @@ import java.io.File
 import java.nio.file.Files
 import java.util.concurrent.CopyOnWriteArrayList
 import kotlin.system.exitProcess
+import kotlinx.coroutines.delay
 import kotlinx.coroutines.runBlocking
 import uniffi.parti_ffi.EventListener
 import uniffi.parti_ffi.NatsOptions
@@ -22,6 +23,7 @@ import uniffi.parti_ffi.PartiException
 import uniffi.parti_ffi.Partition
 import uniffi.parti_ffi.PartitionSource
 import uniffi.parti_ffi.PlanInput
+import uniffi.parti_ffi.RebalanceListener
 import uniffi.parti_ffi.Strategy
 import uniffi.parti_ffi.Worker
 import uniffi.parti_ffi.WorkerConfig
@@ -33,7 +35,10 @@ import uniffi.parti_ffi.explain
 import uniffi.parti_ffi.partiVersion
 import uniffi.parti_ffi.ping
 import uniffi.parti_ffi.plan
+import uniffi.parti_ffi.resolveWorkerConfig
 import uniffi.parti_ffi.startWorker
+import uniffi.parti_ffi.strategyByName
+import uniffi.parti_ffi.strategyNames
 import uniffi.parti_ffi.validateConfig
 
 const val PARTITIONS = 20
@@ -79,6 +84,17 @@ class NatsServer(binary: String, extraArgs: List<String> = emptyList()) : AutoCl
         url = found!!
     }
 
+    /** SIGSTOP: the server keeps its connections but answers nothing until [resume]. */
+    fun pause() = signal("STOP")
+
+    /** SIGCONT after [pause]. */
+    fun resume() = signal("CONT")
+
+    private fun signal(name: String) {
+        val kill = ProcessBuilder("kill", "-$name", process.pid().toString()).start()
+        check(kill.waitFor() == 0) { "kill -$name ${process.pid()} failed" }
+    }
+
     override fun close() {
         runCatching { Runtime.getRuntime().removeShutdownHook(hook) }
         process.destroy()
@@ -118,12 +134,12 @@ class Recorder(val name: String) : EventListener {
     override fun onEvent(event: WorkerEvent) {
         events.add(event)
         if (event is WorkerEvent.AssignmentChanged) {
-            // The event must be consistent with the previous one: old - revoked + assigned = all.
-            val expected = (owned - event.revoked.toSet()) + event.assigned
-            if (expected != event.all.toSet()) problem = "$name: $owned - ${event.revoked} + ${event.assigned} != ${event.all}"
+            // Consistent with the previous one: old - revoked - lost + assigned = assignment.
+            val expected = (owned - event.revoked.toSet() - event.lost.toSet()) + event.assigned
+            if (expected != event.assignment.toSet()) problem = "$name: $owned - ${event.revoked} - ${event.lost} + ${event.assigned} != ${event.assignment}"
             if (event.generation < lastGeneration) problem = "$name: generation went back to ${event.generation}"
             lastGeneration = event.generation
-            owned = event.all.toSet()
+            owned = event.assignment.toSet()
         }
     }
 
@@ -147,7 +163,15 @@ fun fastConfig(prefix: String) = WorkerConfig(
 )
 
 fun pureFunctions() {
-    check(WorkerConfig() == defaultWorkerConfig()) { "WorkerConfig() defaults differ from Rust: ${WorkerConfig()} vs ${defaultWorkerConfig()}" }
+    // WorkerConfig() leaves every Config field unset; the Rust side fills them from
+    // Config::default(), which defaultWorkerConfig() spells out field by field.
+    val core = defaultWorkerConfig()
+    val resolved = resolveWorkerConfig(WorkerConfig())
+    check(resolved == core) { "WorkerConfig() resolves to $resolved, not the Rust defaults $core" }
+    check(core.bucketPrefix != null && core.leaseTtlMs != null && core.alertAfterMs?.size == 4) { "defaults not spelled out: $core" }
+    // The strategy names are the core's registry; each builds a strategy, others are refused.
+    val names = strategyNames()
+    check(names.isNotEmpty() && names.toSet().size == names.size) { "strategy names: $names" }
     validateConfig(fastConfig("kt"))
     try {
         validateConfig(WorkerConfig(leaseTtlMs = 500uL))
@@ -167,6 +191,16 @@ fun pureFunctions() {
     val after = plan(Strategy.Balanced, input.copy(workers = listOf(WorkerSlot(1u, 1u)), previous = result.assignment))
     check(after.assignment.values.all { it == 1u }) { "worker 1 should own everything: ${after.byWorker}" }
     check(after.summary.moved == (PARTITIONS / 2).toULong()) { "moved ${after.summary.moved}" }
+    for (name in names) {
+        val placed = plan(strategyByName(name), input)
+        check(placed.assignment.keys == ALL) { "$name did not place every partition" }
+    }
+    try {
+        strategyByName("fastest")
+        throw CheckFailed("an unknown strategy name was accepted")
+    } catch (e: PartiException.InvalidArgument) {
+        check(names.all { it in e.reason }) { "the error does not list every name: ${e.reason}" }
+    }
     val why = explain(Strategy.ConsistentHash(64u), input, "p7")
     check(why.owner != null && why.reason.isNotEmpty()) { "explain: $why" }
     try {
@@ -323,9 +357,78 @@ fun auth(url: String) = runBlocking {
         check(warnings.any { "not yet" in it } && warnings.any { "IllegalStateException" in it || "boom" in it }) {
             "source failures not reported as warnings: $warnings"
         }
-        w.stopFinal()
+        w.stop()
     }
     log("auth options: wrong token refused (Nats), user without password refused (InvalidArgument), right token works; source exceptions became warnings and were retried")
+}
+
+/** A rebalance listener in Kotlin (suspend functions): records every call; `onRevoked` throws
+ *  when [failRevoke] is set, to check that a throwing callback confirms its revoke at once. */
+class KotlinRebalanceListener(private val failRevoke: Boolean = false) : RebalanceListener {
+    val calls: MutableList<Pair<String, Set<String>>> = CopyOnWriteArrayList()
+
+    override suspend fun onAssigned(partitions: List<String>) {
+        delay(1) // suspends: a coroutine, not a blocked thread
+        calls.add("assigned" to partitions.toSet())
+    }
+
+    override suspend fun onRevoked(partitions: List<String>) {
+        calls.add("revoked" to partitions.toSet())
+        if (failRevoke) throw IllegalStateException("revoke failed on purpose")
+    }
+
+    override suspend fun onLost(partitions: List<String>) {
+        calls.add("lost" to partitions.toSet())
+    }
+
+    fun of(kind: String): Set<String> = calls.filter { it.first == kind }.flatMap { it.second }.toSet()
+}
+
+/** The rebalance listener's rule, the same as in Rust and Python: a throwing onRevoked is
+ *  confirmed at once (a listener_failed warning, no revoke timeout); a fence calls onLost, not
+ *  onRevoked. */
+fun rebalanceListener(server: NatsServer) = runBlocking {
+    val nats = NatsOptions(urls = listOf(server.url), pingIntervalMs = 500uL, requestTimeoutMs = 500uL, reconnectMaxDelayMs = 200uL)
+    // A revoke timeout far above the stop's duration: a stop that waited for it would fail.
+    val config = fastConfig("ktl").copy(expectedWorkers = 1u, revokeTimeoutMs = 60_000uL, shutdownTimeoutMs = 5_000uL)
+
+    val failing = KotlinRebalanceListener(failRevoke = true)
+    val rec = Recorder("failing-revoke")
+    startWorker(nats, config, KotlinSource(), listener = rec, rebalanceListener = failing).use { w ->
+        waitFor("onAssigned to be told all 20 partitions") { failing.of("assigned") == ALL }
+        w.stop() // bounded by shutdownTimeoutMs (5 s): it must not wait for the 60 s revoke timeout
+        waitFor("the stopped worker's events to reach Shutdown") {
+            rec.events.any { it is WorkerEvent.StateChanged && it.to == WorkerState.SHUTDOWN }
+        }
+        val kinds = { rec.events.filterIsInstance<WorkerEvent.Warning>().map { it.kind } }
+        waitFor("a listener_failed warning for the throwing onRevoked (calls: ${failing.calls})", 10_000) {
+            "listener_failed" in kinds()
+        }
+        check("listener_failed" in kinds()) { "a throwing onRevoked was not reported: ${rec.events}" }
+        check("revoke_timed_out" !in kinds()) { "a throwing onRevoked waited for the revoke timeout: ${kinds()}" }
+        check(failing.of("revoked") == ALL && failing.of("lost").isEmpty()) { "calls: ${failing.calls}" }
+    }
+
+    val listener = KotlinRebalanceListener()
+    val rec2 = Recorder("fenced")
+    startWorker(nats, config.copy(bucketPrefix = "ktf"), KotlinSource(), listener = rec2, rebalanceListener = listener).use { w ->
+        waitFor("onAssigned to be told all 20 partitions") { listener.of("assigned") == ALL }
+        server.pause()
+        try {
+            waitFor("the fenced worker to call onLost with everything it held") { listener.of("lost") == ALL }
+        } finally {
+            server.resume()
+        }
+        check(listener.of("revoked").isEmpty()) { "a fence revoked instead of losing: ${listener.calls}" }
+        // Events reach their listener on a thread of their own, after the rebalance callback.
+        val lost = { rec2.events.filterIsInstance<WorkerEvent.AssignmentChanged>().flatMap { it.lost }.toSet() }
+        waitFor("the event to report the partitions lost", 10_000) { lost() == ALL }
+        check(lost() == ALL) { "the event did not report the partitions lost: ${lost()}" }
+        waitFor("a fenced warning", 10_000) { rec2.events.filterIsInstance<WorkerEvent.Warning>().any { it.kind == "fenced" } }
+        waitFor("the healed worker to own everything again") { w.assignment().toSet() == ALL }
+        w.stop()
+    }
+    log("rebalance listener: a throwing onRevoked is confirmed at once (listener_failed, no revoke timeout); a fence calls onLost with ${ALL.size} partitions, never onRevoked")
 }
 
 fun measure(worker: Worker) = runBlocking {
@@ -357,6 +460,7 @@ fun main(args: Array<String>) {
         NatsServer(binary).use { server ->
             log("nats-server at ${server.url}")
             fleet(server.url)
+            rebalanceListener(server)
         }
         NatsServer(binary, listOf("--auth", "s3cret")).use { server -> auth(server.url) }
         log("all checks passed")

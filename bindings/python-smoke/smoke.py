@@ -22,7 +22,7 @@ atexit.register(p.shutdown)
 
 
 def main() -> None:
-    assert p.WorkerConfig() == p.default_worker_config(), "record defaults differ from Rust"
+    assert p.resolve_worker_config(p.WorkerConfig()) == p.default_worker_config(), "unset fields are not the Rust defaults"
     p.validate_config(p.WorkerConfig(heartbeat_ms=250, lease_ttl_ms=2000, safety_margin_ms=400))
     try:
         p.validate_config(p.WorkerConfig(lease_ttl_ms=500))

@@ -73,6 +73,9 @@ impl From<parti::parti_core::Error> for PartiError {
             E::InvalidPartition { partition, reason } => {
                 PartiError::InvalidPartition { partition, reason }
             }
+            e @ E::UnknownStrategy { .. } => PartiError::InvalidArgument {
+                reason: e.to_string(),
+            },
             other => PartiError::Internal {
                 reason: other.to_string(),
             },
@@ -83,7 +86,7 @@ impl From<parti::parti_core::Error> for PartiError {
 impl From<parti::Error> for PartiError {
     fn from(e: parti::Error) -> Self {
         match e {
-            parti::Error::Config(e) => e.into(),
+            parti::Error::Invalid(e) => e.into(),
             parti::Error::Nats(reason) => PartiError::Nats { reason },
             parti::Error::Stopped => PartiError::Stopped,
             parti::Error::Timeout(after) => PartiError::Timeout {
@@ -92,7 +95,9 @@ impl From<parti::Error> for PartiError {
             parti::Error::NoId { waited } => PartiError::Timeout {
                 after_ms: duration_ms(waited),
             },
-            parti::Error::Source(reason) => PartiError::Source { reason },
+            parti::Error::Crashed(reason) => PartiError::Internal {
+                reason: format!("worker task crashed: {reason}"),
+            },
             parti::Error::Missing(part) => PartiError::InvalidArgument {
                 reason: format!("missing {part}"),
             },

@@ -88,16 +88,19 @@ pub enum WorkerEvent {
         /// The claimed ID.
         worker_id: u32,
     },
-    /// This worker's partitions changed.
+    /// This worker's partitions changed (Kafka's words: `assigned`, `revoked` and `lost` are
+    /// the changes, `assignment` the whole set).
     AssignmentChanged {
         /// The committed generation now applied.
         generation: u64,
         /// Partitions gained, sorted.
         assigned: Vec<String>,
-        /// Partitions lost, sorted.
+        /// Partitions handed off, sorted.
         revoked: Vec<String>,
+        /// Partitions lost without a handoff (a fence, a lost ID), sorted.
+        lost: Vec<String>,
         /// Every partition the worker now owns, sorted.
-        all: Vec<String>,
+        assignment: Vec<String>,
     },
     /// This worker became leader or stopped leading.
     LeadershipChanged {
@@ -117,13 +120,16 @@ pub enum WorkerEvent {
     Drained,
     /// A non-fatal problem the core or the driver handles by itself (it retries).
     Warning {
+        /// A stable snake_case name of its kind (`fenced`, `revoke_timed_out`,
+        /// `listener_failed`, ...), the same in every language and in the metrics labels.
+        kind: String,
         /// What happened, in one sentence.
         message: String,
     },
 }
 
 /// Sorted IDs as strings.
-fn ids(set: &BTreeSet<PartitionId>) -> Vec<String> {
+pub(crate) fn ids(set: &BTreeSet<PartitionId>) -> Vec<String> {
     set.iter().map(ToString::to_string).collect()
 }
 
@@ -141,12 +147,14 @@ impl WorkerEvent {
                 generation,
                 assigned,
                 revoked,
-                all,
+                lost,
+                assignment,
             } => WorkerEvent::AssignmentChanged {
                 generation: generation.0,
                 assigned: ids(&assigned),
                 revoked: ids(&revoked),
-                all: ids(&all),
+                lost: ids(&lost),
+                assignment: ids(&assignment),
             },
             Event::LeadershipChanged { is_leader, epoch } => WorkerEvent::LeadershipChanged {
                 is_leader,
@@ -161,9 +169,11 @@ impl WorkerEvent {
             },
             Event::Drained => WorkerEvent::Drained,
             Event::Warning(w) => WorkerEvent::Warning {
+                kind: w.kind().to_owned(),
                 message: w.to_string(),
             },
             Event::DriverWarning(w) => WorkerEvent::Warning {
+                kind: w.kind().to_owned(),
                 message: w.to_string(),
             },
             _ => return None,

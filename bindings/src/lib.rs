@@ -7,10 +7,11 @@
 //!   a worker with a [`WorkerConfig`], a [`Strategy`], a [`PartitionSource`] implemented in the
 //!   foreign language and an optional [`EventListener`]. It returns a [`Worker`]: worker ID,
 //!   leader flag, state, current assignment (cheap sync getters), and `refresh_partitions`,
-//!   `set_load`, `drain`, `stop`, `stop_final` (async).
+//!   `set_load`, `drain`, `stop`, `stop_for_restart` (async); a `RebalanceListener` (async foreign trait).
 //! - [`WorkerEvent`]s delivered to the listener, in order, on a thread of their own.
-//! - The pure functions [`plan`], [`explain`], [`validate_config`] and
-//!   [`default_worker_config`]: no network, no runtime.
+//! - The pure functions [`plan`], [`explain`], [`strategy_names`], [`strategy_by_name`],
+//!   [`validate_config`], [`default_worker_config`] and [`resolve_worker_config`]: no network,
+//!   no runtime. Config defaults and strategy names come from the core, never restated here.
 //! - One error enum, [`PartiError`], with the meanings of [`parti::Error`].
 //!
 //! Async functions run on one multi-threaded tokio runtime owned by this library (see
@@ -21,15 +22,21 @@
 mod config;
 mod error;
 mod events;
+mod listener;
 mod plan;
 mod source;
 mod worker;
 
-pub use config::{default_worker_config, validate_config, HandoffMode, NatsOptions, WorkerConfig};
+pub use config::{
+    default_worker_config, resolve_worker_config, validate_config, HandoffMode, NatsOptions,
+    WorkerConfig,
+};
 pub use error::PartiError;
 pub use events::{AlertLevel, EventListener, WorkerEvent, WorkerState};
+pub use listener::{ListenerError, RebalanceListener};
 pub use plan::{
-    explain, plan, Explanation, Partition, PlanInput, PlanResult, PlanSummary, Strategy, WorkerSlot,
+    explain, plan, strategy_by_name, strategy_names, Explanation, Partition, PlanInput, PlanResult,
+    PlanSummary, Strategy, WorkerSlot,
 };
 pub use source::PartitionSource;
 pub use worker::{start_worker, Worker};

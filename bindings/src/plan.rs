@@ -24,6 +24,36 @@ pub enum Strategy {
     RoundRobin,
 }
 
+/// The names of the core's built-in strategies (its registry, `strategy::NAMES`); the first
+/// is the workers' default.
+#[uniffi::export]
+pub fn strategy_names() -> Vec<String> {
+    s::NAMES.iter().map(|n| n.to_string()).collect()
+}
+
+/// The strategy called `name` (one of [`strategy_names`]) with the Rust default parameters;
+/// any other name is [`PartiError::InvalidArgument`] listing the valid names.
+#[uniffi::export]
+pub fn strategy_by_name(name: String) -> Result<Strategy, PartiError> {
+    let core = s::by_name(&name)?;
+    let every = [
+        Strategy::Balanced,
+        Strategy::ConsistentHash {
+            vnodes: s::ConsistentHash::default().vnodes,
+        },
+        Strategy::BoundedLoad {
+            cap: s::BoundedLoad::default().cap,
+        },
+        Strategy::RoundRobin,
+    ];
+    every
+        .into_iter()
+        .find(|b| b.to_strategy().name() == core.name())
+        .ok_or_else(|| PartiError::Internal {
+            reason: format!("the core's strategy {name:?} has no binding"),
+        })
+}
+
 impl Strategy {
     /// The core's strategy object.
     pub fn to_strategy(self) -> Box<dyn parti_core::Strategy> {
@@ -85,9 +115,10 @@ pub struct PlanInput {
     /// Partitions pinned to a worker (honoured when that worker is live).
     #[uniffi(default)]
     pub pins: HashMap<String, u32>,
-    /// Tolerated overload over the mean (0.05 = 5 %) before a sticky partition moves.
-    #[uniffi(default = 0.05)]
-    pub slack: f64,
+    /// Tolerated overload over the mean (0.05 = 5 %) before a sticky partition moves; `None`
+    /// is the planner's default.
+    #[uniffi(default = None)]
+    pub slack: Option<f64>,
     /// Most partitions that may change owner; `None` is no limit.
     #[uniffi(default = None)]
     pub max_moves: Option<u32>,
@@ -101,6 +132,7 @@ impl PlanInput {
                 .map(|(p, w)| Ok((PartitionId::parse(p)?, WorkerId(*w))))
                 .collect::<Result<BTreeMap<_, _>, PartiError>>()
         };
+        let defaults = parti_core::PlanInput::new(Vec::new(), Vec::new());
         Ok(parti_core::PlanInput {
             workers: self
                 .workers
@@ -117,7 +149,7 @@ impl PlanInput {
                 .collect::<Result<_, _>>()?,
             previous: owners(&self.previous)?,
             pins: owners(&self.pins)?,
-            slack: self.slack,
+            slack: self.slack.unwrap_or(defaults.slack),
             max_moves: self.max_moves.map(|m| m as usize),
         })
     }
@@ -222,7 +254,7 @@ mod tests {
                 .collect(),
             previous: HashMap::new(),
             pins: HashMap::new(),
-            slack: 0.05,
+            slack: None,
             max_moves: None,
         }
     }
@@ -235,6 +267,43 @@ mod tests {
         assert_eq!(result.summary.max_over_mean, 1.0);
         let e = explain(Strategy::RoundRobin, input(2, 20), "p3".into()).unwrap();
         assert!(e.owner.is_some() && !e.reason.is_empty());
+    }
+
+    #[test]
+    fn strategy_names_are_the_cores_and_each_builds_its_strategy() {
+        let names = strategy_names();
+        assert_eq!(names, s::NAMES.map(String::from).to_vec());
+        for name in names {
+            let strategy = strategy_by_name(name.clone()).unwrap();
+            assert_eq!(strategy.to_strategy().name(), name);
+        }
+        // Every variant of the binding has a name in the registry.
+        for variant in [
+            Strategy::Balanced,
+            Strategy::ConsistentHash { vnodes: 1 },
+            Strategy::BoundedLoad { cap: 2.0 },
+            Strategy::RoundRobin,
+        ] {
+            let name = variant.to_strategy().name().to_string();
+            assert!(s::NAMES.contains(&name.as_str()), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_strategy_name_is_one_error_listing_the_valid_names() {
+        let Err(PartiError::InvalidArgument { reason }) = strategy_by_name("fastest".into()) else {
+            panic!("an unknown name was accepted");
+        };
+        assert!(reason.contains("\"fastest\""), "{reason}");
+        for name in s::NAMES {
+            assert!(reason.contains(name), "{name} in {reason}");
+        }
+    }
+
+    #[test]
+    fn unset_slack_is_the_planners_default() {
+        let core = input(2, 4).to_input().unwrap();
+        assert_eq!(core.slack, parti_core::PlanInput::new(vec![], vec![]).slack);
     }
 
     #[test]

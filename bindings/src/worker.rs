@@ -3,11 +3,12 @@
 use crate::config::{NatsOptions, WorkerConfig};
 use crate::error::PartiError;
 use crate::events::{forward, EventListener, WorkerState};
+use crate::listener::{ForeignListener, RebalanceListener};
 use crate::on_runtime;
 use crate::plan::Strategy;
 use crate::source::{ForeignSource, PartitionSource};
 use parti::kv::NatsKv;
-use parti::{PartitionId, WorkerHandle, WorkerId};
+use parti::{PartitionId, WorkerId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,18 +16,23 @@ use std::time::Duration;
 ///
 /// `config` is validated first ([`PartiError::InvalidConfig`] names the field). `strategy` is
 /// used while this worker leads (`None`: Balanced). Every event, from the first one, goes to
-/// `listener`. Returns once the worker has claimed its ID (`worker_id()` is set, `state()` is
+/// `listener`; `rebalance_listener` is told of every partition gained, revoked or lost (see
+/// [`RebalanceListener`] for its rule). Returns once the worker has claimed its ID (`worker_id()` is set, `state()` is
 /// past `ClaimingId`, the assignment is empty until the leader's first generation). Fails
 /// with [`PartiError::Nats`] if no server is reachable now, the credentials are refused, or a
 /// bucket exists with settings that contradict `config`; with [`PartiError::Timeout`] if no ID
 /// is claimed within 30 s (the worker is then stopped).
-#[uniffi::export(async_runtime = "tokio", default(strategy = None, listener = None))]
+#[uniffi::export(
+    async_runtime = "tokio",
+    default(strategy = None, listener = None, rebalance_listener = None)
+)]
 pub async fn start_worker(
     nats: NatsOptions,
     config: WorkerConfig,
     source: Arc<dyn PartitionSource>,
     strategy: Option<Strategy>,
     listener: Option<Arc<dyn EventListener>>,
+    rebalance_listener: Option<Arc<dyn RebalanceListener>>,
 ) -> Result<Arc<Worker>, PartiError> {
     let core_config = config.to_config()?;
     core_config.validate()?;
@@ -45,6 +51,9 @@ pub async fn start_worker(
         if let Some(strategy) = strategy {
             builder = builder.strategy(strategy.to_strategy());
         }
+        if let Some(listener) = rebalance_listener {
+            builder = builder.rebalance_listener(ForeignListener(listener));
+        }
         let (handle, events) = builder.start_with_events().await?;
         let forwarder = listener.map(|listener| forward(events, listener));
         Ok(Arc::new(Worker { handle, forwarder }))
@@ -59,7 +68,7 @@ pub async fn start_worker(
 /// stops the worker gracefully in the background, as `stop` would; call `stop` to wait for it.
 #[derive(uniffi::Object)]
 pub struct Worker {
-    handle: WorkerHandle,
+    handle: parti::Worker,
     /// The task delivering events to the listener, if there is one.
     forwarder: Option<tokio::task::AbortHandle>,
 }
@@ -163,10 +172,10 @@ impl Worker {
             .map_err(Into::into)
     }
 
-    /// Stops gracefully for a restart: revokes every partition, steps down as leader and marks
-    /// the lease departing, so a restarted instance with the same ID resumes the same share.
-    /// Bounded by `shutdown_timeout_ms` (then [`PartiError::Timeout`]); stopping a stopped
-    /// worker is fine.
+    /// Stops gracefully and hands the partitions off now, like Kafka's `close()`: revokes
+    /// every partition (awaiting `RebalanceListener.onRevoked`), steps down as leader and
+    /// deletes the lease, so the leader reassigns at once. Bounded by `shutdown_timeout_ms`
+    /// (then [`PartiError::Timeout`]); stopping a stopped worker is fine.
     pub async fn stop(&self) -> Result<(), PartiError> {
         let handle = self.handle.clone();
         on_runtime(async move { handle.stop().await })
@@ -174,11 +183,12 @@ impl Worker {
             .map_err(Into::into)
     }
 
-    /// Stops for good: like `stop`, but deletes the lease, so the leader reassigns the
-    /// partitions at once.
-    pub async fn stop_final(&self) -> Result<(), PartiError> {
+    /// Stops for a restart that follows: like `stop`, but the lease is kept as departing and
+    /// the share parked for `restart_grace_ms`, so a restarted instance with the same ID
+    /// resumes it (nobody processes it meanwhile).
+    pub async fn stop_for_restart(&self) -> Result<(), PartiError> {
         let handle = self.handle.clone();
-        on_runtime(async move { handle.stop_final().await })
+        on_runtime(async move { handle.stop_for_restart().await })
             .await
             .map_err(Into::into)
     }

@@ -5,11 +5,13 @@
 //! cargo run --release -p parti-core --example sim -- --seeds 1000
 //! cargo run --release -p parti-core --example sim -- --seed 42        # replay one seed, verbosely
 //! options: --seeds N  --seed S  --workers W (5)  --partitions P (100)  --duration-s D (60)
-//!          --relaxed  --threads T (2)
+//!          --relaxed  --threads T (2)  --per-seed
 //! ```
 //!
 //! Prints one line per failing seed with the command that replays it; with `--seed` alone, the
-//! full report (schedule, violations, trace tail). The last line is always
+//! full report (schedule, violations, trace tail). With `--per-seed`, one line per seed with its
+//! figures and a fingerprint of its trace and KV writes (to prove a change kept runs identical:
+//! md5 the output). The last line is always
 //! `seeds=N violations=V max_converge_ms=M schedules_per_sec=S`.
 
 use parti_core::sim::{random_schedule, run_schedule, Outcome, RunSpec};
@@ -30,6 +32,7 @@ struct Args {
     duration_s: u64,
     relaxed: bool,
     threads: usize,
+    per_seed: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -42,6 +45,7 @@ fn parse() -> Result<Args, String> {
         duration_s: 60,
         relaxed: false,
         threads: 2,
+        per_seed: false,
     };
     let mut seeds_given = false;
     let mut it = std::env::args().skip(1);
@@ -65,9 +69,10 @@ fn parse() -> Result<Args, String> {
             "--duration-s" => a.duration_s = value("--duration-s")?,
             "--threads" => a.threads = value("--threads")?.max(1) as usize,
             "--relaxed" => a.relaxed = true,
+            "--per-seed" => a.per_seed = true,
             "-h" | "--help" => {
                 return Err("usage: sim [--seeds N] [--seed S] [--workers W] [--partitions P] [--duration-s D] \
-                            [--relaxed] [--threads T]"
+                            [--relaxed] [--threads T] [--per-seed]"
                     .into())
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -93,6 +98,9 @@ fn spec(a: &Args, seed: u64) -> RunSpec {
     );
     if a.relaxed {
         spec = spec.relaxed();
+    }
+    if a.per_seed {
+        spec.sim.fingerprint = true;
     }
     if a.single {
         spec.sim.trace_kv = true;
@@ -184,16 +192,31 @@ fn main() -> ExitCode {
                 "seed={} converge_ms={:?} moves={} emergencies={} steps={} sim_ms={}",
                 o.seed, o.converge_ms, o.moves, o.emergencies, o.steps, o.sim_ms
             );
-        } else if let Some(first) = o.violations.first() {
+        } else if a.per_seed {
             println!(
-                "FAIL seed={} violations={} first={:?} at {}: {} | replay: {}",
+                "seed={} converge_ms={:?} moves={} emergencies={} steps={} sim_ms={} violations={} fingerprint={:016x}",
                 o.seed,
+                o.converge_ms,
+                o.moves,
+                o.emergencies,
+                o.steps,
+                o.sim_ms,
                 o.violations.len(),
-                first.kind,
-                first.at,
-                first.details,
-                replay_hint(&a, o.seed)
+                o.fingerprint.unwrap_or(0)
             );
+        }
+        if !a.single {
+            if let Some(first) = o.violations.first() {
+                println!(
+                    "FAIL seed={} violations={} first={:?} at {}: {} | replay: {}",
+                    o.seed,
+                    o.violations.len(),
+                    first.kind,
+                    first.at,
+                    first.details,
+                    replay_hint(&a, o.seed)
+                );
+            }
         }
     }
     println!(

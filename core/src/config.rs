@@ -1,4 +1,4 @@
-//! Worker configuration, its defaults and its validation.
+//! WorkerMachine configuration, its defaults and its validation.
 
 use crate::{Error, WorkerId};
 use std::time::Duration;
@@ -16,7 +16,7 @@ pub enum HandoffMode {
 }
 
 /// Everything a worker needs to know. Build with `Config::default()` and change fields, then
-/// [`Config::validate`] (which [`crate::Worker::new`] calls too).
+/// [`Config::validate`] (which [`crate::WorkerMachine::new`] calls too).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Prefix of the KV bucket names (`<prefix>-leases`, `<prefix>-assign`). Default `parti`.
@@ -30,7 +30,7 @@ pub struct Config {
     /// ID to try first (a restart, a StatefulSet ordinal). Default none.
     pub preferred_id: Option<WorkerId>,
     /// Unique per process; tells a restarted instance from its predecessor and seeds the
-    /// little randomness the core uses. Drivers fill it from the OS; [`crate::Worker::new`]
+    /// little randomness the core uses. Drivers fill it from the OS; [`crate::WorkerMachine::new`]
     /// refuses 0 (the default).
     pub instance_token: u64,
     /// This worker's capacity relative to others (loads are weight / capacity). Default 1.

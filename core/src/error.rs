@@ -21,6 +21,12 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A strategy name that is not one of [`crate::strategy::NAMES`].
+    #[error("unknown strategy {name:?}; valid names are {}", crate::strategy::NAMES.join(", "))]
+    UnknownStrategy {
+        /// The name that was given.
+        name: String,
+    },
     /// A value read from KV could not be decoded.
     #[error("cannot decode {what}: {reason}")]
     Decode {

@@ -1,4 +1,4 @@
-//! What goes into a [`crate::Worker`] and what comes out of it.
+//! What goes into a [`crate::WorkerMachine`] and what comes out of it.
 
 use crate::{
     Bucket, Entry, Epoch, Generation, KvOp, KvResult, Partition, PartitionId, RequestId, WatchId,
@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-/// An input to [`crate::Worker::handle_input`].
+/// An input to [`crate::WorkerMachine::handle_input`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
     /// A watch delivered an entry (in revision order per watch).
@@ -51,7 +51,7 @@ pub enum Input {
     Load(f64),
 }
 
-/// IO the driver must perform, from [`crate::Worker::poll_action`].
+/// IO the driver must perform, from [`crate::WorkerMachine::poll_action`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Perform a KV operation; answer with [`Input::KvResult`] with the same `id`.
@@ -80,11 +80,17 @@ pub enum Action {
     ListPartitions(RequestId),
     /// Start consuming a partition.
     Subscribe(PartitionId),
-    /// Stop consuming a partition; confirm with [`Input::Unsubscribed`] once in-flight work is done.
+    /// Stop consuming a partition that is being handed off (revoked); confirm with
+    /// [`Input::Unsubscribed`] once in-flight work is done. In Strict mode nobody else gets it
+    /// before the confirmation (or `revoke_timeout`).
     Unsubscribe(PartitionId),
+    /// Stop consuming a partition at once: it is *lost*, not handed off (the worker fenced itself
+    /// or lost its ID), and may already be another worker's, so in-flight work must not be
+    /// committed. Nothing is confirmed.
+    Lose(PartitionId),
 }
 
-/// What the application is told, from [`crate::Worker::poll_event`].
+/// What the application is told, from [`crate::WorkerMachine::poll_event`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// The worker's state changed.
@@ -96,16 +102,22 @@ pub enum Event {
     },
     /// The worker claimed its ID.
     IdClaimed(WorkerId),
-    /// This worker's partitions changed.
+    /// This worker's partitions changed. The words are Kafka's: `assigned`, `revoked` and
+    /// `lost` are what changed, `assignment` the whole set.
     AssignmentChanged {
-        /// The committed generation now applied.
+        /// The committed generation now applied (the last applied one when partitions were
+        /// dropped on a fence, a lost ID or a stop).
         generation: Generation,
         /// Partitions gained.
-        added: BTreeSet<PartitionId>,
-        /// Partitions lost.
-        removed: BTreeSet<PartitionId>,
-        /// Every partition now held.
         assigned: BTreeSet<PartitionId>,
+        /// Partitions handed off: unsubscribed, and confirmed before anyone else gets them
+        /// ([`Action::Unsubscribe`]).
+        revoked: BTreeSet<PartitionId>,
+        /// Partitions dropped without a handoff: they may already be another worker's
+        /// ([`Action::Lose`]).
+        lost: BTreeSet<PartitionId>,
+        /// Every partition now held.
+        assignment: BTreeSet<PartitionId>,
     },
     /// This worker became leader (`is_leader`) or stopped being leader.
     LeadershipChanged {

@@ -8,19 +8,19 @@
 //!
 //! ## The run loop
 //!
-//! One [`Worker`] per process. Feed it with [`Worker::handle_input`] (KV watch entries, results
-//! of earlier actions, the partition list, application requests) and [`Worker::handle_timeout`].
-//! **After every `handle_*` call, drain [`Worker::poll_action`] and [`Worker::poll_event`], then
-//! read [`Worker::poll_timeout`]** and call `handle_timeout` when that instant is reached (a
+//! One [`WorkerMachine`] per process. Feed it with [`WorkerMachine::handle_input`] (KV watch entries, results
+//! of earlier actions, the partition list, application requests) and [`WorkerMachine::handle_timeout`].
+//! **After every `handle_*` call, drain [`WorkerMachine::poll_action`] and [`WorkerMachine::poll_event`], then
+//! read [`WorkerMachine::poll_timeout`]** and call `handle_timeout` when that instant is reached (a
 //! spurious call is a no-op).
 //!
 //! ```no_run
-//! use parti_core::{Action, Config, Input, Instant, Worker};
+//! use parti_core::{Action, Config, Input, Instant, WorkerMachine};
 //!
 //! # fn perform(_: Action) -> Option<Input> { None }
 //! # fn wait_for_input_until(_: Option<Instant>) -> (Instant, Option<Input>) { (Instant::ZERO, None) }
 //! let config = Config { instance_token: 0x5eed, ..Config::default() }; // unique per process
-//! let mut worker = Worker::new(config, Instant::ZERO)?;
+//! let mut worker = WorkerMachine::new(config, Instant::ZERO)?;
 //! loop {
 //!     while let Some(action) = worker.poll_action() {
 //!         // KV operations, watches, partition listing, subscribe / unsubscribe. Results come
@@ -98,4 +98,4 @@ pub use plan::{explain, plan, summarize, Explanation, PlanSummary};
 pub use rng::Rng;
 pub use strategy::{Plan, PlanInput, Strategy, WorkerSlot};
 pub use time::Instant;
-pub use worker::Worker;
+pub use worker::WorkerMachine;

@@ -159,16 +159,7 @@ fn validate(input: &PlanInput) -> Result<(), Error> {
             });
         }
     }
-    let total = input
-        .partitions
-        .iter()
-        .try_fold(0u64, |sum, p| sum.checked_add(p.weight()));
-    if total.is_none() {
-        return Err(Error::InvalidConfig {
-            field: "partitions",
-            reason: "the partitions' total weight overflows u64".into(),
-        });
-    }
+    total_weight(&input.partitions)?;
     if !(input.slack.is_finite() && input.slack >= 0.0) {
         return Err(Error::InvalidConfig {
             field: "slack",
@@ -179,6 +170,18 @@ fn validate(input: &PlanInput) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// The partitions' total weight; an error when it overflows `u64` (the leader refuses such a
+/// source list when it arrives, as [`plan`] refuses such an input).
+pub(crate) fn total_weight(partitions: &[crate::Partition]) -> Result<u64, Error> {
+    partitions
+        .iter()
+        .try_fold(0u64, |sum, p| sum.checked_add(p.weight()))
+        .ok_or_else(|| Error::InvalidConfig {
+            field: "partitions",
+            reason: "the partitions' total weight overflows u64".into(),
+        })
 }
 
 /// Debug builds check the strategy's contract: every partition exactly once, on a live worker.

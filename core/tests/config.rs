@@ -150,7 +150,8 @@ fn messages_say_the_allowed_range() {
 
 #[test]
 fn worker_new_refuses_a_missing_instance_token() {
-    let err = parti_core::Worker::new(Config::default(), parti_core::Instant::ZERO).unwrap_err();
+    let err =
+        parti_core::WorkerMachine::new(Config::default(), parti_core::Instant::ZERO).unwrap_err();
     assert!(
         matches!(
             err,
@@ -170,7 +171,7 @@ fn worker_new_refuses_an_invalid_config() {
         ..Config::default()
     };
     assert!(matches!(
-        parti_core::Worker::new(bad, parti_core::Instant::ZERO),
+        parti_core::WorkerMachine::new(bad, parti_core::Instant::ZERO),
         Err(Error::InvalidConfig {
             field: "replicas",
             ..

@@ -134,3 +134,63 @@ fn a_round_trip_longer_than_a_heartbeat_renews_back_to_back_without_fencing() {
     assert_eq!(sim.stats().moves, moves, "nothing moved");
     sim.assert_clean();
 }
+
+/// Found by the simulator (seed 4116 of `--seeds 5000`): the leader, fenced by a KV outage,
+/// renews its own lease at the very deadline at which it declares itself crashed. Its GET reads
+/// the renewal back before the watch delivers it; the stale watch entry must not revive the
+/// peer, and the marker of the leader's own CAS delete must not read as a graceful leave (which
+/// granted the partitions while their holder still had them).
+#[test]
+fn a_renewal_at_the_crash_deadline_never_gives_a_partition_two_owners() {
+    let outcome = parti_core::sim::run_seed(&parti_core::sim::RunSpec::new(4116, 5, 100, SECS(60)));
+    assert!(outcome.passed(), "{}", outcome.report.unwrap_or_default());
+}
+
+/// The assignment deltas a node reported: (revoked, lost) partitions over all its events.
+fn revoked_and_lost(sim: &parti_core::sim::Sim, n: NodeId) -> (usize, usize) {
+    sim.events().iter().filter(|(_, node, _)| *node == n).fold(
+        (0, 0),
+        |(r, l), (_, _, e)| match e {
+            parti_core::Event::AssignmentChanged { revoked, lost, .. } => {
+                (r + revoked.len(), l + lost.len())
+            }
+            _ => (r, l),
+        },
+    )
+}
+
+#[test]
+fn a_fenced_worker_reports_its_partitions_lost_and_a_handoff_reports_them_revoked() {
+    let (mut sim, nodes) = settled(3, 30, 21, |_| {});
+    let victim = follower(&sim, &nodes);
+    let held = sim.holdings(victim).len();
+    assert!(held > 0, "the follower holds partitions");
+    assert_eq!(revoked_and_lost(&sim, victim), (0, 0));
+    // Cut off past the fence window: it fences (Strict) and drops everything as lost.
+    sim.isolate(victim);
+    sim.run_for(sim.template().lease_ttl + SECS(1));
+    let (revoked, lost) = revoked_and_lost(&sim, victim);
+    assert_eq!(
+        (revoked, lost),
+        (0, held),
+        "a fence loses, it does not revoke"
+    );
+    sim.heal(victim);
+    sim.must_converge(SECS(60));
+    // A graceful final stop hands its partitions off: revoked, never lost.
+    let other = *nodes
+        .iter()
+        .find(|n| **n != victim && Some(**n) != sim.leader())
+        .unwrap_or(&victim);
+    let before = revoked_and_lost(&sim, other);
+    let held = sim.holdings(other).len();
+    assert!(held > 0, "{other} holds partitions");
+    sim.stop(other, true);
+    sim.must_converge(SECS(60));
+    let after = revoked_and_lost(&sim, other);
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (held, 0),
+        "a stop revokes, it does not lose"
+    );
+}

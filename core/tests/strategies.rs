@@ -4,7 +4,7 @@
 
 use parti_core::plan::{explain, plan, summarize};
 use parti_core::strategy::{
-    Balanced, BoundedLoad, Bounds, ConsistentHash, Plan, PlanInput, RoundRobin, Strategy,
+    self, Balanced, BoundedLoad, Bounds, ConsistentHash, Plan, PlanInput, RoundRobin, Strategy,
     WorkerSlot,
 };
 use parti_core::{Error, Partition, PartitionId, Rng, WorkerId};
@@ -49,13 +49,12 @@ fn skewed(n: usize, seed: u64) -> Vec<Partition> {
         .collect()
 }
 
+/// Every strategy of the registry, so a new one gets every property test below.
 fn all() -> Vec<Box<dyn Strategy>> {
-    vec![
-        Box::new(Balanced::default()),
-        Box::new(ConsistentHash::default()),
-        Box::new(BoundedLoad::default()),
-        Box::new(RoundRobin),
-    ]
+    strategy::NAMES
+        .iter()
+        .map(|name| strategy::by_name(name).expect("a registered name"))
+        .collect()
 }
 
 /// Plans `from` fresh, then `to` with that plan as previous: (input, before, after).

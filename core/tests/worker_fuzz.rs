@@ -4,7 +4,7 @@
 
 use parti_core::{
     Action, Bucket, Config, Entry, Input, Instant, KvOp, KvResult, Operation, Partition, RequestId,
-    WatchId, Worker,
+    WatchId, WorkerMachine,
 };
 use proptest::prelude::*;
 use std::time::Duration;
@@ -76,7 +76,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn answer_all(w: &mut Worker, now: Instant, rounds: usize) {
+fn answer_all(w: &mut WorkerMachine, now: Instant, rounds: usize) {
     let mut revision = 100;
     for _ in 0..rounds {
         let actions: Vec<Action> = std::iter::from_fn(|| w.poll_action()).collect();
@@ -109,7 +109,7 @@ proptest! {
     fn arbitrary_inputs_never_panic(lead in any::<bool>(), steps in proptest::collection::vec(step(), 1..60)) {
         let mut now = Instant::ZERO;
         let config = Config { instance_token: 7, ..Config::default() };
-        let mut w = Worker::new(config, now).unwrap();
+        let mut w = WorkerMachine::new(config, now).unwrap();
         if lead {
             // Answer everything with success for a while: the worker claims an ID, leads and
             // commits a first generation, so the fuzzing starts deep in the protocol.

@@ -3,7 +3,7 @@
 //! worker costs (memory, KV writes). Prints one table for two timing profiles.
 //!
 //! ```text
-//! cargo build --release -p parti --bin parti      # the worker processes that get SIGKILLed
+//! cargo build --release -p parti --features cli --bin parti   # the SIGKILLed worker processes
 //! cargo run --release -p parti --example bench
 //! ```
 //!
@@ -160,7 +160,7 @@ fn short(d: Duration) -> String {
 
 /// The `parti` binary: `$PARTI_BIN`, or `<target>/release/parti` next to this example.
 fn parti_bin() -> Result<PathBuf, String> {
-    let build = "build it with `cargo build --release -p parti --bin parti` or set PARTI_BIN";
+    let build = "build it with `cargo build --release -p parti --features cli --bin parti` or set PARTI_BIN";
     if let Some(bin) = std::env::var_os("PARTI_BIN") {
         let bin = PathBuf::from(bin);
         return if bin.is_file() {

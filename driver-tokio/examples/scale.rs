@@ -30,7 +30,7 @@ use futures::StreamExt;
 use parti::kv::{NatsKv, NatsOptions};
 use parti::strategy::{Balanced, PlanInput, WorkerSlot};
 use parti::testing::NatsServer;
-use parti::{Config, Partition, PartitionId, State, StaticSource, Worker, WorkerHandle};
+use parti::{Config, Partition, PartitionId, State, StaticSource, Worker};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -59,7 +59,7 @@ struct Args {
 
 /// A live worker of the fleet.
 struct Member {
-    handle: WorkerHandle,
+    handle: Worker,
     live: bool,
 }
 
@@ -412,7 +412,7 @@ async fn run(a: &Args) -> Result<(), String> {
     let stops = members.iter().filter(|m| m.live).map(|m| {
         let h = m.handle.clone();
         async move {
-            if tokio::time::timeout(Duration::from_secs(5), h.stop_final())
+            if tokio::time::timeout(Duration::from_secs(5), h.stop())
                 .await
                 .is_err()
             {

@@ -1,12 +1,14 @@
 //! Putting a worker together: configuration, KV, partition source, strategy, listener.
 
-use crate::handle::Snapshot;
+use crate::handle::{Snapshot, TaskEnd};
 use crate::kv::{KvStore, MemoryKv, NatsKv};
 use crate::listener::NoListener;
 use crate::runner::{Runner, RunnerParts};
-use crate::{Error, EventStream, PartitionSource, RebalanceListener, StaticSource, WorkerHandle};
+use crate::{Error, EventStream, PartitionSource, RebalanceListener, StaticSource, Worker};
+use futures::FutureExt;
 use parti_core::strategy::Strategy;
 use parti_core::{Config, Partition};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,24 +17,17 @@ use tokio::sync::{mpsc, watch};
 /// Default of [`WorkerBuilder::claim_timeout`].
 pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Entry point: `Worker::builder()` starts a [`WorkerBuilder`]. The running worker is driven
-/// through its [`WorkerHandle`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Worker;
-
-impl Worker {
-    /// A builder with the default [`Config`] and nothing else set.
-    pub fn builder() -> WorkerBuilder {
-        WorkerBuilder::default()
-    }
-}
+/// Default of [`WorkerBuilder::source_timeout`].
+pub const DEFAULT_SOURCE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Configures and starts a worker. A KV store and a partition source are required.
 #[must_use = "a builder does nothing until start() is called"]
 pub struct WorkerBuilder {
     config: Config,
     kv: Option<Arc<dyn KvStore>>,
+    /// The leases' TTL of a KV given through [`WorkerBuilder::memory`], checked against the
+    /// config's `lease_ttl` on start.
+    memory_lease_ttl: Option<Duration>,
     source: Option<Arc<dyn PartitionSource>>,
     strategy: Option<Box<dyn Strategy>>,
     listener: Arc<dyn RebalanceListener>,
@@ -51,12 +46,13 @@ impl Default for WorkerBuilder {
         WorkerBuilder {
             config: Config::default(),
             kv: None,
+            memory_lease_ttl: None,
             source: None,
             strategy: None,
             listener: Arc::new(NoListener),
             connection: None,
             kv_timeout: None,
-            source_timeout: Duration::from_secs(10),
+            source_timeout: DEFAULT_SOURCE_TIMEOUT,
             claim_timeout: DEFAULT_CLAIM_TIMEOUT,
             subscription: None,
             #[cfg(feature = "metrics")]
@@ -87,13 +83,21 @@ impl WorkerBuilder {
     /// [`WorkerBuilder::memory`] / [`WorkerBuilder::nats`]).
     pub fn kv(mut self, kv: Arc<dyn KvStore>) -> Self {
         self.kv = Some(kv);
+        self.memory_lease_ttl = None;
         self
     }
 
     /// Runs against an in-memory KV (tests, demos). Clones of a `MemoryKv` share one store:
     /// give each worker of an in-process fleet a clone of the same one.
+    ///
+    /// The store expires leases itself, so it must be created with the config's lease TTL
+    /// (`MemoryKv::new(config.lease_ttl)`): otherwise [`WorkerBuilder::start`] fails with
+    /// [`Error::Invalid`] naming both durations.
     pub fn memory(self, kv: MemoryKv) -> Self {
-        self.kv(Arc::new(kv))
+        let lease_ttl = kv.lease_ttl();
+        let mut builder = self.kv(Arc::new(kv));
+        builder.memory_lease_ttl = Some(lease_ttl);
+        builder
     }
 
     /// Runs against NATS JetStream KV.
@@ -142,7 +146,7 @@ impl WorkerBuilder {
     }
 
     /// How long one call of the partition source may take before it counts as failed.
-    /// Default 10 s.
+    /// Default [`DEFAULT_SOURCE_TIMEOUT`] (10 s).
     pub fn source_timeout(mut self, timeout: Duration) -> Self {
         self.source_timeout = timeout;
         self
@@ -171,17 +175,17 @@ impl WorkerBuilder {
     /// Validates the configuration, starts the worker on the current tokio runtime and waits
     /// until it has claimed its ID.
     ///
-    /// When this returns, [`WorkerHandle::worker_id`] is `Some`, [`WorkerHandle::state`] is
+    /// When this returns, [`Worker::worker_id`] is `Some`, [`Worker::state`] is
     /// past [`State::ClaimingId`](parti_core::State::ClaimingId) (usually `Election` or
-    /// `WaitingAssignment`), and [`WorkerHandle::assignment`] is still empty: partitions come
+    /// `WaitingAssignment`), and [`Worker::assignment`] is still empty: partitions come
     /// with the first generation the leader commits (after its cold-start window), announced
     /// by [`crate::Event::AssignmentChanged`]. If no ID is claimed within
     /// [`WorkerBuilder::claim_timeout`], the worker is stopped and this fails with
     /// [`Error::NoId`]; if it stops first, with [`Error::Stopped`].
     ///
-    /// Events emitted before [`WorkerHandle::events`] is called are not replayed; use
+    /// Events emitted before [`Worker::events`] is called are not replayed; use
     /// [`WorkerBuilder::start_with_events`] to see them all.
-    pub async fn start(self) -> Result<WorkerHandle, Error> {
+    pub async fn start(self) -> Result<Worker, Error> {
         let timeout = self.claim_timeout;
         let handle = self.launch(None)?;
         handle.claimed(timeout).await?;
@@ -190,7 +194,7 @@ impl WorkerBuilder {
 
     /// Like [`WorkerBuilder::start`], with an event stream that sees every event from the
     /// first one on.
-    pub async fn start_with_events(self) -> Result<(WorkerHandle, EventStream), Error> {
+    pub async fn start_with_events(self) -> Result<(Worker, EventStream), Error> {
         let timeout = self.claim_timeout;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = self.launch(Some(tx))?;
@@ -201,13 +205,14 @@ impl WorkerBuilder {
     fn launch(
         mut self,
         subscriber: Option<mpsc::UnboundedSender<crate::Event>>,
-    ) -> Result<WorkerHandle, Error> {
+    ) -> Result<Worker, Error> {
         let kv = self.kv.take().ok_or(Error::Missing("kv"))?;
         let source = self.source.take().ok_or(Error::Missing("source"))?;
         if self.config.instance_token == 0 {
             self.config.instance_token = random_token();
         }
         self.config.validate()?;
+        self.check_memory_lease_ttl()?;
         let kv_timeout = self
             .kv_timeout
             .unwrap_or(self.config.heartbeat_interval.max(Duration::from_secs(1)));
@@ -233,8 +238,8 @@ impl WorkerBuilder {
         let origin = tokio::time::Instant::now();
         let now = parti_core::Instant::ZERO;
         let core = match self.strategy.take() {
-            Some(s) => parti_core::Worker::with_strategy(self.config, s, now)?,
-            None => parti_core::Worker::new(self.config, now)?,
+            Some(s) => parti_core::WorkerMachine::with_strategy(self.config, s, now)?,
+            None => parti_core::WorkerMachine::new(self.config, now)?,
         };
         let initial = Snapshot {
             worker_id: None,
@@ -253,7 +258,10 @@ impl WorkerBuilder {
             core.config(),
             snapshot_rx.clone(),
         )?;
+        // Unbounded, and bounded all the same: every command but `Subscribe` carries a reply
+        // its caller awaits, so the queue holds at most one command per pending call.
         let (command_tx, command_rx) = mpsc::unbounded_channel();
+        let end = Arc::new(TaskEnd::new(subscriber.clone()));
         let runner = Runner::new(RunnerParts {
             core,
             origin,
@@ -268,13 +276,45 @@ impl WorkerBuilder {
             snapshot: snapshot_tx,
             observer,
         });
-        let task = tokio::spawn(tracing::Instrument::instrument(runner.run(), span));
-        Ok(WorkerHandle {
+        // The supervisor: a panic of the runner is caught and recorded, and every event
+        // stream ends, also when the task is aborted (the guard's drop).
+        let guard_end = end.clone();
+        let supervised = async move {
+            let mut guard = EndGuard {
+                end: guard_end,
+                crash: None,
+            };
+            if let Err(panic) = AssertUnwindSafe(runner.run()).catch_unwind().await {
+                guard.crash = Some(crate::listener::panic_message(panic.as_ref()));
+            }
+        };
+        let task = tokio::spawn(tracing::Instrument::instrument(supervised, span));
+        Ok(Worker {
             commands: command_tx,
             snapshot: snapshot_rx,
             shutdown_timeout,
             task: task.abort_handle(),
+            end,
         })
+    }
+
+    /// A [`MemoryKv`] expires leases after its own TTL: one that differs from the config's
+    /// `lease_ttl` would expire live workers' leases (shorter) or keep dead workers' (longer)
+    /// against what every worker computes from the config.
+    fn check_memory_lease_ttl(&self) -> Result<(), Error> {
+        match self.memory_lease_ttl {
+            Some(kv_ttl) if kv_ttl != self.config.lease_ttl => {
+                Err(Error::Invalid(parti_core::Error::InvalidConfig {
+                    field: "lease_ttl",
+                    reason: format!(
+                        "the MemoryKv expires leases after {kv_ttl:?} but the config's \
+                         lease_ttl is {:?}: create the MemoryKv with the config's lease_ttl",
+                        self.config.lease_ttl
+                    ),
+                }))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -291,6 +331,18 @@ fn random_token() -> u64 {
     h.write_u32(std::process::id());
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     h.finish().max(1)
+}
+
+/// Ends the task's record when the supervised future finishes or is dropped (aborted).
+struct EndGuard {
+    end: Arc<TaskEnd>,
+    crash: Option<String>,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.end.finish(self.crash.take());
+    }
 }
 
 #[cfg(test)]

@@ -5,14 +5,14 @@ use std::time::Duration;
 /// What can go wrong when starting or commanding a worker.
 ///
 /// Protocol outcomes (an ID lost, leadership lost, a source failing) are not errors: they arrive
-/// as [`crate::Event`]s on [`crate::WorkerHandle::events`].
+/// as [`crate::Event`]s on [`crate::Worker::events`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Invalid input to the core: a bad configuration (the error names the field), a malformed
-    /// partition, an undecodable value.
+    /// Invalid input, as the core says it: a bad configuration (the error names the field), a
+    /// malformed partition, an unknown strategy.
     #[error(transparent)]
-    Config(#[from] parti_core::Error),
+    Invalid(#[from] parti_core::Error),
     /// NATS could not be reached, or a bucket could not be created or bound.
     #[error("nats: {0}")]
     Nats(String),
@@ -33,12 +33,15 @@ pub enum Error {
         /// How long the start waited.
         waited: Duration,
     },
-    /// The partition source failed.
-    #[error("partition source: {0}")]
-    Source(String),
     /// The builder lacks a required part.
     #[error("missing {0}: set it on the WorkerBuilder")]
     Missing(&'static str),
+    /// The worker's task died (a bug: it panicked with this message). The worker is stopped:
+    /// its lease expires and the fleet reassigns its partitions; the handle reports
+    /// [`crate::Worker::is_stopped`] and every event stream ended with
+    /// [`crate::DriverWarning::TaskPanicked`].
+    #[error("worker task crashed: {0}")]
+    Crashed(String),
     /// The subscription manager refused its input (a bad stream name, subject template...).
     #[error(transparent)]
     Subscription(#[from] crate::subscriptions::SubscriptionError),

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// An event of a running worker, from [`crate::WorkerHandle::events`].
+/// An event of a running worker, from [`crate::Worker::events`].
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
@@ -27,12 +27,15 @@ pub enum Event {
     AssignmentChanged {
         /// The committed generation now applied (the last applied one for a fence or a stop).
         generation: Generation,
-        /// Partitions gained.
+        /// Partitions gained ([`crate::RebalanceListener::on_assigned`]).
         assigned: BTreeSet<PartitionId>,
-        /// Partitions lost (being unsubscribed; see [`crate::RebalanceListener::on_revoked`]).
+        /// Partitions handed off ([`crate::RebalanceListener::on_revoked`]).
         revoked: BTreeSet<PartitionId>,
+        /// Partitions lost without a handoff on a fence or a lost ID; they may already be
+        /// another worker's ([`crate::RebalanceListener::on_lost`]).
+        lost: BTreeSet<PartitionId>,
         /// Every partition the worker now owns.
-        all: BTreeSet<PartitionId>,
+        assignment: BTreeSet<PartitionId>,
     },
     /// This worker became leader or stopped leading.
     LeadershipChanged {
@@ -48,7 +51,7 @@ pub enum Event {
         /// How long the worker has been degraded.
         degraded_for: Duration,
     },
-    /// The worker's share is empty after [`crate::WorkerHandle::drain`]: it may now stop.
+    /// The worker's share is empty after [`crate::Worker::drain`]: it may now stop.
     Drained,
     /// A non-fatal problem the core handles by itself (it retries).
     Warning(Warning),
@@ -64,14 +67,16 @@ impl From<parti_core::Event> for Event {
             E::IdClaimed(id) => Event::IdClaimed(id),
             E::AssignmentChanged {
                 generation,
-                added,
-                removed,
                 assigned,
+                revoked,
+                lost,
+                assignment,
             } => Event::AssignmentChanged {
                 generation,
-                assigned: added,
-                revoked: removed,
-                all: assigned,
+                assigned,
+                revoked,
+                lost,
+                assignment,
             },
             E::LeadershipChanged { is_leader, epoch } => {
                 Event::LeadershipChanged { is_leader, epoch }
@@ -103,17 +108,17 @@ pub enum DriverWarning {
         /// The backoff before the rebuild (50 ms doubling up to 2 s).
         retry_in: Duration,
     },
-    /// A rebalance listener callback panicked. A panicking `on_revoked` is not confirmed: the
-    /// core drops the partitions at `revoke_timeout` instead.
+    /// A rebalance listener callback panicked (or, in another language, raised). It has
+    /// returned all the same: a revoke is confirmed (see [`crate::RebalanceListener`]).
     ListenerPanicked {
-        /// `on_assigned` or `on_revoked`.
+        /// `on_assigned`, `on_revoked` or `on_lost`.
         callback: &'static str,
         /// The panic message.
         message: String,
     },
     /// A rebalance listener callback did not finish within `revoke_timeout`; it was cancelled.
     ListenerTimedOut {
-        /// `on_assigned` or `on_revoked`.
+        /// `on_assigned`, `on_revoked` or `on_lost`.
         callback: &'static str,
         /// The bound that was exceeded.
         after: Duration,
@@ -123,6 +128,10 @@ pub enum DriverWarning {
     /// The subscription manager hit a problem (a subscribe retried, a handler that
     /// panicked, a consumer that could not be created yet; see [`crate::subscriptions`]).
     Subscription(crate::subscriptions::SubscriptionError),
+    /// The worker's task panicked (a bug) and is gone: the last event of every stream. The
+    /// worker is stopped without a handoff; its lease expires and the fleet reassigns its
+    /// partitions. Requests fail with [`crate::Error::Crashed`].
+    TaskPanicked(String),
 }
 
 impl DriverWarning {
@@ -135,6 +144,7 @@ impl DriverWarning {
             DriverWarning::ListenerTimedOut { .. } => "listener_timed_out",
             DriverWarning::InputRejected(_) => "input_rejected",
             DriverWarning::Subscription(_) => "subscription",
+            DriverWarning::TaskPanicked(_) => "task_panicked",
         }
     }
 }
@@ -162,11 +172,15 @@ impl std::fmt::Display for DriverWarning {
             }
             DriverWarning::InputRejected(m) => write!(f, "the core refused an input: {m}"),
             DriverWarning::Subscription(e) => write!(f, "subscription: {e}"),
+            DriverWarning::TaskPanicked(m) => write!(
+                f,
+                "the worker's task panicked ({m}); it stopped without a handoff"
+            ),
         }
     }
 }
 
-/// The ordered stream of a worker's events, from [`crate::WorkerHandle::events`].
+/// The ordered stream of a worker's events, from [`crate::Worker::events`].
 ///
 /// Lossless and unbounded: consume it, or drop it. It ends when the worker has stopped.
 #[derive(Debug)]

@@ -3,9 +3,67 @@
 use crate::{Error, EventStream};
 use parti_core::{Generation, PartitionId, State, WorkerId};
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// What the worker's task leaves behind for its handles when it ends, however it ends.
+///
+/// The runner owns the snapshot sender and the event streams' senders, so a runner that
+/// panics drops them: the handles would see a worker that neither stopped nor runs. The task's
+/// supervisor (see [`crate::WorkerBuilder::start`]) records the panic here and ends every
+/// stream with a final [`crate::DriverWarning::TaskPanicked`].
+#[derive(Debug)]
+pub(crate) struct TaskEnd {
+    /// The panic message, once the task panicked.
+    crashed: OnceLock<String>,
+    /// A sender of every event stream, for the final event; `None` once the task has ended.
+    streams: Mutex<Option<Vec<mpsc::UnboundedSender<crate::Event>>>>,
+}
+
+impl TaskEnd {
+    pub(crate) fn new(first: Option<mpsc::UnboundedSender<crate::Event>>) -> Self {
+        TaskEnd {
+            crashed: OnceLock::new(),
+            streams: Mutex::new(Some(first.into_iter().collect())),
+        }
+    }
+
+    /// Keeps a sender of a new stream; false once the task has ended (the stream is then
+    /// over at once).
+    fn register(&self, tx: &mpsc::UnboundedSender<crate::Event>) -> bool {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        match streams.as_mut() {
+            Some(list) => {
+                list.retain(|s| !s.is_closed());
+                list.push(tx.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The task ended (`crash`: with this panic message): tell every stream, then let them end.
+    pub(crate) fn finish(&self, crash: Option<String>) {
+        let streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
+        let Some(message) = crash else { return };
+        tracing::error!(%message, "the worker's task panicked; the worker is stopped");
+        let _ = self.crashed.set(message.clone());
+        let event = crate::Event::DriverWarning(crate::DriverWarning::TaskPanicked(message));
+        for tx in streams {
+            let _ = tx.send(event.clone());
+        }
+    }
+
+    fn crashed(&self) -> Option<&String> {
+        self.crashed.get()
+    }
+}
 
 /// A request from a handle to the runner.
 pub(crate) enum Command {
@@ -33,7 +91,7 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn of(core: &parti_core::Worker, previous: &Snapshot) -> Snapshot {
+    pub(crate) fn of(core: &parti_core::WorkerMachine, previous: &Snapshot) -> Snapshot {
         let assignment = if core.assignment() == previous.assignment.as_ref() {
             previous.assignment.clone()
         } else {
@@ -55,17 +113,25 @@ impl Snapshot {
 ///
 /// The getters read a snapshot the worker publishes after every step (no round trip). The
 /// async methods ask the worker's task and wait for its answer. Dropping every handle stops the
-/// worker gracefully, as [`WorkerHandle::stop`] would.
+/// worker gracefully, as [`Worker::stop`] would.
 #[derive(Clone, Debug)]
-pub struct WorkerHandle {
+pub struct Worker {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) snapshot: watch::Receiver<Snapshot>,
     pub(crate) shutdown_timeout: Duration,
-    /// The runner task, for [`WorkerHandle::abort`].
+    /// The runner task, for [`Worker::abort`].
     pub(crate) task: tokio::task::AbortHandle,
+    /// How the task ended, if it did.
+    pub(crate) end: Arc<TaskEnd>,
 }
 
-impl WorkerHandle {
+impl Worker {
+    /// A builder with the default [`parti_core::Config`] and nothing else set: the way to start
+    /// a worker (`Worker::builder()...start().await`).
+    pub fn builder() -> crate::WorkerBuilder {
+        crate::WorkerBuilder::default()
+    }
+
     /// The claimed ID: `Some` once [`crate::WorkerBuilder::start`] has returned; `None` after
     /// the ID was lost (until the worker claims one again) and after a stop.
     pub fn worker_id(&self) -> Option<WorkerId> {
@@ -97,26 +163,30 @@ impl WorkerHandle {
         self.snapshot.borrow().generation
     }
 
-    /// True once the worker has stopped: nothing more will happen.
+    /// True once the worker has stopped: nothing more will happen. Also true after its task
+    /// panicked (a bug; see [`Error::Crashed`]).
     pub fn is_stopped(&self) -> bool {
-        self.snapshot.borrow().stopped
+        self.snapshot.borrow().stopped || self.end.crashed().is_some()
     }
 
     /// Subscribes to the worker's events, in order and without loss, from now on.
     ///
     /// Events that happened before this call are not replayed: to see every event from the
     /// start, use [`crate::WorkerBuilder::start_with_events`]. The stream ends when the worker
-    /// stops (at once if it already has).
+    /// stops (at once if it already has); if its task panicked, its last event is
+    /// [`crate::DriverWarning::TaskPanicked`].
     pub fn events(&self) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
         // If the worker is gone, `tx` is dropped with the command and the stream ends at once.
-        let _ = self.commands.send(Command::Subscribe(tx));
+        if self.end.register(&tx) {
+            let _ = self.commands.send(Command::Subscribe(tx));
+        }
         EventStream { rx }
     }
 
     /// Asks the leader to re-read the partition source now (a follower forwards the request
     /// through KV). Resolves once the worker accepted the request, not when the assignment
-    /// changed: watch [`WorkerHandle::events`] for that.
+    /// changed: watch [`Worker::events`] for that.
     pub async fn refresh_partitions(&self) -> Result<(), Error> {
         self.ask(Command::Refresh).await
     }
@@ -142,35 +212,39 @@ impl WorkerHandle {
     }
 
     /// Moves this worker's partitions elsewhere; resolves when its share is empty
-    /// ([`crate::Event::Drained`]). A later [`WorkerHandle::stop`] then deletes the lease.
+    /// ([`crate::Event::Drained`]). A later [`Worker::stop`] then deletes the lease.
     /// `Err(Stopped)` if the worker stops first.
     pub async fn drain(&self) -> Result<(), Error> {
         self.ask(Command::Drain).await
     }
 
-    /// Stops gracefully for a restart: revokes every partition (awaiting
-    /// [`crate::RebalanceListener::on_revoked`]), steps down as leader and marks the lease
-    /// `departing`, so a restarted instance that claims the same ID resumes the same share.
+    /// Stops gracefully and hands the partitions off now, like Kafka's `close()`: revokes
+    /// every partition (awaiting [`crate::RebalanceListener::on_revoked`]), steps down as
+    /// leader and deletes the lease, so the leader reassigns the partitions at once.
     ///
     /// Bounded by the config's `shutdown_timeout` inside the worker; this call gives up with
-    /// [`Error::Timeout`] one second after that. Stopping a stopped worker is `Ok`.
+    /// [`Error::Timeout`] one second after that. Stopping a stopped worker is `Ok`. Dropping
+    /// every handle stops the same way.
     pub async fn stop(&self) -> Result<(), Error> {
-        self.stop_with(false).await
+        self.stop_with(true).await
     }
 
-    /// Stops for good: like [`WorkerHandle::stop`], but deletes the lease (no restart follows),
-    /// so the leader reassigns the partitions at once.
-    pub async fn stop_final(&self) -> Result<(), Error> {
-        self.stop_with(true).await
+    /// Stops for a restart that follows (a rolling deploy): like [`Worker::stop`], but
+    /// the lease is kept and marked `departing`, and the leader parks this worker's share for
+    /// the config's `restart_grace` (nobody processes it meanwhile), so a restarted instance
+    /// that claims the same ID within the grace resumes the same partitions without a
+    /// rebalance. Past the grace they are reassigned.
+    pub async fn stop_for_restart(&self) -> Result<(), Error> {
+        self.stop_with(false).await
     }
 
     /// Kills the worker's task at once, as a crash would: no revoke, no step-down, no lease
     /// delete. Its lease stays in KV until it expires (`lease_ttl`), and only then does the
     /// leader reassign its partitions; no listener callback runs. For simulating a crash in
-    /// one process (`parti demo`, tests); use [`WorkerHandle::stop`] to leave.
+    /// one process (`parti demo`, tests); use [`Worker::stop`] to leave.
     ///
-    /// The event streams end and [`WorkerHandle::stopped`] resolves once the task is gone;
-    /// [`WorkerHandle::is_stopped`] keeps reporting the last snapshot.
+    /// The event streams end and [`Worker::stopped`] resolves once the task is gone;
+    /// [`Worker::is_stopped`] keeps reporting the last snapshot.
     pub fn abort(&self) {
         self.task.abort();
     }
@@ -220,15 +294,20 @@ impl WorkerHandle {
         }
     }
 
-    /// Sends a command and waits for its answer; a gone runner is `Err(Stopped)`.
+    /// Sends a command and waits for its answer; a gone runner is `Err(Stopped)`, or
+    /// `Err(Crashed)` if its task panicked.
     async fn ask(
         &self,
         command: impl FnOnce(crate::handle::Reply) -> Command,
     ) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(command(tx))
-            .map_err(|_| Error::Stopped)?;
-        rx.await.unwrap_or(Err(Error::Stopped))
+        let result = match self.commands.send(command(tx)) {
+            Ok(()) => rx.await.unwrap_or(Err(Error::Stopped)),
+            Err(_) => Err(Error::Stopped),
+        };
+        match (result, self.end.crashed()) {
+            (Err(Error::Stopped), Some(message)) => Err(Error::Crashed(message.clone())),
+            (result, _) => result,
+        }
     }
 }

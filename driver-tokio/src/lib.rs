@@ -10,7 +10,7 @@
 //!
 //! [`Worker::builder`] takes a [`Config`], a KV store, the application's
 //! [`PartitionSource`] and optionally a [`RebalanceListener`]; `start()` spawns one task that
-//! owns the core and returns a cloneable [`WorkerHandle`]:
+//! owns the core and returns a cloneable [`Worker`]:
 //!
 //! ```no_run
 //! use futures::StreamExt;
@@ -50,11 +50,11 @@
 //!
 //! ## What the handle offers
 //!
-//! Cheap getters read a snapshot published after every step ([`WorkerHandle::state`],
-//! [`WorkerHandle::assignment`], [`WorkerHandle::is_leader`], ...). [`WorkerHandle::events`]
+//! Cheap getters read a snapshot published after every step ([`Worker::state`],
+//! [`Worker::assignment`], [`Worker::is_leader`], ...). [`Worker::events`]
 //! is an ordered, lossless stream of [`Event`]s from the moment it is called.
-//! [`WorkerHandle::refresh_partitions`], [`WorkerHandle::drain`] and [`WorkerHandle::stop`]
-//! ask the worker's task and wait for its answer. [`WorkerHandle::pin`] pins a partition to a
+//! [`Worker::refresh_partitions`], [`Worker::drain`] and [`Worker::stop`]
+//! ask the worker's task and wait for its answer. [`Worker::pin`] pins a partition to a
 //! worker for the whole fleet (operators without a worker use [`pins`] or `parti pin`).
 //!
 //! ## Metrics and logs
@@ -64,6 +64,14 @@
 //! a `tracing` span `worker` (`prefix`, `instance`, `worker_id`) and logs every state change,
 //! assignment, leadership change, committed generation (the leader's decision, with its reason)
 //! and warning; install any `tracing` subscriber to see them.
+//!
+//! ## Cargo features
+//!
+//! - `metrics` (default): [`WorkerBuilder::metrics`] and the [`metrics`] module.
+//! - `testing`: the `testing` module, throwaway `nats-server` processes, clusters and a
+//!   fault-injecting TCP proxy for tests.
+//! - `cli`: the `parti` binary (`cargo install --path driver-tokio --features cli`); it alone
+//!   brings clap, hyper and tracing-subscriber, which the library never needs.
 //!
 //! ## Failures
 //!
@@ -88,14 +96,15 @@ pub mod pins;
 mod runner;
 mod source;
 pub mod subscriptions;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod watches;
 
-pub use builder::{Worker, WorkerBuilder};
+pub use builder::{WorkerBuilder, DEFAULT_SOURCE_TIMEOUT};
 pub use error::Error;
 pub use events::{DriverWarning, Event, EventStream};
-pub use handle::WorkerHandle;
-pub use listener::RebalanceListener;
+pub use handle::Worker;
+pub use listener::{listener_failed, RebalanceListener};
 pub use source::{PartitionSource, SourceError, StaticSource};
 pub use subscriptions::{
     JoinedError, MessageHandler, SubjectTemplate, SubscriptionError, SubscriptionManager,

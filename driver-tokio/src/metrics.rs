@@ -176,7 +176,7 @@ impl Families {
         );
         r.register(
             "parti_load",
-            "The load the application last reported for the worker (WorkerHandle::set_load)",
+            "The load the application last reported for the worker (Worker::set_load)",
             self.load.clone(),
         );
         r.register(
@@ -414,8 +414,9 @@ impl Recorder {
         match e {
             E::AssignmentChanged {
                 generation,
-                added,
-                removed,
+                assigned,
+                revoked,
+                lost,
                 ..
             } => {
                 // The fleet's first generation places partitions; it moves none.
@@ -424,7 +425,9 @@ impl Recorder {
                 } else {
                     state.name()
                 };
-                for (direction, n) in [("in", added.len()), ("out", removed.len())] {
+                // A loss (a fence) moves partitions out too; `parti_fences_total` tells it apart.
+                let out = revoked.len() + lost.len();
+                for (direction, n) in [("in", assigned.len()), ("out", out)] {
                     if n > 0 {
                         self.f
                             .moved

@@ -309,14 +309,16 @@ impl Observer {
             E::IdClaimed(id) => tracing::info!(worker_id = id.0, "worker id claimed"),
             E::AssignmentChanged {
                 generation,
-                added,
-                removed,
                 assigned,
+                revoked,
+                lost,
+                assignment,
             } => tracing::info!(
                 generation = generation.0,
-                assigned = added.len(),
-                revoked = removed.len(),
-                owned = assigned.len(),
+                assigned = assigned.len(),
+                revoked = revoked.len(),
+                lost = lost.len(),
+                owned = assignment.len(),
                 "assignment changed"
             ),
             E::LeadershipChanged { is_leader, epoch } => {

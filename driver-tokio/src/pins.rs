@@ -1,7 +1,7 @@
 //! Operators' pins: `ctl.pin.<partition>` in the fleet's assign bucket names the worker a
 //! partition must run on. The leader honours a pin while that worker is live and places the
 //! partition by its strategy otherwise; removing a pin moves nothing by itself. Any process
-//! with the fleet's KV can pin (a worker through [`crate::WorkerHandle::pin`], `parti pin`).
+//! with the fleet's KV can pin (a worker through [`crate::Worker::pin`], `parti pin`).
 
 use crate::kv::KvStore;
 use crate::Error;

@@ -29,7 +29,7 @@ type SourceFuture = BoxFuture<'static, (RequestId, Result<Vec<Partition>, String
 
 /// Everything a runner is made of (see [`crate::WorkerBuilder`]).
 pub(crate) struct RunnerParts {
-    pub(crate) core: parti_core::Worker,
+    pub(crate) core: parti_core::WorkerMachine,
     pub(crate) origin: tokio::time::Instant,
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) kv_timeout: Duration,
@@ -43,10 +43,32 @@ pub(crate) struct RunnerParts {
     pub(crate) observer: Observer,
 }
 
+/// What a batch of subscription changes does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SubKind {
+    /// `Action::Subscribe`: the listener's `on_assigned`.
+    Subscribe,
+    /// `Action::Unsubscribe`: `on_revoked`, confirmed to the core.
+    Revoke,
+    /// `Action::Lose`: `on_lost`, nothing to confirm.
+    Lose,
+}
+
+impl SubKind {
+    /// The listener callback it runs, for warnings.
+    fn callback(self) -> &'static str {
+        match self {
+            SubKind::Subscribe => "on_assigned",
+            SubKind::Revoke => "on_revoked",
+            SubKind::Lose => "on_lost",
+        }
+    }
+}
+
 /// A batch of subscription changes waiting for its turn.
 #[derive(Debug)]
 struct SubOp {
-    subscribe: bool,
+    kind: SubKind,
     /// Partitions handed to the callback: changes of the subscribed set (the core may repeat an
     /// `Unsubscribe`, e.g. when it fences during a revoke; the callback sees each change once).
     call: BTreeSet<PartitionId>,
@@ -74,7 +96,7 @@ enum Wake {
 }
 
 pub(crate) struct Runner {
-    core: parti_core::Worker,
+    core: parti_core::WorkerMachine,
     origin: tokio::time::Instant,
     kv: Arc<dyn KvStore>,
     kv_timeout: Duration,
@@ -85,7 +107,12 @@ pub(crate) struct Runner {
     sub_current: Option<SubInFlight>,
     /// Background warnings of the subscriptions (the subscription manager's errors).
     sub_warnings: Option<mpsc::UnboundedReceiver<DriverWarning>>,
-    /// Partitions subscribed as far as the subscriptions know (queued changes included).
+    /// A view derived from the core's actions, never decided here: the partitions the
+    /// subscriptions were told to consume (queued changes included), so that a partition the
+    /// core asks to release twice (a fence during a revoke) reaches the callbacks once. The
+    /// core's held set is the one owner of the assignment (the snapshot and events read it);
+    /// `worker_memory::the_listener_view_follows_the_core_across_a_revoke_timeout` checks
+    /// that this view and the listener's do not drift from it.
     subscribed: BTreeSet<PartitionId>,
     watches: Watches,
     kv_pending: FuturesUnordered<KvFuture>,
@@ -179,9 +206,9 @@ impl Runner {
         match wake {
             Wake::Command(Some(c)) => self.on_command(c),
             Wake::Command(None) => {
-                // Every handle is gone: stop gracefully, as a restart would.
+                // Every handle is gone: stop gracefully and hand off, as `stop()` does.
                 self.commands_open = false;
-                self.input(Input::Stop { final_stop: false });
+                self.input(Input::Stop { final_stop: true });
             }
             Wake::Watch(WatchEvent::Entry(watch, entry)) => {
                 self.input(Input::WatchEntry { watch, entry })
@@ -261,7 +288,7 @@ impl Runner {
         let now = self.now();
         self.core.handle_input(now, input).map_err(|e| match e {
             parti_core::Error::WrongState { .. } => Error::Stopped,
-            e => Error::Config(e),
+            e => Error::Invalid(e),
         })
     }
 
@@ -325,8 +352,9 @@ impl Runner {
             } => self.watches.add(id, bucket, filters),
             Action::Unwatch(id) => self.watches.remove(id),
             Action::ListPartitions(id) => self.list_partitions(id),
-            Action::Subscribe(p) => self.queue_sub(true, p),
-            Action::Unsubscribe(p) => self.queue_sub(false, p),
+            Action::Subscribe(p) => self.queue_sub(SubKind::Subscribe, p),
+            Action::Unsubscribe(p) => self.queue_sub(SubKind::Revoke, p),
+            Action::Lose(p) => self.queue_sub(SubKind::Lose, p),
         }
     }
 
@@ -349,24 +377,24 @@ impl Runner {
     }
 
     /// Queues a subscription change, merging it into the last queued batch of the same kind.
-    fn queue_sub(&mut self, subscribe: bool, p: PartitionId) {
-        let changed = if subscribe {
+    fn queue_sub(&mut self, kind: SubKind, p: PartitionId) {
+        let changed = if kind == SubKind::Subscribe {
             self.subscribed.insert(p.clone())
         } else {
             self.subscribed.remove(&p)
         };
         let op = match self.sub_queue.back_mut() {
-            Some(op) if op.subscribe == subscribe => op,
+            Some(op) if op.kind == kind => op,
             _ => {
                 self.sub_queue.push_back(SubOp {
-                    subscribe,
+                    kind,
                     call: BTreeSet::new(),
                     confirm: BTreeSet::new(),
                 });
                 self.sub_queue.back_mut().expect("just pushed")
             }
         };
-        if !subscribe {
+        if kind == SubKind::Revoke {
             op.confirm.insert(p.clone());
         }
         if changed {
@@ -386,10 +414,10 @@ impl Runner {
             // Only repeats: nothing to tell, but confirm in order, after the batches before.
             Box::pin(std::future::ready(Some(Ok(()))))
         } else {
-            let inner = if op.subscribe {
-                self.subscriptions.on_subscribe(op.call.clone())
-            } else {
-                self.subscriptions.on_unsubscribe(op.call.clone())
+            let inner = match op.kind {
+                SubKind::Subscribe => self.subscriptions.on_subscribe(op.call.clone()),
+                SubKind::Revoke => self.subscriptions.on_unsubscribe(op.call.clone()),
+                SubKind::Lose => self.subscriptions.on_lose(op.call.clone()),
             };
             let bound = self.core.config().revoke_timeout;
             Box::pin(async move { tokio::time::timeout(bound, inner).await.ok() })
@@ -398,27 +426,26 @@ impl Runner {
     }
 
     /// A batch finished (`None`: timed out): confirm unsubscribes to the core.
+    ///
+    /// A callback that returned or panicked is done, and its revokes are confirmed (a panic is
+    /// reported): waiting longer would change nothing. One that timed out is not: the core
+    /// drops those partitions at its revoke deadline, which has passed by then.
     fn on_sub_done(&mut self, done: Option<Result<(), String>>) {
         let Some(SubInFlight { op, .. }) = self.sub_current.take() else {
             return;
         };
-        let callback = if op.subscribe {
-            "on_assigned"
-        } else {
-            "on_revoked"
-        };
+        let callback = op.kind.callback();
+        if let Some(Err(message)) = &done {
+            self.publish(Event::DriverWarning(DriverWarning::ListenerPanicked {
+                callback,
+                message: message.clone(),
+            }));
+        }
         match done {
-            Some(Ok(())) => {
+            Some(_) => {
                 for p in op.confirm {
                     self.input(Input::Unsubscribed(p));
                 }
-            }
-            // Not confirmed: the core drops the partitions at its revoke deadline.
-            Some(Err(message)) => {
-                self.publish(Event::DriverWarning(DriverWarning::ListenerPanicked {
-                    callback,
-                    message,
-                }));
             }
             None => {
                 let after = self.core.config().revoke_timeout;

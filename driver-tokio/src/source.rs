@@ -1,7 +1,7 @@
 //! Where the partitions come from: the application's list.
 //!
 //! Only the leader asks its source, when it starts leading and on
-//! [`crate::WorkerHandle::refresh_partitions`]; every worker of a fleet should therefore be
+//! [`crate::Worker::refresh_partitions`]; every worker of a fleet should therefore be
 //! given an equivalent source. A source that fails (or panics, or hangs past the builder's
 //! `source_timeout`) never stops a worker: the failure is reported as a
 //! [`crate::Warning::SourceFailed`] event and the core retries with backoff.
@@ -60,7 +60,7 @@ impl<S: PartitionSource + ?Sized> PartitionSource for Arc<S> {
 ///
 /// Clones share the list: keep a clone, give another to the builder, and
 /// [`StaticSource::update`] it from any thread; then call
-/// [`crate::WorkerHandle::refresh_partitions`] so the leader re-reads it at once. Reads are a
+/// [`crate::Worker::refresh_partitions`] so the leader re-reads it at once. Reads are a
 /// lock held for one `Arc` clone, so readers never see a half-written list.
 #[derive(Clone, Debug, Default)]
 pub struct StaticSource {

@@ -217,7 +217,9 @@ fn two_workers_show_in_status_and_plan_and_stop_on_sigterm() {
         a.seen.join("\n")
     );
     assert!(
-        a.seen.iter().any(|l| l.contains("SIGTERM: stopping")),
+        a.seen
+            .iter()
+            .any(|l| l.contains("SIGTERM: stopping (handing off")),
         "{:?}",
         a.seen
     );

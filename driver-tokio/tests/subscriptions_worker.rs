@@ -9,10 +9,7 @@ mod subscription_support;
 use async_nats::jetstream;
 use parti::kv::MemoryKv;
 use parti::testing::NatsServer;
-use parti::{
-    Config, DriverWarning, Event, MessageHandler, PartitionId, SubscriptionError, Worker,
-    WorkerHandle,
-};
+use parti::{Config, DriverWarning, Event, MessageHandler, PartitionId, SubscriptionError, Worker};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,7 +37,7 @@ async fn start(
     n: usize,
     log: &Log,
     index: usize,
-) -> WorkerHandle {
+) -> Worker {
     let (handle, events) = builder
         .config(config())
         .memory(kv.clone())
@@ -53,7 +50,7 @@ async fn start(
 }
 
 /// Both workers own a non-empty share, together exactly `expected`, disjoint.
-fn split_between(a: &WorkerHandle, b: &WorkerHandle, expected: &BTreeSet<PartitionId>) -> bool {
+fn split_between(a: &Worker, b: &Worker, expected: &BTreeSet<PartitionId>) -> bool {
     let (sa, sb) = (a.assignment(), b.assignment());
     !sa.is_empty()
         && !sb.is_empty()

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use parti::kv::{KvStore, MemoryKv, WatchError, WatchStream};
 use parti::{
     Config, DriverWarning, Error, Event, EventStream, Partition, PartitionId, PartitionSource,
-    RebalanceListener, SourceError, State, StaticSource, Warning, Worker, WorkerHandle,
+    RebalanceListener, SourceError, State, StaticSource, Warning, Worker,
 };
 use parti_core::{Bucket, KvOp, KvResult};
 use std::collections::{BTreeMap, BTreeSet};
@@ -92,7 +92,7 @@ impl Recorder {
 struct Fleet {
     kv: MemoryKv,
     source: StaticSource,
-    workers: Vec<WorkerHandle>,
+    workers: Vec<Worker>,
     rec: Recorder,
 }
 
@@ -218,7 +218,7 @@ async fn stopping_the_leader_hands_its_partitions_over() {
     assert!(stopped.assignment().is_empty());
     assert_eq!(stopped.worker_id(), None);
 
-    // A new leader takes over and, after the restart grace, places the parked partitions.
+    // A new leader takes over and places the handed-off partitions.
     fleet.wait_owned(&partition_ids(30)).await;
     fleet.leader();
     // The stopped worker's event stream ended with its shutdown.
@@ -351,13 +351,14 @@ async fn events_are_ordered_and_generations_increase() {
                 generation,
                 assigned,
                 revoked,
-                all,
+                lost,
+                assignment,
             } = e
             {
                 assert!(i > claimed, "worker {w}: assignment before the ID");
                 // Dropping everything on a stop repeats the last generation; applying a
                 // generation always moves forward.
-                let dropped_all = all.is_empty() && assigned.is_empty();
+                let dropped_all = assignment.is_empty() && assigned.is_empty();
                 assert!(
                     last_gen < Some(*generation) || (dropped_all && last_gen == Some(*generation)),
                     "worker {w}: generation {generation} after {last_gen:?}"
@@ -365,9 +366,10 @@ async fn events_are_ordered_and_generations_increase() {
                 last_gen = Some(*generation);
                 assert!(assigned.is_disjoint(&held), "worker {w}: re-assigned");
                 assert!(revoked.is_subset(&held), "worker {w}: revoked unheld");
+                assert!(lost.is_empty(), "worker {w}: lost {lost:?} with no fault");
                 held.extend(assigned.iter().cloned());
                 held.retain(|p| !revoked.contains(p));
-                assert_eq!(&held, all, "worker {w}: all = held");
+                assert_eq!(&held, assignment, "worker {w}: assignment = held");
             }
         }
         assert!(held.is_empty(), "worker {w}: stop revoked everything");
@@ -598,20 +600,19 @@ async fn broken_watches_are_rebuilt_and_resumed() {
     fleet.stop_all().await;
 }
 
-/// A KV on which the first write of every key hangs forever (the runner times it out).
-struct HangingKv {
+/// A [`MemoryKv`] whose operations `intercept` may take over: `Some(future)` answers the
+/// operation instead of the KV.
+struct InterceptKv<F> {
     inner: MemoryKv,
-    seen: Mutex<BTreeSet<String>>,
+    intercept: F,
 }
 
-impl KvStore for HangingKv {
+impl<F> KvStore for InterceptKv<F>
+where
+    F: Fn(&KvOp) -> Option<BoxFuture<'static, KvResult>> + Send + Sync + 'static,
+{
     fn execute(&self, bucket: Bucket, op: KvOp) -> BoxFuture<'static, KvResult> {
-        let first = !matches!(op, KvOp::Get { .. } | KvOp::List { .. })
-            && self.seen.lock().unwrap().insert(op.key().to_owned());
-        if first {
-            return Box::pin(futures::future::pending());
-        }
-        self.inner.execute(bucket, op)
+        (self.intercept)(&op).unwrap_or_else(|| self.inner.execute(bucket, op))
     }
 
     fn watch(
@@ -627,9 +628,15 @@ impl KvStore for HangingKv {
 #[tokio::test(start_paused = true)]
 async fn hung_kv_operations_time_out_and_the_worker_recovers() {
     let mut fleet = Fleet::new(30);
-    let kv = Arc::new(HangingKv {
+    // The first write of every key hangs forever (the runner times it out).
+    let seen = Mutex::new(BTreeSet::new());
+    let kv = Arc::new(InterceptKv {
         inner: fleet.kv.clone(),
-        seen: Mutex::default(),
+        intercept: move |op: &KvOp| {
+            let first = !matches!(op, KvOp::Get { .. } | KvOp::List { .. })
+                && seen.lock().unwrap().insert(op.key().to_owned());
+            first.then(|| Box::pin(futures::future::pending()) as BoxFuture<'static, KvResult>)
+        },
     });
     let (handle, events) = Worker::builder()
         .config(Config {
@@ -666,43 +673,49 @@ impl RebalanceListener for PanickingListener {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_listener_is_reported_and_the_worker_goes_on() {
+async fn a_panicking_listener_is_reported_and_its_revoke_confirmed_at_once() {
     let mut fleet = Fleet::new(10);
     // Alone: the cold-start window ends without the two other expected workers.
     let index = fleet
         .add(Worker::builder().rebalance_listener(PanickingListener))
         .await;
     fleet.wait_owned(&partition_ids(10)).await;
-    // The stop revokes through the panicking `on_revoked`: unconfirmed, it ends at the
-    // revoke timeout and the stop still completes.
+    // The stop revokes through the panicking `on_revoked`: a callback that panicked has
+    // returned, so the revoke is confirmed then, not left to the revoke timeout (the rule of
+    // every language: see `RebalanceListener`).
     fleet.workers[index].stop().await.unwrap();
-    let panics = || -> Vec<&'static str> {
-        fleet
-            .rec
-            .events_of(index)
-            .iter()
-            .filter_map(|e| match e {
-                Event::DriverWarning(DriverWarning::ListenerPanicked { callback, .. }) => {
-                    Some(*callback)
-                }
-                _ => None,
-            })
-            .collect()
-    };
-    let revoke_timed_out = || {
-        fleet
-            .rec
-            .events_of(index)
-            .iter()
-            .any(|e| matches!(e, Event::Warning(Warning::RevokeTimedOut(_))))
-    };
+    // Every event up to the stop is recorded once the last state change is.
     fleet
         .rec
-        .wait_until("both panics and the revoke timeout are reported", || {
-            panics().len() == 2 && revoke_timed_out()
+        .wait_until("the worker reports its shutdown", || {
+            fleet.rec.events_of(index).iter().any(|e| {
+                matches!(
+                    e,
+                    Event::StateChanged {
+                        to: State::Shutdown,
+                        ..
+                    }
+                )
+            })
         })
         .await;
-    assert_eq!(panics(), ["on_assigned", "on_revoked"]);
+    let events = fleet.rec.events_of(index);
+    let panics: Vec<&'static str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::DriverWarning(DriverWarning::ListenerPanicked { callback, .. }) => {
+                Some(*callback)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(panics, ["on_assigned", "on_revoked"]);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Warning(Warning::RevokeTimedOut(_)))),
+        "the revoke was confirmed when the callback panicked: {events:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -790,11 +803,190 @@ async fn the_builder_requires_a_kv_a_source_and_a_valid_config() {
     assert!(
         matches!(
             err,
-            Error::Config(parti_core::Error::InvalidConfig {
+            Error::Invalid(parti_core::Error::InvalidConfig {
                 field: "lease_ttl",
                 ..
             })
         ),
         "{err}"
     );
+}
+
+/// Two workers sharing 10 partitions on one KV with a restart grace of an hour, once settled.
+async fn pair_with_long_restart_grace() -> (Worker, Worker) {
+    let config = Config {
+        restart_grace: Duration::from_secs(3600),
+        expected_workers: Some(2),
+        ..config()
+    };
+    let kv = MemoryKv::new(config.lease_ttl);
+    let start = || {
+        Worker::builder()
+            .config(config.clone())
+            .memory(kv.clone())
+            .partitions(partitions(10))
+            .start()
+    };
+    let (a, b) = (start().await.unwrap(), start().await.unwrap());
+    let settled =
+        || a.assignment().len() + b.assignment().len() == 10 && !a.assignment().is_empty();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !(settled() && a.state() == State::Stable && b.state() == State::Stable) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the pair settles");
+    (a, b)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_hands_off_at_once_and_stop_for_restart_parks_the_share() {
+    // stop(): the survivor owns everything long before the hour of restart grace.
+    let (a, b) = pair_with_long_restart_grace().await;
+    a.stop().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while b.assignment().len() != 10 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("stop() hands the partitions off without waiting for the restart grace");
+    b.stop().await.unwrap();
+
+    // stop_for_restart(): the share stays parked (nobody else gets it) within the grace. The
+    // follower stops: a leader's stop adds a failover, whose race is not what this checks.
+    let (x, y) = pair_with_long_restart_grace().await;
+    let (a, b) = if x.is_leader() { (y, x) } else { (x, y) };
+    let (parked, kept) = (a.assignment(), b.assignment());
+    a.stop_for_restart().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        b.assignment(),
+        kept,
+        "{parked:?} stay parked for the restart"
+    );
+    b.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_worker_task_is_reported_stopped_with_a_final_event_and_an_error() {
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Once armed, every operation panics: a bug in a `KvStore` implementation (or in the
+    // driver) that kills the worker's task.
+    let trigger = armed.clone();
+    let kv = Arc::new(InterceptKv {
+        inner: MemoryKv::new(config().lease_ttl),
+        intercept: move |_: &KvOp| {
+            trigger.load(Ordering::SeqCst).then(|| {
+                Box::pin(async { panic!("kv implementation bug") as KvResult })
+                    as BoxFuture<'static, KvResult>
+            })
+        },
+    });
+    let (handle, mut first) = Worker::builder()
+        .config(config())
+        .kv(kv)
+        .partitions(partitions(3))
+        .start_with_events()
+        .await
+        .unwrap();
+    let mut later = handle.events();
+    assert!(!handle.is_stopped());
+    // The next lease renewal panics inside the worker's task.
+    armed.store(true, Ordering::SeqCst);
+    let deadline = Duration::from_secs(30);
+    for stream in [&mut first, &mut later] {
+        let end = tokio::time::timeout(deadline, last_event(stream))
+            .await
+            .expect("the stream ends");
+        assert!(
+            matches!(
+                &end,
+                Some(Event::DriverWarning(DriverWarning::TaskPanicked(m))) if m.contains("kv implementation bug")
+            ),
+            "the last event says the task panicked: {end:?}"
+        );
+    }
+    assert!(handle.is_stopped(), "a dead task is a stopped worker");
+    let err = handle.refresh_partitions().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Crashed(m) if m.contains("kv implementation bug")),
+        "{err:?}"
+    );
+    // A stream asked for afterwards ends at once; stopping is fine.
+    assert!(handle.events().next().await.is_none());
+    handle.stopped().await;
+    handle.stop().await.unwrap();
+}
+
+/// The last event of `stream`, once it ended.
+async fn last_event(stream: &mut EventStream) -> Option<Event> {
+    let mut last = None;
+    while let Some(e) = stream.next().await {
+        last = Some(e);
+    }
+    last
+}
+
+/// A listener whose first `on_revoked` never returns; it keeps the set it believes it owns.
+#[derive(Default)]
+struct StuckOnce {
+    owned: Mutex<BTreeSet<PartitionId>>,
+    revokes: AtomicUsize,
+}
+
+impl RebalanceListener for StuckOnce {
+    fn on_assigned<'a>(&'a self, partitions: &'a BTreeSet<PartitionId>) -> BoxFuture<'a, ()> {
+        self.owned
+            .lock()
+            .unwrap()
+            .extend(partitions.iter().cloned());
+        Box::pin(async {})
+    }
+
+    fn on_revoked<'a>(&'a self, partitions: &'a BTreeSet<PartitionId>) -> BoxFuture<'a, ()> {
+        self.owned
+            .lock()
+            .unwrap()
+            .retain(|p| !partitions.contains(p));
+        if self.revokes.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Box::pin(futures::future::pending());
+        }
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_listener_view_follows_the_core_across_a_revoke_timeout() {
+    let listener = Arc::new(StuckOnce::default());
+    let mut fleet = Fleet::new(20);
+    let a = fleet
+        .add(Worker::builder().rebalance_listener(listener.clone()))
+        .await;
+    let b = fleet.add(Worker::builder()).await;
+    fleet.wait_owned(&partition_ids(20)).await;
+    // A third worker joins: a's first revoke goes through the stuck on_revoked, the core drops
+    // those partitions at the revoke timeout, and the newcomer gets them.
+    let c = fleet.add(Worker::builder()).await;
+    fleet.wait_owned(&partition_ids(20)).await;
+    assert!(!fleet.workers[c].assignment().is_empty());
+    assert!(fleet
+        .rec
+        .events_of(a)
+        .iter()
+        .any(|e| matches!(e, Event::Warning(Warning::RevokeTimedOut(_)))));
+    // Everything comes back to a: the listener is told again, and its view, the handle's and
+    // the core's agree.
+    fleet.workers[b].stop().await.unwrap();
+    fleet.workers[c].stop().await.unwrap();
+    fleet.wait_owned(&partition_ids(20)).await;
+    fleet
+        .rec
+        .wait_until("a's listener owns what a's core holds", || {
+            *listener.owned.lock().unwrap() == fleet.workers[a].assignment()
+        })
+        .await;
+    assert_eq!(fleet.workers[a].assignment(), partition_ids(20));
+    fleet.stop_all().await;
 }

@@ -1,6 +1,7 @@
 //! What `WorkerBuilder::start` promises when it returns: the worker has claimed its ID (so
 //! `worker_id()` is set and the state is past `ClaimingId`), every time; and a start that
-//! cannot claim an ID fails with `Error::NoId` after the claim timeout, stopping the worker.
+//! cannot claim an ID fails with `Error::NoId` after the claim timeout, stopping the worker;
+//! and a `MemoryKv` whose lease TTL differs from the config's `lease_ttl` is refused.
 
 mod fleet_support;
 
@@ -41,7 +42,7 @@ async fn worker_id_and_state_are_set_as_soon_as_start_returns() {
     assert_eq!(w.worker_id(), Some(WorkerId(8)));
     workers.push(w);
     for w in workers {
-        w.stop_final().await.unwrap();
+        w.stop().await.unwrap();
     }
 }
 
@@ -74,5 +75,36 @@ async fn a_start_that_cannot_claim_an_id_fails_and_stops_the_worker() {
         }
     );
     assert_eq!(first.worker_id(), Some(WorkerId(0)));
-    first.stop_final().await.unwrap();
+    first.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_memory_kv_whose_lease_ttl_differs_from_the_config_is_refused_naming_both() {
+    let config = fast_config(); // lease_ttl 1 s
+    let kv = MemoryKv::new(Duration::from_secs(6));
+    let err = Worker::builder()
+        .config(config.clone())
+        .memory(kv)
+        .partitions(partitions(4))
+        .start()
+        .await
+        .unwrap_err();
+    let Error::Invalid(parti_core::Error::InvalidConfig { field, reason }) = &err else {
+        panic!("expected a config error, got {err:?}");
+    };
+    assert_eq!(*field, "lease_ttl");
+    assert!(
+        reason.contains("after 6s") && reason.contains("lease_ttl is 1s"),
+        "the message names neither TTL: {err}"
+    );
+
+    // The same builder with a store of the config's TTL starts.
+    let w = Worker::builder()
+        .config(config.clone())
+        .memory(MemoryKv::new(config.lease_ttl))
+        .partitions(partitions(4))
+        .start()
+        .await
+        .unwrap();
+    w.stop().await.unwrap();
 }

@@ -22,6 +22,7 @@ validates a configuration, ``parti.Simulation`` runs a whole fleet on a virtual 
 from typing import Union
 
 from ._parti import (
+    STRATEGIES,
     Alert,
     AssignmentChanged,
     Config,
@@ -39,7 +40,6 @@ from ._parti import (
     PlanResult,
     Simulation,
     SimulationError,
-    SourceError,
     StateChanged,
     StopTimeoutError,
     SubscriptionError,
@@ -75,9 +75,9 @@ __all__ = [
     "PartiError",
     "Partition",
     "PlanResult",
+    "STRATEGIES",
     "Simulation",
     "SimulationError",
-    "SourceError",
     "StateChanged",
     "StopTimeoutError",
     "SubscriptionError",

@@ -3,9 +3,12 @@
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, Optional, Union, final
+from typing import Any, ClassVar, Final, Literal, Optional, Union, final
 
 __version__: Final[str]
+STRATEGIES: Final[tuple[str, ...]]
+"""The names of the built-in strategies, from the Rust core's registry; the first is the
+workers' default."""
 
 _State = Literal[
     "init",
@@ -40,9 +43,6 @@ class ConfigError(PartiError):
 
 class NatsError(PartiError):
     """NATS could not be reached, refused the credentials, or a bucket could not be set up."""
-
-class SourceError(PartiError):
-    """The partition source failed."""
 
 class WorkerStoppedError(PartiError):
     """The worker is stopped (or was never started) and cannot take this request."""
@@ -94,35 +94,42 @@ class WorkerSlot:
 
 @final
 class Config:
-    """A worker's configuration; durations in seconds; validated on construction."""
+    """A worker's configuration; durations in seconds; validated on construction. An argument
+    left out (or None) takes the Rust core's default (`Config.defaults()` lists them)."""
 
     def __new__(
         cls,
         *,
-        bucket_prefix: str = "parti",
-        replicas: int = 1,
-        id_min: int = 0,
-        id_max: int = 99,
+        bucket_prefix: Optional[str] = None,
+        replicas: Optional[int] = None,
+        id_min: Optional[int] = None,
+        id_max: Optional[int] = None,
         preferred_id: Optional[int] = None,
-        capacity: int = 1,
-        heartbeat_interval: float = 2.0,
-        lease_ttl: float = 6.0,
-        safety_margin: float = 1.0,
-        emergency_grace: float = 0.25,
-        cold_start_window: float = 30.0,
+        capacity: Optional[int] = None,
+        heartbeat_interval: Optional[float] = None,
+        lease_ttl: Optional[float] = None,
+        safety_margin: Optional[float] = None,
+        emergency_grace: Optional[float] = None,
+        cold_start_window: Optional[float] = None,
         expected_workers: Optional[int] = None,
-        planned_scale_window: float = 10.0,
-        max_scale_delay: float = 30.0,
-        restart_grace: float = 30.0,
-        min_rebalance_interval: float = 10.0,
-        rebalance_threshold: float = 0.15,
-        max_moves_per_round: int = 100,
-        handoff: _Handoff = "strict",
-        revoke_timeout: float = 5.0,
-        shutdown_timeout: float = 10.0,
-        alert_after: tuple[float, float, float, float] = (0.0, 30.0, 120.0, 300.0),
-        max_value_bytes: int = 1000000,
+        planned_scale_window: Optional[float] = None,
+        max_scale_delay: Optional[float] = None,
+        restart_grace: Optional[float] = None,
+        min_rebalance_interval: Optional[float] = None,
+        rebalance_threshold: Optional[float] = None,
+        max_moves_per_round: Optional[int] = None,
+        handoff: Optional[_Handoff] = None,
+        revoke_timeout: Optional[float] = None,
+        shutdown_timeout: Optional[float] = None,
+        alert_after: Optional[tuple[float, float, float, float]] = None,
+        max_value_bytes: Optional[int] = None,
     ) -> Config: ...
+    @staticmethod
+    def defaults() -> dict[str, Any]:
+        """Core's default configuration as `{argument: value}` (durations in seconds): what
+        every argument left out of `Config(...)` takes."""
+    def __eq__(self, other: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
     @property
     def bucket_prefix(self) -> str:
         """Prefix of the KV bucket names (`<prefix>-leases`, `<prefix>-assign`)."""
@@ -254,16 +261,16 @@ def plan(
     strategy: Union[_StrategyName, _StrategyCallable, None] = None,
     previous: Optional[Mapping[str, int]] = None,
     pins: Optional[Mapping[str, int]] = None,
-    slack: float = 0.05,
+    slack: Optional[float] = None,
     max_moves: Optional[int] = None,
 ) -> PlanResult:
     """Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
 
-    `strategy`: `"balanced"` (default), `"consistent-hash"`, `"bounded-load"`, `"round-robin"`
-    or a callable; `previous`: the previous owner by partition ID; `pins`: partition ID ->
-    worker ID, honoured when that worker is in `workers`; `slack`: tolerated overload over the
-    mean (0.05 = 5 %) before a sticky partition moves; `max_moves`: most partitions that may
-    change owner (None: no limit)."""
+    `strategy`: one of `STRATEGIES` (None: the first, `"balanced"`) or a callable;
+    `previous`: the previous owner by partition ID; `pins`: partition ID -> worker ID,
+    honoured when that worker is in `workers`; `slack`: tolerated overload over the mean
+    (0.05 = 5 %; None: the planner's default) before a sticky partition moves; `max_moves`:
+    most partitions that may change owner (None: no limit)."""
 def explain(
     partition: str,
     workers: Iterable[Union[WorkerSlot, int]],
@@ -272,7 +279,7 @@ def explain(
     strategy: Union[_StrategyName, _StrategyCallable, None] = None,
     previous: Optional[Mapping[str, int]] = None,
     pins: Optional[Mapping[str, int]] = None,
-    slack: float = 0.05,
+    slack: Optional[float] = None,
     max_moves: Optional[int] = None,
 ) -> Explanation:
     """Says why the partition with ID `partition` lands where the strategy puts it; the other
@@ -301,7 +308,8 @@ class IdClaimed:
 
 @final
 class AssignmentChanged:
-    """The worker's partitions changed (Kafka's assigned / revoked)."""
+    """The worker's partitions changed. Kafka's words: `assigned`, `revoked` and `lost` are
+    the changes, `assignment` the whole set."""
 
     @property
     def generation(self) -> int:
@@ -311,9 +319,13 @@ class AssignmentChanged:
         """Partitions gained."""
     @property
     def revoked(self) -> frozenset[str]:
-        """Partitions lost."""
+        """Partitions handed off (`on_revoked` ran before anyone else got them)."""
     @property
-    def all(self) -> frozenset[str]:
+    def lost(self) -> frozenset[str]:
+        """Partitions lost without a handoff (a fence, a lost ID): they may already be
+        another worker's, so in-flight work must not be committed."""
+    @property
+    def assignment(self) -> frozenset[str]:
         """Every partition now owned."""
 
 @final
@@ -374,9 +386,12 @@ def _bench_event_stream(n: int, paced: bool = False) -> EventStream:
 
 @final
 class MemoryKv:
-    """An in-memory KV with NATS semantics: workers sharing one run as a fleet in-process."""
+    """An in-memory KV with NATS semantics: workers sharing one run as a fleet in-process.
+    It expires leases itself: give it the config's `lease_ttl` (`Worker.start()` raises
+    `ConfigError` otherwise)."""
 
-    def __new__(cls, lease_ttl: float = 6.0) -> MemoryKv: ...
+    def __new__(cls, lease_ttl: Optional[float] = None) -> MemoryKv:
+        """`lease_ttl` in seconds; None: the default of `Config.lease_ttl`."""
 
 @final
 class Message:
@@ -402,7 +417,8 @@ _SourceCallable = Callable[[], Union[Iterable[Union[Partition, str]], Awaitable[
 """A partition source: returns (or resolves to) the partitions; called on every refresh."""
 
 _PartitionsCallback = Callable[[frozenset[str]], Union[None, Awaitable[None]]]
-"""on_assigned / on_revoked: sync or async, called with the partitions gained or lost."""
+"""on_assigned / on_revoked / on_lost: sync or async, called with the partitions gained,
+handed off, or lost without a handoff."""
 
 _MessageHandler = Callable[[Message], Awaitable[None]]
 """A subscription handler: an async function called for every message."""
@@ -422,6 +438,7 @@ class Worker:
         strategy: Union[_StrategyName, _StrategyCallable, None] = None,
         on_assigned: Optional[_PartitionsCallback] = None,
         on_revoked: Optional[_PartitionsCallback] = None,
+        on_lost: Optional[_PartitionsCallback] = None,
         user: Optional[str] = None,
         password: Optional[str] = None,
         token: Optional[str] = None,
@@ -431,7 +448,13 @@ class Worker:
     ) -> Worker:
         """Give `nats=` (a URL, comma-separated URLs or a list) or `memory=`, and `partitions=`
         or `source=`; `user`, `password`, `token`, `nkey_seed`, `creds_file` and `tls_ca_file`
-        (a CA to trust) are NATS credentials. Nothing runs before `start()`."""
+        (a CA to trust) are NATS credentials. Nothing runs before `start()`.
+
+        The listener's rule (the same in Rust and Kotlin): `on_revoked` is awaited before the
+        partitions are released, and in Strict mode nobody else gets them until it returns or
+        raises (the exception goes to the loop's exception handler) or `revoke_timeout`
+        passes. `on_lost` is told after a fence or a lost ID, when the partitions may already
+        be another worker's: do not commit there; it defaults to `on_revoked`, as in Kafka."""
     def start(self) -> Awaitable[Worker]:
         """Starts the worker (connects, claims an ID, joins the fleet) and returns it once the
         ID is claimed: `worker_id` is then set, `state` is past `"claiming_id"` and
@@ -487,10 +510,13 @@ class Worker:
         """Removes the partition's pin; it stays where it is until a plan moves it."""
     def drain(self) -> Awaitable[None]:
         """Moves this worker's partitions elsewhere; resolves when it holds none."""
-    def stop(self, final: bool = False) -> Awaitable[None]:
-        """Stops gracefully: revokes every partition (awaiting `on_revoked`) and steps down;
-        `final=True` leaves the fleet for good instead of keeping the ID for `restart_grace`.
-        During a `start()` it waits for the start, then stops; stopping twice does nothing."""
+    def stop(self, *, restart: bool = False) -> Awaitable[None]:
+        """Stops gracefully and hands the partitions off now, like Kafka's `close()` (and so
+        does leaving `async with`): revokes every partition (awaiting `on_revoked`), steps down
+        and leaves the fleet. `restart=True` is for a restart that follows: the ID and share
+        are parked for `restart_grace` (nobody processes them meanwhile) so the restarted
+        worker resumes them. During a `start()` it waits for the start, then stops; stopping
+        twice does nothing."""
 
 # --- simulation ---
 
@@ -524,8 +550,9 @@ class Simulation:
         """Kills the node's process (like SIGKILL): its holdings vanish at once."""
     def restart(self, node: int) -> None:
         """Starts a new process on a crashed or stopped node; no-op on a running node."""
-    def stop(self, node: int, *, final: bool = False) -> None:
-        """Graceful stop (`final=True`: no restart follows); the process exits after handoff."""
+    def stop(self, node: int, *, restart: bool = False) -> None:
+        """Graceful stop that hands the partitions off (`restart=True`: a restart follows, the
+        share is parked for `restart_grace`); the process exits after the handoff."""
     def drain(self, node: int) -> None:
         """Asks the node's worker to hand its partitions to the others and keep running."""
     def refresh(self, node: int) -> None:

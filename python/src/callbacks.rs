@@ -124,12 +124,15 @@ fn loop_closed() -> PyErr {
     pyo3::exceptions::PyRuntimeError::new_err("the worker's event loop is closed")
 }
 
-/// `on_assigned` / `on_revoked` as a [`RebalanceListener`]. A revoke is confirmed only when
-/// `on_revoked` returned (or its coroutine finished).
+/// `on_assigned` / `on_revoked` / `on_lost` as a [`RebalanceListener`], with its rule: a revoke
+/// is confirmed when `on_revoked` returned, raised (the exception goes to the loop's exception
+/// handler, asyncio's convention) or its coroutine finished; `on_lost` defaults to
+/// `on_revoked`, as in Kafka.
 pub(crate) struct PyListener {
     pub(crate) bridge: Arc<LoopBridge>,
     pub(crate) on_assigned: Option<Py<PyAny>>,
     pub(crate) on_revoked: Option<Py<PyAny>>,
+    pub(crate) on_lost: Option<Py<PyAny>>,
 }
 
 impl PyListener {
@@ -145,7 +148,12 @@ impl PyListener {
             .call(f, |py| PyTuple::new(py, [frozenset(py, parts)?]))
             .await;
         if let Err(e) = result {
+            // asyncio's convention first (the loop's exception handler), then the driver's
+            // (a failed callback has returned; a `listener_failed` warning).
+            let message = attach(|py| format!("{what} raised {}", e.value(py)))
+                .unwrap_or_else(|| format!("{what} raised"));
             self.bridge.report(what, e);
+            parti::listener_failed(message);
         }
     }
 }
@@ -157,6 +165,13 @@ impl RebalanceListener for PyListener {
 
     fn on_revoked<'a>(&'a self, partitions: &'a BTreeSet<PartitionId>) -> BoxFuture<'a, ()> {
         Box::pin(self.notify("on_revoked", &self.on_revoked, partitions))
+    }
+
+    fn on_lost<'a>(&'a self, partitions: &'a BTreeSet<PartitionId>) -> BoxFuture<'a, ()> {
+        match &self.on_lost {
+            Some(_) => Box::pin(self.notify("on_lost", &self.on_lost, partitions)),
+            None => self.on_revoked(partitions),
+        }
     }
 }
 

@@ -5,12 +5,14 @@ use crate::partition::seconds;
 use crate::state::py_repr;
 use parti::{Config as CoreConfig, HandoffMode, WorkerId};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use std::time::Duration;
 
 /// A worker's configuration. Every argument is keyword-only, durations are seconds, and the
-/// whole is validated on construction: a bad value raises `ConfigError` naming the field.
-#[pyclass(frozen, module = "parti._parti", name = "Config")]
-#[derive(Clone)]
+/// whole is validated on construction: a bad value raises `ConfigError` naming the field. An
+/// argument left out takes core's default (`Config.defaults()`). Equal when every field is.
+#[pyclass(frozen, eq, module = "parti._parti", name = "Config")]
+#[derive(Clone, PartialEq)]
 pub(crate) struct PyConfig(pub(crate) CoreConfig);
 
 /// An integer argument converted to the field's type, or a `ConfigError` naming the field.
@@ -22,117 +24,175 @@ fn secs_of(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Sets `slot` to `value` converted by `convert` when the argument was given; a missing
+/// argument keeps core's default already in `slot`.
+fn given<A, T>(
+    slot: &mut T,
+    value: Option<A>,
+    convert: impl FnOnce(A) -> PyResult<T>,
+) -> PyResult<()> {
+    if let Some(v) = value {
+        *slot = convert(v)?;
+    }
+    Ok(())
+}
+
+/// The Python name of a handoff mode.
+fn handoff_name(mode: HandoffMode) -> &'static str {
+    match mode {
+        HandoffMode::Strict => "strict",
+        HandoffMode::Relaxed => "relaxed",
+    }
+}
+
 #[pymethods]
 impl PyConfig {
+    /// Every argument left out (or `None`) takes core's default: `Config::defaults()` lists
+    /// them, and no default is written down anywhere else.
     #[new]
     #[pyo3(signature = (
         *,
-        bucket_prefix = "parti".to_owned(),
-        replicas = 1,
-        id_min = 0,
-        id_max = 99,
+        bucket_prefix = None,
+        replicas = None,
+        id_min = None,
+        id_max = None,
         preferred_id = None,
-        capacity = 1,
-        heartbeat_interval = 2.0,
-        lease_ttl = 6.0,
-        safety_margin = 1.0,
-        emergency_grace = 0.25,
-        cold_start_window = 30.0,
+        capacity = None,
+        heartbeat_interval = None,
+        lease_ttl = None,
+        safety_margin = None,
+        emergency_grace = None,
+        cold_start_window = None,
         expected_workers = None,
-        planned_scale_window = 10.0,
-        max_scale_delay = 30.0,
-        restart_grace = 30.0,
-        min_rebalance_interval = 10.0,
-        rebalance_threshold = 0.15,
-        max_moves_per_round = 100,
-        handoff = "strict".to_owned(),
-        revoke_timeout = 5.0,
-        shutdown_timeout = 10.0,
-        alert_after = (0.0, 30.0, 120.0, 300.0),
-        max_value_bytes = 1_000_000,
+        planned_scale_window = None,
+        max_scale_delay = None,
+        restart_grace = None,
+        min_rebalance_interval = None,
+        rebalance_threshold = None,
+        max_moves_per_round = None,
+        handoff = None,
+        revoke_timeout = None,
+        shutdown_timeout = None,
+        alert_after = None,
+        max_value_bytes = None,
     ))]
-    #[pyo3(
-        text_signature = "(*, bucket_prefix='parti', replicas=1, id_min=0, id_max=99, \
-        preferred_id=None, capacity=1, heartbeat_interval=2.0, lease_ttl=6.0, \
-        safety_margin=1.0, emergency_grace=0.25, cold_start_window=30.0, expected_workers=None, \
-        planned_scale_window=10.0, max_scale_delay=30.0, restart_grace=30.0, \
-        min_rebalance_interval=10.0, rebalance_threshold=0.15, max_moves_per_round=100, \
-        handoff='strict', revoke_timeout=5.0, shutdown_timeout=10.0, \
-        alert_after=(0.0, 30.0, 120.0, 300.0), max_value_bytes=1000000)"
-    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        bucket_prefix: String,
-        replicas: i64,
-        id_min: i64,
-        id_max: i64,
+        bucket_prefix: Option<String>,
+        replicas: Option<i64>,
+        id_min: Option<i64>,
+        id_max: Option<i64>,
         preferred_id: Option<i64>,
-        capacity: i64,
-        heartbeat_interval: f64,
-        lease_ttl: f64,
-        safety_margin: f64,
-        emergency_grace: f64,
-        cold_start_window: f64,
+        capacity: Option<i64>,
+        heartbeat_interval: Option<f64>,
+        lease_ttl: Option<f64>,
+        safety_margin: Option<f64>,
+        emergency_grace: Option<f64>,
+        cold_start_window: Option<f64>,
         expected_workers: Option<i64>,
-        planned_scale_window: f64,
-        max_scale_delay: f64,
-        restart_grace: f64,
-        min_rebalance_interval: f64,
-        rebalance_threshold: f64,
-        max_moves_per_round: i64,
-        handoff: String,
-        revoke_timeout: f64,
-        shutdown_timeout: f64,
-        alert_after: (f64, f64, f64, f64),
-        max_value_bytes: i64,
+        planned_scale_window: Option<f64>,
+        max_scale_delay: Option<f64>,
+        restart_grace: Option<f64>,
+        min_rebalance_interval: Option<f64>,
+        rebalance_threshold: Option<f64>,
+        max_moves_per_round: Option<i64>,
+        handoff: Option<String>,
+        revoke_timeout: Option<f64>,
+        shutdown_timeout: Option<f64>,
+        alert_after: Option<(f64, f64, f64, f64)>,
+        max_value_bytes: Option<i64>,
     ) -> PyResult<Self> {
-        let handoff = match handoff.to_ascii_lowercase().as_str() {
-            "strict" => HandoffMode::Strict,
-            "relaxed" => HandoffMode::Relaxed,
-            other => {
-                return Err(bad_arg(
+        let mut c = CoreConfig::default();
+        let secs = |field: &'static str| move |v: f64| seconds(field, v);
+        given(&mut c.bucket_prefix, bucket_prefix, Ok)?;
+        given(&mut c.replicas, replicas, |v| int("replicas", v))?;
+        given(&mut c.id_min, id_min, |v| int("id_min", v))?;
+        given(&mut c.id_max, id_max, |v| int("id_max", v))?;
+        given(&mut c.preferred_id, preferred_id, |v| {
+            int("preferred_id", v).map(|id| Some(WorkerId(id)))
+        })?;
+        given(&mut c.capacity, capacity, |v| int("capacity", v))?;
+        given(
+            &mut c.heartbeat_interval,
+            heartbeat_interval,
+            secs("heartbeat_interval"),
+        )?;
+        given(&mut c.lease_ttl, lease_ttl, secs("lease_ttl"))?;
+        given(&mut c.safety_margin, safety_margin, secs("safety_margin"))?;
+        given(
+            &mut c.emergency_grace,
+            emergency_grace,
+            secs("emergency_grace"),
+        )?;
+        given(
+            &mut c.cold_start_window,
+            cold_start_window,
+            secs("cold_start_window"),
+        )?;
+        given(&mut c.expected_workers, expected_workers, |v| {
+            int("expected_workers", v).map(Some)
+        })?;
+        given(
+            &mut c.planned_scale_window,
+            planned_scale_window,
+            secs("planned_scale_window"),
+        )?;
+        given(
+            &mut c.max_scale_delay,
+            max_scale_delay,
+            secs("max_scale_delay"),
+        )?;
+        given(&mut c.restart_grace, restart_grace, secs("restart_grace"))?;
+        given(
+            &mut c.min_rebalance_interval,
+            min_rebalance_interval,
+            secs("min_rebalance_interval"),
+        )?;
+        given(&mut c.rebalance_threshold, rebalance_threshold, Ok)?;
+        given(&mut c.max_moves_per_round, max_moves_per_round, |v| {
+            int("max_moves_per_round", v)
+        })?;
+        given(&mut c.handoff, handoff, |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "strict" => Ok(HandoffMode::Strict),
+                "relaxed" => Ok(HandoffMode::Relaxed),
+                other => Err(bad_arg(
                     "handoff",
                     format!("{other:?} is not a mode; use \"strict\" or \"relaxed\""),
-                ))
+                )),
             }
-        };
-        let config = CoreConfig {
-            bucket_prefix,
-            replicas: int("replicas", replicas)?,
-            id_min: int("id_min", id_min)?,
-            id_max: int("id_max", id_max)?,
-            preferred_id: preferred_id
-                .map(|id| int("preferred_id", id).map(WorkerId))
-                .transpose()?,
-            instance_token: 0,
-            capacity: int("capacity", capacity)?,
-            heartbeat_interval: seconds("heartbeat_interval", heartbeat_interval)?,
-            lease_ttl: seconds("lease_ttl", lease_ttl)?,
-            safety_margin: seconds("safety_margin", safety_margin)?,
-            emergency_grace: seconds("emergency_grace", emergency_grace)?,
-            cold_start_window: seconds("cold_start_window", cold_start_window)?,
-            expected_workers: expected_workers
-                .map(|n| int("expected_workers", n))
-                .transpose()?,
-            planned_scale_window: seconds("planned_scale_window", planned_scale_window)?,
-            max_scale_delay: seconds("max_scale_delay", max_scale_delay)?,
-            restart_grace: seconds("restart_grace", restart_grace)?,
-            min_rebalance_interval: seconds("min_rebalance_interval", min_rebalance_interval)?,
-            rebalance_threshold,
-            max_moves_per_round: int("max_moves_per_round", max_moves_per_round)?,
-            handoff,
-            revoke_timeout: seconds("revoke_timeout", revoke_timeout)?,
-            shutdown_timeout: seconds("shutdown_timeout", shutdown_timeout)?,
-            alert_after: [
-                seconds("alert_after", alert_after.0)?,
-                seconds("alert_after", alert_after.1)?,
-                seconds("alert_after", alert_after.2)?,
-                seconds("alert_after", alert_after.3)?,
-            ],
-            max_value_bytes: int("max_value_bytes", max_value_bytes)?,
-        };
-        config.validate().map_err(core_err)?;
-        Ok(PyConfig(config))
+        })?;
+        given(
+            &mut c.revoke_timeout,
+            revoke_timeout,
+            secs("revoke_timeout"),
+        )?;
+        given(
+            &mut c.shutdown_timeout,
+            shutdown_timeout,
+            secs("shutdown_timeout"),
+        )?;
+        given(
+            &mut c.alert_after,
+            alert_after,
+            |(info, warn, error, critical)| {
+                let s = secs("alert_after");
+                Ok([s(info)?, s(warn)?, s(error)?, s(critical)?])
+            },
+        )?;
+        given(&mut c.max_value_bytes, max_value_bytes, |v| {
+            int("max_value_bytes", v)
+        })?;
+        c.validate().map_err(core_err)?;
+        Ok(PyConfig(c))
+    }
+
+    /// Core's default configuration as `{argument: value}`: what every argument left out of
+    /// `Config(...)` takes, in the units of the properties (seconds). The one place the
+    /// Python package learns its defaults from.
+    #[staticmethod]
+    fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+        PyConfig(CoreConfig::default()).fields(py)
     }
 
     /// Prefix of the KV bucket names (`<prefix>-leases`, `<prefix>-assign`).
@@ -228,10 +288,7 @@ impl PyConfig {
     /// `"strict"` (revoke before grant) or `"relaxed"` (one phase, at-least-once).
     #[getter]
     fn handoff(&self) -> &'static str {
-        match self.0.handoff {
-            HandoffMode::Strict => "strict",
-            HandoffMode::Relaxed => "relaxed",
-        }
+        handoff_name(self.0.handoff)
     }
     /// Seconds after which an unconfirmed revoke is dropped anyway.
     #[getter]
@@ -268,5 +325,66 @@ impl PyConfig {
             c.expected_workers
                 .map_or_else(|| "None".to_owned(), |n| n.to_string()),
         )
+    }
+}
+
+impl PyConfig {
+    /// Every field Python sees, as `{name: value}` in the properties' units. The destructuring
+    /// names every field of core's `Config`: a field added there fails to compile here until
+    /// Python exposes it (or says why not, as for `instance_token`).
+    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let CoreConfig {
+            bucket_prefix,
+            replicas,
+            id_min,
+            id_max,
+            preferred_id,
+            // Drivers fill it from the OS; not a setting.
+            instance_token: _,
+            capacity,
+            heartbeat_interval,
+            lease_ttl,
+            safety_margin,
+            emergency_grace,
+            cold_start_window,
+            expected_workers,
+            planned_scale_window,
+            max_scale_delay,
+            restart_grace,
+            min_rebalance_interval,
+            rebalance_threshold,
+            max_moves_per_round,
+            handoff,
+            revoke_timeout,
+            shutdown_timeout,
+            alert_after,
+            max_value_bytes,
+        } = &self.0;
+        let d = PyDict::new(py);
+        d.set_item("bucket_prefix", bucket_prefix)?;
+        d.set_item("replicas", replicas)?;
+        d.set_item("id_min", id_min)?;
+        d.set_item("id_max", id_max)?;
+        d.set_item("preferred_id", preferred_id.map(|w| w.0))?;
+        d.set_item("capacity", capacity)?;
+        d.set_item("heartbeat_interval", secs_of(*heartbeat_interval))?;
+        d.set_item("lease_ttl", secs_of(*lease_ttl))?;
+        d.set_item("safety_margin", secs_of(*safety_margin))?;
+        d.set_item("emergency_grace", secs_of(*emergency_grace))?;
+        d.set_item("cold_start_window", secs_of(*cold_start_window))?;
+        d.set_item("expected_workers", expected_workers)?;
+        d.set_item("planned_scale_window", secs_of(*planned_scale_window))?;
+        d.set_item("max_scale_delay", secs_of(*max_scale_delay))?;
+        d.set_item("restart_grace", secs_of(*restart_grace))?;
+        d.set_item("min_rebalance_interval", secs_of(*min_rebalance_interval))?;
+        d.set_item("rebalance_threshold", rebalance_threshold)?;
+        d.set_item("max_moves_per_round", max_moves_per_round)?;
+        d.set_item("handoff", handoff_name(*handoff))?;
+        d.set_item("revoke_timeout", secs_of(*revoke_timeout))?;
+        d.set_item("shutdown_timeout", secs_of(*shutdown_timeout))?;
+        let a = alert_after.map(secs_of);
+        d.set_item("alert_after", (a[0], a[1], a[2], a[3]))?;
+        d.set_item("max_value_bytes", max_value_bytes)?;
+        Ok(d)
     }
 }

@@ -25,12 +25,6 @@ create_exception!(
 );
 create_exception!(
     _parti,
-    SourceError,
-    PartiError,
-    "The partition source failed."
-);
-create_exception!(
-    _parti,
     WorkerStoppedError,
     PartiError,
     "The worker is stopped (or was never started) and cannot take this request."
@@ -60,7 +54,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PartiError", py.get_type::<PartiError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("NatsError", py.get_type::<NatsError>())?;
-    m.add("SourceError", py.get_type::<SourceError>())?;
     m.add("WorkerStoppedError", py.get_type::<WorkerStoppedError>())?;
     m.add("StopTimeoutError", py.get_type::<StopTimeoutError>())?;
     m.add("SubscriptionError", py.get_type::<SubscriptionError>())?;
@@ -72,11 +65,11 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 pub(crate) fn driver_err(e: parti::Error) -> PyErr {
     use parti::Error as E;
     match e {
-        E::Config(e) => core_err(e),
+        E::Invalid(e) => core_err(e),
         E::Nats(m) => NatsError::new_err(m),
         E::Stopped => WorkerStoppedError::new_err("worker stopped"),
         E::Timeout(_) => StopTimeoutError::new_err(e.to_string()),
-        E::Source(m) => SourceError::new_err(m),
+        E::Crashed(_) => WorkerStoppedError::new_err(e.to_string()),
         E::Missing(_) => ConfigError::new_err(e.to_string()),
         E::Subscription(e) => SubscriptionError::new_err(e.to_string()),
         other => PartiError::new_err(other.to_string()),
@@ -87,7 +80,9 @@ pub(crate) fn driver_err(e: parti::Error) -> PyErr {
 pub(crate) fn core_err(e: parti::parti_core::Error) -> PyErr {
     use parti::parti_core::Error as E;
     match e {
-        E::InvalidConfig { .. } | E::InvalidPartition { .. } => ConfigError::new_err(e.to_string()),
+        E::InvalidConfig { .. } | E::InvalidPartition { .. } | E::UnknownStrategy { .. } => {
+            ConfigError::new_err(e.to_string())
+        }
         other => PartiError::new_err(other.to_string()),
     }
 }

@@ -29,7 +29,8 @@ pub(crate) struct IdClaimed {
     worker_id: u32,
 }
 
-/// The worker's partitions changed (Kafka's assigned / revoked).
+/// The worker's partitions changed (Kafka's words: `assigned`, `revoked`, `lost` are the
+/// changes, `assignment` the whole set).
 #[pyclass(frozen, module = "parti._parti", name = "AssignmentChanged")]
 pub(crate) struct AssignmentChanged {
     /// The generation now applied.
@@ -38,12 +39,15 @@ pub(crate) struct AssignmentChanged {
     /// Partitions gained.
     #[pyo3(get)]
     assigned: Py<PyFrozenSet>,
-    /// Partitions lost.
+    /// Partitions handed off.
     #[pyo3(get)]
     revoked: Py<PyFrozenSet>,
+    /// Partitions lost without a handoff (a fence, a lost ID): maybe another worker's already.
+    #[pyo3(get)]
+    lost: Py<PyFrozenSet>,
     /// Every partition now owned.
     #[pyo3(get)]
-    all: Py<PyFrozenSet>,
+    assignment: Py<PyFrozenSet>,
 }
 
 /// The worker became or stopped being the leader.
@@ -105,11 +109,12 @@ impl IdClaimed {
 impl AssignmentChanged {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
-            "AssignmentChanged(generation={}, assigned={}, revoked={}, all={})",
+            "AssignmentChanged(generation={}, assigned={}, revoked={}, lost={}, assignment={})",
             self.generation,
             sorted(self.assigned.bind(py))?,
             sorted(self.revoked.bind(py))?,
-            sorted(self.all.bind(py))?,
+            sorted(self.lost.bind(py))?,
+            sorted(self.assignment.bind(py))?,
         ))
     }
 }
@@ -191,14 +196,16 @@ pub(crate) fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
             generation,
             assigned,
             revoked,
-            all,
+            lost,
+            assignment,
         } => Py::new(
             py,
             AssignmentChanged {
                 generation: generation.0,
                 assigned: frozenset(py, &assigned)?.unbind(),
                 revoked: frozenset(py, &revoked)?.unbind(),
-                all: frozenset(py, &all)?.unbind(),
+                lost: frozenset(py, &lost)?.unbind(),
+                assignment: frozenset(py, &assignment)?.unbind(),
             },
         )?
         .into_any(),
@@ -305,7 +312,8 @@ pub(crate) fn _bench_event_stream(n: u64, paced: bool) -> EventStream {
             generation: parti::Generation(i + 1),
             assigned: one.clone(),
             revoked: BTreeSet::new(),
-            all: one,
+            lost: BTreeSet::new(),
+            assignment: one,
         }
     };
     if paced {

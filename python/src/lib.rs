@@ -44,5 +44,10 @@ fn _parti(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::PyWorker>()?;
     sim::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The built-in strategies' names, straight from core's registry.
+    m.add(
+        "STRATEGIES",
+        pyo3::types::PyTuple::new(m.py(), parti::strategy::NAMES)?,
+    )?;
     Ok(())
 }

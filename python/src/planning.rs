@@ -100,7 +100,7 @@ fn input_from(
     partitions: &Bound<'_, PyAny>,
     previous: Option<BTreeMap<String, u32>>,
     pins: Option<BTreeMap<String, u32>>,
-    slack: f64,
+    slack: Option<f64>,
     max_moves: Option<usize>,
 ) -> PyResult<PlanInput> {
     let mut input = PlanInput::new(
@@ -115,13 +115,16 @@ fn input_from(
     for (p, w) in pins.unwrap_or_default() {
         input.pins.insert(partition_id("pins", &p)?, WorkerId(w));
     }
-    if !(slack.is_finite() && slack >= 0.0) {
-        return Err(bad_arg(
-            "slack",
-            format!("{slack} must be a finite number >= 0"),
-        ));
+    // Left out, the slack is the planner's default (`PlanInput::new`).
+    if let Some(slack) = slack {
+        if !(slack.is_finite() && slack >= 0.0) {
+            return Err(bad_arg(
+                "slack",
+                format!("{slack} must be a finite number >= 0"),
+            ));
+        }
+        input.slack = slack;
     }
-    input.slack = slack;
     input.max_moves = max_moves;
     Ok(input)
 }
@@ -151,7 +154,7 @@ where
 
 /// Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
 #[pyfunction]
-#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, pins = None, slack = 0.05, max_moves = None))]
+#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
     py: Python<'_>,
@@ -160,7 +163,7 @@ pub(crate) fn plan(
     strategy: Option<&Bound<'_, PyAny>>,
     previous: Option<BTreeMap<String, u32>>,
     pins: Option<BTreeMap<String, u32>>,
-    slack: f64,
+    slack: Option<f64>,
     max_moves: Option<usize>,
 ) -> PyResult<PyPlanResult> {
     let input = input_from(workers, partitions, previous, pins, slack, max_moves)?;
@@ -179,7 +182,7 @@ pub(crate) fn plan(
 
 /// Says why `partition` lands where the strategy puts it.
 #[pyfunction]
-#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, pins = None, slack = 0.05, max_moves = None))]
+#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn explain(
     py: Python<'_>,
@@ -189,7 +192,7 @@ pub(crate) fn explain(
     strategy: Option<&Bound<'_, PyAny>>,
     previous: Option<BTreeMap<String, u32>>,
     pins: Option<BTreeMap<String, u32>>,
-    slack: f64,
+    slack: Option<f64>,
     max_moves: Option<usize>,
 ) -> PyResult<PyExplanation> {
     let target: PartitionId = partition_id("partition", partition)?;
@@ -204,10 +207,8 @@ pub(crate) fn explain(
     })
 }
 
-/// `strategy=None` is the balanced strategy.
+/// `strategy=None` is the workers' default, the first of core's `strategy::NAMES`.
 fn resolve(py: Python<'_>, strategy: Option<&Bound<'_, PyAny>>) -> PyResult<Resolved> {
-    match strategy {
-        Some(s) => strategy_from(s, false),
-        None => strategy_from(pyo3::types::PyString::new(py, "balanced").as_any(), false),
-    }
+    let default = || pyo3::types::PyString::new(py, parti::strategy::NAMES[0]);
+    strategy_from(strategy.unwrap_or(default().as_any()), false)
 }

@@ -219,12 +219,13 @@ impl PySimulation {
         Ok(())
     }
 
-    /// Asks the node's worker to stop gracefully (`final=True`: no restart follows, its ID is
-    /// released); the process exits once the handoff is done. No-op unless running.
-    #[pyo3(signature = (node, *, r#final = false))]
-    fn stop(&mut self, node: &Bound<'_, PyAny>, r#final: bool) -> PyResult<()> {
+    /// Asks the node's worker to stop gracefully and hand its partitions off, like
+    /// `Worker.stop()` (`restart=True`: a restart follows, the share is parked for
+    /// `restart_grace`); the process exits once the handoff is done. No-op unless running.
+    #[pyo3(signature = (node, *, restart = false))]
+    fn stop(&mut self, node: &Bound<'_, PyAny>, restart: bool) -> PyResult<()> {
         let n = self.node(node)?;
-        self.sim.stop(n, r#final);
+        self.sim.stop(n, !restart);
         Ok(())
     }
 

@@ -2,18 +2,12 @@
 
 use crate::errors::bad_arg;
 use crate::partition::{PyPartition, PyWorkerSlot};
-use parti::parti_core::strategy::{
-    Balanced, BoundedLoad, ConsistentHash, Plan, PlanInput, RoundRobin, Strategy,
-};
+use parti::parti_core::strategy::{self, Balanced, Plan, PlanInput, Strategy};
 use parti::WorkerId;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-
-/// The names of the built-in strategies, as `strategy=` accepts them.
-pub(crate) const BUILTIN: [&str; 4] =
-    ["balanced", "consistent-hash", "bounded-load", "round-robin"];
 
 /// A strategy read from `strategy=`, and the Python one behind it if it is a callable.
 pub(crate) struct Resolved {
@@ -33,17 +27,11 @@ pub(crate) fn strategy_from(obj: &Bound<'_, PyAny>, report: bool) -> PyResult<Re
         python: None,
     };
     if let Ok(name) = obj.cast::<PyString>() {
+        // Python spells names with `_` as readily as with `-`, in any case.
         let name = name.to_cow()?.replace('_', "-").to_ascii_lowercase();
-        return match name.as_str() {
-            "balanced" => Ok(builtin(Box::<Balanced>::default())),
-            "consistent-hash" => Ok(builtin(Box::<ConsistentHash>::default())),
-            "bounded-load" => Ok(builtin(Box::<BoundedLoad>::default())),
-            "round-robin" => Ok(builtin(Box::new(RoundRobin))),
-            _ => Err(bad_arg(
-                "strategy",
-                format!("{name:?} is not a strategy; use one of {BUILTIN:?} or a callable"),
-            )),
-        };
+        return strategy::by_name(&name)
+            .map(builtin)
+            .map_err(|e| bad_arg("strategy", format!("{e}; or pass a callable")));
     }
     if obj.is_callable() {
         let python = Arc::new(PyStrategy::new(obj.clone().unbind(), report)?);

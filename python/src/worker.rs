@@ -2,7 +2,7 @@
 
 use crate::callbacks::{LoopBridge, PyListener, PySource};
 use crate::config::PyConfig;
-use crate::errors::{bad_arg, driver_err, PartiError, WorkerStoppedError};
+use crate::errors::{bad_arg, core_err, driver_err, PartiError, WorkerStoppedError};
 use crate::events::{frozenset, EventStream};
 use crate::message::message_handler;
 use crate::partition::{partition_id, partitions_from, seconds};
@@ -11,7 +11,7 @@ use crate::strategy::strategy_from;
 use futures::StreamExt;
 use parti::kv::{MemoryKv, NatsKv, NatsOptions};
 use parti::parti_core::strategy::Strategy;
-use parti::{Config, Event, Partition, SubjectTemplate, WorkerHandle};
+use parti::{Config, Event, Partition, SubjectTemplate, Worker};
 use pyo3::prelude::*;
 use pyo3::types::{PyFrozenSet, PyString};
 use std::collections::VecDeque;
@@ -24,15 +24,22 @@ use tokio::sync::{mpsc, oneshot, Notify};
 const FIRST_EVENTS_CAP: usize = 1024;
 
 /// An in-memory KV with NATS semantics: workers sharing one run as a fleet in-process.
+/// It expires leases itself: give it the config's `lease_ttl` (`Worker.start()` raises
+/// `ConfigError` otherwise).
 #[pyclass(frozen, module = "parti._parti", name = "MemoryKv")]
 pub(crate) struct PyMemoryKv(MemoryKv);
 
 #[pymethods]
 impl PyMemoryKv {
     #[new]
-    #[pyo3(signature = (lease_ttl = 6.0))]
-    fn new(lease_ttl: f64) -> PyResult<Self> {
-        Ok(PyMemoryKv(MemoryKv::new(seconds("lease_ttl", lease_ttl)?)))
+    /// `lease_ttl` left out is core's default (`Config.defaults()["lease_ttl"]`).
+    #[pyo3(signature = (lease_ttl = None))]
+    fn new(lease_ttl: Option<f64>) -> PyResult<Self> {
+        let ttl = match lease_ttl {
+            Some(secs) => seconds("lease_ttl", secs)?,
+            None => Config::default().lease_ttl,
+        };
+        Ok(PyMemoryKv(MemoryKv::new(ttl)))
     }
 
     fn __repr__(&self) -> String {
@@ -61,6 +68,7 @@ struct Pending {
     strategy: Box<dyn Strategy>,
     on_assigned: Option<Py<PyAny>>,
     on_revoked: Option<Py<PyAny>>,
+    on_lost: Option<Py<PyAny>>,
     subscription: Option<Subscription>,
 }
 
@@ -98,7 +106,7 @@ pub(crate) struct PyWorker {
     /// Numbers the `start()` calls, so a cancelled one that still runs cannot take a later
     /// call's arguments.
     attempts: AtomicU64,
-    handle: OnceLock<WorkerHandle>,
+    handle: OnceLock<Worker>,
     /// Hands the events seen since start to the first `events()` call.
     first_events: Mutex<Option<oneshot::Sender<mpsc::UnboundedSender<Event>>>>,
 }
@@ -116,6 +124,7 @@ impl PyWorker {
         strategy = None,
         on_assigned = None,
         on_revoked = None,
+        on_lost = None,
         user = None,
         password = None,
         token = None,
@@ -133,6 +142,7 @@ impl PyWorker {
         strategy: Option<&Bound<'_, PyAny>>,
         on_assigned: Option<&Bound<'_, PyAny>>,
         on_revoked: Option<&Bound<'_, PyAny>>,
+        on_lost: Option<&Bound<'_, PyAny>>,
         user: Option<String>,
         password: Option<String>,
         token: Option<String>,
@@ -149,20 +159,9 @@ impl PyWorker {
                     "give nats=\"nats://host:4222\" (or a list of URLs), or memory=MemoryKv()",
                 ))
             }
-            (None, Some(kv)) => {
-                let kv = kv.get().0.clone();
-                if kv.lease_ttl() != config.lease_ttl {
-                    return Err(bad_arg(
-                        "memory",
-                        format!(
-                            "the MemoryKv's lease_ttl ({} s) differs from config.lease_ttl ({} s)",
-                            kv.lease_ttl().as_secs_f64(),
-                            config.lease_ttl.as_secs_f64()
-                        ),
-                    ));
-                }
-                Backend::Memory(kv)
-            }
+            // A lease TTL other than config.lease_ttl: the driver refuses it on start
+            // (ConfigError naming lease_ttl and both durations).
+            (None, Some(kv)) => Backend::Memory(kv.get().0.clone()),
             (Some(urls), None) => {
                 let urls: Vec<String> = if let Ok(s) = urls.cast::<PyString>() {
                     s.to_cow()?
@@ -205,14 +204,20 @@ impl PyWorker {
             (None, Some(f)) if f.is_callable() => (None, Some(f.clone().unbind())),
             (None, Some(_)) => return Err(bad_arg("source", "expected a callable")),
         };
-        for (name, cb) in [("on_assigned", on_assigned), ("on_revoked", on_revoked)] {
+        let callbacks = [
+            ("on_assigned", on_assigned),
+            ("on_revoked", on_revoked),
+            ("on_lost", on_lost),
+        ];
+        for (name, cb) in callbacks {
             if cb.is_some_and(|cb| !cb.is_callable()) {
                 return Err(bad_arg(name, "expected a callable"));
             }
         }
+        // Left out: the workers' default, the first of core's `strategy::NAMES`.
         let strategy = match strategy {
             Some(s) => strategy_from(s, true)?.strategy,
-            None => Box::new(parti::strategy::Balanced::default()),
+            None => parti::strategy::by_name(parti::strategy::NAMES[0]).map_err(core_err)?,
         };
         Ok(PyWorker {
             life: Mutex::new(Lifecycle::Idle(Box::new(Pending {
@@ -223,6 +228,7 @@ impl PyWorker {
                 strategy,
                 on_assigned: on_assigned.map(|c| c.clone().unbind()),
                 on_revoked: on_revoked.map(|c| c.clone().unbind()),
+                on_lost: on_lost.map(|c| c.clone().unbind()),
                 subscription: None,
             }))),
             start_ended: Notify::new(),
@@ -351,6 +357,7 @@ impl PyWorker {
                 strategy,
                 on_assigned,
                 on_revoked,
+                on_lost,
                 subscription,
             } = *pending;
             let mut builder = crate::metrics::record(parti::Worker::builder())
@@ -360,6 +367,7 @@ impl PyWorker {
                     bridge: bridge.clone(),
                     on_assigned,
                     on_revoked,
+                    on_lost,
                 });
             builder = match (partitions, source) {
                 (Some(list), _) => builder.partitions(list),
@@ -535,13 +543,14 @@ impl PyWorker {
         crate::runtime::future_into_py(py, async move { handle.drain().await.map_err(driver_err) })
     }
 
-    /// Stops gracefully: revokes every partition (awaiting `on_revoked`) and steps down. By
-    /// default the lease is kept as "departing", so a restart that claims the same ID within
-    /// `restart_grace` resumes the same share; `final=True` leaves the fleet for good and the
-    /// leader reassigns at once. Stopping a stopped (or never started) worker does nothing;
-    /// during a `start()`, `stop()` waits for it and then stops the worker.
-    #[pyo3(signature = (r#final = false))]
-    fn stop<'py>(slf: &Bound<'py, Self>, r#final: bool) -> PyResult<Bound<'py, PyAny>> {
+    /// Stops gracefully and hands the partitions off now (Kafka's `close()`): revokes every
+    /// partition (awaiting `on_revoked`), steps down and deletes the lease, so the leader
+    /// reassigns at once. `restart=True` is for a restart that follows: the lease is kept as
+    /// "departing" and the share parked for `restart_grace`, so a restart that claims the same
+    /// ID resumes it. Stopping a stopped (or never started) worker does nothing; during a
+    /// `start()`, `stop()` waits for it and then stops the worker.
+    #[pyo3(signature = (*, restart = false))]
+    fn stop<'py>(slf: &Bound<'py, Self>, restart: bool) -> PyResult<Bound<'py, PyAny>> {
         let this: Py<PyWorker> = slf.clone().unbind();
         crate::runtime::future_into_py(slf.py(), async move {
             let worker = this.get();
@@ -563,8 +572,8 @@ impl PyWorker {
                 ended.await;
             };
             let Some(handle) = handle else { return Ok(()) };
-            let result = if r#final {
-                handle.stop_final().await
+            let result = if restart {
+                handle.stop_for_restart().await
             } else {
                 handle.stop().await
             };
@@ -613,7 +622,7 @@ impl PyWorker {
         self.start_ended.notify_waiters();
     }
 
-    fn started(&self) -> PyResult<&WorkerHandle> {
+    fn started(&self) -> PyResult<&Worker> {
         self.handle.get().ok_or_else(|| {
             WorkerStoppedError::new_err("the worker is not started: await worker.start() first")
         })

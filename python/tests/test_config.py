@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import re
 import sys
 from typing import Any
 
@@ -10,14 +13,34 @@ import pytest
 import parti
 
 
-def test_defaults_match_the_documented_values() -> None:
+def test_config_takes_cores_default_for_every_field() -> None:
+    defaults = parti.Config.defaults()
+    properties = {n for n, v in vars(parti.Config).items() if inspect.isgetsetdescriptor(v)}
+    # Every field: the defaults name each property (and each is an argument: see below).
+    assert set(defaults) == properties
+    # An abi3 module carries no class signature before Python 3.10.
+    signature = parti.Config.__text_signature__
+    if signature is not None:
+        assert set(re.findall(r"(\w+)=", signature)) == properties
     c = parti.Config()
-    assert c.bucket_prefix == "parti"
-    assert c.heartbeat_interval == 2.0
-    assert c.lease_ttl == 6.0
-    assert c.handoff == "strict"
-    assert c.expected_workers is None
-    assert c.alert_after == (0.0, 30.0, 120.0, 300.0)
+    for name, value in defaults.items():
+        assert getattr(c, name) == value, name
+    # Given explicitly, core's defaults build the same configuration.
+    assert parti.Config(**defaults) == c
+    assert parti.Config(lease_ttl=defaults["lease_ttl"] + 1) != c
+    # MemoryKv() has core's lease TTL too: start() refuses a MemoryKv whose TTL differs.
+    async def start(config: parti.Config) -> None:
+        w = await parti.Worker(memory=parti.MemoryKv(), partitions=["a"], config=config).start()
+        await w.stop()
+
+    asyncio.run(start(c))
+    with pytest.raises(parti.ConfigError, match="lease_ttl"):
+        asyncio.run(start(parti.Config(lease_ttl=defaults["lease_ttl"] + 1)))
+
+
+def test_none_is_the_same_as_leaving_an_argument_out() -> None:
+    nones: dict[str, Any] = {name: None for name in parti.Config.defaults()}
+    assert parti.Config(**nones) == parti.Config()
 
 
 def test_values_round_trip_through_the_properties() -> None:
@@ -93,6 +116,13 @@ def test_worker_needs_a_backend_and_partitions() -> None:
         parti.Worker(nats="nats://127.0.0.1:4222", memory=parti.MemoryKv(), partitions=["a"])
 
 
+async def test_a_memory_kv_whose_lease_ttl_differs_from_the_config_fails_to_start() -> None:
+    # The driver's check (WorkerBuilder::start): the error names the field and both durations.
+    w = parti.Worker(memory=parti.MemoryKv(lease_ttl=2.0), partitions=["a"])
+    with pytest.raises(parti.ConfigError, match=r"lease_ttl: .*after 2s.* lease_ttl is 6s"):
+        await w.start()
+
+
 def test_worker_rejects_bad_arguments_with_the_field_named() -> None:
     kv = parti.MemoryKv()
     with pytest.raises(parti.ConfigError, match="strategy"):
@@ -103,8 +133,6 @@ def test_worker_rejects_bad_arguments_with_the_field_named() -> None:
         parti.Worker(memory=kv, source=["a"])  # type: ignore[arg-type]
     with pytest.raises(parti.ConfigError, match="partitions"):
         parti.Worker(memory=kv, partitions=[1, 2])  # type: ignore[list-item]
-    with pytest.raises(parti.ConfigError, match="lease_ttl"):
-        parti.Worker(memory=parti.MemoryKv(lease_ttl=2.0), partitions=["a"])
     with pytest.raises(parti.ConfigError, match="subscribe"):
         parti.Worker(memory=kv, partitions=["a"]).subscribe("work.{keys}", print)  # type: ignore[arg-type]
     w = parti.Worker(nats="nats://127.0.0.1:4222", partitions=["a"])

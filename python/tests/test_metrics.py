@@ -65,7 +65,7 @@ async def test_collector_shows_counters_moving_on_a_join_and_a_leave(
     assert total(joined, "parti_rebalances_total") > total(before, "parti_rebalances_total")
     assert total(joined, "parti_partitions_moved_total", worker_id=str(joiner.worker_id), direction="in") > 0
 
-    await joiner.stop(final=True)
+    await joiner.stop()
     stop_all.remove(joiner)
     await wait_until(lambda: owned_exactly_once(stop_all, partitions), what="the leave settles")
     left = scrape(registry)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,16 +14,40 @@ import parti
 PARTS = [parti.Partition(["p", str(i)]) for i in range(30)]
 
 
-@pytest.mark.parametrize("strategy", ["balanced", "consistent-hash", "bounded-load", "round-robin"])
-def test_every_builtin_strategy_places_each_partition_once(
-    strategy: Literal["balanced", "consistent-hash", "bounded-load", "round-robin"],
-) -> None:
+@pytest.mark.parametrize("strategy", parti.STRATEGIES)
+def test_every_builtin_strategy_places_each_partition_once(strategy: Any) -> None:
     result = parti.plan([1, 2, 3], PARTS, strategy=strategy)
     assert result.strategy == strategy
     assert sorted(result.assignment) == sorted(p.id for p in PARTS)
     assert set(result.assignment.values()) == {1, 2, 3}
     by_worker = result.by_worker()
     assert sorted(x for ps in by_worker.values() for x in ps) == sorted(p.id for p in PARTS)
+
+
+def test_strategies_are_cores_names_and_the_first_is_the_default() -> None:
+    assert parti.STRATEGIES[0] == "balanced"
+    assert len(set(parti.STRATEGIES)) == len(parti.STRATEGIES) == 4
+    assert parti.plan([1, 2], PARTS).strategy == parti.STRATEGIES[0]
+
+
+def test_an_unknown_strategy_is_one_config_error_listing_every_name() -> None:
+    with pytest.raises(parti.ConfigError, match="unknown strategy") as err:
+        parti.plan([1], PARTS, strategy="fastest")  # type: ignore[arg-type]
+    for name in parti.STRATEGIES:
+        assert name in str(err.value)
+    # Python spellings with `_` or capitals name the same strategy.
+    assert parti.plan([1], PARTS, strategy="Round_Robin").strategy == "round-robin"  # type: ignore[arg-type]
+
+
+def test_the_stub_literal_lists_exactly_cores_strategy_names() -> None:
+    stub = Path(parti.__file__).parent / "_parti.pyi"
+    for node in ast.parse(stub.read_text()).body:
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "_StrategyName":
+            assert isinstance(node.value, ast.Subscript)
+            literal = ast.literal_eval(node.value.slice)
+            assert literal == parti.STRATEGIES
+            return
+    pytest.fail("_StrategyName is not in the stub")
 
 
 def test_balanced_on_equal_weights_is_even() -> None:

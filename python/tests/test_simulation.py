@@ -201,7 +201,7 @@ def test_a_bad_node_index_raises_config_error_naming_node(node: object) -> None:
 def test_a_graceful_stop_hands_off_and_exits() -> None:
     sim = cluster()
     sim.converge()
-    sim.stop(1, final=True)
+    sim.stop(1)
     sim.converge()
     assert sim.status(1) == "stopped"
     assert_owned_once(sim, 30)

@@ -122,7 +122,7 @@ async def test_first_events_call_replays_the_start(stop_all: list[parti.Worker])
     assert changed.assigned == frozenset({"a", "b"})
     assert repr(changed) == (
         f"AssignmentChanged(generation={changed.generation}, assigned=['a', 'b'], "
-        "revoked=[], all=['a', 'b'])"
+        "revoked=[], lost=[], assignment=['a', 'b'])"
     )
 
 

@@ -28,12 +28,12 @@ async def test_lifecycle_start_reports_id_and_assignment_and_exit_stops(nats_url
         changed = await next_event(events, parti.AssignmentChanged)
         assert changed.assigned == frozenset(p.id for p in partitions)
         assert changed.revoked == frozenset()
-        assert changed.all == changed.assigned
+        assert changed.assignment == changed.assigned
         await wait_until(lambda: w.state == "stable", what="state stable")
         assert w.worker_id == claimed.worker_id
         assert w.is_leader
         assert w.leader == w.worker_id
-        assert w.assignment == changed.all
+        assert w.assignment == changed.assignment
         assert w.generation is not None and w.generation >= changed.generation
         assert not w.is_stopped
     assert worker.is_stopped
@@ -51,7 +51,7 @@ async def test_worker_id_and_state_are_set_when_start_returns_every_time(nats_ur
             assert worker.worker_id == 0, f"start {i}"
             assert worker.state not in ("init", "claiming_id"), f"start {i}: {worker.state}"
         finally:
-            await worker.stop(final=True)
+            await worker.stop()
 
 
 async def test_event_stream_ends_after_stop(nats_url: str) -> None:
@@ -60,7 +60,7 @@ async def test_event_stream_ends_after_stop(nats_url: str) -> None:
         await next_event(events, parti.AssignmentChanged)
     rest = [e async for e in events]  # ends: the worker stopped
     revoked = [e for e in rest if isinstance(e, parti.AssignmentChanged)]
-    assert revoked and revoked[-1].all == frozenset()  # the stop revoked everything
+    assert revoked and revoked[-1].assignment == frozenset()  # the stop revoked everything
     assert any(isinstance(e, parti.StateChanged) and e.state == "shutdown" for e in rest)
     assert [e async for e in events] == []  # an ended stream stays ended
 
@@ -109,7 +109,7 @@ async def test_leaving_worker_hands_its_partitions_to_the_others(
     leaving = stop_all[1]
     held = leaving.assignment
     assert held
-    await leaving.stop(final=True)
+    await leaving.stop()
     assert leaving.is_stopped
     assert leaving.assignment == frozenset()
     rest = [stop_all[0], stop_all[2]]

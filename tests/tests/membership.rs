@@ -95,7 +95,7 @@ async fn a_join_then_a_graceful_leave_move_only_the_minimum_and_keep_each_partit
     let before = cluster.ledger.grants();
     let leaver = (cluster.leader() + 1) % 4;
     let its_share = cluster.handle(leaver).assignment();
-    cluster.handle(leaver).stop_final().await.expect("stop");
+    cluster.handle(leaver).stop().await.expect("stop");
     assert!(cluster.handle(leaver).is_stopped());
     cluster.wait_settled(&ids(&all)).await;
     assert_eq!(granted_since(&cluster, &before), its_share);
@@ -119,7 +119,11 @@ async fn stopping_the_leader_moves_nothing_and_its_restart_with_the_same_id_resu
 
     let old_leader = cluster.leader();
     let old_id = cluster.handle(old_leader).worker_id();
-    cluster.handle(old_leader).stop().await.expect("stop");
+    cluster
+        .handle(old_leader)
+        .stop_for_restart()
+        .await
+        .expect("stop");
     assert!(cluster.handle(old_leader).is_stopped());
     common::wait_until(DEADLINE, "another worker leads", || {
         cluster.leaders().len() == 1

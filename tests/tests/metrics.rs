@@ -234,7 +234,7 @@ async fn metrics_counters_move_on_a_join_a_leave_and_a_crash() {
     assert!(before.0 >= 1.0, "the cold start committed a generation");
 
     // Join: c gains partitions, the others give some up, the leader commits.
-    let mut c = MetricsWorker::spawn(&server, prefix, "c", &["--final-stop"]).await;
+    let mut c = MetricsWorker::spawn(&server, prefix, "c", &[]).await;
     let after_join = wait_scrapes(&[&ab[0], &ab[other], &c], "c joined", |s| {
         settled(s)?;
         if s[2].owned() == 0.0 {
@@ -255,7 +255,7 @@ async fn metrics_counters_move_on_a_join_a_leave_and_a_crash() {
     let in_before_leave =
         wait_scrapes(&[&ab[0], &ab[other]], "scrape", |s| Ok(survivors_in(s))).await;
 
-    // Leave (SIGTERM, final): its partitions come back to the others.
+    // Leave (SIGTERM hands off by default): its partitions come back to the others.
     c.terminate().await;
     let after_leave = wait_scrapes(&[&ab[0], &ab[other]], "c left", |s| {
         settled(s)?;

@@ -166,7 +166,7 @@ async fn killing_the_leaders_of_the_lease_and_assign_streams_never_gives_a_parti
     cluster.nats().kill(assign);
     cluster
         .handle(newcomer)
-        .stop_final()
+        .stop()
         .await
         .expect("the newcomer leaves");
     common::wait_for(CLUSTER_DEADLINE, "the three settle again", || {

@@ -8,7 +8,8 @@ mod common;
 
 use common::{ids, partitions, Cluster, DEADLINE};
 use parti::testing::{FaultMode, FaultProxy};
-use parti::{Config, Event, HandoffMode, StaticSource, Warning};
+use parti::{Config, Event, HandoffMode, PartitionId, StaticSource, Warning};
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,8 @@ async fn a_blackholed_strict_worker_fences_before_its_partitions_move_and_rejoin
     let (cluster, proxy, proxied) =
         fleet_with_proxied(common::config("net-strict", 3), FaultMode::Pass).await;
 
+    let held = cluster.handle(proxied).assignment();
+    let seen = cluster.members[proxied].events().len();
     proxy.set(FaultMode::Blackhole);
     common::wait_for(DEADLINE, "the others own everything", || {
         if !cluster.handle(proxied).assignment().is_empty() {
@@ -69,6 +72,24 @@ async fn a_blackholed_strict_worker_fences_before_its_partitions_move_and_rejoin
         warned(&cluster, proxied, |w| matches!(w, Warning::Fenced)),
         "the blackholed worker said it fenced"
     );
+    // A fence loses the partitions, it does not hand them off: the event says `lost`, and the
+    // listener's `on_lost` was called with exactly what the worker held.
+    let reported: BTreeSet<PartitionId> = cluster.members[proxied].events()[seen..]
+        .iter()
+        .flat_map(|e| match e {
+            Event::AssignmentChanged { lost, revoked, .. } => {
+                assert!(revoked.is_empty(), "the fenced worker revoked {revoked:?}");
+                lost.clone()
+            }
+            _ => BTreeSet::new(),
+        })
+        .collect();
+    assert_eq!(
+        reported, held,
+        "the event reports every held partition as lost"
+    );
+    let told: BTreeSet<PartitionId> = cluster.ledger.lost(proxied).into_iter().collect();
+    assert_eq!(told, held, "on_lost was told every held partition");
     // The ledger records a grant to a worker while another still holds the partition: the
     // blackholed worker let go before anyone else got its partitions.
     cluster.ledger.assert_never_two_owners();

@@ -3,8 +3,8 @@
 //! TTL + 1 s with nothing moved but its own partitions. The fleet is observed by reading its
 //! KV (what `parti status` shows), decoded with `parti_core::codec`.
 //!
-//! The `parti` binary is `$PARTI_BIN`, or built with `cargo build -p parti --bin parti` on the
-//! first use and taken from the target directory of this test binary.
+//! The `parti` binary is `$PARTI_BIN`, or built with `cargo build -p parti --bin parti
+//! --features cli,testing` on the first use and taken from the target directory of this test binary.
 
 mod common;
 

@@ -324,7 +324,7 @@ async fn leader_leaving_while_the_source_fails_still_gets_its_partitions_reassig
     // partitions, but the committed generation names every one of them.
     flaky.mode.store(FAILS, Ordering::SeqCst);
     let leader = cluster.leader();
-    cluster.handle(leader).stop_final().await.expect("stop");
+    cluster.handle(leader).stop().await.expect("stop");
     cluster.wait_settled(&all).await;
     cluster.stop_all().await;
 }

@@ -12,7 +12,7 @@ use super::{rand_between, NodeId};
 use crate::codec::{self, LeaseValue};
 use crate::{
     Action, Bucket, Config, Error, Event, HandoffMode, Input, Instant, Operation, Partition,
-    PartitionId, RequestId, Rng, State, Worker, WorkerId,
+    PartitionId, RequestId, Rng, State, WorkerId, WorkerMachine,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -43,6 +43,9 @@ pub struct SimConfig {
     /// something that may change them. Default false (the cheaper check also catches any
     /// change of the number of holdings).
     pub check_every_step: bool,
+    /// Keep a running hash of every trace entry and every KV change, values included
+    /// ([`Trace::fingerprint`]): a cheap proof that two runs were identical. Default false.
+    pub fingerprint: bool,
 }
 
 impl Default for SimConfig {
@@ -58,6 +61,7 @@ impl Default for SimConfig {
             trace_limit: 100_000,
             trace_kv: false,
             check_every_step: false,
+            fingerprint: false,
         }
     }
 }
@@ -75,9 +79,9 @@ pub struct Stats {
     pub emergencies: u64,
     /// Transitions of any worker into [`State::Emergency`].
     pub emergency_entries: u64,
-    /// Worker processes started (restarts included).
+    /// WorkerMachine processes started (restarts included).
     pub starts: u64,
-    /// Worker processes crashed.
+    /// WorkerMachine processes crashed.
     pub crashes: u64,
     /// Inputs a worker refused with an error.
     pub input_errors: u64,
@@ -103,7 +107,7 @@ enum Ev {
     CheckIds,
 }
 
-/// A simulated cluster of [`Worker`]s over a simulated NATS KV, on a virtual clock.
+/// A simulated cluster of [`WorkerMachine`]s over a simulated NATS KV, on a virtual clock.
 ///
 /// Deterministic: the same seed, template and calls give the same run, step for step. Drive it
 /// with [`Sim::step`], [`Sim::run_for`], [`Sim::run_until`] or [`Sim::converge`]; inject faults
@@ -158,9 +162,11 @@ impl Sim {
         kv.set_max_age(Bucket::Leases, Some(template.lease_ttl));
         kv.set_keep_history(config.kv_history);
         let net = Network::new(config.net.clone(), kv, seed ^ 0x6E65_7477_6F72_6B00);
+        let mut trace = Trace::new(config.trace_limit);
+        trace.set_fingerprint(config.fingerprint);
         Ok(Sim {
             checker: Checker::new(template.handoff == HandoffMode::Strict),
-            trace: Trace::new(config.trace_limit),
+            trace,
             template,
             config,
             seed,
@@ -226,7 +232,7 @@ impl Sim {
         config.preferred_id = node.last_id.or(config.preferred_id);
         let preferred = config.preferred_id;
         let worker =
-            Worker::new(config, node.clock.local(now)).expect("node configs are validated");
+            WorkerMachine::new(config, node.clock.local(now)).expect("node configs are validated");
         node.worker = Some(worker);
         node.status = NodeStatus::Running;
         node.applied = None;
@@ -260,7 +266,7 @@ impl Sim {
         if node.status != NodeStatus::Running {
             return;
         }
-        if let Some(id) = node.worker.as_ref().and_then(Worker::worker_id) {
+        if let Some(id) = node.worker.as_ref().and_then(WorkerMachine::worker_id) {
             node.last_id = Some(id);
         }
         node.status = status;
@@ -435,7 +441,7 @@ impl Sim {
             if !node.spin_reported {
                 node.spin_reported = true;
                 let local = node.clock.local(now);
-                let asked = node.running().and_then(Worker::poll_timeout);
+                let asked = node.running().and_then(WorkerMachine::poll_timeout);
                 let details = format!(
                     "node {} asked for a timer due at or before now {MAX_SPINS} times in a row (local now {local}, \
                      poll_timeout {asked:?}, state {}); further spins of this process are delayed by 1 ms silently",
@@ -507,6 +513,10 @@ impl Sim {
                     self.nodes[n.0].subscribed.insert(p);
                     dirty = true;
                 }
+                Action::Lose(p) => {
+                    self.nodes[n.0].subscribed.remove(&p);
+                    dirty = true;
+                }
                 Action::Unsubscribe(p) => {
                     self.nodes[n.0].subscribed.remove(&p);
                     dirty = true;
@@ -550,7 +560,7 @@ impl Sim {
     pub(crate) fn schedule_timer(&mut self, n: NodeId) {
         let now = self.now;
         let node = &self.nodes[n.0];
-        let Some(local) = node.running().and_then(Worker::poll_timeout) else {
+        let Some(local) = node.running().and_then(WorkerMachine::poll_timeout) else {
             self.nodes[n.0].timer = None;
             return;
         };
@@ -603,12 +613,13 @@ impl Sim {
             }
             Event::AssignmentChanged {
                 generation,
-                added,
-                removed,
-                assigned,
+                assigned: added,
+                revoked,
+                lost,
+                assignment: assigned,
             } => {
                 let node = &mut self.nodes[n.0];
-                let id = node.worker.as_ref().and_then(Worker::worker_id);
+                let id = node.worker.as_ref().and_then(WorkerMachine::worker_id);
                 let prev = node.applied;
                 node.applied = prev.max(Some(*generation));
                 self.checker.on_applied(
@@ -625,7 +636,7 @@ impl Sim {
                 let what = TraceKind::Assignment {
                     generation: *generation,
                     added: added.len(),
-                    removed: removed.len(),
+                    removed: revoked.len() + lost.len(),
                     assigned: assigned.len(),
                 };
                 self.trace.push(now, Some(n), what);
@@ -681,6 +692,17 @@ impl Sim {
             };
             self.trace.push(self.now, change.by.map(|b| b.0), what);
         }
+        if self.trace.fingerprinting() {
+            let parts = (
+                change.by,
+                e.bucket,
+                &e.key,
+                e.revision,
+                e.operation,
+                &e.value,
+            );
+            self.trace.absorb(&parts);
+        }
     }
 
     pub(crate) fn mark_dirty(&mut self, n: NodeId) {
@@ -721,7 +743,7 @@ impl Sim {
                     .iter()
                     .map(|h| {
                         let node = &nodes[h.0];
-                        let id = node.worker.as_ref().and_then(Worker::worker_id);
+                        let id = node.worker.as_ref().and_then(WorkerMachine::worker_id);
                         format!(
                             "node {} (worker {:?}, {})",
                             h.0,

@@ -1,7 +1,7 @@
 //! The guarantees of DESIGN §5, checked while the simulation runs.
 //!
 //! - **Exclusive ownership** (Strict mode): no partition is held by two live workers after any
-//!   step. Holdings are each worker's [`crate::Worker::assignment`].
+//!   step. Holdings are each worker's [`crate::WorkerMachine::assignment`].
 //! - **Committed, increasing generations**: per worker process, the generations reported by
 //!   [`crate::Event::AssignmentChanged`] never decrease, and every applied generation `g` with
 //!   assigned set `S` matches a `gen` record that was committed in the KV before (its member for

@@ -1,6 +1,6 @@
 //! The deterministic cluster simulator: the protocol with no network.
 //!
-//! [`Sim`] runs N [`crate::Worker`]s on a virtual clock against [`MemKv`], an in-memory KV with
+//! [`Sim`] runs N [`crate::WorkerMachine`]s on a virtual clock against [`MemKv`], an in-memory KV with
 //! NATS semantics, through a simulated [`Network`] with seeded delays, drops and writes that
 //! time out yet land later. Faults — crash, restart, graceful stop, drain, isolation, KV outage,
 //! leader kill, clock-rate skew, partition changes — are verbs on [`Sim`] or a [`Schedule`] of

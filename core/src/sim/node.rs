@@ -1,7 +1,7 @@
 //! One simulated machine: its worker process (if any), its clock and what the harness
 //! remembers about it across restarts.
 
-use crate::{Config, Generation, Instant, PartitionId, State, Worker, WorkerId};
+use crate::{Config, Generation, Instant, PartitionId, State, WorkerId, WorkerMachine};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -81,7 +81,7 @@ impl NodeClock {
 pub(crate) struct Node {
     /// The configuration every incarnation starts from (token and preferred ID are filled in).
     pub(crate) base: Config,
-    pub(crate) worker: Option<Worker>,
+    pub(crate) worker: Option<WorkerMachine>,
     pub(crate) status: NodeStatus,
     /// Incremented for every new process.
     pub(crate) incarnation: u32,
@@ -132,7 +132,7 @@ impl Node {
     }
 
     /// The running worker, if the node's process is up.
-    pub(crate) fn running(&self) -> Option<&Worker> {
+    pub(crate) fn running(&self) -> Option<&WorkerMachine> {
         match self.status {
             NodeStatus::Running => self.worker.as_ref(),
             _ => None,

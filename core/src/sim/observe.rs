@@ -7,7 +7,7 @@ use super::net::Network;
 use super::node::NodeStatus;
 use super::trace::Trace;
 use super::NodeId;
-use crate::{Config, Event, Instant, Partition, PartitionId, State, Worker, WorkerId};
+use crate::{Config, Event, Instant, Partition, PartitionId, State, WorkerId, WorkerMachine};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -32,13 +32,13 @@ impl Sim {
 
     /// The worker on node `n`: the running one, or the one that stopped gracefully (`None` after
     /// a crash).
-    pub fn worker(&self, n: NodeId) -> Option<&Worker> {
+    pub fn worker(&self, n: NodeId) -> Option<&WorkerMachine> {
         self.nodes[n.0].worker.as_ref()
     }
 
     /// The worker ID of node `n`'s running worker, if it has claimed one.
     pub fn worker_id(&self, n: NodeId) -> Option<WorkerId> {
-        self.nodes[n.0].running().and_then(Worker::worker_id)
+        self.nodes[n.0].running().and_then(WorkerMachine::worker_id)
     }
 
     /// The node whose running worker holds `id`, if any (the lowest node if several).
@@ -90,11 +90,14 @@ impl Sim {
                 self.nodes[n.0]
                     .worker
                     .as_ref()
-                    .is_some_and(Worker::is_leader)
+                    .is_some_and(WorkerMachine::is_leader)
             })
             .max_by_key(|n| {
                 (
-                    self.nodes[n.0].worker.as_ref().and_then(Worker::epoch),
+                    self.nodes[n.0]
+                        .worker
+                        .as_ref()
+                        .and_then(WorkerMachine::epoch),
                     std::cmp::Reverse(n.0),
                 )
             })

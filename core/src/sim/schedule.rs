@@ -163,7 +163,7 @@ pub fn random_schedule(seed: u64, workers: u32, duration: Duration) -> Schedule 
                 push(failing_until, Fault::SourceFailing(false));
             }
             19 => {
-                // Worker IDs run from 0 up; some pins name an ID nobody holds.
+                // WorkerMachine IDs run from 0 up; some pins name an ID nobody holds.
                 let worker = rng
                     .chance(0.7)
                     .then(|| rng.below(u64::from(workers) * 2 + 1) as u32);
@@ -274,6 +274,9 @@ pub struct Outcome {
     pub sim_ms: u64,
     /// Steps processed.
     pub steps: u64,
+    /// The trace's fingerprint ([`crate::sim::Trace::fingerprint`]) when
+    /// [`SimConfig::fingerprint`] was on: equal fingerprints mean identical runs.
+    pub fingerprint: Option<u64>,
     /// When something was violated: the seed, the schedule, the violations and the trace tail,
     /// enough to replay the run with the same seed.
     pub report: Option<String>,
@@ -315,6 +318,7 @@ pub fn run_schedule(spec: &RunSpec, schedule: &Schedule) -> Outcome {
         emergencies: sim.stats().emergencies,
         sim_ms: sim.now().since_origin().as_millis() as u64,
         steps: sim.stats().steps,
+        fingerprint: sim.trace().fingerprint(),
         violations,
         report,
     }

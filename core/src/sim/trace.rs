@@ -103,6 +103,32 @@ pub struct Trace {
     entries: VecDeque<TraceEntry>,
     limit: usize,
     dropped: u64,
+    /// Running FNV-1a hash of every entry pushed (and every byte absorbed), when enabled.
+    fingerprint: Option<u64>,
+}
+
+/// FNV-1a 64-bit offset basis.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a 64-bit prime.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Folds `bytes` into an FNV-1a hash (stable across Rust versions, unlike `DefaultHasher`).
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// Feeds formatted text into an FNV-1a hash.
+struct FnvWriter(u64);
+
+impl fmt::Write for FnvWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 = fnv(self.0, s.as_bytes());
+        Ok(())
+    }
 }
 
 impl Trace {
@@ -112,11 +138,47 @@ impl Trace {
             entries: VecDeque::new(),
             limit: limit.max(1),
             dropped: 0,
+            fingerprint: None,
         }
+    }
+
+    /// Starts (or stops) keeping a running hash of every entry pushed from now on, whether or
+    /// not the limit later drops it: see [`Trace::fingerprint`].
+    pub fn set_fingerprint(&mut self, on: bool) {
+        self.fingerprint = on.then_some(FNV_OFFSET);
+    }
+
+    /// The running hash of every entry pushed (its `Debug` text) and every byte passed to
+    /// [`Trace::absorb`] since [`Trace::set_fingerprint`], or `None` if not enabled. Two runs
+    /// with equal fingerprints traced the same things in the same order.
+    pub fn fingerprint(&self) -> Option<u64> {
+        self.fingerprint
+    }
+
+    /// Folds the `Debug` text of `what` into the fingerprint (no-op unless enabled): for facts
+    /// that are not trace entries, such as every KV change with its value.
+    pub fn absorb(&mut self, what: &dyn fmt::Debug) {
+        if let Some(h) = self.fingerprint {
+            use fmt::Write as _;
+            let mut w = FnvWriter(h);
+            let _ = writeln!(w, "{what:?}");
+            self.fingerprint = Some(w.0);
+        }
+    }
+
+    /// Whether a fingerprint is being kept.
+    pub fn fingerprinting(&self) -> bool {
+        self.fingerprint.is_some()
     }
 
     /// Appends an entry.
     pub fn push(&mut self, at: Instant, node: Option<NodeId>, what: TraceKind) {
+        if let Some(h) = self.fingerprint {
+            use fmt::Write as _;
+            let mut w = FnvWriter(h);
+            let _ = writeln!(w, "{at:?} {node:?} {what:?}");
+            self.fingerprint = Some(w.0);
+        }
         if self.entries.len() == self.limit {
             self.entries.pop_front();
             self.dropped += 1;

@@ -13,9 +13,36 @@ pub use bounds::Bounds;
 pub use consistent_hash::ConsistentHash;
 pub use round_robin::RoundRobin;
 
-use crate::{Partition, PartitionId, WorkerId};
+use crate::{Error, Partition, PartitionId, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
+
+/// The slack the leader plans with, and the default of every preview ([`PlanInput::new`]):
+/// a sticky partition stays on a worker up to 5 % over its target load.
+pub const DEFAULT_SLACK: f64 = 0.05;
+
+/// The names of the built-in strategies, as [`by_name`] accepts them and as their
+/// [`Strategy::name`] returns them. The first, `balanced`, is the one a worker uses unless
+/// told otherwise. This is the list every CLI flag and binding offers.
+pub const NAMES: [&str; 4] = ["balanced", "consistent-hash", "bounded-load", "round-robin"];
+
+/// The constructor of each strategy in [`NAMES`], in the same order (default parameters).
+const BUILTINS: [fn() -> Box<dyn Strategy>; 4] = [
+    || Box::<Balanced>::default(),
+    || Box::<ConsistentHash>::default(),
+    || Box::<BoundedLoad>::default(),
+    || Box::new(RoundRobin),
+];
+
+/// The built-in strategy called `name` (exactly one of [`NAMES`]), with its default
+/// parameters. Any other name is [`Error::UnknownStrategy`], whose message lists [`NAMES`].
+pub fn by_name(name: &str) -> Result<Box<dyn Strategy>, Error> {
+    NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| BUILTINS[i]())
+        .ok_or_else(|| Error::UnknownStrategy { name: name.into() })
+}
 
 /// A live worker as a strategy sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,14 +73,14 @@ pub struct PlanInput {
 }
 
 impl PlanInput {
-    /// An input with no previous assignment, no pins, 5 % slack and no move limit.
+    /// An input with no previous assignment, no pins, [`DEFAULT_SLACK`] and no move limit.
     pub fn new(workers: Vec<WorkerSlot>, partitions: Vec<Partition>) -> Self {
         PlanInput {
             workers,
             partitions,
             previous: BTreeMap::new(),
             pins: BTreeMap::new(),
-            slack: 0.05,
+            slack: DEFAULT_SLACK,
             max_moves: None,
         }
     }

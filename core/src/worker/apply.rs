@@ -1,11 +1,11 @@
 //! Following committed generations: watching `gen` and our share, applying them, revoking.
 
-use super::{Timer, Worker};
+use super::{Timer, WorkerMachine};
 use crate::codec::{self, GenRecord, ShareChunk};
 use crate::{Action, Bucket, Entry, Event, Instant, Operation, PartitionId, Warning};
 use std::collections::BTreeSet;
 
-impl Worker {
+impl WorkerMachine {
     /// Watches `gen` and our share's chunks.
     pub(crate) fn start_following(&mut self) {
         let id = self.id.expect("following needs an ID");
@@ -101,9 +101,10 @@ impl Worker {
         if !added.is_empty() || !removed.is_empty() || self.applied.is_none() {
             self.emit(Event::AssignmentChanged {
                 generation,
-                added,
-                removed,
-                assigned: target,
+                assigned: added,
+                revoked: removed,
+                lost: BTreeSet::new(),
+                assignment: target,
             });
         }
         self.applying = Some((generation, phase));
@@ -163,7 +164,9 @@ impl Worker {
         }
     }
 
-    /// Drops every partition at once (fencing, lost ID): no waiting for confirmations.
+    /// Drops every partition at once (fencing, lost ID): no waiting for confirmations. The
+    /// partitions are *lost* ([`Action::Lose`]); those whose revoke was under way were told
+    /// already and are reported as lost too.
     pub(crate) fn drop_all(&mut self) {
         let revoking = std::mem::take(&mut self.revoking);
         self.applying = None;
@@ -173,13 +176,14 @@ impl Worker {
         }
         let removed = std::mem::take(&mut self.held);
         for p in removed.iter().filter(|p| !revoking.contains_key(*p)) {
-            self.act(Action::Unsubscribe(p.clone())); // the others were asked already
+            self.act(Action::Lose(p.clone())); // the others were asked already
         }
         self.emit(Event::AssignmentChanged {
             generation: self.applied.unwrap_or_default(),
-            added: BTreeSet::new(),
-            removed,
             assigned: BTreeSet::new(),
+            revoked: BTreeSet::new(),
+            lost: removed,
+            assignment: BTreeSet::new(),
         });
     }
 }

@@ -1,7 +1,7 @@
 //! The leader lease: following it, acquiring it, renewing it, stepping down.
 
 use super::leader::Leadership;
-use super::{Purpose, Timer, Worker};
+use super::{Purpose, Timer, WorkerMachine};
 use crate::codec::{self, LeaderValue};
 use crate::{Bucket, Entry, Epoch, Event, Instant, KvOp, KvResult, Operation, WorkerId};
 
@@ -16,7 +16,7 @@ pub(crate) struct LeaderSeen {
 
 const LEADER_KEY: &str = "leader";
 
-impl Worker {
+impl WorkerMachine {
     /// Watches the leader lease and tries to take it.
     pub(crate) fn start_election(&mut self) {
         self.leader_watch = Some(self.watch(Bucket::Leases, vec![LEADER_KEY.into()]));

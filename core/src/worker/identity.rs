@@ -1,6 +1,6 @@
 //! Claiming a worker ID, renewing its lease, fencing, and degraded-mode alerts.
 
-use super::{Purpose, Timer, Worker};
+use super::{Purpose, Timer, WorkerMachine};
 use crate::codec::{self, LeaseValue};
 use crate::{
     AlertLevel, Bucket, Event, HandoffMode, Instant, KvOp, KvResult, Operation, Warning, WorkerId,
@@ -26,7 +26,7 @@ enum Slot {
     Departing(u64),
 }
 
-impl Worker {
+impl WorkerMachine {
     /// Starts (or restarts) claiming an ID: list the leases, then pick.
     pub(crate) fn start_claim(&mut self) {
         if self.stopping.is_some() {
@@ -101,7 +101,7 @@ impl Worker {
 
     /// Preferred ID first (free, or departing: taken over by CAS); without a preferred ID, the
     /// lowest departing lease (a restart resumes its predecessor's share); then a free ID (see
-    /// [`Worker::pick_free`]).
+    /// [`WorkerMachine::pick_free`]).
     fn pick_id(&mut self, slots: &BTreeMap<WorkerId, Slot>) -> Option<(WorkerId, Option<u64>)> {
         if let Some(pref) = self.config.preferred_id {
             match slots.get(&pref) {

@@ -7,7 +7,7 @@
 use super::handoff::{Committed, Shares};
 use super::outbox::Outbox;
 use super::timers::Timers;
-use super::{Purpose, Timer, Worker};
+use super::{Purpose, Timer, WorkerMachine};
 use crate::codec::{self, GenRecord, LazyShare, LeaseValue};
 use crate::strategy::Strategy;
 use crate::Config;
@@ -152,6 +152,11 @@ pub(crate) struct Leadership {
     /// The partition list last handed to the strategy, reused by the next plan while it is
     /// equal to the list to plan (saves cloning every partition ID on every plan).
     pub(crate) plan_parts: Option<Vec<Partition>>,
+    /// The target of the handoff in progress (Strict mode publishes it in steps): a partition
+    /// revoked and not granted yet has no committed owner, and the next plan takes its owner
+    /// here as its previous one, so every step heads for the target the change was planned to
+    /// (the one a preview of the change shows). `None` once a generation reaches it.
+    pub(crate) heading: Option<Shares>,
     /// A later leader committed: the worker steps down once the current call returns.
     pub(crate) deposed: bool,
 }
@@ -187,6 +192,7 @@ impl Leadership {
             imbalance_due: None,
             dirty: true,
             plan_parts: None,
+            heading: None,
             deposed: false,
         }
     }
@@ -254,7 +260,7 @@ pub(crate) struct Cx<'a> {
     pub(crate) timers: &'a mut Timers,
 }
 
-impl Worker {
+impl WorkerMachine {
     /// Runs `f` on the leader role, if leading, with what it borrows from the worker; steps down
     /// afterwards if the role found a later leader.
     pub(crate) fn lead<R>(
@@ -350,7 +356,9 @@ impl Leadership {
                 return;
             }
         };
-        if let Err(e) = crate::partition::validate_partitions(&list) {
+        let valid = crate::partition::validate_partitions(&list)
+            .and_then(|()| crate::plan::total_weight(&list).map(drop));
+        if let Err(e) = valid {
             cx.out
                 .emit(Event::Warning(Warning::InvalidPartitions(e.to_string())));
             return;
@@ -388,11 +396,7 @@ impl Leadership {
         if entry.operation != Operation::Put {
             self.dirty = true;
             match self.peers.get_mut(&id) {
-                Some(p) if p.dead.is_some() => {
-                    if let Some(d) = &mut p.dead {
-                        d.confirmed = true;
-                    }
-                }
+                Some(p) if p.dead.is_some() => self.confirm_dead(cx, id),
                 Some(p) if p.departing_since.is_some() => p.revision = None,
                 Some(p) if entry.operation == Operation::Purge => {
                     // Expired without renewal: it fenced itself by now, and no renewal can land
@@ -402,10 +406,11 @@ impl Leadership {
                     let deadline = p.last_seen + cx.config.lease_ttl;
                     p.dead = Some(Dead {
                         release_at: now.min(deadline) + cx.config.emergency_grace,
-                        confirmed: true,
+                        confirmed: false,
                         retry_at: None,
                     });
                     self.activity = Some(State::Emergency);
+                    self.confirm_dead(cx, id);
                 }
                 Some(_) => {
                     self.peers.remove(&id); // a graceful final leave: it holds nothing
@@ -436,6 +441,11 @@ impl Leadership {
         }
         if peer.dead.as_ref().is_some_and(|d| d.confirmed) {
             return; // a late renewal from before our delete: ignore
+        }
+        if peer.revision.is_some_and(|r| entry.revision <= r) {
+            // Already known (read back by a GET before the watch delivered it): nothing new,
+            // and in particular no proof of life against a delete we sent for this revision.
+            return;
         }
         // What the planner looks at, apart from `applied`, and `applied` itself.
         let view = |p: &Peer| {

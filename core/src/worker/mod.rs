@@ -1,8 +1,8 @@
 //! The per-worker protocol state machine.
 //!
-//! One [`Worker`] per process. Its parts live in sibling modules: `identity` (ID claim, lease
+//! One [`WorkerMachine`] per process. Its parts live in sibling modules: `identity` (ID claim, lease
 //! renewal, fencing, degraded alerts), `election` (the leader lease), `apply` (following
-//! committed generations) and `shutdown` are `impl Worker` blocks. The leader role is its own
+//! committed generations) and `shutdown` are `impl WorkerMachine` blocks. The leader role is its own
 //! type, [`leader::Leadership`], which exists only while leading: `leader` (its view of workers,
 //! partitions and shares), `planner` (triggers, liveness, the next generation) and `publish`
 //! (writing shares, committing and sealing generations) are `impl Leadership` blocks that borrow
@@ -65,7 +65,7 @@ pub(crate) enum Purpose {
 
 /// One worker's protocol state. See the crate docs for the run-loop contract.
 #[derive(Debug)]
-pub struct Worker {
+pub struct WorkerMachine {
     pub(crate) config: Config,
     pub(crate) strategy: Box<dyn Strategy>,
     state: State,
@@ -117,7 +117,7 @@ pub struct Worker {
     pub(crate) stopping: Option<shutdown::Stopping>,
 }
 
-impl Worker {
+impl WorkerMachine {
     /// A worker with the default [`Balanced`] strategy. It starts claiming an ID at once: drain
     /// `poll_action` right after.
     pub fn new(config: Config, now: Instant) -> Result<Self, Error> {
@@ -139,7 +139,7 @@ impl Worker {
             });
         }
         let _ = now; // nothing is timed before the first answer arrives
-        let mut w = Worker {
+        let mut w = WorkerMachine {
             rng: Rng::new(config.instance_token ^ 0x7061_7274_6900),
             session: config.instance_token,
             config,

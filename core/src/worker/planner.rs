@@ -6,10 +6,10 @@ use super::leader::{Cx, Leadership};
 use super::leader::{Dead, LeaderReq};
 use super::publish::Label;
 use super::triggers::Cause;
-use super::{Timer, Worker};
+use super::{Timer, WorkerMachine};
 use crate::codec::Phase;
 use crate::strategy::{PlanInput, WorkerSlot};
-use crate::{Instant, KvOp, Partition, PartitionId, State, WorkerId};
+use crate::{Event, Instant, KvOp, Partition, PartitionId, State, Warning, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Leadership {
@@ -233,20 +233,36 @@ impl Leadership {
                 })
         };
         let mut pairs = Vec::with_capacity(shares().map(|(_, s)| s.len()).sum());
+        // Partitions in flight (revoked, not granted yet) keep the owner they were heading for;
+        // a committed owner wins (it comes later).
+        let heading = self.heading.take().unwrap_or_default();
+        for slot in &eligible {
+            if let Some(share) = heading.get(&slot.id) {
+                pairs.extend(share.iter().map(|p| (p.clone(), slot.id)));
+            }
+        }
         for (w, share) in shares() {
             pairs.extend(share.iter().map(|p| (p.clone(), w)));
         }
         let previous: BTreeMap<PartitionId, WorkerId> = pairs.into_iter().collect();
         let input = PlanInput {
-            workers: eligible.clone(),
-            partitions: free,
             previous,
             pins: self.pins.clone(),
-            slack: 0.05,
             max_moves: budget,
+            ..PlanInput::new(eligible.clone(), free)
         };
-        let mut plan = cx.strategy.assign(&input);
-        crate::plan::honour_pins(&input, &mut plan);
+        // The same call as every preview (`plan::plan`): validation, pins, the debug checks.
+        let plan = match crate::plan::plan(cx.strategy, &input) {
+            Ok(plan) => plan,
+            Err(e) => {
+                // Unreachable with what the leader holds (a validated source list, leases whose
+                // decoder refuses capacity 0, workers keyed by ID); said rather than assumed.
+                cx.out
+                    .emit(Event::Warning(Warning::InvalidPartitions(e.to_string())));
+                self.plan_parts = Some(input.partitions);
+                return;
+            }
+        };
         let PlanInput {
             partitions: plan_parts,
             ..
@@ -273,6 +289,9 @@ impl Leadership {
         target.extend(frozen);
         let next = handoff::next_step(mode, committed, &target, &exempt, barrier);
         let reached = next == target;
+        if !reached {
+            self.heading = Some(target);
+        }
         let repair = next.keys().any(|w| self.share_corrupted(*w));
         let unchanged = !repair
             && members.is_some_and(|m| {
@@ -308,7 +327,7 @@ impl Leadership {
     }
 }
 
-impl Worker {
+impl WorkerMachine {
     /// Runs the planner while leading (after every step).
     pub(crate) fn leader_tick(&mut self, now: Instant) {
         self.lead(now, |l, cx| l.tick(cx, now));

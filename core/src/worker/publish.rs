@@ -368,9 +368,11 @@ impl Leadership {
                         p.dead = None;
                         p.revision = Some(e.revision);
                         p.last_seen = now;
-                    } else {
-                        // The same revision we tried to delete: delete again.
-                        p.dead = None;
+                    } else if let Some(d) = p.dead.as_mut() {
+                        // The same revision we tried to delete (the delete timed out): delete
+                        // again at once. It stays declared crashed meanwhile: had the delete
+                        // landed after all, its marker must not read as a graceful leave.
+                        d.retry_at = Some(now);
                     }
                     self.dirty = true;
                 }
@@ -387,12 +389,20 @@ impl Leadership {
         }
     }
 
-    fn confirm_dead(&mut self, cx: &mut Cx<'_>, id: WorkerId) {
-        if let Some(d) = self.peers.get_mut(&id).and_then(|p| p.dead.as_mut()) {
+    /// A crashed peer is certainly gone (its lease is deleted or expired): its partitions may
+    /// be released at `release_at`. Said once per crash, whichever of the delete's reply, its
+    /// watch marker or an expiry marker comes first.
+    pub(super) fn confirm_dead(&mut self, cx: &mut Cx<'_>, id: WorkerId) {
+        if let Some(d) = self
+            .peers
+            .get_mut(&id)
+            .and_then(|p| p.dead.as_mut())
+            .filter(|d| !d.confirmed)
+        {
             d.confirmed = true;
             self.dirty = true;
+            cx.out
+                .emit(Event::Warning(crate::Warning::WorkerCrashed(id)));
         }
-        cx.out
-            .emit(Event::Warning(crate::Warning::WorkerCrashed(id)));
     }
 }

@@ -1,6 +1,6 @@
 //! Graceful stop: revoke everything, step down, release or mark the lease, stop.
 
-use super::{Purpose, Timer, Worker};
+use super::{Purpose, Timer, WorkerMachine};
 use crate::codec::{self, LeaseValue};
 use crate::{Action, Bucket, Event, Instant, KvOp, Warning};
 
@@ -17,7 +17,7 @@ pub(crate) struct Stopping {
     pub(crate) done: bool,
 }
 
-impl Worker {
+impl WorkerMachine {
     pub(crate) fn on_drain(&mut self, now: Instant) {
         if self.stopping.is_some() || self.draining {
             return;
@@ -72,9 +72,10 @@ impl Worker {
                 let removed = self.held.clone();
                 self.emit(Event::AssignmentChanged {
                     generation: self.applied.unwrap_or_default(),
-                    added: Default::default(),
-                    removed,
                     assigned: Default::default(),
+                    revoked: removed,
+                    lost: Default::default(),
+                    assignment: Default::default(),
                 });
             }
         }

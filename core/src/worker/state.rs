@@ -1,11 +1,11 @@
 //! The public [`State`]: derived from the worker's fields in one place, shown at the end of
 //! every step.
 
-use super::Worker;
+use super::WorkerMachine;
 use crate::codec::Phase;
 use crate::{Event, State};
 
-impl Worker {
+impl WorkerMachine {
     /// The state the worker is in, first match wins: `Shutdown` once stopping; `Degraded` while
     /// NATS is unreachable or the lease is overdue; `ClaimingId` without an ID; while leading,
     /// the planner's activity (`Scaling`, `Rebalancing`, `Emergency`) if it has one; before the
@@ -39,7 +39,7 @@ impl Worker {
         }
     }
 
-    /// Shows [`Worker::derived_state`], emitting the transition: the only writer of `state`,
+    /// Shows [`WorkerMachine::derived_state`], emitting the transition: the only writer of `state`,
     /// run at the end of every step.
     pub(crate) fn update_state(&mut self) {
         let to = self.derived_state();
@@ -58,12 +58,12 @@ mod tests {
     use super::*;
     use crate::{Config, Epoch, Generation, Instant, WorkerId};
 
-    fn worker() -> Worker {
+    fn worker() -> WorkerMachine {
         let config = Config {
             instance_token: 7,
             ..Config::default()
         };
-        Worker::new(config, Instant::ZERO).unwrap()
+        WorkerMachine::new(config, Instant::ZERO).unwrap()
     }
 
     #[test]

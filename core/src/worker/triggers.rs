@@ -571,7 +571,7 @@ mod tests {
         let mut l = view(at(0));
         let cfg = Config::default();
         l.committed.as_mut().unwrap().record.generation = Generation(6);
-        // Worker 1 applied only 5: stuck revoke_timeout + lease_ttl (11 s) after the commit.
+        // WorkerMachine 1 applied only 5: stuck revoke_timeout + lease_ttl (11 s) after the commit.
         l.peers.values_mut().for_each(|p| p.last_seen = at(100 * S));
         let p = &l.peers[&WorkerId(1)];
         assert_eq!(

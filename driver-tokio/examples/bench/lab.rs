@@ -3,13 +3,13 @@
 //! received, plus raw KV watchers that see every write to the fleet's buckets.
 //!
 //! Timed conditions are computed from the stamped events alone (a worker's assignment is the
-//! `all` of its last `AssignmentChanged`), so the instant a condition became true is the stamp
+//! `assignment` of its last `AssignmentChanged`), so the instant a condition became true is the stamp
 //! of the event that made it true, not the moment the bench happened to look. Untimed waits
 //! ("settled") read the workers' snapshots too, on a short tick.
 
 use futures::StreamExt;
 use parti::kv::{NatsKv, NatsOptions};
-use parti::{Config, Event, Partition, PartitionId, State, Worker, WorkerHandle, WorkerId};
+use parti::{Config, Event, Partition, PartitionId, State, Worker, WorkerId};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Stdio;
@@ -111,7 +111,7 @@ impl Default for View {
 
 /// An in-process worker.
 pub struct InProc {
-    pub handle: WorkerHandle,
+    pub handle: Worker,
     /// False once the bench stopped it (it no longer counts as an owner).
     pub live: bool,
     pub view: View,
@@ -269,9 +269,9 @@ fn apply_event(v: &mut View, e: &Event, at: Instant) {
         }
         Event::StateChanged { to, .. } => set_state(v, *to, at),
         Event::LeadershipChanged { is_leader, .. } => v.leader = *is_leader,
-        Event::AssignmentChanged { all, .. } => {
-            v.assignment = all.clone();
-            v.count = all.len();
+        Event::AssignmentChanged { assignment, .. } => {
+            v.assignment = assignment.clone();
+            v.count = assignment.len();
         }
         _ => {}
     }
@@ -612,7 +612,7 @@ impl Lab {
             .map(|w| {
                 let h = w.handle.clone();
                 async move {
-                    if tokio::time::timeout(Duration::from_secs(5), h.stop_final())
+                    if tokio::time::timeout(Duration::from_secs(5), h.stop())
                         .await
                         .is_err()
                     {

@@ -168,7 +168,7 @@ async fn one_join(lab: &mut Lab, profile: &Profile, results: &mut Results) -> Re
     // Undo the join before the planned-scale window commits it.
     let handle = lab.world.workers[newcomer].handle.clone();
     lab.world.workers[newcomer].live = false;
-    let stop = tokio::time::timeout(Duration::from_secs(15), handle.stop_final()).await;
+    let stop = tokio::time::timeout(Duration::from_secs(15), handle.stop()).await;
     match stop {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(format!("stopping the newcomer: {e}")),
@@ -194,7 +194,7 @@ async fn one_leave(lab: &mut Lab, results: &mut Results) -> Result<(), String> {
     let handle = lab.world.workers[victim].handle.clone();
     let t0 = Instant::now();
     let stop = tokio::spawn(async move {
-        let r = handle.stop_final().await;
+        let r = handle.stop().await;
         (r, Instant::now())
     });
     let reassigned = lab
@@ -205,7 +205,7 @@ async fn one_leave(lab: &mut Lab, results: &mut Results) -> Result<(), String> {
         )
         .await;
     let (stopped, returned) = stop.await.map_err(|e| format!("stop task: {e}"))?;
-    stopped.map_err(|e| format!("stop_final: {e}"))?;
+    stopped.map_err(|e| format!("stop: {e}"))?;
     let reassigned = reassigned?;
     results.add(Metric::Leave, delta(t0, reassigned));
     results.add(Metric::LeaveReturned, delta(t0, returned));

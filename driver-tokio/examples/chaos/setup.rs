@@ -46,7 +46,8 @@ pub fn parti_bin() -> Result<PathBuf, String> {
             build.env_remove(key.as_ref());
         }
     }
-    // With this example in the same build: the binary then gets the same (dev-unified)
+    // With this example in the same build (and the features its dev-dependency on this crate
+    // turns on, the binary's `cli` among them): the binary then gets the same (dev-unified)
     // dependency features as the example, and cargo finds everything up to date instead of
     // rebuilding the dependencies for the other feature set.
     build
@@ -55,6 +56,8 @@ pub fn parti_bin() -> Result<PathBuf, String> {
             "--quiet",
             "-p",
             "parti",
+            "--features",
+            "cli,testing",
             "--bin",
             "parti",
             "--example",
@@ -68,7 +71,9 @@ pub fn parti_bin() -> Result<PathBuf, String> {
         .status()
         .map_err(|e| format!("cannot run cargo to build parti (or set PARTI_BIN): {e}"))?;
     if !status.success() {
-        return Err("cargo build -p parti --bin parti failed (or set PARTI_BIN)".into());
+        return Err(
+            "cargo build -p parti --features cli --bin parti failed (or set PARTI_BIN)".into(),
+        );
     }
     let bin = profile_dir.join("parti");
     if bin.is_file() {

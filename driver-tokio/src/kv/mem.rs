@@ -125,6 +125,8 @@ impl MemoryKv {
         filters: Vec<String>,
         after: Option<u64>,
     ) -> mpsc::UnboundedReceiver<Entry> {
+        // Unbounded like a NATS watch's push consumer: the watcher (the worker's loop) reads
+        // every entry as it comes; the KV's own writes are paced by the workers' requests.
         let (tx, rx) = mpsc::unbounded_channel();
         let mut state = self.shared.lock();
         let now = self.shared.now();

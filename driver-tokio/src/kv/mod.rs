@@ -21,7 +21,9 @@ mod nats;
 mod nats_watch;
 
 pub use mem::MemoryKv;
-pub use nats::{consumers_needed, ConnectionEvents, NatsError, NatsKv, NatsOptions};
+pub use nats::{
+    consumers_needed, open_existing_bucket, ConnectionEvents, NatsError, NatsKv, NatsOptions,
+};
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;

@@ -50,9 +50,12 @@
 
 use super::{check_filters, invalid_key, nats_watch, valid_key, KvStore, WatchError, WatchStream};
 use async_nats::header::{HeaderMap, NATS_EXPECTED_LAST_SUBJECT_SEQUENCE};
-use async_nats::jetstream::context::{CreateKeyValueErrorKind, PublishError, PublishErrorKind};
+use async_nats::jetstream::context::{
+    CreateKeyValueErrorKind, GetStreamError, GetStreamErrorKind, PublishError, PublishErrorKind,
+};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
+use async_nats::jetstream::ErrorCode;
 use async_nats::{jetstream, Client, ConnectErrorKind, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -145,6 +148,22 @@ impl NatsOptions {
     pub async fn connect_client(&self) -> Result<Client, NatsError> {
         let options = self.client_options().await?;
         self.connect_with(options).await
+    }
+
+    /// Connects a plain client ([`NatsOptions::connect_client`]) and its JetStream context, every
+    /// request bounded by `request_timeout` as in [`NatsKv::connect`], creating no bucket: for
+    /// tools that read or administer a fleet's existing buckets ([`open_existing_bucket`]).
+    pub async fn connect_jetstream(&self) -> Result<(Client, jetstream::Context), NatsError> {
+        let client = self.connect_client().await?;
+        let js = self.jetstream(client.clone());
+        Ok((client, js))
+    }
+
+    /// The JetStream context over `client` that every connection of parti uses.
+    fn jetstream(&self, client: Client) -> jetstream::Context {
+        jetstream::ContextBuilder::new()
+            .timeout(self.request_timeout)
+            .build(client)
     }
 
     /// Checks the options and builds the async-nats options every connection shares:
@@ -402,13 +421,13 @@ impl NatsKv {
         options: &NatsOptions,
         config: &Config,
     ) -> Result<(NatsKv, ConnectionEvents), NatsError> {
+        // Unbounded: one message per connect or disconnect of the client, read by the
+        // worker's loop as they come.
         let (tx, rx) = mpsc::unbounded_channel();
         let (reconnects_tx, reconnects) = watch::channel(0);
         let connect_options = options.connect_options(tx, reconnects_tx).await?;
         let client = options.connect_with(connect_options).await?;
-        let js = jetstream::ContextBuilder::new()
-            .timeout(options.request_timeout)
-            .build(client.clone());
+        let js = options.jetstream(client.clone());
         let leases = open_bucket(&js, leases_config(config), config).await?;
         let assign = open_bucket(&js, assign_config(config), config).await?;
         let inner = Inner {
@@ -712,6 +731,33 @@ async fn open_bucket(
         bucket: wanted.bucket,
         reason,
     })
+}
+
+/// Binds to an existing bucket, never creating it: `Ok(None)` if it does not exist,
+/// [`NatsError::Bucket`] if it cannot be read for another reason. For tools that must not
+/// create a fleet's buckets (`parti status`, `parti pin`); workers use [`NatsKv::connect`].
+pub async fn open_existing_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+) -> Result<Option<kv::Store>, NatsError> {
+    match js.get_key_value(bucket).await {
+        Ok(store) => Ok(Some(store)),
+        Err(e) => {
+            let not_found = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<GetStreamError>())
+                .is_some_and(|s| {
+                    matches!(s.kind(), GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+                });
+            if not_found {
+                return Ok(None);
+            }
+            Err(NatsError::Bucket {
+                bucket: bucket.to_string(),
+                reason: e.to_string(),
+            })
+        }
+    }
 }
 
 /// Consumers a bucket must allow for a fleet whose IDs range over `config`'s: every worker

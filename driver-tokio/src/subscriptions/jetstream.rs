@@ -105,6 +105,7 @@ impl JsEngine {
         options: ConsumerOptions,
         shared: Arc<Shared>,
     ) -> Self {
+        // Unbounded: one command per assignment change of the worker, each awaited in turn.
         let (commands, rx) = mpsc::unbounded_channel();
         let (progress_tx, progress) = watch::channel(Progress::default());
         let actor = Actor {
@@ -449,6 +450,8 @@ impl Actor {
         let mut workers = HashMap::new();
         for (p, subject) in &self.desired {
             by_subject.insert(subject.clone(), p.clone());
+            // Bounded by the server: the consumer's max_ack_pending caps the messages
+            // delivered and not yet acknowledged, so no queue holds more than that.
             let (queue, queue_rx) = mpsc::unbounded_channel();
             let (stop, stop_rx) = watch::channel(false);
             let task = tokio::spawn(run_worker(

@@ -86,6 +86,8 @@ pub(crate) fn plug(
     let Some(spec) = spec else {
         return Ok(Box::new(ListenerSubscriptions(listener)));
     };
+    // Unbounded: warnings are few (one per failed subscribe, retried with backoff) and the
+    // worker's loop forwards each at once.
     let (tx, rx) = mpsc::unbounded_channel();
     // Below the runner's own bound, so the manager cancels a stuck handler (and says so)
     // before the runner gives up on the revoke.
@@ -130,6 +132,33 @@ struct ManagerSubscriptions {
     warnings: Option<mpsc::UnboundedReceiver<DriverWarning>>,
 }
 
+impl ManagerSubscriptions {
+    /// Stops `partitions`, waits until they are released, then tells the listener
+    /// (`on_lost` if `lost`, else `on_revoked`).
+    fn release(
+        &self,
+        partitions: BTreeSet<PartitionId>,
+        lost: bool,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let manager = self.manager.clone();
+        let listener = self.listener.clone();
+        Box::pin(async move {
+            manager
+                .apply_delta(&BTreeSet::new(), &partitions)
+                .released
+                .await;
+            caught(async move {
+                if lost {
+                    listener.on_lost(&partitions).await
+                } else {
+                    listener.on_revoked(&partitions).await
+                }
+            })
+            .await
+        })
+    }
+}
+
 impl Subscriptions for ManagerSubscriptions {
     /// Tells the listener, then starts the partitions without waiting for them to be live
     /// (retries go on in the background; later batches are ordered after this one).
@@ -154,15 +183,12 @@ impl Subscriptions for ManagerSubscriptions {
         &self,
         partitions: BTreeSet<PartitionId>,
     ) -> BoxFuture<'static, Result<(), String>> {
-        let manager = self.manager.clone();
-        let listener = self.listener.clone();
-        Box::pin(async move {
-            manager
-                .apply_delta(&BTreeSet::new(), &partitions)
-                .released
-                .await;
-            caught(async move { listener.on_revoked(&partitions).await }).await
-        })
+        self.release(partitions, false)
+    }
+
+    /// Stops the partitions, waits until their handlers returned, then tells the listener.
+    fn on_lose(&self, partitions: BTreeSet<PartitionId>) -> BoxFuture<'static, Result<(), String>> {
+        self.release(partitions, true)
     }
 
     fn warnings(&mut self) -> Option<mpsc::UnboundedReceiver<DriverWarning>> {

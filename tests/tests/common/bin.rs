@@ -1,5 +1,5 @@
 //! The `parti` binary for the tests that run it as a process: `$PARTI_BIN`, or built with
-//! `cargo build -p parti --bin parti` on the first use and taken from the target directory of
+//! `cargo build -p parti --bin parti --features cli,testing` on the first use and taken from the target directory of
 //! the test binary.
 
 use std::path::{Path, PathBuf};
@@ -27,8 +27,11 @@ pub fn parti_bin() -> &'static Path {
         let workspace = manifest_dir.join("..");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
+        // `cli` builds the binary; `testing` too, so that the library is the very one this test
+        // build links (tests/Cargo.toml enables both) and nothing is compiled twice.
         build
             .args(["build", "--quiet", "-p", "parti", "--bin", "parti"])
+            .args(["--features", "cli,testing"])
             .current_dir(&workspace);
         // Cargo describes this test's package in the environment; passed on, that would make
         // build scripts watching it (ring watches CARGO_MANIFEST_DIR) rerun, and every normal

@@ -11,7 +11,7 @@ use parti::kv::{NatsKv, NatsOptions};
 use parti::testing::{NatsCluster, NatsServer};
 use parti::{
     Config, Event, Partition, PartitionId, PartitionSource, RebalanceListener, State, Worker,
-    WorkerHandle, WorkerId,
+    WorkerId,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -146,6 +146,8 @@ struct LedgerState {
     owners: BTreeMap<PartitionId, usize>,
     /// Every grant of each partition, in order: the member index it went to.
     grants: BTreeMap<PartitionId, Vec<usize>>,
+    /// Partitions each member was told it lost (`on_lost`), in order.
+    lost: BTreeMap<usize, Vec<PartitionId>>,
     violations: Vec<String>,
 }
 
@@ -166,6 +168,12 @@ impl Ledger {
     /// Every grant of each partition, in order.
     pub fn grants(&self) -> BTreeMap<PartitionId, Vec<usize>> {
         self.inner.lock().unwrap().grants.clone()
+    }
+
+    /// Partitions member `member` was told it lost (`on_lost`), in order.
+    pub fn lost(&self, member: usize) -> Vec<PartitionId> {
+        let s = self.inner.lock().unwrap();
+        s.lost.get(&member).cloned().unwrap_or_default()
     }
 
     /// Partitions granted to two members at once, described.
@@ -213,12 +221,21 @@ impl RebalanceListener for LedgerListener {
         }
         Box::pin(async {})
     }
+
+    fn on_lost<'a>(&'a self, partitions: &'a BTreeSet<PartitionId>) -> BoxFuture<'a, ()> {
+        {
+            let mut s = self.ledger.inner.lock().unwrap();
+            let lost = s.lost.entry(self.member).or_default();
+            lost.extend(partitions.iter().cloned());
+        }
+        self.on_revoked(partitions)
+    }
 }
 
 /// One worker of a [`Cluster`] and everything it reported.
 pub struct Member {
     /// The worker's handle.
-    pub handle: WorkerHandle,
+    pub handle: Worker,
     /// Every event since the worker started, in order.
     pub events: Arc<Mutex<Vec<Event>>>,
 }
@@ -229,7 +246,8 @@ impl Member {
         self.events.lock().unwrap().clone()
     }
 
-    /// The `AssignmentChanged` events so far that gained or lost something.
+    /// The `AssignmentChanged` events so far that gained or handed off something (as
+    /// (assigned, revoked)).
     pub fn assignment_changes(&self) -> Vec<(BTreeSet<PartitionId>, BTreeSet<PartitionId>)> {
         self.events()
             .into_iter()
@@ -398,7 +416,7 @@ impl Cluster {
     }
 
     /// The handle of member `index`.
-    pub fn handle(&self, index: usize) -> &WorkerHandle {
+    pub fn handle(&self, index: usize) -> &Worker {
         &self.members[index].handle
     }
 

@@ -3,7 +3,7 @@
 
 use crate::{CliError, CliResult};
 use parti::kv::{NatsError, NatsOptions};
-use parti::strategy::{Balanced, BoundedLoad, ConsistentHash, RoundRobin, Strategy};
+use parti::strategy::{self, Strategy};
 use parti::{Partition, PartitionId};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -180,30 +180,10 @@ pub fn nats_error(urls: &str, e: &NatsError) -> Option<CliError> {
     })
 }
 
-/// The placement strategy to preview with (`--strategy`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum StrategyArg {
-    /// Sticky and weight-aware (the default of every worker).
-    #[default]
-    Balanced,
-    /// Consistent hashing (xxh3 ring).
-    ConsistentHash,
-    /// Consistent hashing with bounded loads.
-    BoundedLoad,
-    /// Round robin over the sorted workers.
-    RoundRobin,
-}
-
-impl StrategyArg {
-    /// The strategy itself.
-    pub fn build(self) -> Box<dyn Strategy> {
-        match self {
-            StrategyArg::Balanced => Box::new(Balanced::default()),
-            StrategyArg::ConsistentHash => Box::new(ConsistentHash::default()),
-            StrategyArg::BoundedLoad => Box::new(BoundedLoad::default()),
-            StrategyArg::RoundRobin => Box::new(RoundRobin),
-        }
-    }
+/// The core's strategy named by a `--strategy` value (clap has already checked it against
+/// [`strategy::NAMES`]; any other name is the core's error listing the valid ones).
+pub fn strategy_named(name: &str) -> CliResult<Box<dyn Strategy>> {
+    strategy::by_name(name).map_err(|e| CliError::usage(format!("--strategy: {e}")))
 }
 
 /// `p0`, `p1`, ... `p{n-1}`, each with the default weight.

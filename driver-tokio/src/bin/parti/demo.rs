@@ -17,9 +17,7 @@ use crate::{CliError, CliResult};
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use parti::kv::{MemoryKv, NatsKv, NatsOptions};
-use parti::{
-    Config, Event, Generation, PartitionId, State, StaticSource, Worker, WorkerHandle, WorkerId,
-};
+use parti::{Config, Event, Generation, PartitionId, State, StaticSource, Worker, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -73,7 +71,7 @@ fn demo_config(workers: u32) -> Config {
 
 /// One worker of the demo fleet.
 struct Member {
-    handle: WorkerHandle,
+    handle: Worker,
     /// False once it left or crashed.
     live: bool,
     /// The last ID it was seen with (kept after it stopped).
@@ -227,7 +225,7 @@ impl Demo {
         let t = Instant::now();
         self.members[index].live = false;
         let handle = self.members[index].handle.clone();
-        let stop = tokio::spawn(async move { handle.stop_final().await });
+        let stop = tokio::spawn(async move { handle.stop().await });
         let next = self.settle(t, "leave", Some(state.generation)).await?;
         match stop.await {
             Ok(Ok(())) => {}
@@ -580,7 +578,7 @@ impl Demo {
             .live()
             .map(|(_, m)| {
                 let h = m.handle.clone();
-                async move { h.stop_final().await }
+                async move { h.stop().await }
             })
             .collect();
         for r in futures::future::join_all(stops).await {
@@ -600,8 +598,7 @@ impl Demo {
                 );
                 return;
             }
-            if let Ok(client) = options.connect_client().await {
-                let js = async_nats::jetstream::new(client);
+            if let Ok((_, js)) = options.connect_jetstream().await {
                 for b in [self.config.leases_bucket(), self.config.assign_bucket()] {
                     if let Err(e) = js.delete_key_value(&b).await {
                         say!("note: could not delete bucket {b}: {e}");

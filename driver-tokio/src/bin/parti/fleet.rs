@@ -4,11 +4,9 @@
 
 use crate::common::{nats_error, short_token};
 use crate::{CliError, CliResult};
-use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
 use async_nats::jetstream::kv;
-use async_nats::jetstream::ErrorCode;
 use futures::TryStreamExt;
-use parti::kv::NatsOptions;
+use parti::kv::{NatsError, NatsOptions};
 use parti::parti_core::codec::{
     self, share_key, GenRecord, LeaderValue, LeaseValue, Member, Phase, PinValue, ShareAssembler,
     ShareChunk,
@@ -411,15 +409,15 @@ impl FleetReader {
     pub async fn connect(options: &NatsOptions, prefix: &str) -> CliResult<FleetReader> {
         check_prefix(prefix)?;
         let urls = options.display_urls();
-        let connect = options.connect_client();
-        let client = match tokio::time::timeout(READ_TIMEOUT, connect).await {
+        let connect = options.connect_jetstream();
+        let (_, js) = match tokio::time::timeout(READ_TIMEOUT, connect).await {
             Ok(r) => r.map_err(|e| {
                 nats_error(&urls, &e).unwrap_or_else(|| CliError::runtime(format!("{urls}: {e}")))
             })?,
             Err(_) => return Err(slow(&urls, prefix)),
         };
         Ok(FleetReader {
-            js: async_nats::jetstream::new(client),
+            js,
             urls,
             prefix: prefix.to_string(),
         })
@@ -467,23 +465,14 @@ pub async fn open_bucket(
     urls: &str,
     bucket: &str,
 ) -> CliResult<Option<kv::Store>> {
-    match js.get_key_value(bucket).await {
-        Ok(store) => Ok(Some(store)),
-        Err(e) => {
-            let not_found = std::error::Error::source(&e)
-                .and_then(|s| s.downcast_ref::<GetStreamError>())
-                .is_some_and(|s| {
-                    matches!(s.kind(), GetStreamErrorKind::JetStream(j)
-                        if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
-                });
-            if not_found {
-                return Ok(None);
+    parti::kv::open_existing_bucket(js, bucket)
+        .await
+        .map_err(|e| match e {
+            NatsError::Bucket { reason, .. } => {
+                CliError::runtime(format!("cannot open bucket {bucket} at {urls}: {reason}"))
             }
-            Err(CliError::runtime(format!(
-                "cannot open bucket {bucket} at {urls}: {e}"
-            )))
-        }
-    }
+            other => CliError::runtime(format!("{urls}: {other}")),
+        })
 }
 
 /// Every live key of a bucket with its latest value; `None` if the bucket does not exist.

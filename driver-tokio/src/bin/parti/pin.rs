@@ -5,7 +5,6 @@
 use crate::common::{nats_error, NatsArgs};
 use crate::fleet::{check_prefix, open_bucket};
 use crate::{CliError, CliResult};
-use async_nats::jetstream;
 use parti::kv::{KvStore, NatsKv};
 use parti::parti_core::{Bucket, KvOp, KvResult};
 use parti::{PartitionId, WorkerId};
@@ -17,7 +16,7 @@ pub struct PinArgs {
     #[command(flatten)]
     nats: NatsArgs,
     /// Prefix of the fleet's KV buckets.
-    #[arg(long, default_value = "parti", value_name = "P")]
+    #[arg(long, default_value_t = parti::Config::default().bucket_prefix, value_name = "P")]
     prefix: String,
     /// The partition to pin (its ID, keys joined by '.').
     #[arg(value_name = "PARTITION")]
@@ -34,7 +33,7 @@ pub struct UnpinArgs {
     #[command(flatten)]
     nats: NatsArgs,
     /// Prefix of the fleet's KV buckets.
-    #[arg(long, default_value = "parti", value_name = "P")]
+    #[arg(long, default_value_t = parti::Config::default().bucket_prefix, value_name = "P")]
     prefix: String,
     /// The partition to unpin (its ID, keys joined by '.').
     #[arg(value_name = "PARTITION")]
@@ -85,12 +84,9 @@ impl FleetKv {
         check_prefix(prefix)?;
         let options = nats.options("parti-cli")?;
         let urls = options.display_urls();
-        let client = options.connect_client().await.map_err(|e| {
+        let (client, js) = options.connect_jetstream().await.map_err(|e| {
             nats_error(&urls, &e).unwrap_or_else(|| CliError::runtime(format!("{urls}: {e}")))
         })?;
-        let js = jetstream::ContextBuilder::new()
-            .timeout(options.request_timeout)
-            .build(client.clone());
         let names = [format!("{prefix}-leases"), format!("{prefix}-assign")];
         let leases = open_bucket(&js, &urls, &names[0]).await?;
         let assign = open_bucket(&js, &urls, &names[1]).await?;

@@ -1,13 +1,14 @@
 //! `parti plan` and `parti explain`: dry-runs against a fleet's committed assignment.
 //!
-//! The [`PlanInput`] is rebuilt from what the KV holds: the committed shares give the previous
-//! owners and the partition list (the union of the shares, weight 100 each unless `--weights`),
-//! the live leases give the workers and their capacities (departing and draining workers are
-//! left out, as the leader leaves them out). The change (`--add`, `--remove`) is applied to the
-//! worker list, and [`parti::parti_core::plan`] / [`parti::parti_core::explain`] say what the
-//! strategy would do. Nothing is written.
+//! The [`PlanInput`] is rebuilt from what the KV holds, as the leader builds it: the committed
+//! shares give the previous owners and the partition list (the union of the shares, weight 100
+//! each unless `--weights`), the live leases give the workers and their capacities (departing
+//! and draining workers are left out, as the leader leaves them out), and the pins bucket gives
+//! the pins. The change (`--add`, `--remove`) is applied to the worker list, and
+//! [`parti::parti_core::plan`] / [`parti::parti_core::explain`] (the leader's own call) say
+//! what the strategy would do. Nothing is written.
 
-use crate::common::{compact, natural_sort, truncate, NatsArgs, StrategyArg};
+use crate::common::{compact, natural_sort, strategy_named, truncate, NatsArgs};
 use crate::fleet::Fleet;
 use crate::{CliError, CliResult};
 use parti::parti_core::{self, summarize, PlanInput, WorkerSlot};
@@ -37,16 +38,19 @@ pub struct CommonArgs {
     #[command(flatten)]
     source: SourceArgs,
     /// Prefix of the fleet's KV buckets (with --nats).
-    #[arg(long, default_value = "parti", value_name = "P")]
+    #[arg(long, default_value_t = parti::Config::default().bucket_prefix, value_name = "P")]
     prefix: String,
     /// JSON object of partition ID to weight; partitions not in it weigh 100.
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
-    /// The placement strategy to preview.
-    #[arg(long, value_enum, default_value_t = StrategyArg::Balanced)]
-    strategy: StrategyArg,
+    /// The placement strategy to preview (the core's registry; the first is the workers'
+    /// default).
+    #[arg(long, value_name = "NAME", default_value = parti::strategy::NAMES[0],
+          value_parser = clap::builder::PossibleValuesParser::new(parti::strategy::NAMES))]
+    strategy: String,
     /// Capacity of the workers added by --add.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = parti::Config::default().capacity, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
 }
 
@@ -199,10 +203,15 @@ fn scenario(
             capacity: capacity(id),
         })
         .collect();
+    // As the leader: departing workers, and workers draining (by their lease or by an
+    // operator's drain request), are not planned onto.
+    let left_out = |id: &WorkerId, l: &crate::fleet::Lease| {
+        l.value.departing || l.value.draining || fleet.drains.contains(id)
+    };
     let mut live: Vec<WorkerSlot> = fleet
         .leases
         .iter()
-        .filter(|(_, l)| !l.value.departing && !l.value.draining)
+        .filter(|(id, l)| !left_out(id, l))
         .map(|(id, l)| WorkerSlot {
             id: *id,
             capacity: l.value.capacity.max(1),
@@ -211,7 +220,7 @@ fn scenario(
     let left_out: Vec<String> = fleet
         .leases
         .iter()
-        .filter(|(_, l)| l.value.departing || l.value.draining)
+        .filter(|(id, l)| left_out(id, l))
         .map(|(id, _)| id.to_string())
         .collect();
     if !left_out.is_empty() {
@@ -269,13 +278,16 @@ fn scenario(
     let before = parti_core::Plan {
         assignment: previous.clone(),
     };
+    // The leader's input: the committed owners as previous, and the operators' pins.
     let mut before_input = PlanInput::new(before_workers, partitions.clone());
     before_input.previous = previous.clone();
+    before_input.pins = fleet.pins.clone();
     let mut after_input = PlanInput::new(live, partitions);
     after_input.previous = previous;
+    after_input.pins = fleet.pins.clone();
     Ok(Scenario {
         source: format!("{source}, committed {}", gen.generation),
-        strategy: common.strategy.build(),
+        strategy: strategy_named(&common.strategy)?,
         before_input,
         before,
         after_input,
@@ -500,8 +512,39 @@ mod tests {
             },
             prefix: "parti".into(),
             weights: None,
-            strategy: StrategyArg::Balanced,
+            strategy: parti::strategy::NAMES[0].into(),
             capacity: 1,
+        }
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    fn parse_strategy(flags: &[&str]) -> Result<String, clap::Error> {
+        use clap::Parser;
+        let args = ["parti", "--file", "a.json"];
+        Cli::try_parse_from(args.iter().chain(flags)).map(|cli| cli.common.strategy)
+    }
+
+    #[test]
+    fn strategy_accepts_exactly_cores_names_and_defaults_to_the_first() {
+        for name in parti::strategy::NAMES {
+            let given = parse_strategy(&["--strategy", name]).unwrap();
+            assert_eq!(strategy_named(&given).unwrap().name(), name);
+        }
+        assert_eq!(
+            parse_strategy(&[]).unwrap(),
+            parti::strategy::NAMES[0],
+            "the default"
+        );
+        let e = parse_strategy(&["--strategy", "fastest"])
+            .unwrap_err()
+            .to_string();
+        for name in parti::strategy::NAMES {
+            assert!(e.contains(name), "{name} in {e}");
         }
     }
 

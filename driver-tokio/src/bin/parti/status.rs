@@ -24,7 +24,7 @@ pub struct StatusArgs {
     #[command(flatten)]
     nats: NatsArgs,
     /// Prefix of the fleet's KV buckets.
-    #[arg(long, default_value = "parti", value_name = "P")]
+    #[arg(long, default_value_t = parti::Config::default().bucket_prefix, value_name = "P")]
     prefix: String,
     /// Also list every worker's partitions (compactly; in full with --json).
     #[arg(long, short)]

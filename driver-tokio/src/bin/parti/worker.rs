@@ -24,7 +24,7 @@ pub struct WorkerArgs {
     #[command(flatten)]
     nats: NatsArgs,
     /// Prefix of the fleet's KV buckets.
-    #[arg(long, default_value = "parti", value_name = "P")]
+    #[arg(long, default_value_t = parti::Config::default().bucket_prefix, value_name = "P")]
     prefix: String,
     /// Serve partitions p0 .. p{N-1} (every worker of a fleet must be given the same list).
     #[arg(long, value_name = "N", default_value_t = 64, conflicts_with = "partitions_file",
@@ -43,43 +43,50 @@ pub struct WorkerArgs {
     /// One-phase handoff, at-least-once; keeps its partitions while NATS is unreachable.
     #[arg(long)]
     relaxed: bool,
-    /// Lease renewal interval in milliseconds (default 2000).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", help = format!(
+        "Lease renewal interval in milliseconds (default {})",
+        default_ms(|c| c.heartbeat_interval)))]
     heartbeat_ms: Option<u64>,
-    /// Lease TTL in milliseconds (default 6000; whole seconds on NATS). Every worker of a
-    /// fleet must use the same.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", help = format!(
+        "Lease TTL in milliseconds (default {}; whole seconds on NATS). Every worker of a \
+         fleet must use the same",
+        default_ms(|c| c.lease_ttl)))]
     ttl_ms: Option<u64>,
-    /// Fence this long before the lease would expire (default 1000, or a quarter of
-    /// --ttl-ms when that is smaller).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", help = format!(
+        "Fence this long before the lease would expire (default {}, or a quarter of --ttl-ms \
+         when that is smaller)",
+        default_ms(|c| c.safety_margin)))]
     safety_margin_ms: Option<u64>,
-    /// Cold-start window and scale debounce in milliseconds (defaults 30000 and 10000):
-    /// how long the leader waits for more workers before the first assignment, and after a
-    /// join before moving partitions. Nothing else.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", help = format!(
+        "Cold-start window and scale debounce in milliseconds (defaults {} and {}): how long \
+         the leader waits for more workers before the first assignment, and after a join \
+         before moving partitions. Nothing else",
+        default_ms(|c| c.cold_start_window), default_ms(|c| c.planned_scale_window)))]
     window_ms: Option<u64>,
-    /// How long a stopped (SIGTERM) worker's partitions stay parked for its restart before
-    /// they move (default 30000; --final-stop moves them at once).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", help = format!(
+        "With --restart: how long a stopped (SIGTERM) worker's partitions stay parked for its \
+         restart before they move (default {})",
+        default_ms(|c| c.restart_grace)))]
     restart_grace_ms: Option<u64>,
-    /// Least time between two load rebalancing rounds (default 10000).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", help = format!(
+        "Least time between two load rebalancing rounds (default {})",
+        default_ms(|c| c.min_rebalance_interval)))]
     min_rebalance_interval_ms: Option<u64>,
     /// Cold start ends as soon as this many workers are live.
     #[arg(long, value_name = "N")]
     expected_workers: Option<u32>,
     /// Replicas of the fleet's KV buckets: 1 on one server, 3 (or 5) in a cluster. Every
     /// worker of a fleet must use the same.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = Config::default().replicas)]
     replicas: u8,
     /// This worker's capacity relative to the others.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = Config::default().capacity)]
     capacity: u32,
-    /// On SIGTERM / SIGINT, leave for good (delete the lease: partitions move at once)
-    /// instead of stopping for a restart (lease marked departing, share parked).
+    /// On SIGTERM / SIGINT, stop for a restart that follows (lease marked departing, share
+    /// parked for --restart-grace-ms so the restarted worker resumes it) instead of handing
+    /// the partitions off at once (the default, like Kafka's close()).
     #[arg(long)]
-    final_stop: bool,
+    restart: bool,
     /// Consume every owned partition's subject, made from TEMPLATE: `{keys}` is the
     /// partition's keys joined by '.', `{key0}`, `{key1}`.. one key (e.g. 'work.{keys}').
     /// Core NATS unless --jetstream is given.
@@ -101,8 +108,14 @@ pub struct WorkerArgs {
     log: LogArgs,
 }
 
+/// Core's default of one timing, in milliseconds: what `--help` shows for an unset flag.
+fn default_ms(field: fn(&Config) -> Duration) -> u128 {
+    field(&Config::default()).as_millis()
+}
+
 impl WorkerArgs {
-    /// The configuration the flags describe (not yet validated).
+    /// The configuration the flags describe (not yet validated): core's defaults where no
+    /// flag says otherwise.
     fn config(&self) -> Config {
         let mut c = Config {
             bucket_prefix: self.prefix.clone(),
@@ -274,15 +287,15 @@ pub async fn run(args: WorkerArgs) -> CliResult {
     };
     log(format_args!(
         "{signal}: stopping ({})",
-        if args.final_stop {
-            "for good: the lease is deleted"
-        } else {
+        if args.restart {
             "for a restart: the lease is marked departing"
+        } else {
+            "handing off: the lease is deleted"
         }
     ));
     let stop = async {
-        if args.final_stop {
-            worker.stop_final().await
+        if args.restart {
+            worker.stop_for_restart().await
         } else {
             worker.stop().await
         }
@@ -376,13 +389,19 @@ pub fn describe(e: &Event) -> String {
             generation,
             assigned,
             revoked,
-            all,
+            lost,
+            assignment,
         } => format!(
-            "assignment {generation}: +{} -{} = {} partitions [{}]",
+            "assignment {generation}: +{} -{}{} = {} partitions [{}]",
             assigned.len(),
             revoked.len(),
-            all.len(),
-            truncate(&compact(all), 300)
+            if lost.is_empty() {
+                String::new()
+            } else {
+                format!(" lost {}", lost.len())
+            },
+            assignment.len(),
+            truncate(&compact(assignment), 300)
         ),
         Event::LeadershipChanged { is_leader, epoch } => {
             if *is_leader {
@@ -420,6 +439,51 @@ mod tests {
         let args = ["parti", "--nats", "nats://127.0.0.1:4222"];
         let cli = Cli::try_parse_from(args.iter().chain(flags)).unwrap();
         cli.worker.config()
+    }
+
+    #[test]
+    fn no_flags_give_cores_default_config() {
+        assert_eq!(config(&[]), Config::default());
+    }
+
+    #[test]
+    fn help_shows_cores_default_of_every_timing_flag() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_help().to_string();
+        let d = Config::default();
+        for (flag, default) in [
+            ("--heartbeat-ms", d.heartbeat_interval),
+            ("--ttl-ms", d.lease_ttl),
+            ("--safety-margin-ms", d.safety_margin),
+            ("--window-ms", d.cold_start_window),
+            ("--window-ms", d.planned_scale_window),
+            ("--restart-grace-ms", d.restart_grace),
+            ("--min-rebalance-interval-ms", d.min_rebalance_interval),
+        ] {
+            let start = help.find(flag).expect(flag);
+            let end = help[start + 2..]
+                .find("\n  -")
+                .map_or(help.len(), |i| start + 2 + i);
+            let text = &help[start..end];
+            assert!(
+                text.contains(&default.as_millis().to_string()),
+                "{flag}: {default:?} in {text}"
+            );
+        }
+        for (flag, default) in [
+            ("--prefix", d.bucket_prefix.clone()),
+            ("--replicas", d.replicas.to_string()),
+            ("--capacity", d.capacity.to_string()),
+        ] {
+            let start = help.find(flag).expect(flag);
+            let end = help[start + 2..]
+                .find("\n  -")
+                .map_or(help.len(), |i| start + 2 + i);
+            assert!(
+                help[start..end].contains(&format!("[default: {default}]")),
+                "{flag} in {help}"
+            );
+        }
     }
 
     #[test]
