@@ -332,6 +332,17 @@ fn change(case: &Case, mut input: PlanInput, previous: &Plan) -> (Plan, u128, u1
     let after = plan(&Balanced::default(), &input).expect("valid input");
     check_complete(case, &input, &after);
     let moved = summarize(&input, &after).moved_weight;
+    {
+        let mut again = input.clone();
+        again.previous = after.assignment.clone();
+        let replan = plan(&Balanced::default(), &again).expect("valid input");
+        let m = summarize(&again, &replan);
+        assert!(
+            replan == after,
+            "seed {} ({:?}, {:?}, {:?}, {} partitions, {} workers): planning again from the result moves {} (weight {})",
+            case.seed, case.weights, case.caps, case.change, input.partitions.len(), input.workers.len(), m.moved, m.moved_weight
+        );
+    }
     assert!(
         !case.strict || moved as f64 <= 1.1 * b.floor as f64,
         "seed {} ({:?}, {:?}, {:?}, {} partitions, {} workers): moved {moved}, floor {} \

@@ -104,6 +104,25 @@ impl Strategy for Balanced {
     }
 }
 
+/// Whether `input` forces a move (without a budget, Balanced moves nothing otherwise): a
+/// partition without a live previous owner (new, or its owner is gone), a pin that takes a
+/// partition off its owner, or a worker that keeps nothing though its trigger is above zero (a
+/// newcomer).
+fn forced(prep: &Prepared<'_>, lim: &Limits) -> bool {
+    let mut keeps = vec![false; prep.workers.len()];
+    for r in 0..prep.parts.len() {
+        match (prep.pin[r], prep.prev[r]) {
+            (Some(pin), prev) if prev != Some(pin) => return true,
+            (_, None) => return true,
+            (Some(x), _) | (None, Some(x)) => keeps[x as usize] = true,
+        }
+    }
+    keeps
+        .iter()
+        .zip(&lim.trigger)
+        .any(|(&keeps, &trigger)| !keeps && trigger > 0)
+}
+
 /// Why a partition is where it ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Cause {
@@ -141,38 +160,45 @@ struct Solver<'p> {
     /// Partitions with a live previous owner that are not on it.
     moved: usize,
     budget: usize,
+    /// Weight of unpinned partitions that left a live previous owner (what the live floor
+    /// bounds).
+    moved_w: u128,
+    /// Most weight passes 4 and 5 may take off live owners (`moved_w`); they skip a move past
+    /// it.
+    weight_cap: u128,
     cause: Vec<Cause>,
 }
 
 impl<'p> Solver<'p> {
-    /// The full plan, or the share-only plan when the full one moves more than
-    /// [`FLOOR_FACTOR`] × the floor (only without a move budget).
+    /// The plan for `input` (see [`Balanced`]): without a move budget, nothing moves unless the
+    /// change forces it, and then the full plan when it moves at most [`FLOOR_FACTOR`] × the
+    /// floor and is balanced, else LPT repacked when that is, else the full passes stopped at
+    /// [`FLOOR_FACTOR`] × the floor. With a budget: a round.
     fn best(prep: &'p Prepared<'p>, lim: &'p Limits, input: &PlanInput) -> Self {
-        let full = Solver::run(prep, lim, input, true);
         if prep.workers.is_empty() {
-            return full;
+            return Solver::run(prep, lim, input, u128::MAX);
         }
-        let stuck = full.over_limit();
         let Some(budget) = input.max_moves else {
-            let floor = FLOOR_FACTOR * lim.floor(prep).0 as f64;
-            let within = |s: &Solver| s.moved_weight() as f64 <= floor;
-            if full.moved_weight() == 0 || (within(&full) && !stuck) {
+            if !forced(prep, lim) {
+                // a plan is a fixed point: planning again from it moves nothing
+                return Solver::run(prep, lim, input, 0);
+            }
+            // what may leave live owners: FLOOR_FACTOR × the live floor (the same whether or
+            // not `previous` lists the partitions of departed workers, so a leader that plans
+            // a leave in two steps lands where a preview does)
+            let cap = (FLOOR_FACTOR * lim.floor(prep).live as f64) as u128;
+            let full = Solver::run(prep, lim, input, u128::MAX);
+            if full.live_w() <= cap && !full.over_limit() {
                 return full;
             }
             let repacked = Solver::repacked(prep, lim, input);
-            if within(&repacked) && !repacked.over_limit() {
+            if repacked.live_w() <= cap && !repacked.over_limit() {
                 return repacked;
             }
-            if within(&full) {
-                return full;
-            }
-            let lean = Solver::run(prep, lim, input, false);
-            return if lean.moved_weight() < full.moved_weight() {
-                lean
-            } else {
-                full
-            };
+            return Solver::run(prep, lim, input, cap);
         };
+        let full = Solver::run(prep, lim, input, u128::MAX);
+        let stuck = full.over_limit();
         if stuck {
             let repacked = Solver::repacked(prep, lim, input);
             if repacked.moved <= budget && repacked.heaviest() < full.heaviest() {
@@ -199,6 +225,8 @@ impl<'p> Solver<'p> {
             room_scans: std::cell::Cell::new(0),
             moved: 0,
             budget: input.max_moves.unwrap_or(usize::MAX),
+            moved_w: 0,
+            weight_cap: u128::MAX,
             cause: vec![Cause::New; np],
         }
     }
@@ -263,6 +291,9 @@ impl<'p> Solver<'p> {
             if prev.is_some_and(|p| p != to) {
                 s.moved += 1;
             }
+            if !s.pinned[rank] && prev.is_some_and(|p| p != to) {
+                s.moved_w += u128::from(s.weight[rank]);
+            }
         }
         s
     }
@@ -280,22 +311,50 @@ impl<'p> Solver<'p> {
             .expect("some worker")
     }
 
-    fn run(prep: &'p Prepared<'p>, lim: &'p Limits, input: &PlanInput, shed: bool) -> Self {
+    /// Passes 1 to 5, passes 4 and 5 taking at most `weight_cap` off live owners (`moved_w`).
+    fn run(prep: &'p Prepared<'p>, lim: &'p Limits, input: &PlanInput, weight_cap: u128) -> Self {
         let mut s = Solver::empty(prep, lim, input);
         if s.load.is_empty() {
             return s;
         }
         let orphans = s.pin_and_keep();
         s.place(orphans);
-        if shed {
-            s.shed();
-            s.lift();
-        } else if !s.cause.contains(&Cause::Gone) {
-            // the share of a join is the newcomers' shortfall; of a leave, the departed weight
+        s.weight_cap = weight_cap;
+        if weight_cap != u128::MAX {
+            // newcomers first: their shortfall is part of the floor, more shedding may not be
             s.lift();
         }
+        s.shed();
+        s.lift();
         debug_assert_eq!(s.moved, s.count_moved(), "move accounting drifted");
+        debug_assert_eq!(s.moved_w, s.live_w(), "weight accounting drifted");
         s
+    }
+
+    /// How much `moved_w` grows when partition `p` moves to `to`.
+    fn weight_delta(&self, p: u32, to: u32) -> i128 {
+        let r = p as usize;
+        let prev = self.prep.prev[r];
+        let w = i128::from(self.weight[r]);
+        if prev == Some(to) {
+            -w
+        } else if prev == Some(self.owner[r]) {
+            w
+        } else {
+            0
+        }
+    }
+
+    /// Whether the moves (applied in order) stay within the weight cap.
+    fn within_cap(&self, moves: &[(u32, u32)]) -> bool {
+        if self.weight_cap == u128::MAX {
+            return true;
+        }
+        let delta: i128 = moves.iter().map(|&(p, to)| self.weight_delta(p, to)).sum();
+        i128::try_from(self.moved_w)
+            .unwrap_or(i128::MAX)
+            .saturating_add(delta)
+            <= i128::try_from(self.weight_cap).unwrap_or(i128::MAX)
     }
 
     /// Passes 1 and 2; returns the partitions still to place, heaviest first.
@@ -413,7 +472,7 @@ impl<'p> Solver<'p> {
             }
             steps -= 1;
             let moves = self.shed_step(a, &mut classes, &order);
-            if moves.is_empty() {
+            if moves.is_empty() || !self.within_cap(&moves) {
                 over.remove(&self.key(a));
                 continue;
             }
@@ -706,7 +765,8 @@ impl<'p> Solver<'p> {
         let lightest = items.first().filter(|&&(w, _)| w <= hi);
         let pick = covers.or(below).or(lightest).map(|&(_, p)| p)?;
         let costs = self.prep.prev[pick as usize] == Some(d);
-        (!costs || self.moved < self.budget).then_some(pick)
+        let fits = self.within_cap(&[(pick, r)]);
+        (fits && (!costs || self.moved < self.budget)).then_some(pick)
     }
 
     /// The heaviest weight `d` may hand to `r` so that afterwards both sit strictly between
@@ -726,6 +786,11 @@ impl<'p> Solver<'p> {
     /// Moves partition `p` to worker `to`, recording why when it leaves its previous owner.
     fn relocate(&mut self, p: u32, to: u32, why: Cause) {
         let r = p as usize;
+        let delta = self.weight_delta(p, to);
+        self.moved_w = self
+            .moved_w
+            .checked_add_signed(delta)
+            .expect("moved weight stays >= 0");
         let from = self.owner[r];
         self.load[from as usize] -= self.weight[r];
         self.load[to as usize] += self.weight[r];
@@ -750,11 +815,11 @@ impl<'p> Solver<'p> {
         2 * self.owner.len() + self.load.len() + 16
     }
 
-    /// Weight of partitions whose owner differs from the input's previous owner (live or not).
-    fn moved_weight(&self) -> u64 {
+    /// Weight of unpinned partitions that left their live previous owner (counted afresh).
+    fn live_w(&self) -> u128 {
         (0..self.owner.len())
-            .filter(|&r| self.prep.previous_listed[r] && self.prep.prev[r] != Some(self.owner[r]))
-            .map(|r| self.weight[r])
+            .filter(|&r| !self.pinned[r] && self.prep.prev[r].is_some_and(|p| p != self.owner[r]))
+            .map(|r| u128::from(self.weight[r]))
             .sum()
     }
 

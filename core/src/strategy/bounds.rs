@@ -78,7 +78,7 @@ impl Bounds {
     pub fn of(input: &PlanInput) -> Bounds {
         let prep = Prepared::new(input);
         let lim = Limits::new(&prep, input);
-        let (floor, share) = lim.floor(&prep);
+        let Floor { floor, share, .. } = lim.floor(&prep);
         let (total, cap) = (
             prep.total_weight() as f64,
             prep.total_capacity().max(1) as f64,
@@ -171,16 +171,16 @@ impl Limits {
         }
     }
 
-    /// The floor and the share (see the module docs), from the previous assignment.
-    pub fn floor(&self, prep: &Prepared<'_>) -> (u64, u64) {
+    /// The floor, the share and the live floor (see the module docs), from the previous
+    /// assignment.
+    pub fn floor(&self, prep: &Prepared<'_>) -> Floor {
         let nw = prep.workers.len();
         if nw == 0 {
-            return (0, 0);
+            return Floor::default();
         }
         let mut kept = vec![0u64; nw];
         let mut lightest_kept = vec![u64::MAX; nw];
         let mut forced = 0u128; // weight that moves whatever happens
-        let mut new_parts: Vec<u64> = Vec::new(); // partitions no worker ever held
         let mut lightest = u64::MAX;
         let mut free: Vec<u64> = Vec::new(); // partitions without a live owner
         for (rank, p) in prep.parts.iter().enumerate() {
@@ -201,8 +201,6 @@ impl Limits {
                 (None, None) => {
                     if had_owner {
                         forced += u128::from(w);
-                    } else {
-                        new_parts.push(w);
                     }
                     lightest = lightest.min(w);
                     free.push(w);
@@ -233,21 +231,36 @@ impl Limits {
             sum += i128::from(w) - i128::from(headroom.get(i).copied().unwrap_or(0));
             lumpy = lumpy.max(sum.max(0) as u128);
         }
-        // the k heaviest new partitions land on at most k workers: together with the rest
+        // the k heaviest free partitions land on at most k workers: together with the rest
         // they cover at most the k largest shortfalls plus the rest's weight (least over k)
         needs.sort_unstable_by(|a, b| b.cmp(a));
-        new_parts.sort_unstable_by(|a, b| b.cmp(a));
-        let mut rest: u128 = new_parts.iter().map(|&w| u128::from(w)).sum();
+        let mut rest: u128 = free.iter().map(|&w| u128::from(w)).sum();
         let (mut covered, mut top) = (rest, 0u128);
-        for (k, &w) in new_parts.iter().enumerate() {
+        for (k, &w) in free.iter().enumerate() {
             rest -= u128::from(w);
             top += u128::from(needs.get(k).copied().unwrap_or(0));
             covered = covered.min(top + rest);
         }
         let down = inflow.saturating_sub(covered);
-        let up = forced + excess + lumpy;
-        (sat(up.max(down)), sat(forced.max(down)))
+        let live = (excess + lumpy).max(down);
+        Floor {
+            floor: sat(forced + live),
+            share: sat(forced + down),
+            live: sat(live),
+        }
     }
+}
+
+/// The movement floor's parts (see the module docs).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Floor {
+    /// The floor: forced weight plus the live floor.
+    pub floor: u64,
+    /// Forced weight plus the newcomers' shortfall that free partitions cannot cover.
+    pub share: u64,
+    /// The least weight that must leave live owners (the same whether or not `previous` lists
+    /// the partitions without a live owner).
+    pub live: u64,
 }
 
 /// LPT over the prepared input: pins first, then `by_weight` order; owners and loads.
