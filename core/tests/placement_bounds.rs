@@ -337,6 +337,50 @@ fn change(case: &Case, mut input: PlanInput, previous: &Plan) -> (Plan, u128, u1
         again.previous = after.assignment.clone();
         let replan = plan(&Balanced::default(), &again).expect("valid input");
         let m = summarize(&again, &replan);
+        if replan != after && std::env::var("PB_DEBUG").is_ok() {
+            let b = Bounds::of(&again);
+            eprintln!("bounds {b:?}");
+            eprintln!("change bounds {:?} moved {}", Bounds::of(&input), moved);
+            let kept_before: BTreeMap<WorkerId, usize> =
+                input.previous.values().fold(BTreeMap::new(), |mut m, w| {
+                    *m.entry(*w).or_default() += 1;
+                    m
+                });
+            eprintln!(
+                "w71 held before {:?}; workers {:?}",
+                kept_before.get(&WorkerId(71)),
+                input.workers.iter().map(|w| w.id.0).collect::<Vec<_>>()
+            );
+            let mut load: BTreeMap<WorkerId, u64> =
+                input.workers.iter().map(|w| (w.id, 0)).collect();
+            let mut cnt: BTreeMap<WorkerId, usize> = BTreeMap::new();
+            for p in &input.partitions {
+                *load.get_mut(&after.assignment[p.id()]).unwrap() += p.weight();
+                *cnt.entry(after.assignment[p.id()]).or_default() += 1;
+            }
+            for w in &input.workers {
+                eprintln!(
+                    "  w{} cap {} load {} n {} rel {:.1}",
+                    w.id,
+                    w.capacity,
+                    load[&w.id],
+                    cnt.get(&w.id).copied().unwrap_or(0),
+                    load[&w.id] as f64 / w.capacity as f64
+                );
+            }
+            for p in replan.moved_from(&again.previous) {
+                let pw = input
+                    .partitions
+                    .iter()
+                    .find(|x| x.id() == p)
+                    .unwrap()
+                    .weight();
+                eprintln!(
+                    "  moved {p} w {pw} from {} to {}",
+                    again.previous[p], replan.assignment[p]
+                );
+            }
+        }
         assert!(
             replan == after,
             "seed {} ({:?}, {:?}, {:?}, {} partitions, {} workers): planning again from the result moves {} (weight {})",

@@ -104,23 +104,11 @@ impl Strategy for Balanced {
     }
 }
 
-/// Whether `input` forces a move (without a budget, Balanced moves nothing otherwise): a
-/// partition without a live previous owner (new, or its owner is gone), a pin that takes a
-/// partition off its owner, or a worker that keeps nothing though its trigger is above zero (a
-/// newcomer).
-fn forced(prep: &Prepared<'_>, lim: &Limits) -> bool {
-    let mut keeps = vec![false; prep.workers.len()];
-    for r in 0..prep.parts.len() {
-        match (prep.pin[r], prep.prev[r]) {
-            (Some(pin), prev) if prev != Some(pin) => return true,
-            (_, None) => return true,
-            (Some(x), _) | (None, Some(x)) => keeps[x as usize] = true,
-        }
-    }
-    keeps
-        .iter()
-        .zip(&lim.trigger)
-        .any(|(&keeps, &trigger)| !keeps && trigger > 0)
+/// Whether the change moves a partition whatever the plan: one without a live previous
+/// owner (new, or its owner is gone), or a pin that takes one off its owner.
+fn orphans_or_pins(prep: &Prepared<'_>) -> bool {
+    (0..prep.parts.len())
+        .any(|r| prep.prev[r].is_none() || prep.pin[r].is_some_and(|p| prep.prev[r] != Some(p)))
 }
 
 /// Why a partition is where it ends.
@@ -160,6 +148,8 @@ struct Solver<'p> {
     /// Partitions with a live previous owner that are not on it.
     moved: usize,
     budget: usize,
+    /// The lightest partition's weight (`u64::MAX` without partitions).
+    lightest: u64,
     /// Weight of unpinned partitions that left a live previous owner (what the live floor
     /// bounds).
     moved_w: u128,
@@ -179,9 +169,13 @@ impl<'p> Solver<'p> {
             return Solver::run(prep, lim, input, u128::MAX);
         }
         let Some(budget) = input.max_moves else {
-            if !forced(prep, lim) {
-                // a plan is a fixed point: planning again from it moves nothing
-                return Solver::run(prep, lim, input, 0);
+            if !orphans_or_pins(prep) {
+                // nothing to place: only a worker that carries nothing though it could be fed
+                // (a newcomer) calls for a plan; planning again from a plan moves nothing
+                let mut sticky = Solver::sticky(prep, lim, input);
+                if !sticky.feedable() {
+                    return sticky;
+                }
             }
             // what may leave live owners: FLOOR_FACTOR × the live floor (the same whether or
             // not `previous` lists the partitions of departed workers, so a leader that plans
@@ -227,6 +221,12 @@ impl<'p> Solver<'p> {
             budget: input.max_moves.unwrap_or(usize::MAX),
             moved_w: 0,
             weight_cap: u128::MAX,
+            lightest: prep
+                .parts
+                .iter()
+                .map(|p| p.weight())
+                .min()
+                .unwrap_or(u64::MAX),
             cause: vec![Cause::New; np],
         }
     }
@@ -309,6 +309,16 @@ impl<'p> Solver<'p> {
             .map(|x| self.key(x))
             .max()
             .expect("some worker")
+    }
+
+    /// Passes 1 to 3 only: pins, what stays, and the placement of the rest.
+    fn sticky(prep: &'p Prepared<'p>, lim: &'p Limits, input: &PlanInput) -> Self {
+        let mut s = Solver::empty(prep, lim, input);
+        if !s.load.is_empty() {
+            let orphans = s.pin_and_keep();
+            s.place(orphans);
+        }
+        s
     }
 
     /// Passes 1 to 5, passes 4 and 5 taking at most `weight_cap` off live owners (`moved_w`).
@@ -674,30 +684,17 @@ impl<'p> Solver<'p> {
             .map(|x| self.key(x))
             .collect();
         let mut steps = self.step_cap();
+        let mut stuck: Vec<u32> = Vec::new();
         while self.moved < self.budget && steps > 0 {
             steps -= 1;
             let Some(r) = needy.pop_first().map(|k| k.idx) else {
                 return;
             };
-            let passes = [Keep::Level, Keep::Line, Keep::Nothing];
-            // the most loaded donors first; then the one with the most to spare above its line
-            // after giving its lightest partition (the most loaded may hold only heavy ones)
-            let roomiest = spare.last().map(|&(_, x)| x);
-            let mut pick = None;
-            'passes: for keep in passes {
-                let top = order.iter().rev().take(DONORS + 1).map(|k| k.idx);
-                for d in top.chain(roomiest) {
-                    if d == r {
-                        continue;
-                    }
-                    if let Some(p) = self.gift(d, r, keep) {
-                        pick = Some((d, p, keep));
-                        break 'passes;
-                    }
-                }
-            }
-            // a worker no donor can help is left as it is
-            let Some((d, p, keep)) = pick else { continue };
+            // a worker no donor can help waits until some other move changes the picture
+            let Some((d, p, keep)) = self.donation(r, &order, &spare) else {
+                stuck.push(r);
+                continue;
+            };
             if keep == Keep::Nothing {
                 // a donor that dips below its line for this is not lifted in turn (no cascade)
                 settled[d as usize] = true;
@@ -721,7 +718,34 @@ impl<'p> Solver<'p> {
                     needy.insert(self.key(x));
                 }
             }
+            for x in stuck.drain(..).filter(|&x| x != d && x != r) {
+                if lifting[x as usize] {
+                    needy.insert(self.key(x));
+                }
+            }
         }
+    }
+
+    /// The donor, partition and donor line of pass 5 for the lifted worker `r`: the most
+    /// loaded donors first (in `order`), then the one with the most to spare above its line
+    /// after giving its lightest partition (`spare`; the most loaded may hold only heavy ones),
+    /// each keeping its level, else its line, else nothing.
+    fn donation(
+        &self,
+        r: u32,
+        order: &BTreeSet<RelLoad>,
+        spare: &BTreeSet<(i128, u32)>,
+    ) -> Option<(u32, u32, Keep)> {
+        let roomiest = spare.last().map(|&(_, x)| x);
+        for keep in [Keep::Level, Keep::Line, Keep::Nothing] {
+            let top = order.iter().rev().take(DONORS + 1).map(|k| k.idx);
+            for d in top.chain(roomiest).filter(|&d| d != r) {
+                if let Some(p) = self.gift(d, r, keep) {
+                    return Some((d, p, keep));
+                }
+            }
+        }
+        None
     }
 
     /// Worker `x`'s load above its line after giving its lightest movable partition, with `x`
@@ -765,7 +789,15 @@ impl<'p> Solver<'p> {
         let lightest = items.first().filter(|&&(w, _)| w <= hi);
         let pick = covers.or(below).or(lightest).map(|&(_, p)| p)?;
         let costs = self.prep.prev[pick as usize] == Some(d);
-        let fits = self.within_cap(&[(pick, r)]);
+        // a worker that carries nothing may be fed past the cap with up to FLOOR_FACTOR × what
+        // the floor counts for it (its line, at least the lightest partition), a bound that
+        // does not depend on the plan so far (else planning again from the result would feed it)
+        let fits = if self.load[ri] == 0 {
+            let owed = lim.line[ri].max(self.lightest);
+            (self.weight[pick as usize] as f64) <= FLOOR_FACTOR * owed as f64
+        } else {
+            self.within_cap(&[(pick, r)])
+        };
         (fits && (!costs || self.moved < self.budget)).then_some(pick)
     }
 
@@ -813,6 +845,24 @@ impl<'p> Solver<'p> {
     /// A bound on the moves of passes 4 and 5 (they end anyway; this makes it obvious).
     fn step_cap(&self) -> usize {
         2 * self.owner.len() + self.load.len() + 16
+    }
+
+    /// Whether some worker carries nothing though its trigger is above zero and a donor could
+    /// give it a partition (pass 5's rule): a newcomer to feed.
+    fn feedable(&mut self) -> bool {
+        let nw = self.load.len() as u32;
+        let empty: Vec<u32> = (0..nw)
+            .filter(|&x| self.load[x as usize] == 0 && self.lim.trigger[x as usize] > 0)
+            .collect();
+        if empty.is_empty() {
+            return false;
+        }
+        self.items();
+        let order: BTreeSet<RelLoad> = (0..nw).map(|x| self.key(x)).collect();
+        let spare: BTreeSet<(i128, u32)> = (0..nw).filter_map(|x| self.spare(x)).collect();
+        empty
+            .into_iter()
+            .any(|r| self.donation(r, &order, &spare).is_some())
     }
 
     /// Weight of unpinned partitions that left their live previous owner (counted afresh).
