@@ -305,7 +305,50 @@ fn settle(case: &Case, input: &PlanInput, plan0: Plan, mut limit: f64) -> (Plan,
             sum.moved
         );
         moved += u128::from(sum.moved_weight);
+        if std::env::var("PB_DEBUG").is_ok() {
+            eprintln!(
+                "round {round}: max {} -> {}, moved {} (weight {}), limit {limit}, bounds {:?}",
+                max_relative(input, &current),
+                max_relative(input, &next),
+                sum.moved,
+                sum.moved_weight,
+                Bounds::of(&round_input)
+            );
+        }
         if next == current {
+            if std::env::var("PB_DEBUG").is_ok() {
+                let caps: BTreeMap<WorkerId, u64> = input
+                    .workers
+                    .iter()
+                    .map(|w| (w.id, u64::from(w.capacity)))
+                    .collect();
+                let mut per: BTreeMap<WorkerId, Vec<u64>> =
+                    caps.keys().map(|w| (*w, vec![])).collect();
+                for p in &input.partitions {
+                    per.get_mut(&current.assignment[p.id()])
+                        .unwrap()
+                        .push(p.weight());
+                }
+                let mut rows: Vec<(f64, WorkerId)> = per
+                    .iter()
+                    .map(|(w, v)| (v.iter().sum::<u64>() as f64 / caps[w] as f64, *w))
+                    .collect();
+                rows.sort_by(|a, b| b.partial_cmp(a).unwrap());
+                for (i, (rel, w)) in rows.iter().enumerate() {
+                    if i < 4 || i + 4 >= rows.len() {
+                        let mut v = per[w].clone();
+                        v.sort();
+                        v.reverse();
+                        let heavy: Vec<u64> = v.iter().copied().filter(|&x| x > 100).collect();
+                        eprintln!(
+                            "  {w} cap {} rel {rel:.1} n {} heavy {:?}",
+                            caps[w],
+                            v.len(),
+                            &heavy[..heavy.len().min(12)]
+                        );
+                    }
+                }
+            }
             break;
         }
         current = next;
@@ -401,6 +444,13 @@ fn change(case: &Case, mut input: PlanInput, previous: &Plan) -> (Plan, u128, u1
         b.share
     );
     let limit = bound(&input);
+    if std::env::var("PB_DEBUG").is_ok() {
+        eprintln!(
+            "change {:?}: moved {moved}, bounds {b:?}, max after {} bound {limit}",
+            case.change,
+            max_relative(&input, &after)
+        );
+    }
     let mut from = input.clone();
     from.previous = after.assignment.clone();
     let (settled, rounds, round_moved) = settle(case, &input, after, limit);

@@ -173,7 +173,7 @@ impl<'p> Solver<'p> {
                 // nothing to place: only a worker that carries nothing though it could be fed
                 // (a newcomer) calls for a plan; planning again from a plan moves nothing
                 let mut sticky = Solver::sticky(prep, lim, input);
-                if !sticky.feedable() {
+                if !sticky.feedable() && !sticky.sheddable_to_empty() {
                     return sticky;
                 }
             }
@@ -191,15 +191,44 @@ impl<'p> Solver<'p> {
             }
             return Solver::run(prep, lim, input, cap);
         };
-        let full = Solver::run(prep, lim, input, u128::MAX);
-        let stuck = full.over_limit();
-        if stuck {
+        let mut full = Solver::run(prep, lim, input, u128::MAX);
+        if full.over_limit() {
             let repacked = Solver::repacked(prep, lim, input);
             if repacked.moved <= budget && repacked.heaviest() < full.heaviest() {
                 return repacked;
             }
+            if full.moved < budget && !repacked.over_limit() {
+                // no move, swap or trade helps: spend the rest of the budget on the way to LPT
+                full.toward(&repacked);
+            }
         }
         full
+    }
+
+    /// Moves partitions to their owner in `target` until the budget is spent: off the most
+    /// loaded workers first, heaviest first.
+    fn toward(&mut self, target: &Solver<'_>) {
+        self.items();
+        let mut todo: Vec<u32> = (0..self.owner.len() as u32)
+            .filter(|&r| {
+                !self.pinned[r as usize] && self.owner[r as usize] != target.owner[r as usize]
+            })
+            .collect();
+        todo.sort_by_key(|&r| {
+            (
+                Reverse(self.key(self.owner[r as usize])),
+                Reverse(self.weight[r as usize]),
+                r,
+            )
+        });
+        for r in todo {
+            let to = target.owner[r as usize];
+            let back = self.prep.prev[r as usize] == Some(to);
+            if self.moved >= self.budget && !back {
+                continue;
+            }
+            self.relocate(r, to, Cause::Repacked);
+        }
     }
 
     /// A solver with nothing placed yet.
@@ -564,6 +593,12 @@ impl<'p> Solver<'p> {
         if let Some((p, b, q)) = self.swap(a, e, order) {
             return vec![(p, b), (q, a)];
         }
+        if let Some(moves) = self.trade(a, e, order) {
+            return moves;
+        }
+        if let Some(m) = self.make_room(a, e, &mins) {
+            return vec![m];
+        }
         // push: the receiver must end strictly below `a`'s load now
         let push = [
             items.range((e, 0)..).next(),
@@ -586,6 +621,90 @@ impl<'p> Solver<'p> {
             }
         }
         Vec::new()
+    }
+
+    /// One move towards placing a partition `p` of the overloaded worker `a` (excess `e`): the
+    /// lightest that covers the excess, else its heaviest. The worker `b` that needs the fewest
+    /// of its own lighter partitions moved elsewhere to take `p` within its limit (each at most
+    /// the most room any worker has, heaviest first) gets `p` once it has the room; until then
+    /// the move is `b`'s heaviest such partition to the least-loaded worker with room for it,
+    /// which ends below `b`. Every move lowers a load and leaves the receiver below it, so rounds
+    /// with any budget keep going (the same `b` stays the cheapest as it empties). Scans every
+    /// worker: at most [`ROOM_SCANS`] times per plan.
+    fn make_room(&self, a: u32, e: u64, mins: &[u32]) -> Option<(u32, u32)> {
+        if self.room_scans.get() >= ROOM_SCANS {
+            return None;
+        }
+        self.room_scans.set(self.room_scans.get() + 1);
+        let items = self.items.as_ref().expect("built");
+        let ai = a as usize;
+        let &(pw, p) = items[ai].range((e, 0)..).next().or(items[ai].last())?;
+        let room = |x: u32| self.lim.limit[x as usize].saturating_sub(self.load[x as usize]);
+        let most = mins.iter().filter(|&&x| x != a).map(|&x| room(x)).max()?;
+        // `x` at load `l` ends strictly below `a` now
+        let below_a = |x: usize, l: u64| {
+            u128::from(l) * u128::from(self.cap[ai])
+                < u128::from(self.load[ai]) * u128::from(self.cap[x])
+        };
+        let mut best: Option<(usize, u32)> = None;
+        for b in (0..self.load.len() as u32).filter(|&b| b != a) {
+            let bi = b as usize;
+            let need = (self.load[bi] + pw).saturating_sub(self.lim.limit[bi]);
+            if need == 0 {
+                if below_a(bi, self.load[bi] + pw) {
+                    return Some((p, b));
+                }
+                continue;
+            }
+            let mut freed = 0u64;
+            let mut count = 0usize;
+            for &(qw, _) in items[bi]
+                .range(..(pw.min(most.saturating_add(1)), 0))
+                .rev()
+                .take(256)
+            {
+                if best.is_some_and(|(c, _)| count + 1 >= c) {
+                    break;
+                }
+                freed += qw;
+                count += 1;
+                if freed >= need {
+                    break;
+                }
+            }
+            if freed >= need
+                && below_a(bi, self.load[bi] + pw - need)
+                && best.is_none_or(|(c, _)| count < c)
+            {
+                best = Some((count, b));
+            }
+        }
+        let (_, b) = best?;
+        let bi = b as usize;
+        // the first move: b's heaviest qualifying partition to the least loaded with room
+        let &(qw, q) = items[bi]
+            .range(..(pw.min(most.saturating_add(1)), 0))
+            .next_back()?;
+        let (load, cap) = (&self.load, &self.cap);
+        let to = mins
+            .iter()
+            .copied()
+            .filter(|&c| {
+                let ci = c as usize;
+                c != a
+                    && c != b
+                    && room(c) >= qw
+                    && u128::from(load[ci] + qw) * u128::from(cap[bi])
+                        < u128::from(load[bi]) * u128::from(cap[ci])
+            })
+            .reduce(|x, c| {
+                if lower_after(load, cap, c, x, qw) {
+                    c
+                } else {
+                    x
+                }
+            })?;
+        Some((q, to))
     }
 
     /// The worker that can take weight `w` by moving off the least weight of strictly lighter
@@ -660,6 +779,67 @@ impl<'p> Solver<'p> {
             }
         }
         best.map(|(_, p, b, q)| (p, b, q))
+    }
+
+    /// A many-for-one trade that lowers the overloaded worker `a` (excess `e`): one partition
+    /// `p` of `a` to one of the least loaded workers `b`, and lighter partitions of `b` back to
+    /// `a` (heaviest that still fit first), weighing together at least what `b` must give back
+    /// to stay within its limit and at most `w(p) − e` (so that `a` ends within its limit) —
+    /// or, when nothing hits that window, less than `w(p)`, so that `a` still drops. Fewest
+    /// partitions first, then the least weight moved. Looks at [`DONORS`] workers, the 16
+    /// heaviest partitions of `a` and 256 partitions of each `b`, and returns at most 64 back.
+    fn trade(&self, a: u32, e: u64, order: &BTreeSet<RelLoad>) -> Option<Vec<(u32, u32)>> {
+        let items = self.items.as_ref().expect("built");
+        let left = self.budget.saturating_sub(self.moved).min(65);
+        if left < 2 {
+            return None;
+        }
+        let ai = a as usize;
+        // (falls short of the limit, partitions moved, weight moved), p, b, partitions back
+        let mut best: Option<((bool, usize, u128), u32, u32, Vec<u32>)> = None;
+        for b in order.iter().map(|k| k.idx).filter(|&b| b != a).take(DONORS) {
+            let bi = b as usize;
+            for &(pw, p) in items[ai].iter().rev().take(16) {
+                let lo = (self.load[bi] + pw).saturating_sub(self.lim.limit[bi]);
+                let fix = pw.saturating_sub(e);
+                let (hi, short) = if fix >= lo {
+                    (fix, false)
+                } else {
+                    (pw - 1, true)
+                };
+                if lo == 0 || hi < lo {
+                    continue;
+                }
+                let (mut sum, mut back) = (0u64, Vec::new());
+                for &(qw, q) in items[bi].range(..=(hi, u32::MAX)).rev().take(256) {
+                    if sum >= lo || back.len() + 1 >= left {
+                        break;
+                    }
+                    if qw <= hi - sum {
+                        sum += qw;
+                        back.push(q);
+                    }
+                }
+                if sum < lo {
+                    continue;
+                }
+                // `b` must end strictly below `a`'s relative load now (the max goes down)
+                let nb = u128::from(self.load[bi] + pw - sum);
+                if nb * u128::from(self.cap[ai])
+                    >= u128::from(self.load[ai]) * u128::from(self.cap[bi])
+                {
+                    continue;
+                }
+                let key = (short, back.len() + 1, u128::from(pw) + u128::from(sum));
+                if best.as_ref().is_none_or(|(k, ..)| key < *k) {
+                    best = Some((key, p, b, back));
+                }
+            }
+        }
+        let (_, p, b, back) = best?;
+        let mut moves = vec![(p, b)];
+        moves.extend(back.into_iter().map(|q| (q, a)));
+        Some(moves)
     }
 
     /// Pass 5: lift workers below their line with partitions from the most loaded ones.
@@ -863,6 +1043,24 @@ impl<'p> Solver<'p> {
         empty
             .into_iter()
             .any(|r| self.donation(r, &order, &spare).is_some())
+    }
+
+    /// Whether a worker above its limit could give a partition to a worker that carries
+    /// nothing, within that worker's limit (a newcomer where giant partitions leave no level).
+    fn sheddable_to_empty(&mut self) -> bool {
+        let nw = self.load.len();
+        let Some(room) = (0..nw)
+            .filter(|&x| self.load[x] == 0)
+            .map(|x| self.lim.limit[x])
+            .max()
+        else {
+            return false;
+        };
+        self.items();
+        let items = self.items.as_ref().expect("built");
+        (0..nw).any(|a| {
+            self.load[a] > self.lim.limit[a] && items[a].first().is_some_and(|&(w, _)| w <= room)
+        })
     }
 
     /// Weight of unpinned partitions that left their live previous owner (counted afresh).
