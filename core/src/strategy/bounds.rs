@@ -211,10 +211,14 @@ impl Limits {
         let mut headroom: Vec<u64> = Vec::with_capacity(nw);
         let mut inflow = 0u128;
         let mut needs: Vec<u64> = Vec::new();
+        // what must land somewhere: the free partitions, and from each worker above its limit
+        // one partition at least as heavy as its lightest
+        let mut landing = free.clone();
         for x in 0..nw {
             let (k, lim) = (kept[x], self.limit[x]);
             if k > lim && lightest_kept[x] != u64::MAX {
                 excess += u128::from((k - lim).max(lightest_kept[x]));
+                landing.push(lightest_kept[x]);
             }
             headroom.push(lim.saturating_sub(k));
             if k < self.trigger[x] && lightest != u64::MAX {
@@ -223,11 +227,12 @@ impl Limits {
                 needs.push(need);
             }
         }
-        // the k heaviest free partitions land on at most k workers
+        // the k heaviest of those land on at most k workers
         free.sort_unstable_by(|a, b| b.cmp(a));
+        landing.sort_unstable_by(|a, b| b.cmp(a));
         headroom.sort_unstable_by(|a, b| b.cmp(a));
         let (mut lumpy, mut sum) = (0u128, 0i128);
-        for (i, &w) in free.iter().enumerate() {
+        for (i, &w) in landing.iter().enumerate() {
             sum += i128::from(w) - i128::from(headroom.get(i).copied().unwrap_or(0));
             lumpy = lumpy.max(sum.max(0) as u128);
         }
