@@ -311,7 +311,6 @@ fn balanced_skewed_leave_moves_at_most_the_floor_and_stays_within_mean_plus_heav
 /// (With these seeds the heaviest worker also holds light partitions over its quota, so even a
 /// budget of 1 lowers it once the heavy partition nobody can take has gone back.)
 #[test]
-#[ignore = "issue 12: after the skewed leave, rounds stall at 1.104 × mean (needs a many-for-one swap step; section 2)"]
 fn balanced_budgeted_rounds_even_out_a_skewed_leave_within_the_budget() {
     let s = Balanced::default();
     for seed in [7, 8] {
