@@ -8,9 +8,14 @@
 //! assignment is the strategy's own result for the starting worker set. moved/floor divides
 //! the moved weight by [`Bounds::floor`]: the least weight that must move for the result to be
 //! balanced (about the newcomer's share up to the line on a join, the departed weight on a
-//! leave, more when lumpy partitions force it; see `parti_core::strategy::bounds`). Balanced's
-//! skewed leave is then followed by the leader's imbalance rounds (a move budget per round), to
-//! show how the load evens out after a membership change that moved only the floor.
+//! leave, more when lumpy partitions force it; see `parti_core::strategy::bounds`).
+//!
+//! Balanced's skewed leave is then followed by the leader's imbalance rounds: the strategy
+//! called again with the round's result as the previous assignment and `max_moves` set, as the
+//! leader does when a round is due, until a round changes nothing. `leave skewed + rounds` uses
+//! the leader's default budget (100 partitions per round), `budget 1` one partition per round;
+//! `rounds` counts the rounds that moved something, and moved/floor and moved add up the leave
+//! and its rounds (over the leave's floor).
 
 // A benchmark binary times itself; the core's ban on clocks is about the library.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -90,7 +95,7 @@ fn strategies() -> Vec<Box<dyn Strategy>> {
 /// The move budget of each imbalance round after the skewed leave (the leader's default
 /// `max_moves_per_round`), and the most rounds shown.
 const ROUND_BUDGET: usize = 100;
-const MAX_ROUNDS: usize = 20;
+const MAX_ROUNDS: usize = 1_000;
 
 fn quality_table() {
     let equal = partitions(3_000, false, 1);
@@ -103,8 +108,8 @@ fn quality_table() {
     let w251: Vec<u32> = (1..=251).collect();
     let without_126: Vec<u32> = w251.iter().copied().filter(|&w| w != 126).collect();
     println!(
-        "{:<16} {:<16} {:>9} {:>9} {:>11} {:>7}",
-        "strategy", "case", "max/mean", "min/mean", "moved/floor", "moved"
+        "{:<16} {:<22} {:>6} {:>9} {:>9} {:>11} {:>7}",
+        "strategy", "case", "rounds", "max/mean", "min/mean", "moved/floor", "moved"
     );
     for s in strategies() {
         for (case, parts, from, to) in [
@@ -119,9 +124,10 @@ fn quality_table() {
             let floor = Bounds::of(&input).floor;
             let sum = summarize(&input, &after);
             println!(
-                "{:<16} {:<16} {:>9.3} {:>9.3} {:>11.3} {:>7}",
+                "{:<16} {:<22} {:>6} {:>9.3} {:>9.3} {:>11.3} {:>7}",
                 s.name(),
                 case,
+                "-",
                 sum.max_over_mean,
                 sum.min_over_mean,
                 sum.moved_weight as f64 / floor.max(1) as f64,
@@ -129,43 +135,40 @@ fn quality_table() {
             );
         }
     }
-    // Balanced's trade-off made visible: a membership change moves about the floor and may
-    // leave the heaviest worker at mean + heaviest partition; the leader's imbalance rounds
-    // (a move budget, 100 partitions by default) then even the load out.
-    let s = Balanced::default();
-    let (mut input, _, after) = transition(&s, &skewed, &hundred_one, &without_51);
-    let floor = Bounds::of(&input).floor;
-    let leave = summarize(&input, &after);
-    let (mut moved_weight, mut moved) = (leave.moved_weight, leave.moved);
-    let mut current = after;
-    input.max_moves = Some(ROUND_BUDGET);
-    for round in 1..=MAX_ROUNDS {
-        input.previous = current.assignment.clone();
-        let next = plan(&s, &input).expect("valid input");
-        if next == current {
-            break;
+    // The leader's imbalance rounds after Balanced's skewed leave.
+    for (case, budget) in [("leave skewed + rounds", ROUND_BUDGET), ("budget 1", 1)] {
+        let s = Balanced::default();
+        let (mut input, _, after) = transition(&s, &skewed, &hundred_one, &without_51);
+        let floor = Bounds::of(&input).floor;
+        let leave = summarize(&input, &after);
+        let (mut moved_weight, mut moved) = (leave.moved_weight, leave.moved);
+        let mut current = after;
+        let mut last = leave;
+        let mut rounds = 0;
+        input.max_moves = Some(budget);
+        while rounds < MAX_ROUNDS {
+            input.previous = current.assignment.clone();
+            let next = plan(&s, &input).expect("valid input");
+            if next == current {
+                break;
+            }
+            last = summarize(&input, &next);
+            moved_weight += last.moved_weight;
+            moved += last.moved;
+            rounds += 1;
+            current = next;
         }
-        let sum = summarize(&input, &next);
-        moved_weight += sum.moved_weight;
-        moved += sum.moved;
         println!(
-            "{:<16} {:<16} {:>9.3} {:>9.3} {:>11.3} {:>7}",
+            "{:<16} {:<22} {:>6} {:>9.3} {:>9.3} {:>11.3} {:>7}",
             "balanced",
-            format!("+ round {round}*"),
-            sum.max_over_mean,
-            sum.min_over_mean,
+            case,
+            rounds,
+            last.max_over_mean,
+            last.min_over_mean,
             moved_weight as f64 / floor as f64,
             moved
         );
-        current = next;
     }
-    println!(
-        "* \"leave skewed\", then imbalance rounds with max_moves = Some({ROUND_BUDGET}) until one \
-         changes nothing"
-    );
-    println!(
-        "  (moved/floor and moved add up the leave and the rounds so far; floor of the leave)"
-    );
 }
 
 fn median(mut runs: Vec<Duration>) -> Duration {
@@ -176,7 +179,7 @@ fn median(mut runs: Vec<Duration>) -> Duration {
 fn time_table() {
     println!();
     println!(
-        "compute time of the core call, median of 7 runs (3 for the last two rows; skewed weights; \
+        "compute time of the core call, median of 7 runs (3 for the last four rows; skewed weights; \
          join = N -> N+1 with previous)"
     );
     println!(
@@ -188,10 +191,15 @@ fn time_table() {
             time_row(s.as_ref(), nw, np, 7);
         }
     }
-    // more workers than partitions per worker, and the largest fleet: Balanced only (the
-    // default), median of 3
+    // few partitions per worker, the largest fleet, and more workers than partitions: Balanced
+    // only (the default), median of 3
     let s = Balanced::default();
-    for (nw, np) in [(8_000u32, 80_000usize), (100_000, 1_000_000)] {
+    for (nw, np) in [
+        (8_000u32, 80_000usize),
+        (100_000, 1_000_000),
+        (8_000, 4_000),
+        (100_000, 50_000),
+    ] {
         time_row(&s, nw, np, 3);
     }
 }

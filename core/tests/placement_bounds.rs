@@ -120,9 +120,7 @@ fn capacity(rng: &mut Rng, caps: Caps, index: usize) -> u32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
     /// Every partition placed on a live worker, rounds within their budget, fresh plans
-    /// within 1 % of LPT.
-    Complete,
-    /// Also: every change (each step of a chain too) moves at most 1.1 × its floor and ends
+    /// within 1 % of LPT, and every change (each step of a chain too) moves at most 1.1 × its floor and ends
     /// within the balance bound, directly or after the leader's rounds.
     Bounds,
     /// Also: a 30-step chain moves at most 1.1 × its cumulative floor, and planning again from
@@ -292,11 +290,8 @@ fn check_complete(case: &Case, input: &PlanInput, plan: &Plan) {
 
 /// Runs the leader's budgeted rounds from `plan` until it is within `limit`; returns the
 /// plan, the rounds run and the weight they moved. Each round must stay within its budget.
-fn settle(case: &Case, input: &PlanInput, plan0: Plan, mut limit: f64) -> (Plan, usize, u128) {
+fn settle(case: &Case, input: &PlanInput, plan0: Plan, limit: f64) -> (Plan, usize, u128) {
     let mut current = plan0;
-    if case.level < Level::Bounds {
-        limit = f64::INFINITY;
-    }
     let mut round_input = input.clone();
     round_input.max_moves = Some(ROUND_BUDGET);
     let mut moved = 0u128;
@@ -374,7 +369,7 @@ fn change(case: &Case, mut input: PlanInput, previous: &Plan) -> (Plan, u128, u1
         );
     }
     assert!(
-        case.level < Level::Bounds || moved as f64 <= 1.1 * b.floor as f64,
+        moved as f64 <= 1.1 * b.floor as f64,
         "seed {} ({:?}, {:?}, {:?}, {} partitions, {} workers): moved {moved}, floor {} \
          (share {})",
         case.seed,
@@ -579,7 +574,7 @@ fn balanced_keeps_its_bounds_on_random_inputs() {
 /// Issue 12 §1's chain bound (30 steps within 1.1 × the cumulative floor, rounds included) and
 /// the fixed point the leader relies on (planning again from a change's result moves nothing).
 #[test]
-#[ignore = "issue 12: 5 of 560 cases fail: 4 chains with 1-5 partitions per worker (Uniform, Huge) move 1.13-2.8 x the cumulative floor, because rounds trade partitions far heavier than the excess; 1 refresh (seed 230) whose result a replan sheds further; run with --ignored"]
+#[ignore = "issue 12: 72 of 560 cases fail, all on the replan check: a change that stopped at 1.1 x its floor leaves a worker above its ceiling or below its trigger, and a plan without a budget from there moves more (a partition-list change must rebalance, model.rs); before that rule 5 failed (4 chains at 1.13-2.8 x the cumulative floor, 1 replan); run with --ignored"]
 fn balanced_keeps_its_chain_and_replan_bounds_on_random_inputs() {
     run_all(Level::Full);
 }

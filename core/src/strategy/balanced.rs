@@ -169,19 +169,23 @@ impl<'p> Solver<'p> {
             return Solver::run(prep, lim, input, u128::MAX);
         }
         let Some(budget) = input.max_moves else {
-            if !orphans_or_pins(prep) {
-                // nothing to place: only a worker that carries nothing though it could be fed
-                // (a newcomer) calls for a plan; planning again from a plan moves nothing
-                let mut sticky = Solver::sticky(prep, lim, input);
-                if !sticky.feedable() && !sticky.sheddable_to_empty() {
-                    return sticky;
-                }
+            let mut sticky = Solver::sticky(prep, lim, input);
+            let low = (0..sticky.load.len()).any(|x| sticky.load[x] < lim.trigger[x]);
+            if !orphans_or_pins(prep)
+                && !sticky.over_limit()
+                && !low
+                && !sticky.feedable()
+                && !sticky.sheddable_to_empty()
+            {
+                // nothing to place, nobody above its ceiling or below its trigger, no newcomer
+                // to feed: planning again from a balanced plan moves nothing
+                return sticky;
             }
             // what may leave live owners: FLOOR_FACTOR × the live floor (the same whether or
             // not `previous` lists the partitions of departed workers, so a leader that plans
             // a leave in two steps lands where a preview does)
             let cap = (FLOOR_FACTOR * lim.floor(prep).live as f64) as u128;
-            let full = Solver::run(prep, lim, input, u128::MAX);
+            let full = sticky.finish(u128::MAX);
             if full.live_w() <= cap && !full.over_limit() {
                 return full;
             }
@@ -352,12 +356,15 @@ impl<'p> Solver<'p> {
 
     /// Passes 1 to 5, passes 4 and 5 taking at most `weight_cap` off live owners (`moved_w`).
     fn run(prep: &'p Prepared<'p>, lim: &'p Limits, input: &PlanInput, weight_cap: u128) -> Self {
-        let mut s = Solver::empty(prep, lim, input);
+        Solver::sticky(prep, lim, input).finish(weight_cap)
+    }
+
+    /// Passes 4 and 5 after [`Solver::sticky`], taking at most `weight_cap` off live owners.
+    fn finish(mut self, weight_cap: u128) -> Self {
+        let s = &mut self;
         if s.load.is_empty() {
-            return s;
+            return self;
         }
-        let orphans = s.pin_and_keep();
-        s.place(orphans);
         s.weight_cap = weight_cap;
         if weight_cap != u128::MAX {
             // newcomers first: their shortfall is part of the floor, more shedding may not be
@@ -367,7 +374,7 @@ impl<'p> Solver<'p> {
         s.lift();
         debug_assert_eq!(s.moved, s.count_moved(), "move accounting drifted");
         debug_assert_eq!(s.moved_w, s.live_w(), "weight accounting drifted");
-        s
+        self
     }
 
     /// How much `moved_w` grows when partition `p` moves to `to`.
