@@ -170,15 +170,19 @@ impl<'p> Solver<'p> {
         }
         let Some(budget) = input.max_moves else {
             let mut sticky = Solver::sticky(prep, lim, input);
-            let low = (0..sticky.load.len()).any(|x| sticky.load[x] < lim.trigger[x]);
+            // partitions were removed: rebalance what is left when it needs it
+            let listed = prep.previous_listed.iter().filter(|&&l| l).count();
+            let shrunk = input.previous.len() > listed && {
+                let low = (0..sticky.load.len()).any(|x| sticky.load[x] < lim.trigger[x]);
+                low || sticky.over_limit()
+            };
             if !orphans_or_pins(prep)
-                && !sticky.over_limit()
-                && !low
+                && !shrunk
                 && !sticky.feedable()
                 && !sticky.sheddable_to_empty()
             {
-                // nothing to place, nobody above its ceiling or below its trigger, no newcomer
-                // to feed: planning again from a balanced plan moves nothing
+                // nothing to place, no partition removed, no newcomer to feed: planning again
+                // from a plan moves nothing
                 return sticky;
             }
             // what may leave live owners: FLOOR_FACTOR × the live floor (the same whether or
