@@ -45,14 +45,30 @@ use std::collections::BTreeSet;
 ///    dips below its line (and is not lifted in turn, so nothing cascades). A worker no donor
 ///    can help is left as it is.
 ///
-/// Without a move budget (`max_moves` is `None`: a membership or partition change), when
-/// passes 4 and 5 would move more than 1.1 × the floor (lumpy partitions make a cascade, or
-/// the floor, a lower bound, is not reachable on few partitions), the plan moves the share
-/// instead: it skips pass 4, and pass 5 too when partitions of departed workers were placed
-/// (a leave moves exactly the departed weight; a join lifts the newcomers). The leader's
-/// budgeted imbalance rounds then finish the job. With a budget (a round),
-/// passes 4 and 5 run until `max_moves` partitions have left a live owner; partitions of
-/// departed workers never count, so `Some(0)` moves exactly the departed share.
+/// Pass 4 also tries, in this order after single moves and swaps: a *trade* (one partition
+/// of the overloaded worker for several lighter ones of a least-loaded worker), and a
+/// *make-room* move (the worker that needs the fewest of its own partitions moved elsewhere
+/// to take one of the overloaded worker's gives them away, one monotone move at a time, then
+/// takes it) — so rounds with any budget keep lowering the maximum while a move can.
+///
+/// Without a move budget (`max_moves` is `None`: a membership or partition change):
+/// - nothing moves unless the change forces it: a partition without a live previous owner
+///   (new, or its owner is gone), a pin that takes one off its owner, a worker that carries
+///   nothing and that a donor could feed (a newcomer), or removed partitions that leave a
+///   worker above its ceiling or below its trigger. So planning again from a plan's own
+///   result moves nothing (the leader does that on every handoff step).
+/// - the full passes are kept when they take at most 1.1 × the *live floor* off live owners
+///   and end balanced; else LPT repacked (workers relabelled to keep the most weight in
+///   place) when that does; else the passes stop before they take more than 1.1 × the live
+///   floor off live owners (newcomers are still fed, with up to 1.1 × their line each) and
+///   the leader's budgeted imbalance rounds finish the job. The live floor is the floor minus
+///   the forced weight; it does not depend on whether `previous` lists the partitions of a
+///   departed worker, so a leader that plans a leave in two steps lands where a preview does.
+///
+/// With a budget (a round), passes 4 and 5 run until `max_moves` partitions have left a live
+/// owner; when no move, swap, trade or make-room step helps and budget is left, the rest goes
+/// to moving partitions to their owner in LPT repacked (off the most loaded workers first).
+/// Partitions of departed workers never count, so `Some(0)` moves exactly the departed share.
 ///
 /// Every move of passes 4 and 5 leaves both workers strictly between their old relative
 /// loads, compared exactly in integers, so the passes end (and are capped at `2P + W` moves
@@ -807,7 +823,8 @@ impl<'p> Solver<'p> {
         }
         let ai = a as usize;
         // (falls short of the limit, partitions moved, weight moved), p, b, partitions back
-        let mut best: Option<((bool, usize, u128), u32, u32, Vec<u32>)> = None;
+        type Trade = ((bool, usize, u128), u32, u32, Vec<u32>);
+        let mut best: Option<Trade> = None;
         for b in order.iter().map(|k| k.idx).filter(|&b| b != a).take(DONORS) {
             let bi = b as usize;
             for &(pw, p) in items[ai].iter().rev().take(16) {
