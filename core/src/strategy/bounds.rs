@@ -1,0 +1,411 @@
+//! What "balanced" and "the least that must move" mean, as numbers anyone can compute for a
+//! [`PlanInput`]: LPT's balance, the balance ceiling, the lower line and the movement floor.
+//!
+//! All loads are relative to capacity (weight / capacity); the *mean* is total weight / total
+//! capacity. The definitions, in the order they build on each other:
+//!
+//! - **LPT** (longest processing time first): pinned partitions on their pinned worker, then
+//!   every other partition, heaviest first (ties by partition ID), onto the worker whose relative
+//!   load *after* taking it is lowest (ties: lower relative load now, then lower worker ID). It
+//!   ignores the previous assignment. Its heaviest relative load is [`Bounds::lpt`], the
+//!   reference for the best balance one can achieve: LPT is within 4/3 of the optimum on equal
+//!   workers, and no built-in plan may be worse than it by more than the ceiling allows.
+//! - **Ceiling** ([`Bounds::ceiling`]): the largest of `(1 + slack) × mean`, the heaviest
+//!   partition over the largest capacity (some worker must carry it), and LPT's heaviest
+//!   relative load. A plan is *balanced* when no worker is above the ceiling and no worker is
+//!   below `(1 − 2·slack) × level` (see the line).
+//! - **Level and line** ([`Bounds::level`], [`Bounds::line`]): the level is the mean of what is
+//!   left once *giants* are set aside — a partition heavier than `(1 + slack) ×` the level times
+//!   the capacity of the largest worker not yet holding a giant (it fits no balanced worker)
+//!   takes that worker for itself (heaviest partition to the largest worker, and so on). The line is `(1 − slack) × level`: a worker that falls
+//!   below `(1 − 2·slack) × level` (a newcomer starts at zero) must be lifted to the line, as
+//!   far as partition sizes allow; the gap between the two is hysteresis, so that a small
+//!   drift (a refresh that adds 5 % of weight) moves nothing.
+//! - **Floor** ([`Bounds::floor`]): a lower bound on the weight a plan must move (in
+//!   [`crate::plan::PlanSummary::moved_weight`]'s sense) to be balanced, starting from
+//!   `input.previous`: the *forced* weight (partitions whose previous owner is gone, or that a
+//!   pin takes off their owner) plus the *live floor*, the larger of
+//!   - *up*: for each worker above the ceiling with what it keeps, that excess (at least its
+//!     lightest movable partition), plus what lumpy partitions force: what must land somewhere
+//!     (the partitions without a live owner, and one partition — at least the lightest — of
+//!     each worker above the ceiling) lands, for its `k` heaviest, on at most `k` workers, so
+//!     at least their weight minus the `k` largest headrooms under the ceiling must move off
+//!     those workers (the largest such amount over `k`);
+//!   - *down*: each worker below `(1 − 2·slack) × level` must receive at least its shortfall
+//!     under the line (and at least the lightest movable partition); partitions without a
+//!     live owner count towards that for free, but the `k` heaviest of them land on at most
+//!     `k` workers: together with the others they cover at most the `k` largest shortfalls
+//!     plus the others' weight.
+//!
+//!   On a join that is about the newcomer's share up to the line; on a leave, the leaver's
+//!   weight; more when lumpy partitions force it. [`Bounds::share`] is the floor without the
+//!   lumpy and excess terms (the departed weight, the newcomers' shortfall).
+//!
+//! [`Balanced`](super::Balanced) promises, on every input without a move budget: a plan that
+//! takes at most 1.1 × the live floor off live owners (so it moves at most 1.1 × the floor)
+//! and is balanced as far as it can find moves that help — or, where the floor and the balance
+//! bound cannot both hold, a plan that stops there and leaves the rest to the leader's budgeted
+//! imbalance rounds. (Tested on 560 seeded inputs in `core/tests/placement_bounds.rs`.)
+
+use super::{PlanInput, Prepared, NO_WORKER};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+
+/// Balance and movement bounds for one input (see the [module docs](self) for definitions).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bounds {
+    /// Total weight over total capacity.
+    pub mean: f64,
+    /// LPT's heaviest relative load (weight / capacity).
+    pub lpt: f64,
+    /// Highest relative load a balanced plan allows.
+    pub ceiling: f64,
+    /// Mean relative load once giant partitions are set aside with a worker each.
+    pub level: f64,
+    /// Lowest relative load a balanced plan allows, as far as partition sizes allow.
+    pub line: f64,
+    /// Least weight a plan must move from `input.previous` to be balanced (a lower bound).
+    pub floor: u64,
+    /// The floor without what lumpy partitions force: departed weight, newcomers' shortfall.
+    pub share: u64,
+}
+
+impl Bounds {
+    /// Computes the bounds of `input` in O(P log P + P·C·log W) (C distinct capacities).
+    ///
+    /// Call it to judge a plan (ratios of [`crate::plan::summarize`]'s figures to these);
+    /// the result depends on the workers, weights, pins, `previous` and `slack`, never on
+    /// `max_moves` or the order of the lists.
+    pub fn of(input: &PlanInput) -> Bounds {
+        let prep = Prepared::new(input);
+        let lim = Limits::new(&prep, input);
+        let Floor { floor, share, .. } = lim.floor(&prep);
+        let (total, cap) = (
+            prep.total_weight() as f64,
+            prep.total_capacity().max(1) as f64,
+        );
+        Bounds {
+            mean: total / cap,
+            lpt: lim.lpt_rel,
+            ceiling: lim.ceiling_rel,
+            level: lim.level,
+            line: lim.line_rel,
+            floor,
+            share,
+        }
+    }
+}
+
+/// The bounds as per-worker integer loads, shared by [`Bounds`] and the Balanced solver.
+pub(crate) struct Limits {
+    /// Highest load each worker may carry (the ceiling times its capacity).
+    pub limit: Vec<u64>,
+    /// What a lifted worker is lifted to, at least (the line times its capacity).
+    pub line: Vec<u64>,
+    /// Load below which a worker is lifted: `(1 − 2·slack) × level × capacity`.
+    pub trigger: Vec<u64>,
+    /// What a lifted worker is filled up to, at most (the level times its capacity).
+    pub target: Vec<u64>,
+    /// LPT's owner of each partition (by rank).
+    pub lpt_owner: Vec<u32>,
+    lpt_rel: f64,
+    ceiling_rel: f64,
+    line_rel: f64,
+    level: f64,
+}
+
+impl Limits {
+    /// Runs LPT and derives the ceiling, line and target of every worker.
+    pub fn new(prep: &Prepared<'_>, input: &PlanInput) -> Limits {
+        let nw = prep.workers.len();
+        let slack = super::effective_slack(input);
+        let cap: Vec<u64> = (0..nw as u32).map(|w| prep.capacity(w)).collect();
+        let total = prep.total_weight();
+        let total_c = prep.total_capacity().max(1);
+        let mean = total as f64 / total_c as f64;
+        let weight: Vec<u64> = prep.parts.iter().map(|p| p.weight()).collect();
+        let mut by_weight: Vec<u32> = (0..weight.len() as u32).collect();
+        by_weight.sort_unstable_by_key(|&r| (Reverse(weight[r as usize]), r));
+        let (lpt_owner, lpt_load) = lpt(prep, &weight, &by_weight, &cap);
+        // LPT's heaviest relative load, exactly (load, capacity)
+        let (mut ll, mut lc) = (0u64, 1u64);
+        for (x, &l) in lpt_load.iter().enumerate() {
+            if u128::from(l) * u128::from(lc) > u128::from(ll) * u128::from(cap[x]) {
+                (ll, lc) = (l, cap[x]);
+            }
+        }
+        let heaviest = by_weight.first().map_or(0, |&r| weight[r as usize]);
+        let cap_max = cap.iter().copied().max().unwrap_or(1);
+        let limit: Vec<u64> = cap
+            .iter()
+            .map(|&c| {
+                let spread = to_u64((1.0 + slack) * mean * c as f64);
+                let giant = u128::from(heaviest) * u128::from(c) / u128::from(cap_max);
+                let lpt = (u128::from(ll) * u128::from(c)).div_ceil(u128::from(lc));
+                spread.max(sat(giant)).max(sat(lpt))
+            })
+            .collect();
+        let level = water_level(&weight, &by_weight, &cap, total, slack);
+        let line: Vec<u64> = cap
+            .iter()
+            .map(|&c| to_u64((1.0 - slack).max(0.0) * level * c as f64))
+            .collect();
+        let trigger: Vec<u64> = cap
+            .iter()
+            .map(|&c| to_u64((1.0 - 2.0 * slack).max(0.0) * level * c as f64))
+            .collect();
+        let target: Vec<u64> = cap.iter().map(|&c| to_u64(level * c as f64)).collect();
+        let lpt_rel = ll as f64 / lc as f64;
+        let ceiling_rel = ((1.0 + slack) * mean)
+            .max(heaviest as f64 / cap_max as f64)
+            .max(lpt_rel);
+        Limits {
+            limit,
+            line,
+            trigger,
+            target,
+            lpt_owner,
+            lpt_rel,
+            ceiling_rel,
+            line_rel: (1.0 - slack).max(0.0) * level,
+            level,
+        }
+    }
+
+    /// The floor, the share and the live floor (see the module docs), from the previous
+    /// assignment.
+    pub fn floor(&self, prep: &Prepared<'_>) -> Floor {
+        let nw = prep.workers.len();
+        if nw == 0 {
+            return Floor::default();
+        }
+        let mut kept = vec![0u64; nw];
+        let mut lightest_kept = vec![u64::MAX; nw];
+        let mut forced = 0u128; // weight that moves whatever happens
+        let mut lightest = u64::MAX;
+        let mut free: Vec<u64> = Vec::new(); // partitions without a live owner
+        for (rank, p) in prep.parts.iter().enumerate() {
+            let w = p.weight();
+            let had_owner = prep.previous_listed[rank];
+            match (prep.pin[rank], prep.prev[rank]) {
+                (Some(pin), prev) => {
+                    kept[pin as usize] += w;
+                    if had_owner && prev != Some(pin) {
+                        forced += u128::from(w);
+                    }
+                }
+                (None, Some(prev)) => {
+                    kept[prev as usize] += w;
+                    lightest_kept[prev as usize] = lightest_kept[prev as usize].min(w);
+                    lightest = lightest.min(w);
+                }
+                (None, None) => {
+                    if had_owner {
+                        forced += u128::from(w);
+                    }
+                    lightest = lightest.min(w);
+                    free.push(w);
+                }
+            }
+        }
+        let mut excess = 0u128;
+        let mut headroom: Vec<u64> = Vec::with_capacity(nw);
+        let mut inflow = 0u128;
+        let mut needs: Vec<u64> = Vec::new();
+        // what must land somewhere: the free partitions, and from each worker above its limit
+        // one partition at least as heavy as its lightest
+        let mut landing = free.clone();
+        for x in 0..nw {
+            let (k, lim) = (kept[x], self.limit[x]);
+            if k > lim && lightest_kept[x] != u64::MAX {
+                excess += u128::from((k - lim).max(lightest_kept[x]));
+                landing.push(lightest_kept[x]);
+            }
+            headroom.push(lim.saturating_sub(k));
+            if k < self.trigger[x] && lightest != u64::MAX {
+                let need = (self.line[x] - k).max(lightest);
+                inflow += u128::from(need);
+                needs.push(need);
+            }
+        }
+        // the k heaviest of those land on at most k workers
+        free.sort_unstable_by(|a, b| b.cmp(a));
+        landing.sort_unstable_by(|a, b| b.cmp(a));
+        headroom.sort_unstable_by(|a, b| b.cmp(a));
+        let (mut lumpy, mut sum) = (0u128, 0i128);
+        for (i, &w) in landing.iter().enumerate() {
+            sum += i128::from(w) - i128::from(headroom.get(i).copied().unwrap_or(0));
+            lumpy = lumpy.max(sum.max(0) as u128);
+        }
+        // the k heaviest free partitions land on at most k workers: together with the rest
+        // they cover at most the k largest shortfalls plus the rest's weight (least over k)
+        needs.sort_unstable_by(|a, b| b.cmp(a));
+        let mut rest: u128 = free.iter().map(|&w| u128::from(w)).sum();
+        let (mut covered, mut top) = (rest, 0u128);
+        for (k, &w) in free.iter().enumerate() {
+            rest -= u128::from(w);
+            top += u128::from(needs.get(k).copied().unwrap_or(0));
+            covered = covered.min(top + rest);
+        }
+        let down = inflow.saturating_sub(covered);
+        let live = (excess + lumpy).max(down);
+        Floor {
+            floor: sat(forced + live),
+            share: sat(forced + down),
+            live: sat(live),
+        }
+    }
+}
+
+/// The movement floor's parts (see the module docs).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Floor {
+    /// The floor: forced weight plus the live floor.
+    pub floor: u64,
+    /// Forced weight plus the newcomers' shortfall that free partitions cannot cover.
+    pub share: u64,
+    /// The least weight that must leave live owners (the same whether or not `previous` lists
+    /// the partitions without a live owner).
+    pub live: u64,
+}
+
+/// LPT over the prepared input: pins first, then `by_weight` order; owners and loads.
+fn lpt(
+    prep: &Prepared<'_>,
+    weight: &[u64],
+    by_weight: &[u32],
+    cap: &[u64],
+) -> (Vec<u32>, Vec<u64>) {
+    let mut owner = vec![NO_WORKER; weight.len()];
+    let mut load = vec![0u64; cap.len()];
+    if cap.is_empty() {
+        return (owner, load);
+    }
+    for (rank, pin) in prep.pin.iter().enumerate() {
+        if let Some(pin) = *pin {
+            owner[rank] = pin;
+            load[pin as usize] += weight[rank];
+        }
+    }
+    let mut classes = Classes::new(cap);
+    for x in 0..cap.len() as u32 {
+        classes.push(x, load[x as usize]);
+    }
+    for &r in by_weight {
+        if owner[r as usize] != NO_WORKER {
+            continue;
+        }
+        let w = weight[r as usize];
+        let to = classes.best(|a, b| lower_after(&load, cap, a, b, w), &load);
+        owner[r as usize] = to;
+        load[to as usize] += w;
+        classes.push(to, load[to as usize]);
+    }
+    (owner, load)
+}
+
+/// Whether worker `a` should take weight `w` before worker `b`: lower relative load after
+/// taking it, then lower relative load now, then lower index.
+pub(crate) fn lower_after(load: &[u64], cap: &[u64], a: u32, b: u32, w: u64) -> bool {
+    let (la, lb) = (load[a as usize], load[b as usize]);
+    let (ca, cb) = (u128::from(cap[a as usize]), u128::from(cap[b as usize]));
+    let after = (u128::from(la + w) * cb).cmp(&(u128::from(lb + w) * ca));
+    let now = (u128::from(la) * cb).cmp(&(u128::from(lb) * ca));
+    after.then(now).then(a.cmp(&b)).is_lt()
+}
+
+/// The mean relative load once giants are set aside (see the module docs).
+fn water_level(weight: &[u64], by_weight: &[u32], cap: &[u64], total: u64, slack: f64) -> f64 {
+    let mut caps: Vec<u64> = cap.to_vec();
+    caps.sort_unstable_by(|a, b| b.cmp(a));
+    let mut rest_w = u128::from(total);
+    let mut rest_c: u128 = caps.iter().map(|&c| u128::from(c)).sum();
+    for (k, &r) in by_weight.iter().enumerate() {
+        if k + 1 >= caps.len() {
+            break;
+        }
+        let g = weight[r as usize] as f64;
+        // g > (1 + slack) × (rest_w / rest_c) × caps[k]
+        if g * rest_c as f64 > (1.0 + slack) * rest_w as f64 * caps[k] as f64 {
+            let g = u128::from(weight[r as usize]);
+            rest_w -= g;
+            rest_c -= u128::from(caps[k]);
+        } else {
+            break;
+        }
+    }
+    if rest_c == 0 {
+        0.0
+    } else {
+        rest_w as f64 / rest_c as f64
+    }
+}
+
+fn to_u64(x: f64) -> u64 {
+    // `as` saturates: NaN → 0, above u64::MAX → u64::MAX
+    x as u64
+}
+
+fn sat(x: u128) -> u64 {
+    u64::try_from(x).unwrap_or(u64::MAX)
+}
+
+/// The least-loaded worker of each capacity class, in lazy min-heaps (an entry is stale once
+/// its load no longer matches). Picking the best worker for a partition then costs one look
+/// per distinct capacity instead of one per worker.
+pub(crate) struct Classes {
+    class_of: Vec<usize>,
+    heaps: Vec<BinaryHeap<Reverse<(u64, u32)>>>,
+}
+
+impl Classes {
+    /// One empty heap per distinct capacity in `caps`.
+    pub fn new(caps: &[u64]) -> Self {
+        let distinct: BTreeSet<u64> = caps.iter().copied().collect();
+        let distinct: Vec<u64> = distinct.into_iter().collect();
+        Classes {
+            class_of: caps
+                .iter()
+                .map(|c| distinct.binary_search(c).expect("listed"))
+                .collect(),
+            heaps: vec![BinaryHeap::new(); distinct.len()],
+        }
+    }
+
+    /// Records worker `x` at `load` (call after every change of its load).
+    pub fn push(&mut self, x: u32, load: u64) {
+        self.heaps[self.class_of[x as usize]].push(Reverse((load, x)));
+    }
+
+    /// The least-loaded worker of each class (stale entries dropped), lower index first on ties.
+    pub fn minimums(&mut self, load: &[u64]) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.heaps.len());
+        for heap in &mut self.heaps {
+            while let Some(&Reverse((l, x))) = heap.peek() {
+                if l == load[x as usize] {
+                    out.push(x);
+                    break;
+                }
+                heap.pop();
+            }
+        }
+        out
+    }
+
+    /// The best worker by `before` among each class's least-loaded worker.
+    pub fn best(&mut self, before: impl Fn(u32, u32) -> bool, load: &[u64]) -> u32 {
+        let mut best: Option<u32> = None;
+        for heap in &mut self.heaps {
+            while let Some(&Reverse((l, x))) = heap.peek() {
+                if l == load[x as usize] {
+                    if best.is_none_or(|b| before(x, b)) {
+                        best = Some(x);
+                    }
+                    break;
+                }
+                heap.pop();
+            }
+        }
+        best.expect("every worker has a live entry")
+    }
+}
