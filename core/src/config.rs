@@ -79,8 +79,12 @@ pub struct Config {
     /// Planned rebalances (joins, imbalance) are at least this far apart; emergencies, drains
     /// and refreshes bypass it. Default 10 s.
     pub min_rebalance_interval: Duration,
-    /// Relative imbalance (heaviest load / mean - 1) above which the leader rebalances.
-    /// Default 0.15.
+    /// The leader runs balancing rounds while the most loaded worker (measured load or weight,
+    /// relative to capacity) stays above `1 + rebalance_threshold` times the mean, or times the
+    /// heaviest partition where that is more (no placement does better than holding it alone).
+    /// Default 0.05: the bound a placement after a join or leave is held to, so that rounds
+    /// finish what a capped change left. Measurement noise does not trip it: loads are smoothed
+    /// (`load_half_life`) and must stay above it for `min_rebalance_interval`.
     pub rebalance_threshold: f64,
     /// Most partitions moved by one imbalance round. Default 100.
     pub max_moves_per_round: u32,
@@ -127,7 +131,7 @@ impl Default for Config {
             max_scale_delay: Duration::from_secs(30),
             restart_grace: Duration::from_secs(30),
             min_rebalance_interval: Duration::from_secs(10),
-            rebalance_threshold: 0.15,
+            rebalance_threshold: 0.05,
             max_moves_per_round: 100,
             load_half_life: Duration::from_secs(30),
             load_cooldown: Duration::from_secs(60),

@@ -79,7 +79,6 @@ fn set_loads(
 }
 
 #[test]
-#[ignore = "stalls at 1.23x until the Balanced solver has its swap step (branch place)"]
 fn a_worker_whose_partitions_turn_hot_is_relieved_in_rounds_within_the_budget() {
     for seed in 1..6 {
         let (mut sim, nodes) = loaded(4, 40, seed, 4, exact());
@@ -102,7 +101,6 @@ fn a_worker_whose_partitions_turn_hot_is_relieved_in_rounds_within_the_budget() 
 }
 
 #[test]
-#[ignore = "stalls at 1.23x until the Balanced solver has its swap step (branch place)"]
 fn a_budget_of_one_never_stalls() {
     let (mut sim, nodes) = loaded(4, 40, 7, 1, exact());
     let hot: Vec<PartitionId> = sim.holdings(nodes[2]).iter().cloned().collect();
