@@ -16,15 +16,21 @@
 //! the leader's default budget (100 partitions per round), `budget 1` one partition per round;
 //! `rounds` counts the rounds that moved something, and moved/floor and moved add up the leave
 //! and its rounds (over the leave's floor).
+//!
+//! Then measured load (3,000 equal partitions, 100 balanced workers): `hot partition` (one
+//! partition at 30x), `load shift` (loads redrawn from a lognormal, σ = 1) and `noise 10%`
+//! (every look draws loads within ±10 % of 1, 20 looks): rounds of the default budget while the
+//! leader's trigger (`rebalance_threshold`) fires; moved/floor over the loaded input's floor.
 
 // A benchmark binary times itself; the core's ban on clocks is about the library.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
-use parti_core::plan::{plan, summarize};
+use parti_core::load::effective_partitions;
+use parti_core::plan::{plan, summarize, PlanSummary};
 use parti_core::strategy::{
     Balanced, BoundedLoad, Bounds, ConsistentHash, PlanInput, RoundRobin, Strategy, WorkerSlot,
 };
-use parti_core::{Partition, Rng, WorkerId};
+use parti_core::{Config, Partition, Rng, WorkerId};
 use std::time::{Duration, Instant};
 
 fn workers(ids: impl IntoIterator<Item = u32>) -> Vec<WorkerSlot> {
@@ -171,6 +177,112 @@ fn quality_table() {
     }
 }
 
+/// Whether the leader's trigger fires on `current` with `input.loads`: the most loaded worker
+/// above `1 + threshold` times the mean, or times the heaviest partition where that is more
+/// (the rule of `Config::rebalance_threshold`, on the effective sizes).
+fn round_due(input: &PlanInput, current: &parti_core::strategy::Plan) -> bool {
+    let sized = effective_partitions(&input.partitions, &input.loads);
+    let total: u64 = sized.iter().map(Partition::weight).sum();
+    let mean = total as f64 / input.workers.len() as f64;
+    let heaviest = sized.iter().map(Partition::weight).max().unwrap_or(0) as f64;
+    let floor = (heaviest / mean).max(1.0);
+    summarize(input, current).max_over_mean > (1.0 + Config::default().rebalance_threshold) * floor
+}
+
+/// Rounds of the leader's default budget while its trigger fires and a round changes
+/// something: (rounds, the last summary, moved weight, moved partitions, the last plan).
+fn rounds(
+    input: &mut PlanInput,
+    mut current: parti_core::strategy::Plan,
+    looks: usize,
+) -> (usize, PlanSummary, u64, usize, parti_core::strategy::Plan) {
+    let s = Balanced::default();
+    input.max_moves = Some(ROUND_BUDGET);
+    let (mut n, mut weight, mut moved) = (0, 0, 0);
+    for _ in 0..looks {
+        if !round_due(input, &current) {
+            continue;
+        }
+        input.previous = current.assignment.clone();
+        let next = plan(&s, input).expect("valid input");
+        if next == current {
+            break;
+        }
+        let sum = summarize(input, &next);
+        weight += sum.moved_weight;
+        moved += sum.moved;
+        n += 1;
+        current = next;
+    }
+    input.previous = current.assignment.clone();
+    (n, summarize(input, &current), weight, moved, current)
+}
+
+/// Measured load on 3,000 equal partitions on 100 balanced workers: one partition turning
+/// 30x hot, 10 % noise on every report (20 looks), loads redrawn from a lognormal (σ = 1).
+/// moved/floor is over the floor of the loaded input (`Bounds::of` on effective sizes).
+fn load_table() {
+    let parts = partitions(3_000, false, 1);
+    let s = Balanced::default();
+    let start = PlanInput::new(workers(1..=100), parts.clone());
+    let balanced = plan(&s, &start).expect("valid input");
+    let mut rng = Rng::new(5);
+    let mut unit = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let ids: Vec<_> = parts.iter().map(|p| p.id().clone()).collect();
+    let hot = ids
+        .iter()
+        .map(|p| (p.clone(), if p.as_str() == "p001234" { 30.0 } else { 1.0 }))
+        .collect();
+    let shifted = ids
+        .iter()
+        .map(|p| {
+            let (u, v) = (unit().max(1e-300), unit());
+            let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+            (p.clone(), z.exp())
+        })
+        .collect();
+    for (case, loads, looks) in [("hot partition", hot, 10), ("load shift", shifted, 10)] {
+        let mut input = PlanInput {
+            previous: balanced.assignment.clone(),
+            loads,
+            ..start.clone()
+        };
+        let sized = PlanInput {
+            partitions: effective_partitions(&input.partitions, &input.loads),
+            loads: Default::default(),
+            ..input.clone()
+        };
+        let floor = Bounds::of(&sized).floor;
+        let (n, last, weight, moved, _) = rounds(&mut input, balanced.clone(), looks);
+        row(case, n, &last, weight as f64 / floor.max(1) as f64, moved);
+    }
+    // Noise: every look draws new loads within +-10 % of 1; a round only when the trigger fires.
+    let mut input = PlanInput {
+        previous: balanced.assignment.clone(),
+        ..start.clone()
+    };
+    let (mut n, mut moved, mut current) = (0, 0, balanced.clone());
+    for _ in 0..20 {
+        input.loads = ids
+            .iter()
+            .map(|p| (p.clone(), 0.9 + 0.2 * unit()))
+            .collect();
+        let (r, _, _, m, after) = rounds(&mut input, current, 1);
+        current = after;
+        n += r;
+        moved += m;
+    }
+    let last = summarize(&input, &current);
+    row("noise 10% (20 looks)", n, &last, 0.0, moved);
+}
+
+fn row(case: &str, rounds: usize, s: &PlanSummary, over_floor: f64, moved: usize) {
+    println!(
+        "{:<16} {:<22} {:>6} {:>9.3} {:>9.3} {:>11.3} {:>7}",
+        "balanced", case, rounds, s.max_over_mean, s.min_over_mean, over_floor, moved
+    );
+}
+
 fn median(mut runs: Vec<Duration>) -> Duration {
     runs.sort();
     runs[runs.len() / 2]
@@ -233,5 +345,6 @@ fn time_row(s: &dyn Strategy, nw: u32, np: usize, runs: usize) {
 
 fn main() {
     quality_table();
+    load_table();
     time_table();
 }
