@@ -542,7 +542,7 @@ mod tests {
             token,
             capacity: 1,
             applied: Some(Generation(2)),
-            load: None,
+            loads: None,
             departing: false,
             draining: false,
         })
