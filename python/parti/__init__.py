@@ -38,6 +38,7 @@ from ._parti import (
     PartiError,
     Partition,
     PlanResult,
+    Rebalanced,
     Simulation,
     SimulationError,
     StateChanged,
@@ -54,7 +55,14 @@ from ._parti import (
 )
 
 Event = Union[
-    StateChanged, IdClaimed, AssignmentChanged, LeadershipChanged, Alert, Drained, WorkerWarning
+    StateChanged,
+    IdClaimed,
+    AssignmentChanged,
+    LeadershipChanged,
+    Alert,
+    Drained,
+    Rebalanced,
+    WorkerWarning,
 ]
 """Any event a worker's ``events()`` stream yields."""
 
@@ -75,6 +83,7 @@ __all__ = [
     "PartiError",
     "Partition",
     "PlanResult",
+    "Rebalanced",
     "STRATEGIES",
     "Simulation",
     "SimulationError",

@@ -95,6 +95,7 @@ impl PyExplanation {
 }
 
 /// Builds the planner's input from the Python arguments.
+#[allow(clippy::too_many_arguments)]
 fn input_from(
     workers: &Bound<'_, PyAny>,
     partitions: &Bound<'_, PyAny>,
@@ -102,6 +103,7 @@ fn input_from(
     pins: Option<BTreeMap<String, u32>>,
     slack: Option<f64>,
     max_moves: Option<usize>,
+    loads: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PlanInput> {
     let mut input = PlanInput::new(
         workers_from(workers)?,
@@ -126,6 +128,10 @@ fn input_from(
         input.slack = slack;
     }
     input.max_moves = max_moves;
+    if let Some(loads) = loads {
+        // Ranges and unlisted partitions: the planner's validation names the partition.
+        input.loads = crate::worker::loads_from(loads)?.into_iter().collect();
+    }
     Ok(input)
 }
 
@@ -152,9 +158,11 @@ where
     out.map_err(core_err)
 }
 
-/// Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
+/// Computes the owner of every partition: `plan([1, 2, 3], partitions)`. With `loads`
+/// (`{partition ID: measured load}`), balances measured load where known and static weight
+/// elsewhere, on one scale (the core's `load::effective_partitions`).
 #[pyfunction]
-#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None))]
+#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None, loads = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
     py: Python<'_>,
@@ -165,8 +173,9 @@ pub(crate) fn plan(
     pins: Option<BTreeMap<String, u32>>,
     slack: Option<f64>,
     max_moves: Option<usize>,
+    loads: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyPlanResult> {
-    let input = input_from(workers, partitions, previous, pins, slack, max_moves)?;
+    let input = input_from(workers, partitions, previous, pins, slack, max_moves, loads)?;
     let resolved = resolve(py, strategy)?;
     let plan = run(py, &resolved, |s| core_plan(s, &input))?;
     let summary = summarize(&input, &plan);
@@ -182,7 +191,7 @@ pub(crate) fn plan(
 
 /// Says why `partition` lands where the strategy puts it.
 #[pyfunction]
-#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None))]
+#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None, loads = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn explain(
     py: Python<'_>,
@@ -194,9 +203,10 @@ pub(crate) fn explain(
     pins: Option<BTreeMap<String, u32>>,
     slack: Option<f64>,
     max_moves: Option<usize>,
+    loads: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyExplanation> {
     let target: PartitionId = partition_id("partition", partition)?;
-    let input = input_from(workers, partitions, previous, pins, slack, max_moves)?;
+    let input = input_from(workers, partitions, previous, pins, slack, max_moves, loads)?;
     let resolved = resolve(py, strategy)?;
     let e = run(py, &resolved, |s| core_explain(s, &input, &target))?;
     Ok(PyExplanation {
