@@ -5,16 +5,21 @@
 //! cargo run --release -p parti-core --example sim -- --seeds 1000
 //! cargo run --release -p parti-core --example sim -- --seed 42        # replay one seed, verbosely
 //! options: --seeds N  --seed S  --workers W (5)  --partitions P (100)  --duration-s D (60)
-//!          --relaxed  --threads T (2)  --per-seed
+//!          --relaxed  --load  --threads T (2)  --per-seed
 //! ```
+//!
+//! `--load`: applications report partition loads (drift, a partition turning hot, 10 % noise)
+//! and balancing rounds run with a budget of 5 and a 15 s cooldown; every round is checked
+//! against its budget and cooldown (they are checked without it too).
 //!
 //! Prints one line per failing seed with the command that replays it; with `--seed` alone, the
 //! full report (schedule, violations, trace tail). With `--per-seed`, one line per seed with its
 //! figures and a fingerprint of its trace and KV writes (to prove a change kept runs identical:
 //! md5 the output). The last line is always
-//! `seeds=N violations=V max_converge_ms=M schedules_per_sec=S`.
+//! `seeds=N violations=V max_converge_ms=M schedules_per_sec=S threads=T wall_ms=W rounds=R`
+//! (R: balancing rounds, each checked against its budget and cooldown).
 
-use parti_core::sim::{random_schedule, run_schedule, Outcome, RunSpec};
+use parti_core::sim::{random_schedule, run_schedule, LoadSpec, Outcome, RunSpec};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,6 +38,7 @@ struct Args {
     relaxed: bool,
     threads: usize,
     per_seed: bool,
+    load: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -46,6 +52,7 @@ fn parse() -> Result<Args, String> {
         relaxed: false,
         threads: 2,
         per_seed: false,
+        load: false,
     };
     let mut seeds_given = false;
     let mut it = std::env::args().skip(1);
@@ -70,9 +77,10 @@ fn parse() -> Result<Args, String> {
             "--threads" => a.threads = value("--threads")?.max(1) as usize,
             "--relaxed" => a.relaxed = true,
             "--per-seed" => a.per_seed = true,
+            "--load" => a.load = true,
             "-h" | "--help" => {
                 return Err("usage: sim [--seeds N] [--seed S] [--workers W] [--partitions P] [--duration-s D] \
-                            [--relaxed] [--threads T] [--per-seed]"
+                            [--relaxed] [--load] [--threads T] [--per-seed]"
                     .into())
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -102,6 +110,15 @@ fn spec(a: &Args, seed: u64) -> RunSpec {
     if a.per_seed {
         spec.sim.fingerprint = true;
     }
+    if a.load {
+        // Loads that drift, a partition turning hot, noise; rounds with a small budget and
+        // short cooldowns, so that many rounds (and their checks) fit in a schedule.
+        spec.sim.load = Some(LoadSpec::default());
+        spec.config.max_moves_per_round = 5;
+        spec.config.min_rebalance_interval = Duration::from_secs(5);
+        spec.config.load_half_life = Duration::from_secs(5);
+        spec.config.load_cooldown = Duration::from_secs(15);
+    }
     if a.single {
         spec.sim.trace_kv = true;
         spec.trace_tail = std::env::var("PARTI_TRACE_TAIL")
@@ -114,11 +131,12 @@ fn spec(a: &Args, seed: u64) -> RunSpec {
 
 fn replay_hint(a: &Args, seed: u64) -> String {
     format!(
-        "cargo run --release -p parti-core --example sim -- --seed {seed} --workers {} --partitions {} --duration-s {}{}",
+        "cargo run --release -p parti-core --example sim -- --seed {seed} --workers {} --partitions {} --duration-s {}{}{}",
         a.workers,
         a.partitions,
         a.duration_s,
-        if a.relaxed { " --relaxed" } else { "" }
+        if a.relaxed { " --relaxed" } else { "" },
+        if a.load { " --load" } else { "" }
     )
 }
 
@@ -189,8 +207,8 @@ fn main() -> ExitCode {
                 println!("{report}");
             }
             println!(
-                "seed={} converge_ms={:?} moves={} emergencies={} steps={} sim_ms={}",
-                o.seed, o.converge_ms, o.moves, o.emergencies, o.steps, o.sim_ms
+                "seed={} converge_ms={:?} moves={} emergencies={} rounds={} steps={} sim_ms={}",
+                o.seed, o.converge_ms, o.moves, o.emergencies, o.rounds, o.steps, o.sim_ms
             );
         } else if a.per_seed {
             println!(
@@ -220,11 +238,12 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "seeds={} violations={violations} max_converge_ms={max_converge} schedules_per_sec={} threads={} wall_ms={}",
+        "seeds={} violations={violations} max_converge_ms={max_converge} schedules_per_sec={} threads={} wall_ms={} rounds={}",
         outcomes.len(),
         rate(outcomes.len() as f64 / busy),
         a.threads,
-        wall.as_millis()
+        wall.as_millis(),
+        outcomes.iter().map(|o| o.rounds).sum::<u64>()
     );
     if violations == 0 {
         ExitCode::SUCCESS

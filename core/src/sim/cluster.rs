@@ -4,17 +4,18 @@
 use super::holdings::Holdings;
 use super::invariants::{Checker, IdView, ViolationKind};
 use super::kv::MemKv;
+use super::load::{LoadModel, LoadSpec, RoundChecker};
 use super::net::{Change, Delivery, NetConfig, Network};
 use super::node::{Node, NodeStatus};
 use super::queue::Queue;
 use super::trace::{Trace, TraceKind};
 use super::{rand_between, NodeId};
-use crate::codec::{self, LeaseValue};
+use crate::codec::{self, GenRecord, LeaseValue};
 use crate::{
-    Action, Bucket, Config, Error, Event, HandoffMode, Input, Instant, Operation, Partition,
-    PartitionId, RequestId, Rng, State, WorkerId, WorkerMachine,
+    Action, Bucket, Config, Error, Event, Generation, HandoffMode, Input, Instant, Operation,
+    Partition, PartitionId, RequestId, Rng, State, WorkerId, WorkerMachine,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Knobs of the harness (the network's are in [`NetConfig`]).
@@ -46,6 +47,10 @@ pub struct SimConfig {
     /// Keep a running hash of every trace entry and every KV change, values included
     /// ([`Trace::fingerprint`]): a cheap proof that two runs were identical. Default false.
     pub fingerprint: bool,
+    /// Applications report partition loads on this schedule ([`LoadSpec`]); balancing rounds
+    /// are then checked against their budget and cooldown. Default none (nothing reported;
+    /// rounds are checked all the same).
+    pub load: Option<LoadSpec>,
 }
 
 impl Default for SimConfig {
@@ -62,6 +67,7 @@ impl Default for SimConfig {
             trace_kv: false,
             check_every_step: false,
             fingerprint: false,
+            load: None,
         }
     }
 }
@@ -85,6 +91,8 @@ pub struct Stats {
     pub crashes: u64,
     /// Inputs a worker refused with an error.
     pub input_errors: u64,
+    /// Balancing rounds committed ([`Event::Rebalanced`]).
+    pub rounds: u64,
 }
 
 #[derive(Debug)]
@@ -105,6 +113,8 @@ enum Ev {
         partition: PartitionId,
     },
     CheckIds,
+    /// Every running worker reports its partitions' loads.
+    ReportLoads,
 }
 
 /// A simulated cluster of [`WorkerMachine`]s over a simulated NATS KV, on a virtual clock.
@@ -146,6 +156,12 @@ pub struct Sim {
     deliveries: Vec<Delivery>,
     pub(crate) changes: Vec<Change>,
     conflicts: Vec<PartitionId>,
+    /// The load schedule, if any.
+    pub(crate) load: Option<LoadModel>,
+    /// Checks of balancing rounds.
+    pub(crate) rounds: RoundChecker,
+    /// The last committed `gen` records, by generation.
+    pub(crate) gens: BTreeMap<Generation, GenRecord>,
 }
 
 /// Consecutive timer firings at one instant after which a worker is declared spinning.
@@ -164,6 +180,11 @@ impl Sim {
         let net = Network::new(config.net.clone(), kv, seed ^ 0x6E65_7477_6F72_6B00);
         let mut trace = Trace::new(config.trace_limit);
         trace.set_fingerprint(config.fingerprint);
+        let load = config.load.clone().map(|spec| LoadModel::new(spec, seed));
+        let mut queue = Queue::default();
+        if let Some(l) = &load {
+            queue.push(Instant::ZERO + l.every(), Ev::ReportLoads);
+        }
         Ok(Sim {
             checker: Checker::new(template.handoff == HandoffMode::Strict),
             trace,
@@ -172,7 +193,7 @@ impl Sim {
             seed,
             rng: Rng::new(seed),
             now: Instant::ZERO,
-            queue: Queue::default(),
+            queue,
             net,
             nodes: Vec::new(),
             partitions: Vec::new(),
@@ -192,6 +213,9 @@ impl Sim {
             deliveries: Vec::new(),
             changes: Vec::new(),
             conflicts: Vec::new(),
+            load,
+            rounds: RoundChecker::default(),
+            gens: BTreeMap::new(),
         })
     }
 
@@ -426,6 +450,10 @@ impl Sim {
                 }
             }
             Ev::CheckIds => self.ids_dirty = true,
+            Ev::ReportLoads => {
+                let every = self.report_loads();
+                self.queue.push(self.now + every, Ev::ReportLoads);
+            }
         }
     }
 
@@ -654,7 +682,20 @@ impl Sim {
                 self.trace.push(now, Some(n), TraceKind::Warning(w.clone()));
             }
             Event::Alert { .. } => {}
-            Event::Rebalanced { .. } => {}
+            Event::Rebalanced {
+                generation, moved, ..
+            } => {
+                self.trace.push(
+                    now,
+                    Some(n),
+                    TraceKind::Rebalanced {
+                        generation: *generation,
+                        moved: *moved,
+                    },
+                );
+                self.stats.rounds += 1;
+                self.check_round(*generation);
+            }
         }
         if self.config.keep_events {
             self.events.push((now, n, e));
@@ -672,6 +713,15 @@ impl Sim {
             if node.incarnation == incarnation && e.key.starts_with("worker.") {
                 if let Ok(lease) = codec::decode::<LeaseValue>("lease", &e.value) {
                     node.sessions.insert(lease.token);
+                }
+            }
+        }
+        if e.bucket == Bucket::Assign && e.key == "gen" && e.operation == Operation::Put {
+            if let Ok(rec) = codec::decode::<GenRecord>("gen", &e.value) {
+                // Rounds are checked against the generation before theirs: keep a few.
+                self.gens.insert(rec.generation, rec);
+                while self.gens.len() > 4 {
+                    self.gens.pop_first();
                 }
             }
         }

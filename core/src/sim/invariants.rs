@@ -56,6 +56,11 @@ pub enum ViolationKind {
     NotConverged,
     /// A worker asked for a timer at the same instant over and over without progress.
     TimerSpin,
+    /// A balancing round moved more partitions than `max_moves_per_round`.
+    RoundOverBudget,
+    /// A balancing round moved a partition that an earlier round had moved less than
+    /// `load_cooldown` before.
+    RoundInCooldown,
 }
 
 /// One broken guarantee, with when and what.

@@ -35,6 +35,7 @@ mod faults;
 mod holdings;
 mod invariants;
 mod kv;
+mod load;
 mod net;
 mod node;
 mod observe;
@@ -46,6 +47,7 @@ pub use cluster::{Sim, SimConfig, Stats};
 pub use faults::{numbered_partitions, Fault};
 pub use invariants::{Violation, ViolationKind};
 pub use kv::MemKv;
+pub use load::LoadSpec;
 pub use net::{Change, Delivery, NetConfig, NetStats, Network};
 pub use node::{NodeClock, NodeStatus};
 pub use schedule::{

@@ -270,6 +270,8 @@ pub struct Outcome {
     pub moves: u64,
     /// Emergency episodes over the whole run.
     pub emergencies: u64,
+    /// Balancing rounds committed (each checked against its budget and cooldown).
+    pub rounds: u64,
     /// Virtual time at the end of the run, in milliseconds.
     pub sim_ms: u64,
     /// Steps processed.
@@ -316,6 +318,7 @@ pub fn run_schedule(spec: &RunSpec, schedule: &Schedule) -> Outcome {
         converge_ms,
         moves: sim.stats().moves,
         emergencies: sim.stats().emergencies,
+        rounds: sim.stats().rounds,
         sim_ms: sim.now().since_origin().as_millis() as u64,
         steps: sim.stats().steps,
         fingerprint: sim.trace().fingerprint(),

@@ -65,6 +65,13 @@ pub enum TraceKind {
     },
     /// The worker said its share is empty after a drain.
     Drained,
+    /// The leader committed a balancing round.
+    Rebalanced {
+        /// The round's generation.
+        generation: Generation,
+        /// Partitions it says it moved.
+        moved: u32,
+    },
     /// The worker reported a warning.
     Warning(Warning),
     /// A generation was committed in the KV (`gen` written).
@@ -247,6 +254,9 @@ impl fmt::Display for TraceEntry {
                 write!(f, "applies {generation}: +{added} -{removed} = {assigned}")
             }
             TraceKind::Drained => write!(f, "drained"),
+            TraceKind::Rebalanced { generation, moved } => {
+                write!(f, "round {generation} moved {moved} for load")
+            }
             TraceKind::Warning(w) => write!(f, "warning {w:?}"),
             TraceKind::Commit {
                 generation,

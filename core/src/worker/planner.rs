@@ -54,7 +54,14 @@ impl Leadership {
         if let Some(d) = t.due {
             if d.at <= now && (self.dirty || self.imbalance_due.is_some_and(|t| t <= now)) {
                 self.dirty = false;
-                self.plan_and_publish(cx, now, d.phase, d.budget);
+                // The next step of a handoff heads for the target its change was planned to,
+                // and moves nothing else (a budgeted round stays within its budget).
+                let budget = match d.cause {
+                    Cause::Handoff if self.heading.is_some() => Some(0),
+                    _ => d.budget,
+                };
+                let round = d.cause == Cause::Imbalance;
+                self.plan_and_publish(cx, now, d.phase, budget, round);
             }
         }
         self.arm_planner(cx, now);
@@ -129,13 +136,15 @@ impl Leadership {
         }
     }
 
-    /// Computes the target and the next generation on the way to it, and publishes it.
+    /// Computes the target and the next generation on the way to it, and publishes it. `round`:
+    /// a balancing round (partitions it moves rest for `load_cooldown`).
     fn plan_and_publish(
         &mut self,
         cx: &mut Cx<'_>,
         now: Instant,
         phase: Phase,
         budget: Option<usize>,
+        round: bool,
     ) {
         let mode = cx.config.handoff;
         let grace = cx.config.restart_grace;
@@ -246,7 +255,6 @@ impl Leadership {
         }
         let previous: BTreeMap<PartitionId, WorkerId> = pairs.into_iter().collect();
         let mut pins = self.pins.clone();
-        let round = budget.is_some();
         if round {
             // Partitions moved by an earlier round rest where they are (hysteresis).
             for p in self.loads.resting(now) {
@@ -344,7 +352,7 @@ impl Leadership {
             }
             return;
         }
-        let planned = budget.is_some() || phase == Phase::Scaling;
+        let planned = round || phase == Phase::Scaling;
         // Labelled with what produced it, also when it reaches the target in one step.
         let round = match self.most_loaded {
             Some((worker, max_over_mean)) if !moved.is_empty() => {

@@ -248,7 +248,8 @@ impl Leadership {
     /// loads arrive. Out of balance means the most loaded worker is above `1 +
     /// rebalance_threshold` times the mean, or times the heaviest partition where that is more
     /// (no placement can do better than holding it alone). Once out of balance for
-    /// `min_rebalance_interval` (and that long after the last planned move), a round is due.
+    /// `min_rebalance_interval` (and that long after the last planned move, and `load_cooldown`
+    /// after this leader took over), a round is due.
     /// Returns whether it measured.
     pub(crate) fn check_imbalance(&mut self, now: Instant, cfg: &Config) -> bool {
         let Some(c) = &self.committed else {
@@ -281,8 +282,15 @@ impl Leadership {
                 let cooldown = self
                     .last_rebalance
                     .map_or(now, |t| t + cfg.min_rebalance_interval);
-                self.imbalance_due =
-                    Some((since + cfg.min_rebalance_interval).max(cooldown).max(now));
+                // A new leader does not know which partitions an earlier leader's rounds moved
+                // (they rest for `load_cooldown`): its first round waits that long.
+                let rested = self.since + cfg.load_cooldown;
+                self.imbalance_due = Some(
+                    (since + cfg.min_rebalance_interval)
+                        .max(cooldown)
+                        .max(rested)
+                        .max(now),
+                );
                 self.most_loaded = Some((worker, over));
             }
             _ => {
@@ -364,6 +372,7 @@ mod tests {
     use crate::codec::{GenRecord, Member, VERSION};
     use crate::worker::leader::Dead;
     use crate::Epoch;
+    use std::time::Duration;
 
     const S: u64 = 1000;
 
@@ -565,7 +574,10 @@ mod tests {
     #[test]
     fn imbalance_is_measured_once_per_generation_and_only_when_nothing_else_is_due() {
         let mut l = view(at(0));
-        let cfg = Config::default();
+        let cfg = Config {
+            load_cooldown: Duration::from_secs(5),
+            ..Config::default()
+        };
         let parts: Vec<Partition> = ["a", "b", "c"]
             .iter()
             .map(|k| Partition::new(&[k], 1).unwrap())
@@ -590,6 +602,13 @@ mod tests {
             (Cause::Imbalance, at(12 * S), Some(100))
         );
         assert_eq!(l.most_loaded.map(|(w, _)| w), Some(WorkerId(1)));
+        // A leader waits a whole `load_cooldown` after taking over before its first round (it
+        // does not know which partitions an earlier leader's rounds moved).
+        let mut fresh = view(at(0));
+        fresh.committed = l.committed.clone();
+        fresh.partitions = l.partitions.clone();
+        assert!(fresh.check_imbalance(at(2 * S), &Config::default()));
+        assert_eq!(fresh.imbalance_due, Some(at(60 * S)));
         // Anything else due comes first.
         l.partitions_dirty = true;
         assert_eq!(
@@ -628,7 +647,10 @@ mod tests {
     #[test]
     fn measured_load_makes_a_round_due_once_it_lasts_and_balance_clears_it() {
         let (mut l, _) = two_by_two();
-        let cfg = Config::default();
+        let cfg = Config {
+            load_cooldown: Duration::from_secs(5),
+            ..Config::default()
+        };
         assert!(l.check_imbalance(at(S), &cfg));
         assert_eq!(l.imbalance_due, None, "balanced by weight");
         // Worker 1's partitions carry 3x the load.
