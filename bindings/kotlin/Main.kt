@@ -372,7 +372,7 @@ suspend fun reportLoads(w: Worker, hot: Set<String>) {
  *  one worker's partitions at 10x the load make the leader report a Rebalanced round. */
 fun measuredLoad(url: String) = runBlocking {
     val nats = NatsOptions(urls = listOf(url), pingIntervalMs = 500uL, requestTimeoutMs = 1000uL, reconnectMaxDelayMs = 200uL)
-    val config = fastConfig("ktload").copy(loadHalfLifeMs = 500uL, loadCooldownMs = 30_000uL, maxMovesPerRound = 4u)
+    val config = fastConfig("ktload").copy(loadHalfLifeMs = 500uL, loadCooldownMs = 1000uL, maxMovesPerRound = 4u)
     val recA = Recorder("load-a")
     val recB = Recorder("load-b")
     val a = startWorker(nats, config, KotlinSource(), listener = recA)

@@ -198,7 +198,7 @@ async def test_a_hot_worker_is_relieved_by_a_round_the_leader_reports_as_rebalan
     partitions = numbered(8)
     kv = parti.MemoryKv(lease_ttl=1.0)
     config = fast_config(
-        2, load_half_life=0.5, load_cooldown=30.0, max_moves_per_round=2, bucket_prefix="py-load"
+        2, load_half_life=0.5, load_cooldown=1.0, max_moves_per_round=2, bucket_prefix="py-load"
     )
     for _ in range(2):
         w = parti.Worker(memory=kv, partitions=partitions, config=config)
