@@ -504,7 +504,7 @@ impl PyWorker {
     /// Asks the source for the partition list again; resolves when the worker took it.
     fn refresh_partitions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
-        crate::runtime::future_into_py(py, async move {
+        crate::runtime::unit_future_into_py(py, async move {
             handle.refresh_partitions().await.map_err(driver_err)
         })
     }
@@ -520,7 +520,7 @@ impl PyWorker {
     ) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
         let partition = partition_id("partition", partition)?;
-        crate::runtime::future_into_py(py, async move {
+        crate::runtime::unit_future_into_py(py, async move {
             handle
                 .pin(partition, parti::WorkerId(worker_id))
                 .await
@@ -532,7 +532,7 @@ impl PyWorker {
     fn unpin<'py>(&self, py: Python<'py>, partition: &str) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
         let partition = partition_id("partition", partition)?;
-        crate::runtime::future_into_py(py, async move {
+        crate::runtime::unit_future_into_py(py, async move {
             handle.unpin(partition).await.map_err(driver_err)
         })
     }
@@ -550,7 +550,7 @@ impl PyWorker {
     ) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
         let loads = loads_from(loads)?;
-        crate::runtime::future_into_py(py, async move {
+        crate::runtime::unit_future_into_py(py, async move {
             handle.report_load(loads).await.map_err(driver_err)
         })
     }
@@ -558,7 +558,10 @@ impl PyWorker {
     /// Moves this worker's partitions elsewhere; resolves when it holds none.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
-        crate::runtime::future_into_py(py, async move { handle.drain().await.map_err(driver_err) })
+        crate::runtime::unit_future_into_py(
+            py,
+            async move { handle.drain().await.map_err(driver_err) },
+        )
     }
 
     /// Stops gracefully and hands the partitions off now (Kafka's `close()`): revokes every
@@ -570,7 +573,7 @@ impl PyWorker {
     #[pyo3(signature = (*, restart = false))]
     fn stop<'py>(slf: &Bound<'py, Self>, restart: bool) -> PyResult<Bound<'py, PyAny>> {
         let this: Py<PyWorker> = slf.clone().unbind();
-        crate::runtime::future_into_py(slf.py(), async move {
+        crate::runtime::unit_future_into_py(slf.py(), async move {
             let worker = this.get();
             // A start in progress finishes (or fails) first; then its worker is stopped.
             let handle = loop {

@@ -105,7 +105,7 @@ async def test_drain_hands_everything_over_and_emits_drained(stop_all: list[part
     await wait_until(lambda: owned_exactly_once(stop_all, partitions) and all(w.assignment for w in stop_all))
     leaving, staying = stop_all
     events = leaving.events()
-    await leaving.drain()
+    assert await leaving.drain() is None  # type: ignore[func-returns-value]
     assert leaving.assignment == frozenset()
     await next_event(events, parti.Drained, timeout=5)
     await wait_until(lambda: len(staying.assignment) == 10, what="the other worker owns all")
@@ -160,15 +160,17 @@ async def test_report_load_refuses_a_bad_batch_as_a_whole_naming_the_partition(
     w = await parti.Worker(memory=kv, partitions=["a", "b"], config=config).start()
     stop_all.append(w)
     await wait_until(lambda: w.assignment == frozenset({"a", "b"}))
-    assert await w.report_load({"a": 1.0, "b": 2}) is None
+    # Resolves to None, as the stub says (not to an empty tuple).
+    assert await w.report_load({"a": 1.0, "b": 2}) is None  # type: ignore[func-returns-value]
     assert reported_load(prefix) == [3.0]
-    for loads, needle in [
+    refusals: list[tuple[dict[str, Any], str]] = [
         ({"a": 5.0, "b": -1.0}, r'"b".*load -1(\.0)? must be a finite number >= 0'),
         ({"a": 5.0, "b": float("nan")}, r'"b".*finite'),
         ({"a": 5.0, "b": float("inf")}, r'"b".*finite'),
         ({"a": 5.0, "zz": 1.0}, r'"zz".*not held by this worker'),
         ({"a": 5.0, "b": "x"}, r"\"b\".*load 'x' is not a number"),
-    ]:
+    ]
+    for loads, needle in refusals:
         with pytest.raises(parti.ConfigError, match=needle):
             await w.report_load(loads)
     with pytest.raises(parti.ConfigError, match="loads: expected a mapping"):
