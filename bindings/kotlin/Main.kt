@@ -4,8 +4,10 @@
 // two workers share 20 partitions listed by a Kotlin PartitionSource; their assignment events
 // reach a Kotlin EventListener; every partition is owned exactly once; a pin moves one of A's
 // partitions to B and it stays there once unpinned; the leader stops and the other worker takes
-// everything; a third joins and is drained. A second server with token
-// auth checks the auth options. With no network: plan / explain / config validation. Last, it
+// everything; a third joins and is drained. Measured load: reportLoad is accepted for held
+// partitions and refused naming the partition otherwise; when one worker's partitions report
+// 10x the load, the leader's listener gets a Rebalanced event naming that worker. A second
+// server with token auth checks the auth options. With no network: plan / explain / config validation. Last, it
 // prints the per-call cost of a sync and an async call.
 //
 // Usage: java -Djna.library.path=DIR -cp app.jar:jna.jar:coroutines.jar MainKt [NATS_SERVER]
@@ -15,7 +17,10 @@ import java.io.File
 import java.nio.file.Files
 import java.util.concurrent.CopyOnWriteArrayList
 import kotlin.system.exitProcess
+import kotlinx.coroutines.cancelAndJoin
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.isActive
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import uniffi.parti_ffi.EventListener
 import uniffi.parti_ffi.NatsOptions
@@ -169,6 +174,13 @@ fun pureFunctions() {
     val resolved = resolveWorkerConfig(WorkerConfig())
     check(resolved == core) { "WorkerConfig() resolves to $resolved, not the Rust defaults $core" }
     check(core.bucketPrefix != null && core.leaseTtlMs != null && core.alertAfterMs?.size == 4) { "defaults not spelled out: $core" }
+    check(core.loadHalfLifeMs != null && core.loadCooldownMs != null) { "load defaults not spelled out: $core" }
+    try {
+        validateConfig(WorkerConfig(loadHalfLifeMs = 0uL))
+        throw CheckFailed("a zero load half-life was accepted")
+    } catch (e: PartiException.InvalidConfig) {
+        check(e.field == "load_half_life") { "wrong field named: ${e.field}" }
+    }
     // The strategy names are the core's registry; each builds a strategy, others are refused.
     val names = strategyNames()
     check(names.isNotEmpty() && names.toSet().size == names.size) { "strategy names: $names" }
@@ -229,6 +241,20 @@ fun pureFunctions() {
         check(e.partition.length < 64 && e.reason.length < 200) { "a long ID is not cut: ${e.partition.length} characters" }
     }
     check(plan(Strategy.Balanced, input.copy(partitions = listOf(Partition("x.y", 1uL)))).assignment.keys == setOf("x.y")) { "x.y refused" }
+    // Measured load: worker 1 held p0..p9 at 3x the load of worker 2's p10..p19.
+    val previous = ALL.associateWith { if (it.removePrefix("p").toInt() < 10) 1u else 2u }
+    val loads = ALL.associateWith { if (previous[it] == 1u) 3.0 else 1.0 }
+    val byLoad = plan(Strategy.Balanced, input.copy(previous = previous, loads = loads))
+    check(byLoad.summary.maxOverMean < 1.1 && byLoad.summary.moved > 0uL) { "plan by load: ${byLoad.summary}" }
+    val movedForLoad = ALL.first { byLoad.assignment[it] != previous[it] }
+    val whyLoad = explain(Strategy.Balanced, input.copy(previous = previous, loads = loads), movedForLoad)
+    check(whyLoad.reason.startsWith("moved for load: worker 1 was at 1.50x mean")) { "explain by load: ${whyLoad.reason}" }
+    try {
+        plan(Strategy.Balanced, input.copy(loads = mapOf("p4" to Double.NaN)))
+        throw CheckFailed("a NaN load was accepted")
+    } catch (e: PartiException.InvalidPartition) {
+        check(e.partition == "p4") { "wrong partition named: ${e.partition}" }
+    }
     log("plan / explain / validateConfig: ok (parti ${partiVersion()}, no network)")
 }
 
@@ -353,6 +379,76 @@ fun fleet(url: String) = runBlocking {
     }
 }
 
+/** Reports every held partition's load every 100 ms: 10.0 for the [hot] ones, 1.0 else. */
+suspend fun reportLoads(w: Worker, hot: Set<String>) {
+    try {
+        w.reportLoad(w.assignment().associateWith { if (it in hot) 10.0 else 1.0 })
+    } catch (e: PartiException.InvalidPartition) {
+        // a partition moved between reading the assignment and reporting: next time
+    }
+}
+
+/** Measured load: reportLoad accepted and refused (naming the partition, stored nothing);
+ *  one worker's partitions at 10x the load make the leader report a Rebalanced round. */
+fun measuredLoad(url: String) = runBlocking {
+    val nats = NatsOptions(urls = listOf(url), pingIntervalMs = 500uL, requestTimeoutMs = 1000uL, reconnectMaxDelayMs = 200uL)
+    val config = fastConfig("ktload").copy(loadHalfLifeMs = 500uL, loadCooldownMs = 1000uL, maxMovesPerRound = 4u)
+    val recA = Recorder("load-a")
+    val recB = Recorder("load-b")
+    val a = startWorker(nats, config, KotlinSource(), listener = recA)
+    val b = startWorker(nats, config, KotlinSource(), listener = recB)
+    try {
+        waitFor("both workers to own the 20 partitions between them") {
+            recA.owned.isNotEmpty() && recB.owned.isNotEmpty() && (recA.owned + recB.owned) == ALL &&
+                a.assignment().toSet() == recA.owned && b.assignment().toSet() == recB.owned
+        }
+        val mine = a.assignment()
+        val theirs = b.assignment()
+        a.reportLoad(mine.associateWith { 1.0 })
+        for ((bad, named) in listOf(
+            mapOf(mine[0] to 5.0, mine[1] to -1.0) to mine[1],
+            mapOf(mine[0] to 5.0, mine[1] to Double.NaN) to mine[1],
+            mapOf(mine[0] to 5.0, mine[1] to Double.POSITIVE_INFINITY) to mine[1],
+            mapOf(mine[0] to 5.0, theirs[0] to 1.0) to theirs[0],
+            mapOf(mine[0] to 5.0, "a..b" to 1.0) to "a..b",
+        )) {
+            try {
+                a.reportLoad(bad)
+                throw CheckFailed("reportLoad($bad) was accepted")
+            } catch (e: PartiException.InvalidPartition) {
+                check(e.partition == named) { "reportLoad($bad) named ${e.partition}, not $named" }
+            }
+        }
+        log("reportLoad: accepted for held partitions; a negative, NaN, infinite, unheld or malformed one refused naming it")
+
+        val hot = mine.toSet()
+        val hotId = a.workerId()!!
+        val reporters = listOf(a, b).map { w ->
+            launch(kotlinx.coroutines.Dispatchers.IO) {
+                while (isActive) {
+                    reportLoads(w, hot)
+                    delay(100) // the reporting cadence, not a synchronisation
+                }
+            }
+        }
+        val rounds = { (recA.events + recB.events).filterIsInstance<WorkerEvent.Rebalanced>() }
+        try {
+            waitFor("a Rebalanced event from the leader") { rounds().isNotEmpty() }
+        } finally {
+            reporters.forEach { it.cancelAndJoin() }
+        }
+        val round = rounds().first()
+        check(round.worker == hotId) { "the round names worker ${round.worker}, not the hot $hotId: $round" }
+        // 10 partitions x 10 against 10 x 1: 100 / 55 = 1.82 x the mean.
+        check(Math.abs(round.maxOverMean - 100.0 / 55.0) < 0.02) { "max/mean ${round.maxOverMean}" }
+        check(round.moved in 1u..4u) { "a round of budget 4 moved ${round.moved}" }
+        recA.assertSane(); recB.assertSane()
+        log("measured load: Rebalanced(generation ${round.generation}, moved ${round.moved}, worker ${round.worker} at %.2fx mean)".format(round.maxOverMean))
+    } finally {
+        for (w in listOf(a, b)) { runCatching { w.stop() }; w.close() }
+    }
+}
+
 /** The auth options cross the FFI: a token server refuses a wrong token and accepts the right one. */
 fun auth(url: String) = runBlocking {
     val config = fastConfig("auth").copy(expectedWorkers = 1u)
@@ -470,7 +566,7 @@ fun measure(worker: Worker) = runBlocking {
     for (i in 0 until asyncN) sum += ping(i.toULong())
     val asyncUs = (System.nanoTime() - t) / 1000.0 / asyncN
     check(leaders == syncN && sum == (asyncN.toULong() * (asyncN - 1).toULong()) / 2uL) { "measurement calls returned wrong values" }
-    log("kotlin per-call: sync %.2f µs (Worker.isLeader), %.2f µs (validateConfig, 25-field record), async %.1f µs (ping)".format(syncUs, recordUs, asyncUs))
+    log("kotlin per-call: sync %.2f µs (Worker.isLeader), %.2f µs (validateConfig, 27-field record), async %.1f µs (ping)".format(syncUs, recordUs, asyncUs))
 }
 
 fun main(args: Array<String>) {
@@ -480,6 +576,7 @@ fun main(args: Array<String>) {
         NatsServer(binary).use { server ->
             log("nats-server at ${server.url}")
             fleet(server.url)
+            measuredLoad(server.url)
             rebalanceListener(server)
         }
         NatsServer(binary, listOf("--auth", "s3cret")).use { server -> auth(server.url) }

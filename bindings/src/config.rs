@@ -78,6 +78,14 @@ pub struct WorkerConfig {
     /// Most partitions moved by one imbalance round.
     #[uniffi(default = None)]
     pub max_moves_per_round: Option<u32>,
+    /// Half-life of the leader's smoothing of reported partition loads: a step change in load
+    /// counts half after this long.
+    #[uniffi(default = None)]
+    pub load_half_life_ms: Option<u64>,
+    /// A partition moved by a balancing round stays where it is this long, whatever its load
+    /// does (joins, leaves, crashes and drains still move it).
+    #[uniffi(default = None)]
+    pub load_cooldown_ms: Option<u64>,
     /// How partitions change hands.
     #[uniffi(default = None)]
     pub handoff: Option<HandoffMode>,
@@ -149,6 +157,8 @@ impl WorkerConfig {
             min_rebalance_interval: ms(self.min_rebalance_interval_ms, d.min_rebalance_interval),
             rebalance_threshold: self.rebalance_threshold.unwrap_or(d.rebalance_threshold),
             max_moves_per_round: self.max_moves_per_round.unwrap_or(d.max_moves_per_round),
+            load_half_life: ms(self.load_half_life_ms, d.load_half_life),
+            load_cooldown: ms(self.load_cooldown_ms, d.load_cooldown),
             handoff: self.handoff.map_or(d.handoff, |mode| match mode {
                 HandoffMode::Strict => parti::HandoffMode::Strict,
                 HandoffMode::Relaxed => parti::HandoffMode::Relaxed,
@@ -182,6 +192,8 @@ impl WorkerConfig {
             min_rebalance_interval_ms: Some(duration_ms(c.min_rebalance_interval)),
             rebalance_threshold: Some(c.rebalance_threshold),
             max_moves_per_round: Some(c.max_moves_per_round),
+            load_half_life_ms: Some(duration_ms(c.load_half_life)),
+            load_cooldown_ms: Some(duration_ms(c.load_cooldown)),
             handoff: Some(match c.handoff {
                 parti::HandoffMode::Strict => HandoffMode::Strict,
                 parti::HandoffMode::Relaxed => HandoffMode::Relaxed,
@@ -313,6 +325,8 @@ mod tests {
             min_rebalance_interval_ms: None,
             rebalance_threshold: None,
             max_moves_per_round: None,
+            load_half_life_ms: None,
+            load_cooldown_ms: None,
             handoff: None,
             revoke_timeout_ms: None,
             shutdown_timeout_ms: None,
@@ -364,6 +378,8 @@ mod tests {
             min_rebalance_interval: d.min_rebalance_interval + Duration::from_millis(9),
             rebalance_threshold: d.rebalance_threshold + 0.5,
             max_moves_per_round: d.max_moves_per_round + 1,
+            load_half_life: d.load_half_life + Duration::from_millis(13),
+            load_cooldown: d.load_cooldown + Duration::from_millis(14),
             handoff: parti::HandoffMode::Relaxed,
             revoke_timeout: d.revoke_timeout + Duration::from_millis(10),
             shutdown_timeout: d.shutdown_timeout + Duration::from_millis(11),
@@ -385,6 +401,14 @@ mod tests {
         assert!(matches!(
             validate_config(bad),
             Err(PartiError::InvalidConfig { field, .. }) if field == "lease_ttl"
+        ));
+        let bad = WorkerConfig {
+            load_half_life_ms: Some(0),
+            ..default_worker_config()
+        };
+        assert!(matches!(
+            validate_config(bad),
+            Err(PartiError::InvalidConfig { field, .. }) if field == "load_half_life"
         ));
         let bad = WorkerConfig {
             alert_after_ms: Some(vec![1, 2]),

@@ -118,6 +118,18 @@ pub enum WorkerEvent {
     },
     /// The worker's share is empty after a drain: it may now stop.
     Drained,
+    /// Leader: a balancing round moved partitions for load ("moved for load: worker 3 was at
+    /// 1.31x mean"), at most `max_moves_per_round` of them; see `Worker.report_load`.
+    Rebalanced {
+        /// The generation the round published.
+        generation: u64,
+        /// Partitions it moved.
+        moved: u32,
+        /// The most loaded worker when the round was planned.
+        worker: u32,
+        /// That worker's load over the mean (both relative to capacity).
+        max_over_mean: f64,
+    },
     /// A non-fatal problem the core or the driver handles by itself (it retries).
     Warning {
         /// A stable snake_case name of its kind (`fenced`, `revoke_timed_out`,
@@ -168,6 +180,17 @@ impl WorkerEvent {
                 degraded_for_ms: duration_ms(degraded_for),
             },
             Event::Drained => WorkerEvent::Drained,
+            Event::Rebalanced {
+                generation,
+                moved,
+                worker,
+                max_over_mean,
+            } => WorkerEvent::Rebalanced {
+                generation: generation.0,
+                moved,
+                worker: worker.0,
+                max_over_mean,
+            },
             Event::Warning(w) => WorkerEvent::Warning {
                 kind: w.kind().to_owned(),
                 message: w.to_string(),

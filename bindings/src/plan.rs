@@ -122,6 +122,11 @@ pub struct PlanInput {
     /// Most partitions that may change owner; `None` is no limit.
     #[uniffi(default = None)]
     pub max_moves: Option<u32>,
+    /// Measured load of partitions by ID (any number >= 0): balanced where known, static
+    /// weight elsewhere, on one scale (the measured partitions keep their total weight).
+    /// Empty: weights only.
+    #[uniffi(default)]
+    pub loads: HashMap<String, f64>,
 }
 
 impl PlanInput {
@@ -151,6 +156,11 @@ impl PlanInput {
             pins: owners(&self.pins)?,
             slack: self.slack.unwrap_or(defaults.slack),
             max_moves: self.max_moves.map(|m| m as usize),
+            loads: self
+                .loads
+                .iter()
+                .map(|(p, l)| Ok((PartitionId::parse(p)?, *l)))
+                .collect::<Result<_, PartiError>>()?,
         })
     }
 }
@@ -262,6 +272,7 @@ mod tests {
             pins: HashMap::new(),
             slack: None,
             max_moves: None,
+            loads: HashMap::new(),
         }
     }
 
@@ -310,6 +321,41 @@ mod tests {
     fn unset_slack_is_the_planners_default() {
         let core = input(2, 4).to_input().unwrap();
         assert_eq!(core.slack, parti_core::PlanInput::new(vec![], vec![]).slack);
+    }
+
+    #[test]
+    fn loads_move_partitions_off_a_hot_worker_and_bad_loads_name_the_partition() {
+        // Worker 1 holds p0..p9, worker 2 p10..p19; worker 1's partitions carry 3x the load.
+        let mut i = input(2, 20);
+        i.previous = (0..20).map(|n| (format!("p{n}"), 1 + n / 10)).collect();
+        i.loads = (0..20)
+            .map(|n| (format!("p{n}"), if n < 10 { 3.0 } else { 1.0 }))
+            .collect();
+        let result = plan(Strategy::Balanced, i.clone()).unwrap();
+        assert!(result.summary.max_over_mean < 1.1, "{:?}", result.summary);
+        assert!(result.summary.moved > 0);
+        let moved = (0..10)
+            .map(|n| format!("p{n}"))
+            .find(|p| result.assignment[p] == 2)
+            .expect("a partition left worker 1");
+        let e = explain(Strategy::Balanced, i.clone(), moved).unwrap();
+        assert!(
+            e.reason
+                .starts_with("moved for load: worker 1 was at 1.50x mean"),
+            "{}",
+            e.reason
+        );
+        i.loads.insert("p3".into(), -1.0);
+        assert!(matches!(
+            plan(Strategy::Balanced, i.clone()),
+            Err(PartiError::InvalidPartition { partition, .. }) if partition == "p3"
+        ));
+        i.loads.remove("p3");
+        i.loads.insert("zz".into(), 1.0);
+        assert!(matches!(
+            plan(Strategy::Balanced, i),
+            Err(PartiError::InvalidPartition { partition, .. }) if partition == "zz"
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::plan::Strategy;
 use crate::source::{ForeignSource, PartitionSource};
 use parti::kv::NatsKv;
 use parti::{PartitionId, WorkerId};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,11 +134,21 @@ impl Worker {
             .map_err(Into::into)
     }
 
-    /// Reports the application's current load (any unit, relative across workers) in the
-    /// worker's lease; the planner does not use it yet (it balances weights over capacities).
-    pub async fn set_load(&self, load: f64) -> Result<(), PartiError> {
+    /// Reports the measured load of partitions this worker holds, partition ID to load
+    /// (messages/s, lag, CPU: any number >= 0, one unit across the fleet). Each value replaces
+    /// that partition's last one; partitions left out keep theirs. Cheap to call often: the
+    /// loads reach KV with the next heartbeat, in the lease (never a write per call); the
+    /// leader smooths them (`load_half_life_ms`) and balances on them (a partition without a
+    /// report counts at its static weight). Refused as a whole, naming the partition
+    /// ([`PartiError::InvalidPartition`]), when a load is negative, NaN or infinite, a
+    /// partition is malformed or not held by this worker.
+    pub async fn report_load(&self, loads: HashMap<String, f64>) -> Result<(), PartiError> {
+        let loads = loads
+            .into_iter()
+            .map(|(p, l)| Ok((PartitionId::parse(&p)?, l)))
+            .collect::<Result<Vec<_>, PartiError>>()?;
         let handle = self.handle.clone();
-        on_runtime(async move { handle.set_load(load).await })
+        on_runtime(async move { handle.report_load(loads).await })
             .await
             .map_err(Into::into)
     }

@@ -39,6 +39,7 @@ from ._parti import (
     PartiError,
     Partition,
     PlanResult,
+    Rebalanced,
     Simulation,
     SimulationError,
     StateChanged,
@@ -55,7 +56,14 @@ from ._parti import (
 )
 
 Event = Union[
-    StateChanged, IdClaimed, AssignmentChanged, LeadershipChanged, Alert, Drained, WorkerWarning
+    StateChanged,
+    IdClaimed,
+    AssignmentChanged,
+    LeadershipChanged,
+    Alert,
+    Drained,
+    Rebalanced,
+    WorkerWarning,
 ]
 """Any event a worker's ``events()`` stream yields."""
 
@@ -77,6 +85,7 @@ __all__ = [
     "PartiError",
     "Partition",
     "PlanResult",
+    "Rebalanced",
     "STRATEGIES",
     "Simulation",
     "SimulationError",

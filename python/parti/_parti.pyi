@@ -130,6 +130,8 @@ class Config:
         min_rebalance_interval: Optional[float] = None,
         rebalance_threshold: Optional[float] = None,
         max_moves_per_round: Optional[int] = None,
+        load_half_life: Optional[float] = None,
+        load_cooldown: Optional[float] = None,
         handoff: Optional[_Handoff] = None,
         revoke_timeout: Optional[float] = None,
         shutdown_timeout: Optional[float] = None,
@@ -197,6 +199,14 @@ class Config:
     def max_moves_per_round(self) -> int:
         """Most partitions moved by one imbalance round."""
     @property
+    def load_half_life(self) -> float:
+        """Half-life of the leader's smoothing of reported partition loads (an exponentially
+        weighted moving average), in seconds: a step change in load counts half after it."""
+    @property
+    def load_cooldown(self) -> float:
+        """Seconds a partition moved by a balancing round stays where it is, whatever its load
+        does (joins, leaves, crashes and drains still move it)."""
+    @property
     def handoff(self) -> _Handoff:
         """`"strict"` (revoke before grant) or `"relaxed"` (one phase, at-least-once)."""
     @property
@@ -240,7 +250,7 @@ class PlanResult:
         """Partitions whose owner differs from `previous`."""
     @property
     def moved_weight(self) -> int:
-        """Total weight of the moved partitions."""
+        """Total weight of the moved partitions (effective sizes when `loads` were given)."""
     def by_worker(self) -> dict[int, list[str]]:
         """The partition IDs of each worker, sorted (workers without partitions are absent)."""
 
@@ -275,6 +285,7 @@ def plan(
     pins: Optional[Mapping[str, int]] = None,
     slack: Optional[float] = None,
     max_moves: Optional[int] = None,
+    loads: Optional[Mapping[str, float]] = None,
 ) -> PlanResult:
     """Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
 
@@ -285,10 +296,13 @@ def plan(
     `workers` is how a leave is previewed); `pins`: partition ID -> worker ID, both listed;
     `slack`: tolerated overload over the mean (0.05 = 5 %; None: the planner's default)
     before a sticky partition moves; `max_moves`: most partitions that may change owner (an
-    int `>= 0`; None: no limit).
+    int `>= 0`; None: no limit); `loads`: measured load by partition ID (any number >= 0),
+    balanced where known, static weight elsewhere, on one scale (the measured partitions keep
+    their total weight).
 
     Bad input raises `ConfigError` (a `ValueError`) naming the argument and what is allowed, or
-    `ConfigTypeError` (a `TypeError`) for a value of the wrong type."""
+    `ConfigTypeError` (a `TypeError`) for a value of the wrong type; a bad load names its
+    partition."""
 def explain(
     partition: str,
     workers: Iterable[Union[WorkerSlot, int]],
@@ -299,6 +313,7 @@ def explain(
     pins: Optional[Mapping[str, int]] = None,
     slack: Optional[float] = None,
     max_moves: Optional[int] = None,
+    loads: Optional[Mapping[str, float]] = None,
 ) -> Explanation:
     """Says why the partition with ID `partition` lands where the strategy puts it; the other
     arguments are those of `plan`."""
@@ -373,6 +388,24 @@ class Drained:
     """A drain finished: the worker holds no partition."""
 
 @final
+class Rebalanced:
+    """Leader: a balancing round moved partitions for load ("moved for load: worker 3 was at
+    1.31x mean"), at most `Config.max_moves_per_round` of them; see `Worker.report_load`."""
+
+    @property
+    def generation(self) -> int:
+        """The generation the round published."""
+    @property
+    def moved(self) -> int:
+        """Partitions it moved."""
+    @property
+    def worker(self) -> int:
+        """The most loaded worker when the round was planned."""
+    @property
+    def max_over_mean(self) -> float:
+        """That worker's load over the mean (both relative to capacity)."""
+
+@final
 class WorkerWarning:
     """Something went wrong and was handled (retried, skipped); the worker goes on."""
 
@@ -384,7 +417,14 @@ class WorkerWarning:
         """What happened, for a log line."""
 
 _Event = Union[
-    StateChanged, IdClaimed, AssignmentChanged, LeadershipChanged, Alert, Drained, WorkerWarning
+    StateChanged,
+    IdClaimed,
+    AssignmentChanged,
+    LeadershipChanged,
+    Alert,
+    Drained,
+    Rebalanced,
+    WorkerWarning,
 ]
 
 @final
@@ -526,6 +566,15 @@ class Worker:
         the leader moves it there and keeps it there while that worker is live."""
     def unpin(self, partition: str) -> Awaitable[None]:
         """Removes the partition's pin; it stays where it is until a plan moves it."""
+    def report_load(self, loads: Mapping[str, float]) -> Awaitable[None]:
+        """Reports the measured load of partitions this worker holds, `{partition ID: load}`
+        (messages/s, lag, CPU: any number >= 0, one unit across the fleet). Each value replaces
+        that partition's last one; partitions left out keep theirs. Cheap to call often: the
+        loads reach KV with the next heartbeat, in the lease (never a write per call). The
+        leader smooths them (`Config.load_half_life`) and balances on them; report every held
+        partition (one without a report counts at its static weight). Raises `ConfigError`
+        naming the partition, and stores nothing, when a load is negative, NaN, infinite or not
+        a number, or the partition is not held by this worker."""
     def drain(self) -> Awaitable[None]:
         """Moves this worker's partitions elsewhere; resolves when it holds none."""
     def stop(self, *, restart: bool = False) -> Awaitable[None]:

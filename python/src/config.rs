@@ -70,6 +70,8 @@ impl PyConfig {
         min_rebalance_interval = None,
         rebalance_threshold = None,
         max_moves_per_round = None,
+        load_half_life = None,
+        load_cooldown = None,
         handoff = None,
         revoke_timeout = None,
         shutdown_timeout = None,
@@ -96,6 +98,8 @@ impl PyConfig {
         min_rebalance_interval: Option<f64>,
         rebalance_threshold: Option<f64>,
         max_moves_per_round: Option<i64>,
+        load_half_life: Option<f64>,
+        load_cooldown: Option<f64>,
         handoff: Option<String>,
         revoke_timeout: Option<f64>,
         shutdown_timeout: Option<f64>,
@@ -152,6 +156,12 @@ impl PyConfig {
         given(&mut c.max_moves_per_round, max_moves_per_round, |v| {
             int("max_moves_per_round", v)
         })?;
+        given(
+            &mut c.load_half_life,
+            load_half_life,
+            secs("load_half_life"),
+        )?;
+        given(&mut c.load_cooldown, load_cooldown, secs("load_cooldown"))?;
         given(&mut c.handoff, handoff, |v| {
             match v.to_ascii_lowercase().as_str() {
                 "strict" => Ok(HandoffMode::Strict),
@@ -285,6 +295,16 @@ impl PyConfig {
     fn max_moves_per_round(&self) -> u32 {
         self.0.max_moves_per_round
     }
+    /// Half-life of the leader's smoothing of reported partition loads, in seconds.
+    #[getter]
+    fn load_half_life(&self) -> f64 {
+        secs_of(self.0.load_half_life)
+    }
+    /// Seconds a partition moved by a balancing round stays where it is.
+    #[getter]
+    fn load_cooldown(&self) -> f64 {
+        secs_of(self.0.load_cooldown)
+    }
     /// `"strict"` (revoke before grant) or `"relaxed"` (one phase, at-least-once).
     #[getter]
     fn handoff(&self) -> &'static str {
@@ -354,6 +374,8 @@ impl PyConfig {
             min_rebalance_interval,
             rebalance_threshold,
             max_moves_per_round,
+            load_half_life,
+            load_cooldown,
             handoff,
             revoke_timeout,
             shutdown_timeout,
@@ -379,6 +401,8 @@ impl PyConfig {
         d.set_item("min_rebalance_interval", secs_of(*min_rebalance_interval))?;
         d.set_item("rebalance_threshold", rebalance_threshold)?;
         d.set_item("max_moves_per_round", max_moves_per_round)?;
+        d.set_item("load_half_life", secs_of(*load_half_life))?;
+        d.set_item("load_cooldown", secs_of(*load_cooldown))?;
         d.set_item("handoff", handoff_name(*handoff))?;
         d.set_item("revoke_timeout", secs_of(*revoke_timeout))?;
         d.set_item("shutdown_timeout", secs_of(*shutdown_timeout))?;

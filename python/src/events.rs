@@ -76,6 +76,24 @@ pub(crate) struct Alert {
 #[pyclass(frozen, module = "parti._parti", name = "Drained")]
 pub(crate) struct Drained;
 
+/// Leader: a balancing round moved partitions for load ("moved for load: worker 3 was at
+/// 1.31x mean"), at most `Config.max_moves_per_round` of them; see `Worker.report_load`.
+#[pyclass(frozen, module = "parti._parti", name = "Rebalanced")]
+pub(crate) struct Rebalanced {
+    /// The generation the round published.
+    #[pyo3(get)]
+    generation: u64,
+    /// Partitions it moved.
+    #[pyo3(get)]
+    moved: u32,
+    /// The most loaded worker when the round was planned.
+    #[pyo3(get)]
+    worker: u32,
+    /// That worker's load over the mean (both relative to capacity).
+    #[pyo3(get)]
+    max_over_mean: f64,
+}
+
 /// Something went wrong and was handled (retried, skipped); the worker goes on.
 #[pyclass(frozen, module = "parti._parti", name = "WorkerWarning")]
 pub(crate) struct WorkerWarning {
@@ -149,6 +167,16 @@ impl Alert {
 impl Drained {
     fn __repr__(&self) -> &'static str {
         "Drained()"
+    }
+}
+
+#[pymethods]
+impl Rebalanced {
+    fn __repr__(&self) -> String {
+        format!(
+            "Rebalanced(generation={}, moved={}, worker={}, max_over_mean={:?})",
+            self.generation, self.moved, self.worker, self.max_over_mean
+        )
     }
 }
 
@@ -229,6 +257,21 @@ pub(crate) fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
         )?
         .into_any(),
         Event::Drained => Py::new(py, Drained)?.into_any(),
+        Event::Rebalanced {
+            generation,
+            moved,
+            worker,
+            max_over_mean,
+        } => Py::new(
+            py,
+            Rebalanced {
+                generation: generation.0,
+                moved,
+                worker: worker.0,
+                max_over_mean,
+            },
+        )?
+        .into_any(),
         Event::Warning(w) => warning(py, (w.kind(), w.to_string()))?,
         Event::DriverWarning(w) => warning(py, (w.kind(), w.to_string()))?,
         other => warning(py, ("other", format!("{other:?}")))?,
@@ -294,6 +337,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LeadershipChanged>()?;
     m.add_class::<Alert>()?;
     m.add_class::<Drained>()?;
+    m.add_class::<Rebalanced>()?;
     m.add_class::<WorkerWarning>()?;
     m.add_class::<EventStream>()?;
     m.add_function(wrap_pyfunction!(_bench_event_stream, m)?)?;

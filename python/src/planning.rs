@@ -98,6 +98,7 @@ impl PyExplanation {
 /// Builds the planner's input from the Python arguments and checks it as the core checks a
 /// hand-built input (`validate_input`): at least one worker, `previous` and `pins` naming
 /// listed partitions, pins to listed workers.
+#[allow(clippy::too_many_arguments)]
 fn input_from(
     workers: &Bound<'_, PyAny>,
     partitions: &Bound<'_, PyAny>,
@@ -105,6 +106,7 @@ fn input_from(
     pins: Option<&Bound<'_, PyAny>>,
     slack: Option<f64>,
     max_moves: Option<&Bound<'_, PyAny>>,
+    loads: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PlanInput> {
     let mut input = PlanInput::new(
         workers_from(workers)?,
@@ -126,6 +128,10 @@ fn input_from(
         Some(m) => Some(int_in("max_moves", m, 0, usize::MAX as i128)?),
         None => None,
     };
+    if let Some(loads) = loads {
+        // Ranges and unlisted partitions: the planner's validation names the partition.
+        input.loads = crate::worker::loads_from(loads)?.into_iter().collect();
+    }
     validate_input(&input).map_err(core_err)?;
     Ok(input)
 }
@@ -153,9 +159,11 @@ where
     out.map_err(core_err)
 }
 
-/// Computes the owner of every partition: `plan([1, 2, 3], partitions)`.
+/// Computes the owner of every partition: `plan([1, 2, 3], partitions)`. With `loads`
+/// (`{partition ID: measured load}`), balances measured load where known and static weight
+/// elsewhere, on one scale (the core's `load::effective_partitions`).
 #[pyfunction]
-#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None))]
+#[pyo3(signature = (workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None, loads = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
     py: Python<'_>,
@@ -166,8 +174,9 @@ pub(crate) fn plan(
     pins: Option<&Bound<'_, PyAny>>,
     slack: Option<f64>,
     max_moves: Option<&Bound<'_, PyAny>>,
+    loads: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyPlanResult> {
-    let input = input_from(workers, partitions, previous, pins, slack, max_moves)?;
+    let input = input_from(workers, partitions, previous, pins, slack, max_moves, loads)?;
     let resolved = resolve(py, strategy)?;
     let plan = run(py, &resolved, |s| core_plan(s, &input))?;
     let summary = summarize(&input, &plan);
@@ -183,7 +192,7 @@ pub(crate) fn plan(
 
 /// Says why `partition` lands where the strategy puts it.
 #[pyfunction]
-#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None))]
+#[pyo3(signature = (partition, workers, partitions, *, strategy = None, previous = None, pins = None, slack = None, max_moves = None, loads = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn explain(
     py: Python<'_>,
@@ -195,9 +204,10 @@ pub(crate) fn explain(
     pins: Option<&Bound<'_, PyAny>>,
     slack: Option<f64>,
     max_moves: Option<&Bound<'_, PyAny>>,
+    loads: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyExplanation> {
     let target: PartitionId = partition_id("partition", partition)?;
-    let input = input_from(workers, partitions, previous, pins, slack, max_moves)?;
+    let input = input_from(workers, partitions, previous, pins, slack, max_moves, loads)?;
     let resolved = resolve(py, strategy)?;
     let e = run(py, &resolved, |s| core_explain(s, &input, &target))?;
     Ok(PyExplanation {

@@ -206,6 +206,15 @@ where
     pyo3_async_runtimes::generic::future_into_py::<PartiRuntime, F, T>(py, fut)
 }
 
+/// [`future_into_py`] for a future with no result: it resolves to `None` (a bare `()` would
+/// reach Python as an empty tuple).
+pub(crate) fn unit_future_into_py<F>(py: Python<'_>, fut: F) -> PyResult<Bound<'_, PyAny>>
+where
+    F: Future<Output = PyResult<()>> + Send + 'static,
+{
+    future_into_py(py, async move { fut.await.map(|()| None::<()>) })
+}
+
 /// The running loop (and context) of the calling coroutine.
 pub(crate) fn current_locals(py: Python<'_>) -> PyResult<TaskLocals> {
     pyo3_async_runtimes::generic::get_current_locals::<PartiRuntime>(py)

@@ -504,7 +504,7 @@ impl PyWorker {
     /// Asks the source for the partition list again; resolves when the worker took it.
     fn refresh_partitions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
-        crate::runtime::future_into_py(py, async move {
+        crate::runtime::unit_future_into_py(py, async move {
             handle.refresh_partitions().await.map_err(driver_err)
         })
     }
@@ -520,7 +520,7 @@ impl PyWorker {
     ) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
         let partition = partition_id("partition", partition)?;
-        crate::runtime::future_into_py(py, async move {
+        crate::runtime::unit_future_into_py(py, async move {
             handle
                 .pin(partition, parti::WorkerId(worker_id))
                 .await
@@ -532,15 +532,36 @@ impl PyWorker {
     fn unpin<'py>(&self, py: Python<'py>, partition: &str) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
         let partition = partition_id("partition", partition)?;
-        crate::runtime::future_into_py(py, async move {
+        crate::runtime::unit_future_into_py(py, async move {
             handle.unpin(partition).await.map_err(driver_err)
+        })
+    }
+
+    /// Reports the measured load of partitions this worker holds, `{partition ID: load}`
+    /// (messages/s, lag, CPU: any number >= 0, one unit across the fleet). Each value replaces
+    /// that partition's last one; partitions left out keep theirs. The loads reach KV with
+    /// the next heartbeat (in the lease, never a write per call) and the leader balances on
+    /// them. Refused as a whole with `ConfigError` naming the partition when a load is
+    /// negative, NaN, infinite or not a number, or the partition is not held.
+    fn report_load<'py>(
+        &self,
+        py: Python<'py>,
+        loads: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.started()?.clone();
+        let loads = loads_from(loads)?;
+        crate::runtime::unit_future_into_py(py, async move {
+            handle.report_load(loads).await.map_err(driver_err)
         })
     }
 
     /// Moves this worker's partitions elsewhere; resolves when it holds none.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
-        crate::runtime::future_into_py(py, async move { handle.drain().await.map_err(driver_err) })
+        crate::runtime::unit_future_into_py(
+            py,
+            async move { handle.drain().await.map_err(driver_err) },
+        )
     }
 
     /// Stops gracefully and hands the partitions off now (Kafka's `close()`): revokes every
@@ -552,7 +573,7 @@ impl PyWorker {
     #[pyo3(signature = (*, restart = false))]
     fn stop<'py>(slf: &Bound<'py, Self>, restart: bool) -> PyResult<Bound<'py, PyAny>> {
         let this: Py<PyWorker> = slf.clone().unbind();
-        crate::runtime::future_into_py(slf.py(), async move {
+        crate::runtime::unit_future_into_py(slf.py(), async move {
             let worker = this.get();
             // A start in progress finishes (or fails) first; then its worker is stopped.
             let handle = loop {
@@ -642,6 +663,41 @@ impl StartDone {
         }
         Ok(())
     }
+}
+
+/// `{partition ID: load}` from a mapping, in its order: a `ConfigError` naming the argument for
+/// something that is not a mapping of `str`, naming the partition for a load that is not a
+/// number (`bool` included). The ranges are the core's to check.
+pub(crate) fn loads_from(loads: &Bound<'_, PyAny>) -> PyResult<Vec<(parti::PartitionId, f64)>> {
+    let items = loads
+        .call_method0("items")
+        .and_then(|items| items.try_iter())
+        .map_err(|_| bad_arg("loads", "expected a mapping of partition ID to load"))?;
+    let mut out = Vec::new();
+    for item in items {
+        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        let Ok(key) = key.cast::<PyString>() else {
+            return Err(bad_arg(
+                "loads",
+                format!(
+                    "keys are partition IDs (str), got {}",
+                    key.get_type().name()?
+                ),
+            ));
+        };
+        let id = partition_id("loads", &key.to_cow()?)?;
+        let load = match value.extract::<f64>() {
+            Ok(l) if !value.is_instance_of::<pyo3::types::PyBool>() => l,
+            _ => {
+                return Err(core_err(parti::parti_core::Error::InvalidPartition {
+                    partition: id.to_string(),
+                    reason: format!("load {} is not a number", value.repr()?),
+                }))
+            }
+        };
+        out.push((id, load));
+    }
+    Ok(out)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

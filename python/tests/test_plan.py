@@ -183,3 +183,46 @@ def test_reprs_quote_strings_as_python_does(name: str) -> None:
     strategy.__name__ = name
     result = parti.plan([1], ["a"], strategy=strategy)
     assert repr(result).startswith(f"PlanResult(strategy={name!r}, ")
+
+
+def test_loads_move_partitions_off_a_hot_worker_and_explain_says_so() -> None:
+    # Worker 1 holds p.0..p.14, worker 2 p.15..p.29; worker 1's partitions carry 3x the load.
+    previous = {p.id: 1 if i < 15 else 2 for i, p in enumerate(PARTS)}
+    loads = {p.id: 3.0 if i < 15 else 1.0 for i, p in enumerate(PARTS)}
+    by_weight = parti.plan([1, 2], PARTS, previous=previous)
+    assert by_weight.moved == 0
+    result = parti.plan([1, 2], PARTS, previous=previous, loads=loads)
+    assert result.max_over_mean < 1.1
+    moved = [p for p, w in result.assignment.items() if w != previous[p]]
+    assert moved and all(previous[p] == 1 for p in moved)
+    e = parti.explain(moved[0], [1, 2], PARTS, previous=previous, loads=loads)
+    assert e.reason.startswith("moved for load: worker 1 was at 1.50x mean"), e.reason
+
+
+@pytest.mark.parametrize(
+    ("loads", "needle"),
+    [
+        ({"p.3": -1.0}, r'"p\.3".*finite number >= 0'),
+        ({"p.4": float("nan")}, r'"p\.4".*finite'),
+        ({"p.5": float("inf")}, r'"p\.5".*finite'),
+        ({"p.6": "high"}, r"\"p\.6\".*load 'high' is not a number"),
+        ({"p.7": True}, r'"p\.7".*load True is not a number'),
+        ({"q.1": 1.0}, r'"q\.1".*not in the partition list'),
+    ],
+)
+def test_a_bad_load_in_a_plan_raises_config_error_naming_the_partition(
+    loads: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(parti.ConfigError, match=needle):
+        parti.plan([1, 2], PARTS, loads=loads)
+    with pytest.raises(parti.ConfigError, match=needle):
+        parti.explain("p.0", [1, 2], PARTS, loads=loads)
+
+
+def test_loads_must_be_a_mapping_of_partition_ids() -> None:
+    with pytest.raises(parti.ConfigError, match="loads: expected a mapping"):
+        parti.plan([1, 2], PARTS, loads=[1.0, 2.0])  # type: ignore[arg-type]
+    with pytest.raises(parti.ConfigError, match="loads: keys are partition IDs"):
+        parti.plan([1, 2], PARTS, loads={3: 1.0})  # type: ignore[dict-item]
+    with pytest.raises(parti.ConfigError, match="loads"):
+        parti.plan([1, 2], PARTS, loads={"a..b": 1.0})

@@ -1,8 +1,10 @@
 """Workers in-process on the in-memory KV: a fleet without NATS, Python strategies in a live
-fleet, drain, and event order."""
+fleet, drain, event order, and measured load (`report_load` refusals, a `Rebalanced` round)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -103,7 +105,7 @@ async def test_drain_hands_everything_over_and_emits_drained(stop_all: list[part
     await wait_until(lambda: owned_exactly_once(stop_all, partitions) and all(w.assignment for w in stop_all))
     leaving, staying = stop_all
     events = leaving.events()
-    await leaving.drain()
+    assert await leaving.drain() is None  # type: ignore[func-returns-value]
     assert leaving.assignment == frozenset()
     await next_event(events, parti.Drained, timeout=5)
     await wait_until(lambda: len(staying.assignment) == 10, what="the other worker owns all")
@@ -138,3 +140,88 @@ async def test_stop_twice_and_stop_before_start_are_no_ops() -> None:
     assert w.is_stopped
     with pytest.raises(parti.WorkerStoppedError):
         await w.refresh_partitions()
+
+
+def reported_load(prefix: str) -> list[float]:
+    """The `parti_load` gauges of the workers with bucket prefix `prefix`."""
+    found = []
+    for line in parti.metrics_text().splitlines():
+        if line.startswith("parti_load{") and f'prefix="{prefix}"' in line:
+            found.append(float(line.rsplit(" ", 1)[1]))
+    return found
+
+
+async def test_report_load_refuses_a_bad_batch_as_a_whole_naming_the_partition(
+    stop_all: list[parti.Worker],
+) -> None:
+    prefix = "py-load-refusals"
+    kv = parti.MemoryKv(lease_ttl=1.0)
+    config = fast_config(bucket_prefix=prefix)
+    w = await parti.Worker(memory=kv, partitions=["a", "b"], config=config).start()
+    stop_all.append(w)
+    await wait_until(lambda: w.assignment == frozenset({"a", "b"}))
+    # Resolves to None, as the stub says (not to an empty tuple).
+    assert await w.report_load({"a": 1.0, "b": 2}) is None  # type: ignore[func-returns-value]
+    assert reported_load(prefix) == [3.0]
+    refusals: list[tuple[dict[str, Any], str]] = [
+        ({"a": 5.0, "b": -1.0}, r'"b".*load -1(\.0)? must be a finite number >= 0'),
+        ({"a": 5.0, "b": float("nan")}, r'"b".*finite'),
+        ({"a": 5.0, "b": float("inf")}, r'"b".*finite'),
+        ({"a": 5.0, "zz": 1.0}, r'"zz".*not held by this worker'),
+        ({"a": 5.0, "b": "x"}, r"\"b\".*load 'x' is not a number"),
+    ]
+    for loads, needle in refusals:
+        with pytest.raises(parti.ConfigError, match=needle):
+            await w.report_load(loads)
+    with pytest.raises(parti.ConfigError, match="loads: expected a mapping"):
+        await w.report_load(["a"])  # type: ignore[arg-type]
+    # Nothing of the refused batches was kept: `a` still counts 1.0, not 5.0.
+    await w.report_load({"b": 4.0})
+    assert reported_load(prefix) == [5.0]
+    await w.stop()
+    with pytest.raises(parti.WorkerStoppedError):
+        await w.report_load({"a": 1.0})
+
+
+async def report_forever(w: parti.Worker, hot: frozenset[str]) -> None:
+    """Reports every held partition's load every 50 ms: 10.0 for the `hot` ones, 1.0 else."""
+    while True:
+        loads = {p: 10.0 if p in hot else 1.0 for p in w.assignment}
+        try:
+            await w.report_load(loads)
+        except parti.ConfigError:
+            pass  # a partition moved between reading the assignment and reporting
+        await asyncio.sleep(0.05)  # the reporting cadence, not a synchronisation
+
+
+async def test_a_hot_worker_is_relieved_by_a_round_the_leader_reports_as_rebalanced(
+    stop_all: list[parti.Worker],
+) -> None:
+    partitions = numbered(8)
+    kv = parti.MemoryKv(lease_ttl=1.0)
+    config = fast_config(
+        2, load_half_life=0.5, load_cooldown=1.0, max_moves_per_round=2, bucket_prefix="py-load"
+    )
+    for _ in range(2):
+        w = parti.Worker(memory=kv, partitions=partitions, config=config)
+        stop_all.append(await w.start())
+    await wait_until(lambda: owned_exactly_once(stop_all, partitions) and all(w.assignment for w in stop_all))
+    leader = next(w for w in stop_all if w.is_leader)
+    events = leader.events()  # the first call replays everything since start
+    hot_worker = stop_all[0]
+    hot = hot_worker.assignment
+    reporters = [asyncio.ensure_future(report_forever(w, hot)) for w in stop_all]
+    try:
+        event = await next_event(events, parti.Rebalanced, timeout=15)
+    finally:
+        for r in reporters:
+            r.cancel()
+        await asyncio.gather(*reporters, return_exceptions=True)
+    assert event.worker == hot_worker.worker_id
+    # 4 x 10 against 4 x 1: 40 / 22 = 1.82 x the mean.
+    assert event.max_over_mean == pytest.approx(40 / 22, rel=0.01)
+    assert 1 <= event.moved <= 2
+    assert repr(event) == (
+        f"Rebalanced(generation={event.generation}, moved={event.moved}, "
+        f"worker={event.worker}, max_over_mean={event.max_over_mean!r})"
+    )

@@ -565,6 +565,15 @@ fn age_text(ms: u64) -> String {
     }
 }
 
+/// The sum of the partition loads a lease reports, if it reports any.
+fn reported_load(v: &parti::parti_core::codec::LeaseValue) -> Option<f64> {
+    let values = &v.loads.as_ref()?.values;
+    values
+        .iter()
+        .any(Option::is_some)
+        .then(|| values.iter().flatten().map(|l| f64::from(*l)).sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,13 +653,4 @@ mod tests {
         v.colour = true;
         assert!(v.text(&status).contains("\x1b[33mwarning:"));
     }
-}
-
-/// The sum of the partition loads a lease reports, if it reports any.
-fn reported_load(v: &parti::parti_core::codec::LeaseValue) -> Option<f64> {
-    let values = &v.loads.as_ref()?.values;
-    values
-        .iter()
-        .any(Option::is_some)
-        .then(|| values.iter().flatten().map(|l| f64::from(*l)).sum())
 }
