@@ -32,7 +32,7 @@ pub fn effective_partitions(
             load += l;
         }
     }
-    if weight == 0 || !(load > 0.0) {
+    if weight == 0 || load.is_nan() || load <= 0.0 {
         return partitions.to_vec();
     }
     // Room for the total (measured sizes round up by at most one each) with a factor 2 spare.

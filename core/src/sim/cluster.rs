@@ -181,6 +181,7 @@ impl Sim {
         let mut trace = Trace::new(config.trace_limit);
         trace.set_fingerprint(config.fingerprint);
         let load = config.load.clone().map(|spec| LoadModel::new(spec, seed));
+        let rounds = RoundChecker::new(template.max_moves_per_round, template.load_cooldown);
         let mut queue = Queue::default();
         if let Some(l) = &load {
             queue.push(Instant::ZERO + l.every(), Ev::ReportLoads);
@@ -214,7 +215,7 @@ impl Sim {
             changes: Vec::new(),
             conflicts: Vec::new(),
             load,
-            rounds: RoundChecker::default(),
+            rounds,
             gens: BTreeMap::new(),
         })
     }

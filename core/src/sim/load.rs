@@ -122,8 +122,11 @@ fn normal(rng: &mut Rng) -> f64 {
 /// The two invariants of balancing rounds, checked on what KV shows: no round moves more than
 /// `max_moves_per_round` partitions, and no partition moves in two rounds less than
 /// `load_cooldown` apart.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RoundChecker {
+    /// `max_moves_per_round` and `load_cooldown` of the workers.
+    budget: u32,
+    cooldown: Duration,
     /// When each partition last moved in a round.
     moved_at: BTreeMap<PartitionId, Instant>,
     /// Rounds checked.
@@ -131,6 +134,15 @@ pub(crate) struct RoundChecker {
 }
 
 impl RoundChecker {
+    pub(crate) fn new(budget: u32, cooldown: Duration) -> Self {
+        RoundChecker {
+            budget,
+            cooldown,
+            moved_at: BTreeMap::new(),
+            rounds: 0,
+        }
+    }
+
     /// Checks the round committed as `generation` at `now`: `before` and `after` are the owners
     /// of the committed generations before and at it (workers in both only). Returns what is
     /// broken, if anything.
@@ -141,9 +153,8 @@ impl RoundChecker {
         before: &BTreeMap<PartitionId, WorkerId>,
         after: &BTreeMap<PartitionId, WorkerId>,
         workers_in_both: impl Fn(WorkerId) -> bool,
-        budget: u32,
-        cooldown: Duration,
     ) -> Vec<(bool, String)> {
+        let (budget, cooldown) = (self.budget, self.cooldown);
         self.rounds += 1;
         let moved: Vec<&PartitionId> = before
             .iter()
@@ -226,15 +237,9 @@ impl Sim {
         let both = |w: WorkerId| {
             before.members.get(&w).map(|m| m.token) == after.members.get(&w).map(|m| m.token)
         };
-        let found = self.rounds.on_round(
-            self.now,
-            generation,
-            &owners_before,
-            &owners_after,
-            both,
-            self.template.max_moves_per_round,
-            self.template.load_cooldown,
-        );
+        let found = self
+            .rounds
+            .on_round(self.now, generation, &owners_before, &owners_after, both);
         for (over_budget, details) in found {
             let kind = if over_budget {
                 ViolationKind::RoundOverBudget
