@@ -653,4 +653,45 @@ mod tests {
         v.colour = true;
         assert!(v.text(&status).contains("\x1b[33mwarning:"));
     }
+
+    #[test]
+    fn reported_loads_show_per_worker_with_the_fleets_max_over_mean() {
+        use parti::parti_core::codec::{LeaseValue, LoadReport};
+        let lease = |capacity: u32, values: Vec<Option<f32>>| crate::fleet::Lease {
+            value: LeaseValue {
+                v: 1,
+                token: 1,
+                capacity,
+                applied: None,
+                departing: false,
+                draining: false,
+                loads: Some(LoadReport { share: 1, values }),
+            },
+            written: None,
+        };
+        let mut fleet = Fleet::default();
+        // Worker 1 reports 30 (one partition without a report), worker 2 (capacity 2) 20,
+        // worker 3 nothing: mean 50 / 3 capacity, worker 1 at 30 / (50 / 3) = 1.8x.
+        fleet.leases.insert(
+            parti::WorkerId(1),
+            lease(1, vec![Some(10.0), None, Some(20.0)]),
+        );
+        fleet
+            .leases
+            .insert(parti::WorkerId(2), lease(2, vec![Some(20.0)]));
+        let mut silent = lease(1, vec![]);
+        silent.value.loads = None;
+        fleet.leases.insert(parti::WorkerId(3), silent);
+        let status = view(false).status(&fleet, SystemTime::now());
+        let loads: Vec<Option<f64>> = status.workers.iter().map(|w| w.load).collect();
+        assert_eq!(loads, vec![Some(30.0), Some(20.0), None]);
+        assert_eq!(status.totals.load, Some(50.0));
+        let r = status.totals.load_max_over_mean.unwrap();
+        assert!((r - 1.8).abs() < 1e-9, "{r}");
+        let out = view(false).text(&status);
+        assert!(out.contains("load 50.00 (max/mean 1.80)"), "{out}");
+        let json: serde_json::Value = serde_json::to_value(&status).unwrap();
+        let r = json["totals"]["load_max_over_mean"].as_f64().unwrap();
+        assert!((r - 1.8).abs() < 1e-9, "{r}");
+    }
 }
