@@ -3,7 +3,7 @@
 //! ones are released, and a manual refresh is not held back by the rebalance cooldown.
 
 use parti_core::sim::{numbered_partitions, NodeId, Sim};
-use parti_core::Partition;
+use parti_core::{Partition, PartitionId};
 
 mod common;
 use common::*;
@@ -156,4 +156,32 @@ fn a_new_leader_reassigns_a_leavers_partitions_while_the_source_fails() {
     sim.set_source_failing(false);
     sim.must_converge(SECS(60));
     assert_owned_exactly_once(&sim);
+}
+
+#[test]
+fn a_refresh_that_only_changes_weights_rebalances_at_once() {
+    // Balanced by count, then 30 of one worker's partitions double their weight: the refresh
+    // rebalances by the new weights (not only a later imbalance round).
+    let (mut sim, nodes) = settled(3, 100, 5, |_| {});
+    let heavy: Vec<PartitionId> = sim.holdings(nodes[0]).iter().take(30).cloned().collect();
+    let parts: Vec<Partition> = numbered_partitions(100)
+        .into_iter()
+        .map(|p| {
+            let w = if heavy.contains(p.id()) { 200 } else { 100 };
+            Partition::new(&[p.id().as_str()], w).unwrap()
+        })
+        .collect();
+    sim.set_partitions(parts.clone());
+    sim.refresh(nodes[1]);
+    sim.must_converge(SECS(30));
+    let load = |n| -> u64 {
+        sim.holdings(n)
+            .iter()
+            .map(|p| parts.iter().find(|q| q.id() == p).unwrap().weight())
+            .sum()
+    };
+    let loads: Vec<u64> = nodes.iter().map(|n| load(*n)).collect();
+    let mean = loads.iter().sum::<u64>() as f64 / 3.0;
+    let max = *loads.iter().max().unwrap() as f64;
+    assert!(max <= 1.05 * mean, "loads {loads:?}");
 }

@@ -57,9 +57,12 @@ impl Leadership {
             if d.at <= now && (self.dirty || self.imbalance_due.is_some_and(|t| t <= now)) {
                 self.dirty = false;
                 // The next step of a handoff heads for the target its change was planned to,
-                // and moves nothing else (a budgeted round stays within its budget).
+                // and moves nothing else (a budgeted round stays within its budget). Changed
+                // partitions (weights too) or pins rebalance at once, as a round: a plan
+                // without a budget moves only what membership forces.
                 let budget = match d.cause {
                     Cause::Handoff if self.heading.is_some() => Some(0),
+                    Cause::PartitionsChanged => Some(cx.config.max_moves_per_round as usize),
                     _ => d.budget,
                 };
                 let round = d.cause == Cause::Imbalance;
