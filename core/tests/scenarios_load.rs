@@ -147,3 +147,21 @@ fn ten_percent_noise_around_a_balanced_state_moves_nothing() {
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
     assert_eq!((sim.stats().rounds, sim.stats().moves - moves), (0, 0));
 }
+
+#[test]
+fn a_worker_evicted_before_applying_a_revoke_keeps_those_partitions_until_it_fenced() {
+    // Simulator seed 1452 with load schedules (as `sim --load` runs it): the new leader's
+    // rounds revoked partitions from a worker that never applied them (its shares had been
+    // overwritten by its own late writes from before it was deposed); evicted as stuck, it
+    // still held them, and the leader granted them at once: two owners. A worker declared
+    // dead now holds the barrier until its release.
+    let mut spec = parti_core::sim::RunSpec::new(1452, 5, 100, SECS(60));
+    spec.sim.load = Some(LoadSpec::default());
+    spec.config.max_moves_per_round = 5;
+    spec.config.min_rebalance_interval = SECS(5);
+    spec.config.load_half_life = SECS(5);
+    spec.config.load_cooldown = SECS(15);
+    let outcome = parti_core::sim::run_seed(&spec);
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+    assert!(outcome.converge_ms.is_some());
+}

@@ -249,14 +249,22 @@ impl Leadership {
         )
     }
 
-    /// Whether every live worker has applied the committed generation.
-    pub(crate) fn barrier_complete(&self) -> bool {
+    /// Whether every worker that may still hold partitions has applied the committed
+    /// generation. A worker declared dead counts until its release (by then it fenced itself):
+    /// one evicted as stuck, or that crashed, before applying a revoke may still hold what it
+    /// was asked to give up, and nobody may be granted that before.
+    pub(crate) fn barrier_complete(&self, now: Instant) -> bool {
         let Some(c) = &self.committed else {
             return true;
         };
+        let released = |p: &Peer| {
+            p.dead
+                .as_ref()
+                .is_some_and(|d| d.confirmed && d.release_at <= now)
+        };
         self.peers
             .values()
-            .filter(|p| p.dead.is_none() && p.departing_since.is_none())
+            .filter(|p| p.departing_since.is_none() && !released(p))
             .all(|p| p.applied >= Some(c.record.generation))
     }
 
@@ -489,7 +497,7 @@ impl Leadership {
         // A report of an applied generation matters to the planner only once it completes the
         // barrier; anything else that changed always does.
         let only_applied = before.0 == after.0;
-        if before != after && (!only_applied || self.barrier_complete()) {
+        if before != after && (!only_applied || self.barrier_complete(now)) {
             self.dirty = true;
         }
         // Loads reach the planner through the balance measurement, not as a change of view.

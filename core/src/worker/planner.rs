@@ -167,7 +167,7 @@ impl Leadership {
         let mut tokens: BTreeMap<WorkerId, u64> = BTreeMap::new();
         let mut exempt: BTreeSet<WorkerId> = BTreeSet::new();
         let mut eligible: Vec<WorkerSlot> = Vec::new();
-        let barrier = self.barrier_complete();
+        let barrier = self.barrier_complete(now);
         // Sorted by ID (as received from the source, or from the committed shares).
         let parts = self
             .partitions
