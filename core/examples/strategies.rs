@@ -25,7 +25,7 @@
 // A benchmark binary times itself; the core's ban on clocks is about the library.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
-use parti_core::load::effective_partitions;
+use parti_core::load::{effective_partitions, out_of_balance};
 use parti_core::plan::{plan, summarize, PlanSummary};
 use parti_core::strategy::{
     Balanced, BoundedLoad, Bounds, ConsistentHash, PlanInput, RoundRobin, Strategy, WorkerSlot,
@@ -177,16 +177,15 @@ fn quality_table() {
     }
 }
 
-/// Whether the leader's trigger fires on `current` with `input.loads`: the most loaded worker
-/// above `1 + threshold` times the mean, or times the heaviest partition where that is more
-/// (the rule of `Config::rebalance_threshold`, on the effective sizes).
+/// Whether the leader's trigger fires on `current` with `input.loads` (its rule,
+/// [`out_of_balance`], on the effective sizes; equal capacities).
 fn round_due(input: &PlanInput, current: &parti_core::strategy::Plan) -> bool {
     let sized = effective_partitions(&input.partitions, &input.loads);
     let total: u64 = sized.iter().map(Partition::weight).sum();
     let mean = total as f64 / input.workers.len() as f64;
     let heaviest = sized.iter().map(Partition::weight).max().unwrap_or(0) as f64;
-    let floor = (heaviest / mean).max(1.0);
-    summarize(input, current).max_over_mean > (1.0 + Config::default().rebalance_threshold) * floor
+    let max = summarize(input, current).max_over_mean;
+    out_of_balance(max, heaviest / mean, Config::default().rebalance_threshold)
 }
 
 /// Rounds of the leader's default budget while its trigger fires and a round changes

@@ -51,8 +51,28 @@ pub fn effective_partitions(
         .collect()
 }
 
-/// Refuses a load that is negative or not finite, or of a partition not in `partitions`
-/// (sorted or not), naming the partition.
+/// The leader's balance rule (`Config::rebalance_threshold`): the most loaded worker, at
+/// `max_over_mean` times the mean load (both relative to capacity), is out of balance above
+/// `1 + threshold` times the mean, or times the heaviest partition alone on the biggest worker
+/// (`heaviest_over_mean`) where that is more: no placement does better than that.
+pub fn out_of_balance(max_over_mean: f64, heaviest_over_mean: f64, threshold: f64) -> bool {
+    max_over_mean > (1.0 + threshold) * heaviest_over_mean.max(1.0)
+}
+
+/// Refuses a load of `p` that is negative or not finite, naming the partition: the one rule
+/// for a load, wherever it comes from.
+pub(crate) fn check(p: &PartitionId, load: f64) -> Result<(), Error> {
+    if load.is_finite() && load >= 0.0 {
+        return Ok(());
+    }
+    Err(Error::InvalidPartition {
+        partition: p.short().into_owned(),
+        reason: format!("load {load} must be a finite number >= 0"),
+    })
+}
+
+/// Refuses a load that is negative or not finite ([`check`]), or of a partition not in
+/// `partitions` (sorted or not), naming the partition.
 pub fn validate(partitions: &[Partition], loads: &BTreeMap<PartitionId, f64>) -> Result<(), Error> {
     if loads.is_empty() {
         return Ok(());
@@ -60,15 +80,12 @@ pub fn validate(partitions: &[Partition], loads: &BTreeMap<PartitionId, f64>) ->
     let listed: std::collections::BTreeSet<&PartitionId> =
         partitions.iter().map(Partition::id).collect();
     for (p, l) in loads {
-        let bad = |reason: String| Error::InvalidPartition {
-            partition: p.short().into_owned(),
-            reason,
-        };
-        if !(l.is_finite() && *l >= 0.0) {
-            return Err(bad(format!("load {l} must be a finite number >= 0")));
-        }
+        check(p, *l)?;
         if !listed.contains(p) {
-            return Err(bad("has a load but is not in the partition list".into()));
+            return Err(Error::InvalidPartition {
+                partition: p.short().into_owned(),
+                reason: "has a load but is not in the partition list".into(),
+            });
         }
     }
     Ok(())

@@ -690,7 +690,7 @@ pub(crate) fn loads_from(loads: &Bound<'_, PyAny>) -> PyResult<Vec<(parti::Parti
             Ok(l) if !value.is_instance_of::<pyo3::types::PyBool>() => l,
             _ => {
                 return Err(core_err(parti::parti_core::Error::InvalidPartition {
-                    partition: id.to_string(),
+                    partition: id.short().into_owned(),
                     reason: format!("load {} is not a number", value.repr()?),
                 }))
             }

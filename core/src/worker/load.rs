@@ -18,13 +18,11 @@ impl WorkerMachine {
     /// Merges `loads` into the last report (refused as a whole if a value or partition is bad).
     pub(crate) fn report_load(&mut self, loads: Vec<(PartitionId, f64)>) -> Result<(), Error> {
         for (p, load) in &loads {
+            crate::load::check(p, *load)?;
             let bad = |reason: String| Error::InvalidPartition {
                 partition: p.short().into_owned(),
                 reason,
             };
-            if !(load.is_finite() && *load >= 0.0) {
-                return Err(bad(format!("load {load} must be a finite number >= 0")));
-            }
             if *load > f64::from(f32::MAX) {
                 return Err(bad(format!("load {load} must be at most {:e}", f32::MAX)));
             }

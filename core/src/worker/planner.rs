@@ -271,11 +271,7 @@ impl Leadership {
                 }
             }
         }
-        let loads = if self.loads.is_empty() {
-            BTreeMap::new()
-        } else {
-            self.loads.of(parts)
-        };
+        let loads = self.loads.of(parts);
         let input = PlanInput {
             previous,
             pins,

@@ -277,7 +277,9 @@ impl Leadership {
             &sized
         };
         match balance(parts, c, &self.peers) {
-            Some((worker, over, floor)) if over > (1.0 + cfg.rebalance_threshold) * floor => {
+            Some((worker, over, heaviest))
+                if crate::load::out_of_balance(over, heaviest, cfg.rebalance_threshold) =>
+            {
                 let since = *self.imbalance_since.get_or_insert(now);
                 let cooldown = self
                     .last_rebalance
@@ -319,10 +321,10 @@ impl Wake {
 
 /// The balance of the committed shares by the sizes in `parts` (sorted by ID; unlisted
 /// partitions weigh 0), loads relative to capacity, over the live members that do not drain:
-/// the most loaded, its load over
-/// the mean (total size over total capacity), and the least that ratio can be (the heaviest
-/// partition alone on the biggest worker, at least 1). `None` when it cannot be computed (fewer
-/// than two live members, a share unknown, nothing to weigh).
+/// the most loaded, its load over the mean (total size over total capacity), and the heaviest
+/// partition alone on the biggest worker over the mean (what [`crate::load::out_of_balance`]
+/// takes). `None` when it cannot be computed (fewer than two live members, a share unknown,
+/// nothing to weigh).
 fn balance(
     parts: &[Partition],
     c: &CommittedGen,
@@ -368,7 +370,7 @@ fn balance(
     }
     let mean = total / capacity;
     let heaviest = parts.iter().map(|p| p.weight()).max().unwrap_or(0) as f64;
-    Some((worker, max / mean, (heaviest / biggest / mean).max(1.0)))
+    Some((worker, max / mean, heaviest / biggest / mean))
 }
 
 #[cfg(test)]
