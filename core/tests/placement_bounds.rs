@@ -327,17 +327,24 @@ fn settle(case: &Case, input: &PlanInput, plan0: Plan, limit: f64) -> (Plan, usi
         current = next;
     }
     panic!(
-        "seed {} ({:?}, {:?}, {:?}, {} partitions, {} workers): max {} stays above the bound {} \
-         after the leader's rounds",
+        "{}: max {} stays above the bound {limit} after the leader's rounds",
+        what(case, input),
+        max_relative(input, &current),
+    );
+}
+
+/// Which case and input a failure is about: "seed S (weights, caps, change, P partitions, W
+/// workers)".
+fn what(case: &Case, input: &PlanInput) -> String {
+    format!(
+        "seed {} ({:?}, {:?}, {:?}, {} partitions, {} workers)",
         case.seed,
         case.weights,
         case.caps,
         case.change,
         input.partitions.len(),
-        input.workers.len(),
-        max_relative(input, &current),
-        limit
-    );
+        input.workers.len()
+    )
 }
 
 /// One change from `previous`: moved ≤ 1.1 × floor, then balanced (after rounds if needed).
@@ -356,28 +363,16 @@ fn change(case: &Case, mut input: PlanInput, previous: &Plan) -> (Plan, u128, u1
         let m = summarize(&again, &replan);
         assert!(
             replan == after,
-            "seed {} ({:?}, {:?}, {:?}, {} partitions, {} workers): planning again from the \
-             result moves {} (weight {})",
-            case.seed,
-            case.weights,
-            case.caps,
-            case.change,
-            input.partitions.len(),
-            input.workers.len(),
+            "{}: planning again from the result moves {} (weight {})",
+            what(case, &input),
             m.moved,
             m.moved_weight
         );
     }
     assert!(
         moved as f64 <= 1.1 * b.floor as f64,
-        "seed {} ({:?}, {:?}, {:?}, {} partitions, {} workers): moved {moved}, floor {} \
-         (share {})",
-        case.seed,
-        case.weights,
-        case.caps,
-        case.change,
-        input.partitions.len(),
-        input.workers.len(),
+        "{}: moved {moved}, floor {} (share {})",
+        what(case, &input),
         b.floor,
         b.share
     );
