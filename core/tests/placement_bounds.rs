@@ -13,6 +13,23 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 /// Cases per run (each a fresh plan and a change; chains count once).
 const CASES: u64 = 560;
+
+/// Cases known to miss a bound, each still asserted to miss it (and nothing else) so that a fix
+/// shows here: (seed, what the failure message says). Four 30-step chains with 1–5 partitions
+/// per worker move 1.13–2.7 × their cumulative floor: the leader's rounds must pack such
+/// lumpy fleets to within 1.05 × the mean, about LPT's own quality, and the floor (a lower
+/// bound that counts what lumps force one step deep) counts far less than that packing moves.
+/// Seed 230 (49 Zipf partitions on 102 workers, one big): a refresh whose result the weight cap
+/// left above the ceiling, with an empty worker that could take a partition, is not a fixed
+/// point: planning again moves that partition (one more move the leader makes at its next
+/// handoff step).
+const KNOWN_MISSES: &[(u64, &str)] = &[
+    (110, "30-step chain moved"),
+    (189, "30-step chain moved"),
+    (230, "planning again from the result moves 1 "),
+    (330, "30-step chain moved"),
+    (476, "30-step chain moved"),
+];
 /// The leader's default move budget per round, and the most rounds a change may need.
 const ROUND_BUDGET: usize = 100;
 const MAX_ROUNDS: usize = 10;
@@ -116,21 +133,8 @@ fn capacity(rng: &mut Rng, caps: Caps, index: usize) -> u32 {
     }
 }
 
-/// Which bounds a run asserts (every level asserts the ones before it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Level {
-    /// Every partition placed on a live worker, rounds within their budget, fresh plans
-    /// within 1 % of LPT, and every change (each step of a chain too) moves at most 1.1 × its floor and ends
-    /// within the balance bound, directly or after the leader's rounds.
-    Bounds,
-    /// Also: a 30-step chain moves at most 1.1 × its cumulative floor, and planning again from
-    /// a change's result moves nothing.
-    Full,
-}
-
 struct Case {
     seed: u64,
-    level: Level,
     weights: Weights,
     caps: Caps,
     change: Change,
@@ -190,7 +194,6 @@ fn generate(seed: u64) -> Case {
         .collect();
     Case {
         seed,
-        level: Level::Full,
         weights: kind,
         caps,
         change,
@@ -355,20 +358,18 @@ fn change(case: &Case, mut input: PlanInput, previous: &Plan) -> (Plan, u128, u1
     let after = plan(&Balanced::default(), &input).expect("valid input");
     check_complete(case, &input, &after);
     let moved = summarize(&input, &after).moved_weight;
-    if case.level == Level::Full {
-        // the leader plans again from its own target on every handoff step
-        let mut again = input.clone();
-        again.previous = after.assignment.clone();
-        let replan = plan(&Balanced::default(), &again).expect("valid input");
-        let m = summarize(&again, &replan);
-        assert!(
-            replan == after,
-            "{}: planning again from the result moves {} (weight {})",
-            what(case, &input),
-            m.moved,
-            m.moved_weight
-        );
-    }
+    // the leader plans again from its own target on every handoff step
+    let mut again = input.clone();
+    again.previous = after.assignment.clone();
+    let replan = plan(&Balanced::default(), &again).expect("valid input");
+    let m = summarize(&again, &replan);
+    assert!(
+        replan == after,
+        "{}: planning again from the result moves {} (weight {})",
+        what(case, &input),
+        m.moved,
+        m.moved_weight
+    );
     assert!(
         moved as f64 <= 1.1 * b.floor as f64,
         "{}: moved {moved}, floor {} (share {})",
@@ -507,7 +508,7 @@ fn run_case(case: &Case) -> usize {
                 rounds = rounds.max(r);
             }
             assert!(
-                case.level < Level::Full || moved as f64 <= 1.1 * floor as f64,
+                moved as f64 <= 1.1 * floor as f64,
                 "seed {} ({:?}, {:?}): a 30-step chain moved {moved}, cumulative floor {floor}",
                 case.seed,
                 case.weights,
@@ -521,7 +522,7 @@ fn run_case(case: &Case) -> usize {
 /// Runs every generated case (all of them, or only seed `N` with the environment variable
 /// `PB_SEED=N`, to replay one) and reports the failures together; returns how many cases
 /// needed the leader's rounds.
-fn run_all(level: Level) -> usize {
+fn run_all() -> usize {
     let only: Option<u64> = std::env::var("PB_SEED").ok().and_then(|s| s.parse().ok());
     let (mut failures, mut needed_rounds) = (Vec::new(), 0);
     let hook = std::panic::take_hook();
@@ -529,10 +530,7 @@ fn run_all(level: Level) -> usize {
         std::panic::set_hook(Box::new(|_| {}));
     }
     for seed in (1..=CASES).filter(|s| only.is_none_or(|o| o == *s)) {
-        let case = Case {
-            level,
-            ..generate(seed)
-        };
+        let case = generate(seed);
         match std::panic::catch_unwind(|| run_case(&case)) {
             Ok(rounds) => needed_rounds += usize::from(rounds > 0),
             Err(e) => failures.push(
@@ -543,6 +541,23 @@ fn run_all(level: Level) -> usize {
         }
     }
     std::panic::set_hook(hook);
+    // the known misses must still miss, and only that way
+    let known = |f: &String| {
+        KNOWN_MISSES
+            .iter()
+            .any(|(s, why)| f.starts_with(&format!("seed {s} (")) && f.contains(why))
+    };
+    let missed = failures.iter().filter(|f| known(f)).count();
+    failures.retain(|f| !known(f));
+    let expected = KNOWN_MISSES
+        .iter()
+        .filter(|(s, _)| only.is_none_or(|o| o == *s))
+        .count();
+    assert!(
+        missed == expected,
+        "{missed} of the {expected} known misses in KNOWN_MISSES still miss: remove the fixed \
+         ones"
+    );
     assert!(
         failures.is_empty(),
         "{} of {CASES} cases failed:\n{}",
@@ -556,22 +571,17 @@ fn run_all(level: Level) -> usize {
 /// heaviest leave, refresh and chain step moves at most 1.1 × its floor and ends within
 /// max(heaviest / largest capacity, 1.05 × mean, 1.01 × LPT) — directly, or (where the floor
 /// and the bound cannot both hold) after the leader's rounds of 100 moves, which then never
-/// stall; and rounds are the exception, not the rule.
+/// stall; and rounds are the exception, not the rule. Also: a 30-step chain moves at most
+/// 1.1 × its cumulative floor (rounds included), and planning again
+/// from a change's result moves nothing (the leader does that on every handoff step); the
+/// cases in [`KNOWN_MISSES`] excepted.
 #[test]
 fn balanced_keeps_its_bounds_on_random_inputs() {
-    let needed_rounds = run_all(Level::Bounds);
+    let needed_rounds = run_all();
     assert!(
         needed_rounds * 5 <= CASES as usize,
         "{needed_rounds} of {CASES} cases needed the leader's rounds"
     );
-}
-
-/// Issue 12 §1's chain bound (30 steps within 1.1 × the cumulative floor, rounds included) and
-/// the fixed point the leader relies on (planning again from a change's result moves nothing).
-#[test]
-#[ignore = "issue 12: 5 of 560 cases fail: 4 chains with 1-5 partitions per worker (Uniform, Huge) move 1.13-2.8 x the cumulative floor, because rounds trade partitions far heavier than the excess; 1 refresh (seed 230) whose capped result a replan sheds further; run with --ignored"]
-fn balanced_keeps_its_chain_and_replan_bounds_on_random_inputs() {
-    run_all(Level::Full);
 }
 
 #[test]
