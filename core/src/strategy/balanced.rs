@@ -9,6 +9,8 @@ use crate::{PartitionId, WorkerId};
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
+mod local;
+
 /// Sticky, weight- and capacity-aware placement; the default strategy.
 ///
 /// Results change with the workers' capacities, the partitions' weights, the previous
@@ -66,9 +68,13 @@ use std::collections::BTreeSet;
 ///   departed worker, so a leader that plans a leave in two steps lands where a preview does.
 ///
 /// With a budget (a round), passes 4 and 5 run until `max_moves` partitions have left a live
-/// owner; when no move, swap, trade or make-room step helps and budget is left, the rest goes
-/// to moving partitions to their owner in LPT repacked (off the most loaded workers first).
-/// Partitions of departed workers never count, so `Some(0)` moves exactly the departed share.
+/// owner. When they end above the ceiling, a *local repack* is tried instead: the workers
+/// above the ceiling and a few of the least loaded place their partitions too heavy for any
+/// worker's room again among themselves (heaviest first, each staying on its owner while it
+/// fits), then passes 4 and 5 (see `balanced/local.rs`); it is kept when it ends within the
+/// ceiling. Failing both, when budget is left, the rest goes to moving partitions to their
+/// owner in LPT repacked (off the most loaded workers first). Partitions of departed workers
+/// never count, so `Some(0)` moves exactly the departed share.
 ///
 /// Every move of passes 4 and 5 leaves both workers strictly between their old relative
 /// loads, compared exactly in integers, so the passes end (and are capped at `2P + W` moves
@@ -137,6 +143,7 @@ enum Cause {
     Shed,
     Lifted,
     Repacked,
+    RepackedLocally,
 }
 
 /// The line a donor must stay at or above when lifting a worker below its line.
@@ -216,6 +223,16 @@ impl<'p> Solver<'p> {
             return Solver::run(prep, lim, input, cap);
         };
         let mut full = Solver::run(prep, lim, input, u128::MAX);
+        if full.over_limit() {
+            // a local repack of what stays, then the passes
+            let mut local = Solver::sticky(prep, lim, input);
+            if local.repack_locally() {
+                let local = local.finish(u128::MAX);
+                if !local.over_limit() {
+                    full = local;
+                }
+            }
+        }
         if full.over_limit() {
             let repacked = Solver::repacked(prep, lim, input);
             if repacked.moved <= budget && repacked.heaviest() < full.heaviest() {
@@ -1175,6 +1192,11 @@ impl<'p> Solver<'p> {
             Cause::Repacked => format!(
                 "moved from {from} to worker {to_id}: no single move or swap could balance the \
                  plan, so it was repacked heaviest first (LPT), keeping what it could in place"
+            ),
+            Cause::RepackedLocally => format!(
+                "moved from {from} to worker {to_id}: no single move or swap could balance the \
+                 plan, so the most and the least loaded workers placed their heaviest \
+                 partitions again among themselves (LPT), keeping what they could in place"
             ),
             Cause::Lifted => format!(
                 "moved from {from} (most loaded) to worker {to_id}, which was below {:.2} of \
