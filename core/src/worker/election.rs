@@ -114,6 +114,19 @@ impl WorkerMachine {
         std::time::Duration::from_millis(5 * (rank % 64))
     }
 
+    /// Campaigns again once unfenced: a take-over check or the lease's expiry (its purge
+    /// marker) that came while this worker was fenced was refused, and nothing else would
+    /// retry it — a fleet whose leader died during a KV outage would stay without one.
+    pub(crate) fn resume_election(&mut self, now: Instant) {
+        if self.leader_watch.is_none() || self.leading.is_some() {
+            return;
+        }
+        match self.timers.get(Timer::LeaderCheck) {
+            Some(at) if at > now && self.leader_seen.is_some() => {}
+            _ => self.on_leader_check(),
+        }
+    }
+
     pub(crate) fn on_leader_check(&mut self) {
         let takeover = self.leader_seen.as_ref().map(|l| l.revision);
         self.try_acquire(takeover);

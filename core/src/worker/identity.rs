@@ -313,6 +313,7 @@ impl WorkerMachine {
         if self.fenced {
             self.fenced = false;
             self.try_apply(now);
+            self.resume_election(now);
         }
         self.update_degraded(now);
     }
