@@ -165,3 +165,37 @@ fn a_worker_evicted_before_applying_a_revoke_keeps_those_partitions_until_it_fen
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     assert!(outcome.converge_ms.is_some());
 }
+
+/// Regression: while a worker stopped for a restart is parked, its partitions are left out of
+/// the plan, and their reported loads must be too — the leader planned with loads of
+/// partitions not in its list, every plan was refused (`InvalidPartitions`), and a crash
+/// meanwhile was not handled until the parked worker's grace ended.
+#[test]
+fn a_crash_is_handled_while_a_loaded_worker_is_parked_for_its_restart() {
+    let (mut sim, nodes) = loaded(4, 40, 21, 10, exact());
+    set_loads(&mut sim, 40, |_| 1.0);
+    sim.run_for(SECS(5));
+    let leader = sim.leader().expect("a leader");
+    let others: Vec<NodeId> = nodes.iter().copied().filter(|n| *n != leader).collect();
+    let (parked, crashed) = (others[0], others[1]);
+    sim.stop(parked, false);
+    sim.run_for(SECS(2));
+    let lost = sim.holdings(crashed).clone();
+    assert!(!lost.is_empty());
+    let since = sim.now();
+    sim.crash(crashed);
+    // a TTL and the grace later (well within the parked worker's 30 s restart grace)
+    let handled = sim.run_until_true(SECS(12), |s| {
+        lost.iter()
+            .all(|p| s.owners().get(p).is_some_and(|o| o.len() == 1))
+    });
+    assert!(handled.is_some(), "{}", sim.trace().tail(60));
+    let refused = sim.events().iter().any(|(t, _, e)| {
+        *t >= since
+            && matches!(
+                e,
+                parti_core::Event::Warning(parti_core::Warning::InvalidPartitions(_))
+            )
+    });
+    assert!(!refused, "the leader refused its own plan input");
+}

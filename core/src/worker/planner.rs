@@ -271,7 +271,12 @@ impl Leadership {
                 }
             }
         }
-        let loads = self.loads.of(parts);
+        // Loads of frozen partitions stay known (for when they are free again) but are not
+        // planned: the plan lists only the free ones.
+        let mut loads = self.loads.of(parts);
+        if free.len() < parts.len() {
+            loads.retain(|p, _| free.binary_search_by(|x| x.id().cmp(p)).is_ok());
+        }
         let input = PlanInput {
             previous,
             pins,
