@@ -86,6 +86,10 @@ pub struct WorkerConfig {
     /// does (joins, leaves, crashes and drains still move it).
     #[uniffi(default = None)]
     pub load_cooldown_ms: Option<u64>,
+    /// The leader re-reads the partition source this often unasked, so that a change reaches
+    /// the assignment even when no refresh does; 0 turns it off.
+    #[uniffi(default = None)]
+    pub source_poll_interval_ms: Option<u64>,
     /// How partitions change hands.
     #[uniffi(default = None)]
     pub handoff: Option<HandoffMode>,
@@ -159,6 +163,7 @@ impl WorkerConfig {
             max_moves_per_round: self.max_moves_per_round.unwrap_or(d.max_moves_per_round),
             load_half_life: ms(self.load_half_life_ms, d.load_half_life),
             load_cooldown: ms(self.load_cooldown_ms, d.load_cooldown),
+            source_poll_interval: ms(self.source_poll_interval_ms, d.source_poll_interval),
             handoff: self.handoff.map_or(d.handoff, |mode| match mode {
                 HandoffMode::Strict => parti::HandoffMode::Strict,
                 HandoffMode::Relaxed => parti::HandoffMode::Relaxed,
@@ -194,6 +199,7 @@ impl WorkerConfig {
             max_moves_per_round: Some(c.max_moves_per_round),
             load_half_life_ms: Some(duration_ms(c.load_half_life)),
             load_cooldown_ms: Some(duration_ms(c.load_cooldown)),
+            source_poll_interval_ms: Some(duration_ms(c.source_poll_interval)),
             handoff: Some(match c.handoff {
                 parti::HandoffMode::Strict => HandoffMode::Strict,
                 parti::HandoffMode::Relaxed => HandoffMode::Relaxed,
@@ -327,6 +333,7 @@ mod tests {
             max_moves_per_round: None,
             load_half_life_ms: None,
             load_cooldown_ms: None,
+            source_poll_interval_ms: None,
             handoff: None,
             revoke_timeout_ms: None,
             shutdown_timeout_ms: None,
@@ -380,6 +387,7 @@ mod tests {
             max_moves_per_round: d.max_moves_per_round + 1,
             load_half_life: d.load_half_life + Duration::from_millis(13),
             load_cooldown: d.load_cooldown + Duration::from_millis(14),
+            source_poll_interval: d.source_poll_interval + Duration::from_millis(15),
             handoff: parti::HandoffMode::Relaxed,
             revoke_timeout: d.revoke_timeout + Duration::from_millis(10),
             shutdown_timeout: d.shutdown_timeout + Duration::from_millis(11),

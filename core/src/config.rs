@@ -96,6 +96,12 @@ pub struct Config {
     /// load does (hysteresis: a hot partition is not bounced around). Joins, leaves, crashes
     /// and drains still move it. Default 60 s.
     pub load_cooldown: Duration,
+    /// The leader re-reads the partition source this often unasked, so that a change reaches
+    /// the assignment even when no refresh does (a refresh asked of a worker that dies before
+    /// passing it on is lost; a source may change without anyone calling refresh). Zero turns
+    /// it off; else at least `heartbeat_interval`. Default 5 min (Kafka clients re-read
+    /// metadata as often, `metadata.max.age.ms`).
+    pub source_poll_interval: Duration,
     /// Revoke before grant (Strict) or one phase (Relaxed). Default Strict.
     pub handoff: HandoffMode,
     /// A revoke not confirmed by the driver within this is dropped anyway (and said so).
@@ -135,6 +141,7 @@ impl Default for Config {
             max_moves_per_round: 100,
             load_half_life: Duration::from_secs(30),
             load_cooldown: Duration::from_secs(60),
+            source_poll_interval: Duration::from_secs(300),
             handoff: HandoffMode::Strict,
             revoke_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
@@ -218,6 +225,17 @@ impl Config {
                 format!(
                     "{} ms must be at least 1 s (NATS TTLs are whole seconds)",
                     ms(self.lease_ttl)
+                ),
+            );
+        }
+        let poll = self.source_poll_interval;
+        if !poll.is_zero() && poll < self.heartbeat_interval {
+            return bad(
+                "source_poll_interval",
+                format!(
+                    "{} ms must be 0 (off) or at least heartbeat_interval ({} ms)",
+                    ms(poll),
+                    ms(self.heartbeat_interval)
                 ),
             );
         }

@@ -73,6 +73,20 @@ fn each_bad_field_is_named() {
         }),
         "bucket_prefix"
     );
+    assert_eq!(
+        field_of(Config {
+            source_poll_interval: Duration::from_millis(500),
+            ..d()
+        }),
+        "source_poll_interval"
+    );
+    // zero turns the poll off
+    Config {
+        source_poll_interval: Duration::ZERO,
+        ..d()
+    }
+    .validate()
+    .unwrap();
     assert_eq!(field_of(Config { replicas: 0, ..d() }), "replicas");
     assert_eq!(field_of(Config { capacity: 0, ..d() }), "capacity");
     assert_eq!(

@@ -185,3 +185,26 @@ fn a_refresh_that_only_changes_weights_rebalances_at_once() {
     let max = *loads.iter().max().unwrap() as f64;
     assert!(max <= 1.05 * mean, "loads {loads:?}");
 }
+
+/// A refresh asked of a worker that dies before passing it on is lost with it (its
+/// `ctl.refresh` write waits in the buffer of a client cut off from NATS); the leader's own poll
+/// of the source (`source_poll_interval`) still brings the change in. With the poll off, the
+/// removed partitions stay held: the poll is what makes it good.
+#[test]
+fn a_refresh_lost_with_its_worker_is_made_good_by_the_leaders_poll() {
+    for (poll, seen) in [(SECS(20), true), (SECS(0), false)] {
+        let (mut sim, nodes) = settled(3, 60, 12, |c| c.source_poll_interval = poll);
+        let f = follower(&sim, &nodes);
+        sim.set_partitions(numbered_partitions(50));
+        sim.isolate(f);
+        sim.refresh(f);
+        sim.crash(f);
+        if seen {
+            sim.must_converge(SECS(60));
+            assert_owned_exactly_once(&sim);
+        } else {
+            sim.run_for(SECS(60));
+            assert_eq!(sim.owners().len(), 60, "the refresh was not lost after all");
+        }
+    }
+}

@@ -186,7 +186,8 @@ impl Worker {
 
     /// Asks the leader to re-read the partition source now (a follower forwards the request
     /// through KV). Resolves once the worker accepted the request, not when the assignment
-    /// changed: watch [`Worker::events`] for that.
+    /// changed: watch [`Worker::events`] for that. (The leader also re-reads the source every
+    /// `Config::source_poll_interval` unasked.)
     pub async fn refresh_partitions(&self) -> Result<(), Error> {
         self.ask(Command::Refresh).await
     }

@@ -132,6 +132,7 @@ class Config:
         max_moves_per_round: Optional[int] = None,
         load_half_life: Optional[float] = None,
         load_cooldown: Optional[float] = None,
+        source_poll_interval: Optional[float] = None,
         handoff: Optional[_Handoff] = None,
         revoke_timeout: Optional[float] = None,
         shutdown_timeout: Optional[float] = None,
@@ -206,6 +207,10 @@ class Config:
     def load_cooldown(self) -> float:
         """Seconds a partition moved by a balancing round stays where it is, whatever its load
         does (joins, leaves, crashes and drains still move it)."""
+    @property
+    def source_poll_interval(self) -> float:
+        """Seconds between the leader's own reads of the partition source, so that a change
+        reaches the assignment even when no refresh does (0: only on refresh)."""
     @property
     def handoff(self) -> _Handoff:
         """`"strict"` (revoke before grant) or `"relaxed"` (one phase, at-least-once)."""

@@ -72,6 +72,7 @@ impl PyConfig {
         max_moves_per_round = None,
         load_half_life = None,
         load_cooldown = None,
+        source_poll_interval = None,
         handoff = None,
         revoke_timeout = None,
         shutdown_timeout = None,
@@ -100,6 +101,7 @@ impl PyConfig {
         max_moves_per_round: Option<i64>,
         load_half_life: Option<f64>,
         load_cooldown: Option<f64>,
+        source_poll_interval: Option<f64>,
         handoff: Option<String>,
         revoke_timeout: Option<f64>,
         shutdown_timeout: Option<f64>,
@@ -162,6 +164,11 @@ impl PyConfig {
             secs("load_half_life"),
         )?;
         given(&mut c.load_cooldown, load_cooldown, secs("load_cooldown"))?;
+        given(
+            &mut c.source_poll_interval,
+            source_poll_interval,
+            secs("source_poll_interval"),
+        )?;
         given(&mut c.handoff, handoff, |v| {
             match v.to_ascii_lowercase().as_str() {
                 "strict" => Ok(HandoffMode::Strict),
@@ -305,6 +312,11 @@ impl PyConfig {
     fn load_cooldown(&self) -> f64 {
         secs_of(self.0.load_cooldown)
     }
+    /// Seconds between the leader's own reads of the partition source (0: only on refresh).
+    #[getter]
+    fn source_poll_interval(&self) -> f64 {
+        secs_of(self.0.source_poll_interval)
+    }
     /// `"strict"` (revoke before grant) or `"relaxed"` (one phase, at-least-once).
     #[getter]
     fn handoff(&self) -> &'static str {
@@ -376,6 +388,7 @@ impl PyConfig {
             max_moves_per_round,
             load_half_life,
             load_cooldown,
+            source_poll_interval,
             handoff,
             revoke_timeout,
             shutdown_timeout,
@@ -403,6 +416,7 @@ impl PyConfig {
         d.set_item("max_moves_per_round", max_moves_per_round)?;
         d.set_item("load_half_life", secs_of(*load_half_life))?;
         d.set_item("load_cooldown", secs_of(*load_cooldown))?;
+        d.set_item("source_poll_interval", secs_of(*source_poll_interval))?;
         d.set_item("handoff", handoff_name(*handoff))?;
         d.set_item("revoke_timeout", secs_of(*revoke_timeout))?;
         d.set_item("shutdown_timeout", secs_of(*shutdown_timeout))?;

@@ -46,9 +46,9 @@ def test_none_is_the_same_as_leaving_an_argument_out() -> None:
 def test_values_round_trip_through_the_properties() -> None:
     c = parti.Config(bucket_prefix="orders", heartbeat_interval=0.5, lease_ttl=2.0,
                      handoff="relaxed", expected_workers=3, preferred_id=7,
-                     load_half_life=1.5, load_cooldown=0.0)
+                     load_half_life=1.5, load_cooldown=0.0, source_poll_interval=0.0)
     assert (c.bucket_prefix, c.heartbeat_interval, c.lease_ttl) == ("orders", 0.5, 2.0)
-    assert (c.load_half_life, c.load_cooldown) == (1.5, 0.0)
+    assert (c.load_half_life, c.load_cooldown, c.source_poll_interval) == (1.5, 0.0, 0.0)
     assert (c.handoff, c.expected_workers, c.preferred_id) == ("relaxed", 3, 7)
 
 
@@ -71,6 +71,8 @@ def test_values_round_trip_through_the_properties() -> None:
         ({"load_half_life": 0.0}, "load_half_life"),
         ({"load_half_life": -1.0}, "load_half_life"),
         ({"load_cooldown": float("inf")}, "load_cooldown"),
+        ({"source_poll_interval": 0.5}, "source_poll_interval"),
+        ({"source_poll_interval": -1.0}, "source_poll_interval"),
         ({"handoff": "eventual"}, "handoff"),
         ({"alert_after": (5.0, 1.0, 2.0, 3.0)}, "alert_after"),
         ({"max_value_bytes": 10}, "max_value_bytes"),

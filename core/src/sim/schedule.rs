@@ -206,6 +206,8 @@ impl RunSpec {
     pub fn new(seed: u64, workers: u32, partitions: u32, duration: Duration) -> Self {
         let config = Config {
             expected_workers: Some(workers.max(1)),
+            // a refresh lost with the worker that took it is made good by the next poll
+            source_poll_interval: Duration::from_secs(30),
             // Joins may double the fleet: leave every node an ID (the default range is 0..=99).
             id_max: Config::default().id_max.max(2 * workers),
             ..Config::default()
@@ -244,8 +246,9 @@ impl RunSpec {
 
 /// The stated bound on convergence after the last fault heals, for `config`: every window that
 /// may legitimately delay the final assignment, back to back (cold start, restart grace, the
-/// longest scale delay, rebalance interval, emergency grace, revoke timeout), plus three lease
-/// TTLs and two client timeouts for leases and in-doubt writes to resolve.
+/// longest scale delay, rebalance interval, emergency grace, revoke timeout, the source poll
+/// that makes good a lost refresh), plus three lease TTLs and two client timeouts for leases
+/// and in-doubt writes to resolve.
 pub fn settle_bound(config: &Config, net: &NetConfig) -> Duration {
     config.cold_start_window
         + config.restart_grace
@@ -255,6 +258,7 @@ pub fn settle_bound(config: &Config, net: &NetConfig) -> Duration {
         + config.revoke_timeout
         + 3 * config.lease_ttl
         + 2 * net.client_timeout
+        + config.source_poll_interval
 }
 
 /// What one run found.

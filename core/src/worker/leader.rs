@@ -370,7 +370,14 @@ impl Leadership {
         }
         self.list_req = None;
         let list = match result {
-            Ok(list) => list,
+            Ok(list) => {
+                // the next look unasked (a failure backs off instead, below)
+                let poll = cx.config.source_poll_interval;
+                if !poll.is_zero() {
+                    cx.timers.set(Timer::Source, now + poll);
+                }
+                list
+            }
             Err(e) => {
                 self.source_failures += 1;
                 let backoff = cx.config.heartbeat_interval * self.source_failures.min(8);
