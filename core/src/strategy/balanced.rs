@@ -1196,7 +1196,8 @@ impl<'p> Solver<'p> {
             Cause::RepackedLocally => format!(
                 "moved from {from} to worker {to_id}: no single move or swap could balance the \
                  plan, so the most and the least loaded workers placed their heaviest \
-                 partitions again among themselves (LPT), keeping what they could in place"
+                 partitions again among themselves, heaviest first, keeping what they could \
+                 in place"
             ),
             Cause::Lifted => format!(
                 "moved from {from} (most loaded) to worker {to_id}, which was below {:.2} of \

@@ -2,12 +2,12 @@
 //! its limit, place the heavy partitions again among a few workers instead of all of them.
 //!
 //! The workers above their limit and the `m` least loaded (relative to capacity) form a group.
-//! Its *lumps* — partitions heavier than the most room any worker has, which no
-//! single move can place — are placed again on the group alone, heaviest first: each stays on
-//! its owner while the owner has room for it (on top of its lighter and pinned partitions),
-//! else goes to the worker of the group whose relative load after taking it is lowest. The
-//! lighter partitions are left to passes 4 and 5, which place them one at a time. No worker
-//! outside the group changes. Tried for `m` = 1, 2, 4, … up to [`MAX_GROUP`]; the cheapest wins: lump
+//! Its *lumps* — partitions heavier than the most room any worker has, which no single move
+//! can place — are placed again on the group alone, heaviest first: each stays on its owner
+//! while the owner has room for it (on top of its lighter and pinned partitions), else goes to
+//! the worker of the group whose relative load after taking it is lowest. The lighter
+//! partitions are left to passes 4 and 5, which place them one at a time. No worker outside
+//! the group changes. Tried for `m` = 1, 2, 4, … up to [`MAX_GROUP`]; the cheapest wins: lump
 //! weight moved plus the weight the group must still shed to reach its limits.
 
 use super::{lower_after, Cause, Solver};
@@ -112,9 +112,8 @@ impl Solver<'_> {
                 moves.push((r, group[to]));
             }
         }
-        let end = load;
         let shed: u128 = (0..n)
-            .map(|i| u128::from(end[i].saturating_sub(self.lim.limit[group[i] as usize])))
+            .map(|i| u128::from(load[i].saturating_sub(self.lim.limit[group[i] as usize])))
             .sum();
         (self.moved + moves.len() <= self.budget && self.within_cap(&moves))
             .then_some((cost + shed, moves))
