@@ -194,3 +194,61 @@ fn a_fenced_worker_reports_its_partitions_lost_and_a_handoff_reports_them_revoke
         "a stop revokes, it does not lose"
     );
 }
+
+/// One lost renewal does not fence a worker: the duplicate goes out as soon as the first may be
+/// lost (half the fence window after it was sent), not at the next heartbeat, which with the
+/// defaults comes after the fence (one lost renewal cost a worker its lease and the fleet an
+/// emergency: simulator seed 3611).
+#[test]
+fn one_lost_renewal_does_not_fence_the_worker() {
+    use parti_core::sim::{numbered_partitions, NetConfig, Sim, SimConfig};
+    use parti_core::{Config, Event, Warning};
+    for seed in 0..10 {
+        let config = Config {
+            expected_workers: Some(3),
+            ..Config::default()
+        };
+        // what a node sends while cut off is lost for good
+        let net = NetConfig {
+            buffered_land_prob: 0.0,
+            ..NetConfig::default()
+        };
+        let sim_config = SimConfig {
+            net,
+            ..SimConfig::default()
+        };
+        let mut sim = Sim::new(config, sim_config, 40 + seed).unwrap();
+        sim.set_partitions(numbered_partitions(60));
+        let nodes: Vec<NodeId> = (0..3).map(|_| sim.add_node()).collect();
+        sim.must_converge(SECS(60));
+        let victim = follower(&sim, &nodes);
+        let held = sim.holdings(victim).clone();
+        let id = sim.worker_id(victim).expect("an ID");
+        just_renewed(&mut sim, victim);
+        // cut it off across its next renewal (a heartbeat after this one), which is lost
+        sim.run_for(Duration::from_millis(1_800));
+        let before = sim
+            .kv()
+            .history(Bucket::Leases, &format!("worker.{id}"))
+            .len();
+        sim.isolate(victim);
+        sim.run_for(Duration::from_millis(400));
+        sim.heal(victim);
+        let after = sim
+            .kv()
+            .history(Bucket::Leases, &format!("worker.{id}"))
+            .len();
+        assert_eq!(before, after, "seed {seed}: no renewal was lost");
+        sim.run_for(SECS(10));
+        let fenced = sim
+            .events()
+            .iter()
+            .any(|(_, n, e)| *n == victim && matches!(e, Event::Warning(Warning::Fenced)));
+        assert!(
+            !fenced,
+            "seed {seed}: one lost renewal fenced the worker:\n{}",
+            sim.trace().tail(40)
+        );
+        assert_eq!(sim.holdings(victim), &held, "seed {seed}");
+    }
+}

@@ -217,12 +217,15 @@ impl WorkerMachine {
         }
         // One renewal at a time (a CAS cannot be pipelined), unless the one in flight may be
         // lost: waiting for its timeout could let the lease lapse.
-        if self
-            .renew_in_flight
-            .is_some_and(|sent| now < sent + renewal_presumed_lost(&self.config))
-        {
-            self.renew_again = true;
-            return;
+        if let Some(sent) = self.renew_in_flight {
+            let lost_at = sent + renewal_presumed_lost(&self.config);
+            if now < lost_at {
+                // Renew again when it answers, or as soon as it may be lost (not at the next
+                // heartbeat, which may come after the fence: one lost renewal cost the lease).
+                self.renew_again = true;
+                self.timers.set_earliest(Timer::Heartbeat, lost_at);
+                return;
+            }
         }
         self.renew_in_flight = Some(now);
         self.renew_again = false;
