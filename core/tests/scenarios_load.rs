@@ -148,22 +148,40 @@ fn ten_percent_noise_around_a_balanced_state_moves_nothing() {
     assert_eq!((sim.stats().rounds, sim.stats().moves - moves), (0, 0));
 }
 
-#[test]
-fn a_worker_evicted_before_applying_a_revoke_keeps_those_partitions_until_it_fenced() {
-    // Simulator seed 1452 with load schedules (as `sim --load` runs it): the new leader's
-    // rounds revoked partitions from a worker that never applied them (its shares had been
-    // overwritten by its own late writes from before it was deposed); evicted as stuck, it
-    // still held them, and the leader granted them at once: two owners. A worker declared
-    // dead now holds the barrier until its release.
-    let mut spec = parti_core::sim::RunSpec::new(1452, 5, 100, SECS(60));
+/// Simulator seed `seed` with load schedules, as `sim --load` runs it.
+fn load_schedule(seed: u64) -> parti_core::sim::Outcome {
+    let mut spec = parti_core::sim::RunSpec::new(seed, 5, 100, SECS(60));
     spec.sim.load = Some(LoadSpec::default());
     spec.config.max_moves_per_round = 5;
     spec.config.min_rebalance_interval = SECS(5);
     spec.config.load_half_life = SECS(5);
     spec.config.load_cooldown = SECS(15);
-    let outcome = parti_core::sim::run_seed(&spec);
+    parti_core::sim::run_seed(&spec)
+}
+
+#[test]
+fn a_worker_evicted_before_applying_a_revoke_keeps_those_partitions_until_it_fenced() {
+    // Seed 1452: the new leader's rounds revoked partitions from a worker that never applied
+    // them (its shares had been overwritten by its own late writes from before it was
+    // deposed); evicted as stuck, it still held them, and the leader granted them at once:
+    // two owners. A worker declared dead now holds the barrier until its release.
+    let outcome = load_schedule(1452);
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     assert!(outcome.converge_ms.is_some());
+}
+
+#[test]
+fn an_operator_pin_to_a_worker_that_is_gone_does_not_lift_a_partitions_rest() {
+    // Seed 2925: a partition an operator had pinned to a worker that was gone was moved by a
+    // round, and moved again by the next one 12 s later (cooldown 15 s): the dead pin took the
+    // place of its rest pin. A pin is honoured only to a live worker; the rest holds otherwise.
+    let outcome = load_schedule(2925);
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+    assert!(
+        outcome.rounds >= 2,
+        "{} rounds: the case needs two",
+        outcome.rounds
+    );
 }
 
 /// Regression: while a worker stopped for a restart is parked, its partitions are left out of

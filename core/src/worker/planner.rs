@@ -261,11 +261,14 @@ impl Leadership {
         let previous: BTreeMap<PartitionId, WorkerId> = pairs.into_iter().collect();
         let mut pins = self.pins.clone();
         if round {
-            // Partitions moved by an earlier round rest where they are (hysteresis).
+            // Partitions moved by an earlier round rest where they are (hysteresis), unless an
+            // operator's pin to a live worker says otherwise (a pin to a worker that is not
+            // live is not honoured, so the rest still holds).
+            let live = |w: &WorkerId| eligible.iter().any(|s| s.id == *w);
             for p in self.loads.resting(now) {
                 match previous.get(p) {
-                    Some(w) if eligible.iter().any(|s| s.id == *w) => {
-                        pins.entry(p.clone()).or_insert(*w);
+                    Some(w) if live(w) && !pins.get(p).is_some_and(live) => {
+                        pins.insert(p.clone(), *w);
                     }
                     _ => {}
                 }
