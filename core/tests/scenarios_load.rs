@@ -148,9 +148,10 @@ fn ten_percent_noise_around_a_balanced_state_moves_nothing() {
     assert_eq!((sim.stats().rounds, sim.stats().moves - moves), (0, 0));
 }
 
-/// Simulator seed `seed` with load schedules, as `sim --load` runs it.
-fn load_schedule(seed: u64) -> parti_core::sim::Outcome {
-    let mut spec = parti_core::sim::RunSpec::new(seed, 5, 100, SECS(60));
+/// Simulator seed `seed` with load schedules, as `sim --load` runs it (5 workers, 100
+/// partitions unless `--workers`/`--partitions` say otherwise).
+fn load_schedule(seed: u64, workers: u32, partitions: u32) -> parti_core::sim::Outcome {
+    let mut spec = parti_core::sim::RunSpec::new(seed, workers, partitions, SECS(60));
     spec.sim.load = Some(LoadSpec::default());
     spec.config.max_moves_per_round = 5;
     spec.config.min_rebalance_interval = SECS(5);
@@ -165,7 +166,7 @@ fn a_worker_evicted_before_applying_a_revoke_keeps_those_partitions_until_it_fen
     // them (its shares had been overwritten by its own late writes from before it was
     // deposed); evicted as stuck, it still held them, and the leader granted them at once:
     // two owners. A worker declared dead now holds the barrier until its release.
-    let outcome = load_schedule(1452);
+    let outcome = load_schedule(1452, 5, 100);
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     assert!(outcome.converge_ms.is_some());
 }
@@ -175,7 +176,22 @@ fn an_operator_pin_to_a_worker_that_is_gone_does_not_lift_a_partitions_rest() {
     // Seed 2925: a partition an operator had pinned to a worker that was gone was moved by a
     // round, and moved again by the next one 12 s later (cooldown 15 s): the dead pin took the
     // place of its rest pin. A pin is honoured only to a live worker; the rest holds otherwise.
-    let outcome = load_schedule(2925);
+    let outcome = load_schedule(2925, 5, 100);
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+    assert!(
+        outcome.rounds >= 2,
+        "{} rounds: the case needs two",
+        outcome.rounds
+    );
+}
+
+#[test]
+fn the_cooldown_counts_on_the_leaders_clock_from_the_rounds_commit() {
+    // Seed 1228 (8 workers, 200 partitions): a round moved a partition again 14,996 ms after
+    // the last one (cooldown 15 s). The leader's clock ran 861 ppm fast and its rest counted
+    // from the plan, not the commit. The rest now counts from the commit, and the simulator
+    // measures the cooldown as the fastest clock in the cluster does.
+    let outcome = load_schedule(1228, 8, 200);
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     assert!(
         outcome.rounds >= 2,

@@ -255,6 +255,8 @@ impl Sim {
     /// real time (continuously; the skew survives restarts, it is the machine's clock).
     pub fn set_clock_skew(&mut self, n: NodeId, ppm: i32) {
         self.nodes[n.0].clock.set_ppm(self.now, ppm);
+        let fast = u32::try_from(ppm).unwrap_or(0);
+        self.rounds.fastest_ppm = self.rounds.fastest_ppm.max(fast);
         self.nodes[n.0].timer = None;
         self.schedule_timer(n);
     }

@@ -121,7 +121,7 @@ fn normal(rng: &mut Rng) -> f64 {
 
 /// The two invariants of balancing rounds, checked on what KV shows: no round moves more than
 /// `max_moves_per_round` partitions, and no partition moves in two rounds less than
-/// `load_cooldown` apart.
+/// `load_cooldown` apart (as the fastest clock in the cluster counts it).
 #[derive(Debug)]
 pub(crate) struct RoundChecker {
     /// `max_moves_per_round` and `load_cooldown` of the workers.
@@ -129,6 +129,9 @@ pub(crate) struct RoundChecker {
     cooldown: Duration,
     /// When each partition last moved in a round.
     moved_at: BTreeMap<PartitionId, Instant>,
+    /// The fastest clock rate any node had, in ppm above real time: the leader counts the
+    /// cooldown on its own clock, which may reach it that much sooner in real time.
+    pub(crate) fastest_ppm: u32,
     /// Rounds checked.
     pub(crate) rounds: u64,
 }
@@ -139,6 +142,7 @@ impl RoundChecker {
             budget,
             cooldown,
             moved_at: BTreeMap::new(),
+            fastest_ppm: 0,
             rounds: 0,
         }
     }
@@ -154,7 +158,9 @@ impl RoundChecker {
         after: &BTreeMap<PartitionId, WorkerId>,
         workers_in_both: impl Fn(WorkerId) -> bool,
     ) -> Vec<(bool, String)> {
-        let (budget, cooldown) = (self.budget, self.cooldown);
+        let budget = self.budget;
+        // the cooldown as a clock `fastest_ppm` fast measures it, in real time
+        let cooldown = self.cooldown * 1_000_000 / (1_000_000 + self.fastest_ppm);
         self.rounds += 1;
         let moved: Vec<&PartitionId> = before
             .iter()
@@ -177,7 +183,7 @@ impl RoundChecker {
                     out.push((
                         false,
                         format!(
-                            "round {generation} moved {p} again {} ms after the round at {t} (cooldown {} ms)",
+                            "round {generation} moved {p} again {} ms after the round at {t} (cooldown {} ms of real time)",
                             now.saturating_duration_since(t).as_millis(),
                             cooldown.as_millis()
                         ),

@@ -371,15 +371,11 @@ impl Leadership {
         let planned = round || phase == Phase::Scaling;
         // Labelled with what produced it, also when it reaches the target in one step.
         let round = match self.most_loaded {
-            Some((worker, max_over_mean)) if !moved.is_empty() => {
-                let n = moved.len() as u32;
-                self.loads.rest(moved, now + cx.config.load_cooldown);
-                Some(Round {
-                    moved: n,
-                    worker,
-                    max_over_mean,
-                })
-            }
+            Some((worker, max_over_mean)) if !moved.is_empty() => Some(Round {
+                moved,
+                worker,
+                max_over_mean,
+            }),
             _ => None,
         };
         let label = Label {

@@ -3,7 +3,7 @@
 use super::handoff::{Committed, Shares};
 use super::leader::{retry_delay, CommittedGen, Cx, LeaderReq, Leadership, Publish};
 use crate::codec::{self, GenRecord, Member, Phase};
-use crate::{Event, Instant, KvOp, KvResult, WorkerId};
+use crate::{Event, Instant, KvOp, KvResult, PartitionId, WorkerId};
 use std::collections::BTreeMap;
 
 /// How a generation is labelled.
@@ -21,7 +21,8 @@ pub(crate) struct Label {
 /// What a balancing round moved, and why.
 #[derive(Clone, Debug)]
 pub(crate) struct Round {
-    pub(crate) moved: u32,
+    /// The partitions it moves (they rest for `load_cooldown` from its commit).
+    pub(crate) moved: Vec<PartitionId>,
     /// The most loaded worker, and its load over the mean, when the round was planned.
     pub(crate) worker: WorkerId,
     pub(crate) max_over_mean: f64,
@@ -299,10 +300,12 @@ impl Leadership {
         if let Some(r) = p.round {
             cx.out.emit(Event::Rebalanced {
                 generation: p.record.generation,
-                moved: r.moved,
+                moved: r.moved.len() as u32,
                 worker: r.worker,
                 max_over_mean: r.max_over_mean,
             });
+            // they moved now: the cooldown counts from here, not from the plan
+            self.loads.rest(r.moved, now + cx.config.load_cooldown);
         }
         if p.record.phase == Phase::Stable && p.partitions_version == self.partitions_version {
             self.activity = None;
