@@ -162,6 +162,12 @@ async def test_strict_revoke_finishes_before_the_partition_is_assigned_elsewhere
     stop_all.append(await second.start())
     await wait_until(lambda: owned_exactly_once(stop_all, partitions) and bool(second.assignment))
     moved = second.assignment
+    # `assignment` is current as soon as the worker applied it; `on_assigned` runs on the
+    # event loop right after: wait for it to have told every moved partition
+    def told() -> set[str]:
+        return {p for what, who, ps in timeline if what == "assigned" and who == "b" for p in ps}
+
+    await wait_until(lambda: moved <= told(), what="b's on_assigned told every partition")
     for p in moved:
         revoked_at = next(
             i for i, (what, who, ps) in enumerate(timeline) if what == "revoked" and who == "a" and p in ps
