@@ -9,11 +9,10 @@ use std::sync::Arc;
 /// The application's partition list (a database table, a config file, a service...).
 ///
 /// Only the leader calls it: when it starts leading, on `refresh_partitions` and every
-/// `source_poll_interval_ms`; give every
-/// worker of a fleet an equivalent source. `list` runs on a thread of the library's blocking
-/// pool, so it may block. An error (or exception) never stops the worker: it is reported as a
-/// warning event and retried with backoff; so is a call that overruns the config's
-/// `source_timeout_ms`.
+/// `source_poll_interval_ms`; give every worker of a fleet an equivalent source. `list` runs
+/// on a thread of the library's blocking pool, so it may block. An error (or exception) never
+/// stops the worker: it is reported as a warning event and retried with backoff; so is a call
+/// that overruns the config's `source_timeout_ms`.
 #[uniffi::export(foreign)]
 pub trait PartitionSource: Send + Sync {
     /// The current partitions. Duplicate IDs make the whole list rejected.

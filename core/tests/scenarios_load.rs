@@ -160,6 +160,16 @@ fn load_schedule(seed: u64, workers: u32, partitions: u32) -> parti_core::sim::O
     parti_core::sim::run_seed(&spec)
 }
 
+/// A load schedule that breaks nothing, with the two rounds its case needs.
+fn passes_with_two_rounds(outcome: &parti_core::sim::Outcome) {
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+    assert!(
+        outcome.rounds >= 2,
+        "{} rounds: the case needs two",
+        outcome.rounds
+    );
+}
+
 #[test]
 fn a_worker_evicted_before_applying_a_revoke_keeps_those_partitions_until_it_fenced() {
     // Seed 1452: the new leader's rounds revoked partitions from a worker that never applied
@@ -176,13 +186,7 @@ fn an_operator_pin_to_a_worker_that_is_gone_does_not_lift_a_partitions_rest() {
     // Seed 2925: a partition an operator had pinned to a worker that was gone was moved by a
     // round, and moved again by the next one 12 s later (cooldown 15 s): the dead pin took the
     // place of its rest pin. A pin is honoured only to a live worker; the rest holds otherwise.
-    let outcome = load_schedule(2925, 5, 100);
-    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
-    assert!(
-        outcome.rounds >= 2,
-        "{} rounds: the case needs two",
-        outcome.rounds
-    );
+    passes_with_two_rounds(&load_schedule(2925, 5, 100));
 }
 
 #[test]
@@ -191,13 +195,7 @@ fn the_cooldown_counts_on_the_leaders_clock_from_the_rounds_commit() {
     // the last one (cooldown 15 s). The leader's clock ran 861 ppm fast and its rest counted
     // from the plan, not the commit. The rest now counts from the commit, and the simulator
     // measures the cooldown as the fastest clock in the cluster does.
-    let outcome = load_schedule(1228, 8, 200);
-    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
-    assert!(
-        outcome.rounds >= 2,
-        "{} rounds: the case needs two",
-        outcome.rounds
-    );
+    passes_with_two_rounds(&load_schedule(1228, 8, 200));
 }
 
 /// Regression: while a worker stopped for a restart is parked, its partitions are left out of

@@ -1,10 +1,10 @@
 //! Where the partitions come from: the application's list.
 //!
 //! Only the leader asks its source, when it starts leading, on
-//! [`crate::Worker::refresh_partitions`] and every `Config::source_poll_interval`; every worker of a fleet should therefore be
-//! given an equivalent source. A source that fails (or panics, or hangs past the builder's
-//! `source_timeout`) never stops a worker: the failure is reported as a
-//! [`crate::Warning::SourceFailed`] event and the core retries with backoff.
+//! [`crate::Worker::refresh_partitions`] and every `Config::source_poll_interval`; every
+//! worker of a fleet should therefore be given an equivalent source. A source that fails (or
+//! panics, or hangs past the builder's `source_timeout`) never stops a worker: the failure is
+//! reported as a [`crate::Warning::SourceFailed`] event and the core retries with backoff.
 
 use futures::future::BoxFuture;
 use parti_core::Partition;

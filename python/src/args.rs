@@ -1,11 +1,11 @@
 //! Reading arguments from Python values with errors that name the argument and what is
 //! allowed: integers in a range (never a raw `OverflowError`, never `True` as `1`), worker
-//! IDs, and mappings of partition ID to worker ID.
+//! IDs, mappings of partition ID to worker ID, and of partition ID to load.
 //!
 //! A value of the wrong type raises `ConfigTypeError` (a `TypeError`), a value out of range
 //! `ConfigError` (a `ValueError`); both say `invalid argument: <name>: ...`.
 
-use crate::errors::{bad_arg, bad_type};
+use crate::errors::{bad_arg, bad_type, core_err};
 use crate::partition::partition_id;
 use parti::parti_core::short_id;
 use parti::{PartitionId, WorkerId};
@@ -109,6 +109,41 @@ pub(crate) fn owners_arg(
         let id = partition_id(field, &key)?;
         let entry = format!("{field}[{:?}]", id.short());
         out.insert(id, worker_id(&entry, &worker)?);
+    }
+    Ok(out)
+}
+
+/// `{partition ID: load}` from a mapping, in its order: a `ConfigError` naming the argument for
+/// something that is not a mapping of `str`, naming the partition for a load that is not a
+/// number (`bool` included). The ranges are the core's to check.
+pub(crate) fn loads_arg(loads: &Bound<'_, PyAny>) -> PyResult<Vec<(PartitionId, f64)>> {
+    let items = loads
+        .call_method0("items")
+        .and_then(|items| items.try_iter())
+        .map_err(|_| bad_arg("loads", "expected a mapping of partition ID to load"))?;
+    let mut out = Vec::new();
+    for item in items {
+        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        let Ok(key) = key.cast::<PyString>() else {
+            return Err(bad_arg(
+                "loads",
+                format!(
+                    "keys are partition IDs (str), got {}",
+                    key.get_type().name()?
+                ),
+            ));
+        };
+        let id = partition_id("loads", &key.to_cow()?)?;
+        let load = match value.extract::<f64>() {
+            Ok(l) if !value.is_instance_of::<PyBool>() => l,
+            _ => {
+                return Err(core_err(parti::parti_core::Error::InvalidPartition {
+                    partition: id.short().into_owned(),
+                    reason: format!("load {} is not a number", value.repr()?),
+                }))
+            }
+        };
+        out.push((id, load));
     }
     Ok(out)
 }

@@ -130,7 +130,7 @@ fn input_from(
     };
     if let Some(loads) = loads {
         // Ranges and unlisted partitions: the planner's validation names the partition.
-        input.loads = crate::worker::loads_from(loads)?.into_iter().collect();
+        input.loads = crate::args::loads_arg(loads)?.into_iter().collect();
     }
     validate_input(&input).map_err(core_err)?;
     Ok(input)

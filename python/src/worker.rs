@@ -549,7 +549,7 @@ impl PyWorker {
         loads: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.started()?.clone();
-        let loads = loads_from(loads)?;
+        let loads = crate::args::loads_arg(loads)?;
         crate::runtime::unit_future_into_py(py, async move {
             handle.report_load(loads).await.map_err(driver_err)
         })
@@ -663,41 +663,6 @@ impl StartDone {
         }
         Ok(())
     }
-}
-
-/// `{partition ID: load}` from a mapping, in its order: a `ConfigError` naming the argument for
-/// something that is not a mapping of `str`, naming the partition for a load that is not a
-/// number (`bool` included). The ranges are the core's to check.
-pub(crate) fn loads_from(loads: &Bound<'_, PyAny>) -> PyResult<Vec<(parti::PartitionId, f64)>> {
-    let items = loads
-        .call_method0("items")
-        .and_then(|items| items.try_iter())
-        .map_err(|_| bad_arg("loads", "expected a mapping of partition ID to load"))?;
-    let mut out = Vec::new();
-    for item in items {
-        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
-        let Ok(key) = key.cast::<PyString>() else {
-            return Err(bad_arg(
-                "loads",
-                format!(
-                    "keys are partition IDs (str), got {}",
-                    key.get_type().name()?
-                ),
-            ));
-        };
-        let id = partition_id("loads", &key.to_cow()?)?;
-        let load = match value.extract::<f64>() {
-            Ok(l) if !value.is_instance_of::<pyo3::types::PyBool>() => l,
-            _ => {
-                return Err(core_err(parti::parti_core::Error::InvalidPartition {
-                    partition: id.short().into_owned(),
-                    reason: format!("load {} is not a number", value.repr()?),
-                }))
-            }
-        };
-        out.push((id, load));
-    }
-    Ok(out)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
