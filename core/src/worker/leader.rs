@@ -10,7 +10,7 @@ use super::outbox::Outbox;
 use super::timers::Timers;
 use super::{Purpose, Timer, WorkerMachine};
 use crate::codec::{self, GenRecord, LazyShare, LeaseValue};
-use crate::strategy::Strategy;
+use crate::strategy::{PlanInput, Strategy};
 use crate::Config;
 use crate::{
     Bucket, Entry, Epoch, Event, Generation, Instant, KvOp, Operation, Partition, PartitionId,
@@ -160,9 +160,11 @@ pub(crate) struct Leadership {
     pub(crate) loads: LoadView,
     /// Something changed since the planner last looked.
     pub(crate) dirty: bool,
-    /// The partition list last handed to the strategy, reused by the next plan while it is
-    /// equal to the list to plan (saves cloning every partition ID on every plan).
-    pub(crate) plan_parts: Option<Vec<Partition>>,
+    /// The last plan's input and its assignment. The next plan reuses the partition list
+    /// while it is equal (saves cloning every partition ID), and the whole result when the
+    /// input is equal (the planner runs after every change, and most runs of a handoff in
+    /// progress see the input of the one before).
+    pub(crate) last_plan: Option<(PlanInput, BTreeMap<PartitionId, WorkerId>)>,
     /// The target of the handoff in progress (Strict mode publishes it in steps): a partition
     /// revoked and not granted yet has no committed owner, and the next plan takes its owner
     /// here as its previous one, so every step heads for the target the change was planned to
@@ -206,7 +208,7 @@ impl Leadership {
             most_loaded: None,
             loads: LoadView::default(),
             dirty: true,
-            plan_parts: None,
+            last_plan: None,
             heading: None,
             deposed: false,
         }
