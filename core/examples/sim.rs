@@ -13,9 +13,10 @@
 //! against its budget and cooldown (they are checked without it too).
 //!
 //! Prints one line per failing seed with the command that replays it; with `--seed` alone, the
-//! full report (schedule, violations, trace tail). With `--per-seed`, one line per seed with its
-//! figures and a fingerprint of its trace and KV writes (to prove a change kept runs identical:
-//! md5 the output). The last line is always
+//! full report (schedule, violations, trace tail; `PARTI_TRACE_TAIL` lines, 400 by default),
+//! also when the seed passes. With `--per-seed`, one line per seed with its figures and a
+//! fingerprint of its trace and KV writes (to prove a change kept runs identical: md5 the
+//! output). The last line is always
 //! `seeds=N violations=V max_converge_ms=M schedules_per_sec=S threads=T wall_ms=W rounds=R`
 //! (R: balancing rounds, each checked against its budget and cooldown).
 
@@ -121,6 +122,7 @@ fn spec(a: &Args, seed: u64) -> RunSpec {
     }
     if a.single {
         spec.sim.trace_kv = true;
+        spec.report_always = true;
         spec.trace_tail = std::env::var("PARTI_TRACE_TAIL")
             .ok()
             .and_then(|v| v.parse().ok())

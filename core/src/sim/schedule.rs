@@ -197,6 +197,9 @@ pub struct RunSpec {
     pub converge_bound: Duration,
     /// Trace lines to include in a failure report.
     pub trace_tail: usize,
+    /// Report the run (schedule, violations, trace tail) in [`Outcome::report`] also when it
+    /// passes. Default false.
+    pub report_always: bool,
 }
 
 impl RunSpec {
@@ -234,6 +237,7 @@ impl RunSpec {
             sim,
             converge_bound,
             trace_tail: 200,
+            report_always: false,
         }
     }
 
@@ -283,8 +287,8 @@ pub struct Outcome {
     /// The trace's fingerprint ([`crate::sim::Trace::fingerprint`]) when
     /// [`SimConfig::fingerprint`] was on: equal fingerprints mean identical runs.
     pub fingerprint: Option<u64>,
-    /// When something was violated: the seed, the schedule, the violations and the trace tail,
-    /// enough to replay the run with the same seed.
+    /// When something was violated (or [`RunSpec::report_always`]): the seed, the schedule, the
+    /// violations and the trace tail, enough to replay the run with the same seed.
     pub report: Option<String>,
 }
 
@@ -316,7 +320,8 @@ pub fn run_schedule(spec: &RunSpec, schedule: &Schedule) -> Outcome {
         .ok()
         .map(|d| d.as_millis() as u64);
     let violations = sim.violations().to_vec();
-    let report = (!violations.is_empty()).then(|| failure_report(spec, schedule, &sim));
+    let report = (spec.report_always || !violations.is_empty())
+        .then(|| failure_report(spec, schedule, &sim));
     Outcome {
         seed: spec.seed,
         converge_ms,
