@@ -36,6 +36,7 @@ fn sample_gen() -> GenRecord {
         phase: Phase::Scaling,
         trigger: Some(Phase::Emergency),
         members,
+        resting: Some([(PartitionId::parse("orders.7").unwrap(), 59_001)].into()),
     }
 }
 
@@ -106,10 +107,22 @@ fn values_round_trip() {
     let old = br#"{"v":1,"token":5,"capacity":2,"applied":3,"load":0.5,"departing":true,"draining":false}"#;
     assert_eq!(codec::decode::<LeaseValue>("lease", old).unwrap(), no_loads);
     let gen = sample_gen();
+    let bytes = codec::encode(&gen);
+    assert!(String::from_utf8_lossy(&bytes).ends_with(r#","resting":{"orders.7":59001}}"#));
+    assert_eq!(codec::decode::<GenRecord>("gen", &bytes).unwrap(), gen);
+    // A record of an earlier build (no rests) still reads, and says it did not know.
+    let old = br#"{"v":1,"epoch":9,"generation":4,"phase":"scaling","members":{}}"#;
     assert_eq!(
-        codec::decode::<GenRecord>("gen", &codec::encode(&gen)).unwrap(),
-        gen
+        codec::decode::<GenRecord>("gen", old).unwrap().resting,
+        None
     );
+    // Rests spelled another way (not in increasing order) read the same.
+    let unordered = br#"{"v":1,"epoch":9,"generation":4,"phase":"scaling","members":{},"resting":{"b":2,"a":1}}"#;
+    let rests = codec::decode::<GenRecord>("gen", unordered)
+        .unwrap()
+        .resting
+        .unwrap();
+    assert_eq!(rests.values().copied().collect::<Vec<_>>(), [1, 2]);
 }
 
 #[test]

@@ -231,3 +231,151 @@ fn a_crash_is_handled_while_a_loaded_worker_is_parked_for_its_restart() {
     });
     assert!(!refused, "the leader refused its own plan input");
 }
+
+/// The rests in the committed record (`GenRecord::resting`): partition → ms.
+fn recorded_rests(sim: &Sim) -> BTreeMap<PartitionId, u64> {
+    let gen = sim
+        .kv()
+        .get(parti_core::Bucket::Assign, "gen")
+        .expect("gen");
+    let record: parti_core::codec::GenRecord =
+        parti_core::codec::decode("gen", &gen.value).expect("a gen record");
+    record.resting.expect("parti writes the rests")
+}
+
+/// A leader restarted right after a round (a rolling restart): its successor reads the round's
+/// rests from the committed record and goes on balancing after `min_rebalance_interval`, not a
+/// whole `load_cooldown` after taking over (it used to wait, not knowing what rested), and it
+/// moves no resting partition (the simulator checks every round against the cooldown). Nothing
+/// but rounds moves anything: the restarted worker resumes its share.
+#[test]
+fn a_new_leader_takes_over_the_rests_and_balances_without_waiting_a_cooldown() {
+    for seed in 1..6 {
+        let (mut sim, nodes) = loaded(4, 40, seed, 2, exact());
+        let leader = sim.leader().expect("a leader");
+        let hot_node = *nodes.iter().find(|n| **n != leader).unwrap();
+        let hot: Vec<PartitionId> = sim.holdings(hot_node).iter().cloned().collect();
+        let loads = set_loads(&mut sim, 40, |p| if hot.contains(p) { 10.0 } else { 1.0 });
+        let first = sim.run_until_true(SECS(120), |s| s.stats().rounds == 1);
+        assert!(first.is_some(), "seed {seed}: no round");
+        let rests = recorded_rests(&sim);
+        assert_eq!(rests.len(), 2, "seed {seed}: {rests:?}");
+        // the round's partitions rest the whole cooldown (20 s) from its commit
+        assert!(
+            rests.values().all(|ms| *ms == 20_000),
+            "seed {seed}: {rests:?}"
+        );
+        // A rolling restart of the leader: another worker takes over, the restarted one
+        // resumes its share.
+        let stopped_at = sim.now();
+        sim.stop(leader, false);
+        let exited = sim.run_until_true(SECS(10), |s| s.leader().is_some_and(|n| n != leader));
+        assert!(exited.is_some(), "seed {seed}: no new leader");
+        sim.restart(leader);
+        let next = sim.run_until_true(SECS(60), |s| s.stats().rounds >= 2);
+        assert!(next.is_some(), "seed {seed}: no round after the failover");
+        let waited = sim.now().saturating_duration_since(stopped_at);
+        // the handover and an imbalance lasting `min_rebalance_interval` (5 s): within the
+        // 20 s cooldown the new leader used to wait on top of its takeover
+        assert!(
+            waited < SECS(20),
+            "seed {seed}: next round {waited:?} after the stop"
+        );
+        let done = sim.run_until_true(SECS(600), |s| max_over_mean(s, &loads) <= 1.1);
+        assert!(
+            done.is_some(),
+            "seed {seed}: still {:.2}x",
+            max_over_mean(&sim, &loads)
+        );
+        sim.must_converge(SECS(120));
+        assert!(
+            sim.violations().is_empty(),
+            "seed {seed}: {:?}",
+            sim.violations()
+        );
+    }
+}
+
+/// A leader restarted after a round: the new leader finds the committed generation matching
+/// the partition list and plans nothing at its takeover. It used to plan as for changed
+/// partitions, afresh with a budget at every step of the handoff, moving by weight (it has no
+/// loads yet) and so undoing the round that had just moved for load. The next moves are the
+/// next round's.
+#[test]
+fn a_new_leader_moves_nothing_before_its_first_round() {
+    for seed in 1..6 {
+        let (mut sim, nodes) = loaded(4, 40, seed, 2, exact());
+        let leader = sim.leader().expect("a leader");
+        let hot_node = *nodes.iter().find(|n| **n != leader).unwrap();
+        let hot: Vec<PartitionId> = sim.holdings(hot_node).iter().cloned().collect();
+        let loads = set_loads(&mut sim, 40, |p| if hot.contains(p) { 10.0 } else { 1.0 });
+        let first = sim.run_until_true(SECS(120), |s| s.stats().rounds == 1);
+        assert!(first.is_some(), "seed {seed}: no round");
+        sim.must_converge(SECS(60));
+        let moves = sim.stats().moves;
+        sim.stop(leader, false);
+        let took_over = sim.run_until_true(SECS(10), |s| s.leader().is_some_and(|n| n != leader));
+        assert!(took_over.is_some(), "seed {seed}: no new leader");
+        sim.restart(leader);
+        // the first move comes with the new leader's first round
+        let moved = sim.run_until_true(SECS(60), |s| s.stats().moves > moves);
+        assert!(moved.is_some(), "seed {seed}: nothing moved");
+        assert_eq!(
+            sim.stats().rounds,
+            2,
+            "seed {seed}: moved before the next round"
+        );
+        let done = sim.run_until_true(SECS(600), |s| max_over_mean(s, &loads) <= 1.1);
+        assert!(
+            done.is_some(),
+            "seed {seed}: still {:.2}x",
+            max_over_mean(&sim, &loads)
+        );
+        sim.must_converge(SECS(120));
+        assert!(
+            sim.violations().is_empty(),
+            "seed {seed}: {:?}",
+            sim.violations()
+        );
+    }
+}
+
+/// A partition added while the load is out of balance: the change is planned once, within the
+/// round's budget (it used to be planned afresh, with a fresh budget, at every step of its
+/// Strict handoff), and rounds do the rest.
+#[test]
+fn a_partition_change_moves_at_most_the_budget_over_its_whole_handoff() {
+    for seed in 1..6 {
+        let (mut sim, nodes) = loaded(4, 40, seed, 2, exact());
+        let hot: Vec<PartitionId> = sim.holdings(nodes[1]).iter().cloned().collect();
+        set_loads(&mut sim, 40, |p| if hot.contains(p) { 10.0 } else { 1.0 });
+        sim.run_for(SECS(2));
+        assert_eq!(sim.stats().rounds, 0);
+        let moves = sim.stats().moves;
+        sim.set_partitions(numbered_partitions(41));
+        sim.refresh(nodes[0]);
+        let placed = sim.run_until_true(SECS(10), |s| s.owners().len() == 41);
+        assert!(
+            placed.is_some(),
+            "seed {seed}: the new partition is not owned"
+        );
+        sim.run_for(SECS(2));
+        assert_eq!(
+            sim.stats().rounds,
+            0,
+            "seed {seed}: a round came too soon to tell"
+        );
+        // the new partition is placed (not a move); at most the budget moved for load
+        assert!(
+            sim.stats().moves - moves <= 2,
+            "seed {seed}: the change moved {}",
+            sim.stats().moves - moves
+        );
+        sim.must_converge(SECS(120));
+        assert!(
+            sim.violations().is_empty(),
+            "seed {seed}: {:?}",
+            sim.violations()
+        );
+    }
+}

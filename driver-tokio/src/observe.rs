@@ -479,6 +479,7 @@ mod tests {
                 phase,
                 trigger: None,
                 members,
+                resting: None,
             };
             let value = codec::encode(&record);
             let key = "gen".to_string();

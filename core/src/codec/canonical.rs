@@ -198,6 +198,27 @@ pub(super) fn gen(b: &[u8]) -> Option<GenRecord> {
             c.lit(b",")?;
         }
     }
+    let resting = match c.eat(b",\"resting\":{") {
+        true => {
+            let mut resting: BTreeMap<PartitionId, u64> = BTreeMap::new();
+            if !c.eat(b"}") {
+                loop {
+                    let p = PartitionId(Arc::from(c.str()?));
+                    if resting.last_key_value().is_some_and(|(l, _)| *l >= p) {
+                        return None; // not increasing: duplicates are serde's to resolve
+                    }
+                    c.lit(b":")?;
+                    resting.insert(p, c.u64()?);
+                    if c.eat(b"}") {
+                        break;
+                    }
+                    c.lit(b",")?;
+                }
+            }
+            Some(resting)
+        }
+        false => None,
+    };
     c.lit(b"}")?;
     c.end()?;
     Some(GenRecord {
@@ -207,6 +228,7 @@ pub(super) fn gen(b: &[u8]) -> Option<GenRecord> {
         phase,
         trigger,
         members,
+        resting,
     })
 }
 
@@ -294,8 +316,8 @@ mod tests {
         }
     }
 
-    fn gen_value(members: u32, big: u64) -> GenRecord {
-        let members = (0..members)
+    fn gen_value(n: u32, big: u64) -> GenRecord {
+        let members = (0..n)
             .map(|i| {
                 let member = Member {
                     token: big ^ u64::from(i),
@@ -314,6 +336,11 @@ mod tests {
             phase: Phase::Rebalancing,
             trigger: (big % 2 == 0).then_some(Phase::Emergency),
             members,
+            resting: (big % 3 != 0).then(|| {
+                (0..n % 4)
+                    .map(|i| (PartitionId::parse(&format!("t-{i}.x")).unwrap(), big >> i))
+                    .collect()
+            }),
         }
     }
 
@@ -374,7 +401,7 @@ mod tests {
 
     #[test]
     fn other_spellings_are_left_to_serde() {
-        let refused: [&[u8]; 9] = [
+        let refused: [&[u8]; 10] = [
             br#"{"v":1, "nonce":2}"#,
             br#"{"v":01,"nonce":2}"#,
             br#"{"nonce":2,"v":1}"#,
@@ -384,6 +411,7 @@ mod tests {
             br#"{"v":1,"digest":1,"index":0,"count":1,"partitions":["a\u0041"]}"#,
             br#"{"v":1,"token":1,"capacity":1,"applied":null,"departing":false,"draining":false,"loads":{"share":1,"values":[0.5]}}"#,
             br#"{"v":1,"epoch":1,"generation":1,"phase":"stable","members":{"2":{"token":1,"digest":1,"chunks":1,"count":1,"slot":0},"1":{"token":1,"digest":1,"chunks":1,"count":1,"slot":0}}}"#,
+            br#"{"v":1,"epoch":1,"generation":1,"phase":"stable","members":{},"resting":{"b":1,"a":2}}"#,
         ];
         for b in refused {
             assert!(

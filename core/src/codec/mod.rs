@@ -127,6 +127,12 @@ pub struct GenRecord {
     pub trigger: Option<Phase>,
     /// Every worker with a share in this generation.
     pub members: BTreeMap<WorkerId, Member>,
+    /// Partitions that balancing rounds moved and that still rest where they are, with how long
+    /// (ms) after this record is committed, at least, their rest lasts: a new leader takes the
+    /// rests over and balances at once instead of waiting a whole `load_cooldown`. Every
+    /// record parti writes has it (empty without rounds); absent in records of older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resting: Option<BTreeMap<PartitionId, u64>>,
 }
 
 /// One chunk of a worker's share, stored at `worker.<id>.<slot>.<k>`.

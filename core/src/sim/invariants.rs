@@ -345,6 +345,7 @@ mod tests {
                     (WorkerId(*w), m)
                 })
                 .collect(),
+            resting: None,
         };
         Entry {
             bucket: Bucket::Assign,

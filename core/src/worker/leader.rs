@@ -128,6 +128,11 @@ pub(crate) struct Leadership {
     pub(crate) partitions: Option<Vec<Partition>>,
     /// The partitions changed since the last generation that reflects them.
     pub(crate) partitions_dirty: bool,
+    /// The planner compared the adopted generation with the partition list and the pins
+    /// (`tick`). Until then neither the first list nor a pin counts as a change by itself: a
+    /// new leader that plans at once as for changed partitions moves for load outside any
+    /// round's budget and rests.
+    pub(crate) looked: bool,
     /// Bumped whenever the partition list or a pin changes.
     pub(crate) partitions_version: u64,
     /// Operators' pins (`ctl.pin.<partition>`), handed to the strategy.
@@ -136,6 +141,9 @@ pub(crate) struct Leadership {
     pub(crate) source_failures: u32,
     /// `None` while loading; `Some(None)` with no usable generation (cold start).
     pub(crate) gen_loaded: bool,
+    /// The adopted generation said which partitions rest (or there was none): rounds need not
+    /// wait a whole `load_cooldown` after the takeover.
+    pub(crate) rests_known: bool,
     pub(crate) sealing: bool,
     pub(crate) committed: Option<CommittedGen>,
     /// Revision of an undecodable `gen` to overwrite (cold start over foreign bytes).
@@ -187,11 +195,13 @@ impl Leadership {
             peers: BTreeMap::new(),
             partitions: None,
             partitions_dirty: false,
+            looked: false,
             partitions_version: 0,
             pins: BTreeMap::new(),
             list_req: None,
             source_failures: 0,
             gen_loaded: false,
+            rests_known: false,
             sealing: false,
             committed: None,
             foreign_gen_rev: None,
@@ -233,6 +243,41 @@ impl Leadership {
                 .get(&(w, m.slot))
                 .and_then(LazyShare::complete_digest)
                 != Some(m.digest)
+    }
+
+    /// Whether the committed generation already reflects the partition list and the pins:
+    /// every listed partition in exactly one known share and nothing else, every pin to a live
+    /// worker honoured (true without a generation: the cold start plans everything).
+    pub(crate) fn committed_reflects_sources(&self) -> bool {
+        let (Some(c), Some(parts)) = (&self.committed, &self.partitions) else {
+            return self.committed.is_none();
+        };
+        let listed = |p: &PartitionId| parts.binary_search_by(|x| x.id().cmp(p)).is_ok();
+        let mut held = 0;
+        for share in c.shares.values() {
+            let Some(share) = share else { return false };
+            if !share.iter().all(listed) {
+                return false;
+            }
+            held += share.len();
+        }
+        // all listed and as many as listed: each once, unless one is twice and another none
+        let once = held == parts.len()
+            && c.shares
+                .values()
+                .flatten()
+                .flatten()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                == held;
+        once && self.pins.iter().all(|(p, w)| {
+            let live = self.peers.get(w).is_some_and(|peer| peer.live());
+            !live
+                || !listed(p)
+                || c.shares
+                    .get(w)
+                    .is_some_and(|s| s.as_ref().is_some_and(|s| s.contains(p)))
+        })
     }
 
     /// While the source fails, a new leader plans with the partitions of the committed
@@ -400,7 +445,7 @@ impl Leadership {
         list.sort_by(|a, b| a.id().cmp(b.id()));
         if self.partitions.as_ref() != Some(&list) {
             self.partitions = Some(list);
-            self.partitions_dirty = true;
+            self.partitions_dirty |= self.looked;
             self.partitions_version += 1;
             self.dirty = true;
         }
@@ -547,7 +592,7 @@ impl Leadership {
             None => self.pins.remove(&partition).is_some(),
         };
         if changed {
-            self.partitions_dirty = true;
+            self.partitions_dirty |= self.looked;
             self.partitions_version += 1;
             self.dirty = true;
         }

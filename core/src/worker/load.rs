@@ -140,4 +140,34 @@ impl LoadView {
         self.resting.retain(|_, until| *until > now);
         self.resting.keys()
     }
+
+    /// What a generation's record carries ([`crate::codec::GenRecord::resting`]): how long
+    /// (ms, rounded up) each partition still rests after `now`, with `moved` (the round being
+    /// published) resting `cooldown`. Counted from before the commit, so at least as long.
+    pub(crate) fn rests_after(
+        &mut self,
+        now: Instant,
+        moved: &[PartitionId],
+        cooldown: Duration,
+    ) -> BTreeMap<PartitionId, u64> {
+        let ms = |d: Duration| u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+        self.resting.retain(|_, until| *until > now);
+        let mut out: BTreeMap<PartitionId, u64> = self
+            .resting
+            .iter()
+            .map(|(p, until)| (p.clone(), ms(until.saturating_duration_since(now))))
+            .collect();
+        out.extend(moved.iter().map(|p| (p.clone(), ms(cooldown))));
+        out
+    }
+
+    /// Takes over the rests of an earlier leader's record, counted from `now` (when this
+    /// leader saw it committed, no earlier than the commit); a longer rest already known stays.
+    pub(crate) fn take_rests(&mut self, rests: &BTreeMap<PartitionId, u64>, now: Instant) {
+        for (p, ms) in rests {
+            let until = now + Duration::from_millis(*ms);
+            let at = self.resting.entry(p.clone()).or_insert(until);
+            *at = (*at).max(until);
+        }
+    }
 }

@@ -36,6 +36,10 @@ impl Leadership {
             return;
         }
         self.retry_at = None;
+        if !self.looked {
+            self.looked = true;
+            self.partitions_dirty |= !self.committed_reflects_sources();
+        }
         self.note_joins(now);
         let mut t = self.pending(now, cx.config);
         // Balance is looked at only when nothing else is due.
@@ -388,7 +392,7 @@ impl Leadership {
             planned,
             round,
         };
-        self.publish(cx, next, tokens, keep, label);
+        self.publish(cx, now, next, tokens, keep, label);
     }
 }
 

@@ -33,6 +33,7 @@ impl Leadership {
     pub(crate) fn publish(
         &mut self,
         cx: &mut Cx<'_>,
+        now: Instant,
         shares: Shares,
         tokens: BTreeMap<WorkerId, u64>,
         keep: BTreeMap<WorkerId, Member>,
@@ -92,6 +93,8 @@ impl Leadership {
             );
         }
         members.extend(keep);
+        let moved = round.as_ref().map_or(&[][..], |r| &r.moved[..]);
+        let resting = self.loads.rests_after(now, moved, cx.config.load_cooldown);
         let record = GenRecord {
             v: codec::VERSION,
             epoch: self.epoch,
@@ -99,6 +102,7 @@ impl Leadership {
             phase,
             trigger: Some(trigger),
             members,
+            resting: Some(resting),
         };
         let seq = self.publish_seq + 1;
         let outstanding = writes.len();
@@ -187,6 +191,7 @@ impl Leadership {
         match result {
             KvResult::Value(None) => {
                 self.gen_loaded = true;
+                self.rests_known = true; // no generation, no round yet
             }
             KvResult::Value(Some(e)) => match codec::decode::<GenRecord>("gen", &e.value) {
                 Ok(rec) if rec.epoch > epoch => self.deposed = true,
@@ -225,6 +230,10 @@ impl Leadership {
 
     /// The sealed generation is ours: learn its shares from the mirror and watch its members.
     fn adopt(&mut self, cx: &mut Cx<'_>, now: Instant, record: GenRecord, revision: u64) {
+        if let Some(rests) = &record.resting {
+            self.loads.take_rests(rests, now);
+            self.rests_known = true;
+        }
         let shares: Committed = record
             .members
             .iter()
@@ -307,10 +316,15 @@ impl Leadership {
             // they moved now: the cooldown counts from here, not from the plan
             self.loads.rest(r.moved, now + cx.config.load_cooldown);
         }
-        if p.record.phase == Phase::Stable && p.partitions_version == self.partitions_version {
-            self.activity = None;
+        if p.partitions_version == self.partitions_version {
+            // The change is planned and committed (once, within the budget, like a round): the
+            // next steps of its handoff head for that target instead of planning afresh, with
+            // a fresh budget, at every step.
             self.partitions_dirty = false;
-            self.imbalance_due = None;
+            if p.record.phase == Phase::Stable {
+                self.activity = None;
+                self.imbalance_due = None;
+            }
         }
         let mut shares: Committed = p.shares.into_iter().map(|(w, s)| (w, Some(s))).collect();
         for w in p.record.members.keys() {

@@ -284,9 +284,14 @@ impl Leadership {
                 let cooldown = self
                     .last_rebalance
                     .map_or(now, |t| t + cfg.min_rebalance_interval);
-                // A new leader does not know which partitions an earlier leader's rounds moved
-                // (they rest for `load_cooldown`): its first round waits that long.
-                let rested = self.since + cfg.load_cooldown;
+                // A new leader takes over the rests from the generation it adopted; where that
+                // did not say (a record of an older build, or none could be read), it does not
+                // know which partitions an earlier leader's rounds moved (they rest for
+                // `load_cooldown`): its first round waits that long.
+                let rested = match self.rests_known {
+                    true => now,
+                    false => self.since + cfg.load_cooldown,
+                };
                 self.imbalance_due = Some(
                     (since + cfg.min_rebalance_interval)
                         .max(cooldown)
@@ -420,6 +425,7 @@ mod tests {
                 phase: Phase::Stable,
                 trigger: None,
                 members,
+                resting: None,
             },
             revision: 1,
             shares,
@@ -609,13 +615,20 @@ mod tests {
             (Cause::Imbalance, at(12 * S), Some(100))
         );
         assert_eq!(l.most_loaded.map(|(w, _)| w), Some(WorkerId(1)));
-        // A leader waits a whole `load_cooldown` after taking over before its first round (it
-        // does not know which partitions an earlier leader's rounds moved).
+        // A leader waits a whole `load_cooldown` after taking over before its first round when
+        // it does not know which partitions an earlier leader's rounds moved.
         let mut fresh = view(at(0));
         fresh.committed = l.committed.clone();
         fresh.partitions = l.partitions.clone();
         assert!(fresh.check_imbalance(at(2 * S), &Config::default()));
         assert_eq!(fresh.imbalance_due, Some(at(60 * S)));
+        // Unless the generation it adopted said which partitions rest (`GenRecord::resting`).
+        let mut told = view(at(0));
+        told.committed = l.committed.clone();
+        told.partitions = l.partitions.clone();
+        told.rests_known = true;
+        assert!(told.check_imbalance(at(2 * S), &Config::default()));
+        assert_eq!(told.imbalance_due, Some(at(12 * S)));
         // Anything else due comes first.
         l.partitions_dirty = true;
         assert_eq!(
@@ -649,6 +662,32 @@ mod tests {
         };
         let cfg = Config::default();
         l.loads.take(&share, digest, &r, now, cfg.load_half_life)
+    }
+
+    #[test]
+    fn a_new_leader_sees_a_change_only_where_the_committed_generation_differs() {
+        let (mut l, mut parts) = two_by_two();
+        assert!(l.committed_reflects_sources());
+        // a pin honoured, then one that is not
+        l.pins.insert(PartitionId::parse("a").unwrap(), WorkerId(1));
+        assert!(l.committed_reflects_sources());
+        l.pins.insert(PartitionId::parse("c").unwrap(), WorkerId(1));
+        assert!(!l.committed_reflects_sources());
+        l.pins.clear();
+        // a partition added, or one removed
+        parts.push(Partition::new(&["e"], 1).unwrap());
+        l.partitions = Some(parts.clone());
+        assert!(!l.committed_reflects_sources());
+        l.partitions = Some(parts[..3].to_vec());
+        assert!(!l.committed_reflects_sources());
+        // a share not known yet
+        l.partitions = Some(parts[..4].to_vec());
+        l.committed
+            .as_mut()
+            .unwrap()
+            .shares
+            .insert(WorkerId(2), None);
+        assert!(!l.committed_reflects_sources());
     }
 
     #[test]

@@ -193,6 +193,7 @@ impl Fleet {
             phase: Phase::Stable,
             trigger: None,
             members,
+            resting: None,
         });
         Ok(fleet)
     }
@@ -568,6 +569,7 @@ mod tests {
             phase: Phase::Stable,
             trigger: None,
             members: [(WorkerId(1), member)].into(),
+            resting: None,
         };
         let leader = encode(&LeaderValue {
             v: 1,
