@@ -129,8 +129,9 @@ pub struct GenRecord {
     pub members: BTreeMap<WorkerId, Member>,
     /// Partitions that balancing rounds moved and that still rest where they are, with how long
     /// (ms) after this record is committed, at least, their rest lasts: a new leader takes the
-    /// rests over and balances at once instead of waiting a whole `load_cooldown`. Every
-    /// record parti writes has it (empty without rounds); absent in records of older builds.
+    /// rests over and balances at once instead of waiting a whole `load_cooldown`. Empty
+    /// without rounds; absent in records of older builds, or when the rests would take more
+    /// than a quarter of `Config::max_value_bytes` (a new leader then waits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resting: Option<BTreeMap<PartitionId, u64>>,
 }

@@ -144,7 +144,7 @@ impl LoadView {
     /// What a generation's record carries ([`crate::codec::GenRecord::resting`]): how long
     /// (ms, rounded up) each partition still rests after `now`, with `moved` (the round being
     /// published) resting `cooldown`. Counted from before the commit, so at least as long.
-    pub(crate) fn rests_after(
+    fn rests_after(
         &mut self,
         now: Instant,
         moved: &[PartitionId],
@@ -161,6 +161,22 @@ impl LoadView {
         out
     }
 
+    /// [`LoadView::rests_after`] for a record of at most `max_bytes`: `None` when the rests
+    /// would take more than a quarter of it (a successor then waits a whole `load_cooldown`,
+    /// as without them; the commit record must stay one value).
+    pub(crate) fn rests_for_record(
+        &mut self,
+        now: Instant,
+        moved: &[PartitionId],
+        cooldown: Duration,
+        max_bytes: usize,
+    ) -> Option<BTreeMap<PartitionId, u64>> {
+        let rests = self.rests_after(now, moved, cooldown);
+        // an entry: the quoted ID, a colon, up to 20 digits and a comma
+        let bytes: usize = rests.keys().map(|p| p.as_str().len() + 24).sum();
+        (bytes <= max_bytes / 4).then_some(rests)
+    }
+
     /// Takes over the rests of an earlier leader's record, counted from `now` (when this
     /// leader saw it committed, no earlier than the commit); a longer rest already known stays.
     pub(crate) fn take_rests(&mut self, rests: &BTreeMap<PartitionId, u64>, now: Instant) {
@@ -169,5 +185,41 @@ impl LoadView {
             let at = self.resting.entry(p.clone()).or_insert(until);
             *at = (*at).max(until);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rests_go_into_the_record_only_while_they_fit_a_quarter_of_it() {
+        let at = |ms: u64| Instant::from_origin(Duration::from_millis(ms));
+        let mut view = LoadView::default();
+        let id = |i: usize| PartitionId::parse(&format!("orders.{i:05}")).unwrap();
+        view.rest([id(0)], at(10_000));
+        let moved: Vec<PartitionId> = (1..4).map(id).collect();
+        let rests = view
+            .rests_for_record(at(4_000), &moved, Duration::from_secs(60), 4096)
+            .unwrap();
+        assert_eq!(rests[&id(0)], 6_000);
+        assert_eq!(rests[&id(1)], 60_000);
+        assert_eq!(rests.len(), 4);
+        // the first rest is over by then, and nothing moves
+        let later = view.rests_for_record(at(10_000), &[], Duration::ZERO, 4096);
+        assert_eq!(later, Some(BTreeMap::new()));
+        // 40 more IDs of 12 bytes (36 bytes each) pass a quarter of 4096 bytes
+        let many: Vec<PartitionId> = (0..40).map(id).collect();
+        assert_eq!(
+            view.rests_for_record(at(10_000), &many, Duration::from_secs(60), 4096),
+            None
+        );
+        // a successor takes them over from when it saw the record, keeping a longer one
+        let mut next = LoadView::default();
+        next.rest([id(1)], at(90_000));
+        next.take_rests(&rests, at(5_000));
+        let resting: Vec<&PartitionId> = next.resting(at(64_999)).collect();
+        assert_eq!(resting, [&id(1), &id(2), &id(3)]);
+        assert_eq!(next.resting(at(65_000)).count(), 1);
     }
 }

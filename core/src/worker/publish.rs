@@ -94,7 +94,8 @@ impl Leadership {
         }
         members.extend(keep);
         let moved = round.as_ref().map_or(&[][..], |r| &r.moved[..]);
-        let resting = self.loads.rests_after(now, moved, cx.config.load_cooldown);
+        let cooldown = cx.config.load_cooldown;
+        let resting = self.loads.rests_for_record(now, moved, cooldown, max_bytes);
         let record = GenRecord {
             v: codec::VERSION,
             epoch: self.epoch,
@@ -102,7 +103,7 @@ impl Leadership {
             phase,
             trigger: Some(trigger),
             members,
-            resting: Some(resting),
+            resting,
         };
         let seq = self.publish_seq + 1;
         let outstanding = writes.len();
