@@ -311,6 +311,8 @@ fn a_new_leader_moves_nothing_before_its_first_round() {
         let loads = set_loads(&mut sim, 40, |p| if hot.contains(p) { 10.0 } else { 1.0 });
         let first = sim.run_until_true(SECS(120), |s| s.stats().rounds == 1);
         assert!(first.is_some(), "seed {seed}: no round");
+        // the round's handoff under way (its generation seen), then done
+        sim.run_for(SECS(1));
         sim.must_converge(SECS(60));
         let moves = sim.stats().moves;
         sim.stop(leader, false);
