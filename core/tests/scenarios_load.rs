@@ -243,6 +243,44 @@ fn recorded_rests(sim: &Sim) -> BTreeMap<PartitionId, u64> {
     record.resting.expect("parti writes the rests")
 }
 
+/// 4 workers with 40 partitions (budget 2): a follower's partitions turn 10x hot and the first
+/// round commits. Returns the simulator, the leader and the loads.
+fn after_a_round(seed: u64) -> (Sim, NodeId, BTreeMap<PartitionId, f64>) {
+    let (mut sim, nodes) = loaded(4, 40, seed, 2, exact());
+    let leader = sim.leader().expect("a leader");
+    let hot_node = *nodes.iter().find(|n| **n != leader).unwrap();
+    let hot: Vec<PartitionId> = sim.holdings(hot_node).iter().cloned().collect();
+    let loads = set_loads(&mut sim, 40, |p| if hot.contains(p) { 10.0 } else { 1.0 });
+    let first = sim.run_until_true(SECS(120), |s| s.stats().rounds == 1);
+    assert!(first.is_some(), "seed {seed}: no round");
+    (sim, leader, loads)
+}
+
+/// A rolling restart of `leader`: it stops, another worker takes over, and it starts again (and
+/// resumes its share).
+fn restart_the_leader(sim: &mut Sim, leader: NodeId) {
+    sim.stop(leader, false);
+    let took_over = sim.run_until_true(SECS(10), |s| s.leader().is_some_and(|n| n != leader));
+    assert!(took_over.is_some(), "no new leader");
+    sim.restart(leader);
+}
+
+/// Then the load balances and the cluster settles, with no violation.
+fn balances_in_the_end(sim: &mut Sim, loads: &BTreeMap<PartitionId, f64>, seed: u64) {
+    let done = sim.run_until_true(SECS(600), |s| max_over_mean(s, loads) <= 1.1);
+    assert!(
+        done.is_some(),
+        "seed {seed}: still {:.2}x",
+        max_over_mean(sim, loads)
+    );
+    sim.must_converge(SECS(120));
+    assert!(
+        sim.violations().is_empty(),
+        "seed {seed}: {:?}",
+        sim.violations()
+    );
+}
+
 /// A leader restarted right after a round (a rolling restart): its successor reads the round's
 /// rests from the committed record and goes on balancing after `min_rebalance_interval`, not a
 /// whole `load_cooldown` after taking over (it used to wait, not knowing what rested), and it
@@ -251,13 +289,7 @@ fn recorded_rests(sim: &Sim) -> BTreeMap<PartitionId, u64> {
 #[test]
 fn a_new_leader_takes_over_the_rests_and_balances_without_waiting_a_cooldown() {
     for seed in 1..6 {
-        let (mut sim, nodes) = loaded(4, 40, seed, 2, exact());
-        let leader = sim.leader().expect("a leader");
-        let hot_node = *nodes.iter().find(|n| **n != leader).unwrap();
-        let hot: Vec<PartitionId> = sim.holdings(hot_node).iter().cloned().collect();
-        let loads = set_loads(&mut sim, 40, |p| if hot.contains(p) { 10.0 } else { 1.0 });
-        let first = sim.run_until_true(SECS(120), |s| s.stats().rounds == 1);
-        assert!(first.is_some(), "seed {seed}: no round");
+        let (mut sim, leader, loads) = after_a_round(seed);
         let rests = recorded_rests(&sim);
         assert_eq!(rests.len(), 2, "seed {seed}: {rests:?}");
         // the round's partitions rest the whole cooldown (20 s) from its commit
@@ -265,13 +297,8 @@ fn a_new_leader_takes_over_the_rests_and_balances_without_waiting_a_cooldown() {
             rests.values().all(|ms| *ms == 20_000),
             "seed {seed}: {rests:?}"
         );
-        // A rolling restart of the leader: another worker takes over, the restarted one
-        // resumes its share.
         let stopped_at = sim.now();
-        sim.stop(leader, false);
-        let exited = sim.run_until_true(SECS(10), |s| s.leader().is_some_and(|n| n != leader));
-        assert!(exited.is_some(), "seed {seed}: no new leader");
-        sim.restart(leader);
+        restart_the_leader(&mut sim, leader);
         let next = sim.run_until_true(SECS(60), |s| s.stats().rounds >= 2);
         assert!(next.is_some(), "seed {seed}: no round after the failover");
         let waited = sim.now().saturating_duration_since(stopped_at);
@@ -281,18 +308,7 @@ fn a_new_leader_takes_over_the_rests_and_balances_without_waiting_a_cooldown() {
             waited < SECS(20),
             "seed {seed}: next round {waited:?} after the stop"
         );
-        let done = sim.run_until_true(SECS(600), |s| max_over_mean(s, &loads) <= 1.1);
-        assert!(
-            done.is_some(),
-            "seed {seed}: still {:.2}x",
-            max_over_mean(&sim, &loads)
-        );
-        sim.must_converge(SECS(120));
-        assert!(
-            sim.violations().is_empty(),
-            "seed {seed}: {:?}",
-            sim.violations()
-        );
+        balances_in_the_end(&mut sim, &loads, seed);
     }
 }
 
@@ -304,21 +320,12 @@ fn a_new_leader_takes_over_the_rests_and_balances_without_waiting_a_cooldown() {
 #[test]
 fn a_new_leader_moves_nothing_before_its_first_round() {
     for seed in 1..6 {
-        let (mut sim, nodes) = loaded(4, 40, seed, 2, exact());
-        let leader = sim.leader().expect("a leader");
-        let hot_node = *nodes.iter().find(|n| **n != leader).unwrap();
-        let hot: Vec<PartitionId> = sim.holdings(hot_node).iter().cloned().collect();
-        let loads = set_loads(&mut sim, 40, |p| if hot.contains(p) { 10.0 } else { 1.0 });
-        let first = sim.run_until_true(SECS(120), |s| s.stats().rounds == 1);
-        assert!(first.is_some(), "seed {seed}: no round");
+        let (mut sim, leader, loads) = after_a_round(seed);
         // the round's handoff under way (its generation seen), then done
         sim.run_for(SECS(1));
         sim.must_converge(SECS(60));
         let moves = sim.stats().moves;
-        sim.stop(leader, false);
-        let took_over = sim.run_until_true(SECS(10), |s| s.leader().is_some_and(|n| n != leader));
-        assert!(took_over.is_some(), "seed {seed}: no new leader");
-        sim.restart(leader);
+        restart_the_leader(&mut sim, leader);
         // the first move comes with the new leader's first round
         let moved = sim.run_until_true(SECS(60), |s| s.stats().moves > moves);
         assert!(moved.is_some(), "seed {seed}: nothing moved");
@@ -327,18 +334,7 @@ fn a_new_leader_moves_nothing_before_its_first_round() {
             2,
             "seed {seed}: moved before the next round"
         );
-        let done = sim.run_until_true(SECS(600), |s| max_over_mean(s, &loads) <= 1.1);
-        assert!(
-            done.is_some(),
-            "seed {seed}: still {:.2}x",
-            max_over_mean(&sim, &loads)
-        );
-        sim.must_converge(SECS(120));
-        assert!(
-            sim.violations().is_empty(),
-            "seed {seed}: {:?}",
-            sim.violations()
-        );
+        balances_in_the_end(&mut sim, &loads, seed);
     }
 }
 
