@@ -21,8 +21,8 @@ const CASES: u64 = 560;
 /// bound that counts what lumps force one step deep) counts far less than that packing moves.
 /// Seed 230 (49 Zipf partitions on 102 workers, one big): a refresh whose result the weight cap
 /// left above the ceiling, with an empty worker that could take a partition, is not a fixed
-/// point: planning again moves that partition (one more move the leader makes at its next
-/// handoff step).
+/// point: planning again moves that partition (one more move at the leader's next plan
+/// without a budget, e.g. a new leader's that takes over the handoff).
 const KNOWN_MISSES: &[(u64, &str)] = &[
     (110, "30-step chain moved"),
     (189, "30-step chain moved"),
@@ -358,7 +358,8 @@ fn change(case: &Case, mut input: PlanInput, previous: &Plan) -> (Plan, u128, u1
     let after = plan(&Balanced::default(), &input).expect("valid input");
     check_complete(case, &input, &after);
     let moved = summarize(&input, &after).moved_weight;
-    // the leader plans again from its own target on every handoff step
+    // a later plan starts from this result (a new leader taking over the handoff plans
+    // afresh from it)
     let mut again = input.clone();
     again.previous = after.assignment.clone();
     let replan = plan(&Balanced::default(), &again).expect("valid input");
@@ -573,7 +574,7 @@ fn run_all() -> usize {
 /// and the bound cannot both hold) after the leader's rounds of 100 moves, which then never
 /// stall; and rounds are the exception, not the rule. Also: a 30-step chain moves at most
 /// 1.1 × its cumulative floor (rounds included), and planning again
-/// from a change's result moves nothing (the leader does that on every handoff step); the
+/// from a change's result moves nothing (a new leader taking over a handoff does that); the
 /// cases in [`KNOWN_MISSES`] excepted.
 #[test]
 fn balanced_keeps_its_bounds_on_random_inputs() {

@@ -58,7 +58,7 @@ mod local;
 ///   (new, or its owner is gone), a pin that takes one off its owner, a worker that carries
 ///   nothing and that a donor could feed (a newcomer), or removed partitions that leave a
 ///   worker above its ceiling or below its trigger. So planning again from a plan's own
-///   result moves nothing (the leader does that on every handoff step).
+///   result moves nothing (a new leader taking over a handoff does that).
 /// - the full passes are kept when they take at most 1.1 × the *live floor* off live owners
 ///   and end balanced; else LPT repacked (workers relabelled to keep the most weight in
 ///   place) when that does; else the passes stop before they take more than 1.1 × the live
