@@ -377,3 +377,32 @@ fn a_partition_change_moves_at_most_the_budget_over_its_whole_handoff() {
         );
     }
 }
+
+/// The same with an operator's pin in place (honoured): the new leader reads it with the rest
+/// of the bucket and it is no change either.
+#[test]
+fn a_new_leader_moves_nothing_for_a_pin_it_finds_honoured() {
+    for seed in 1..6 {
+        let (mut sim, leader, loads) = after_a_round(seed);
+        let (pinned, owner) = sim
+            .owners()
+            .into_iter()
+            .find(|(_, o)| o.len() == 1)
+            .map(|(p, o)| (p, o[0]))
+            .unwrap();
+        sim.pin(&pinned, Some(owner));
+        sim.run_for(SECS(1));
+        sim.must_converge(SECS(60));
+        assert_eq!(sim.owners()[&pinned], [owner]);
+        let moves = sim.stats().moves;
+        let rounds = sim.stats().rounds;
+        restart_the_leader(&mut sim, leader);
+        let moved = sim.run_until_true(SECS(60), |s| s.stats().moves > moves);
+        assert!(moved.is_some(), "seed {seed}: nothing moved");
+        assert!(
+            sim.stats().rounds > rounds,
+            "seed {seed}: moved before the next round"
+        );
+        balances_in_the_end(&mut sim, &loads, seed);
+    }
+}

@@ -129,9 +129,9 @@ pub(crate) struct Leadership {
     /// The partitions changed since the last generation that reflects them.
     pub(crate) partitions_dirty: bool,
     /// The planner compared the adopted generation with the partition list and the pins
-    /// (`tick`). Until then neither the first list nor a pin counts as a change by itself: a
-    /// new leader that plans at once as for changed partitions moves for load outside any
-    /// round's budget and rests.
+    /// (`tick`, once its watch caught up with that generation). Until then neither the first
+    /// list nor a pin counts as a change by itself: a new leader that plans at once as for
+    /// changed partitions moves for load outside any round's budget and rests.
     pub(crate) looked: bool,
     /// Bumped whenever the partition list or a pin changes.
     pub(crate) partitions_version: u64,
