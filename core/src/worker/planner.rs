@@ -38,11 +38,13 @@ impl Leadership {
         self.retry_at = None;
         // Compared once the watch has caught up with the adopted generation (every pin written
         // before it seen), or after a TTL at the latest.
-        let caught_up = self
-            .committed
-            .as_ref()
-            .is_none_or(|c| self.assign_seen >= c.revision);
-        if !self.looked && (caught_up || now >= self.since + cx.config.lease_ttl) {
+        if !self.looked
+            && (now >= self.since + cx.config.lease_ttl
+                || self
+                    .committed
+                    .as_ref()
+                    .is_none_or(|c| self.assign_seen >= c.revision))
+        {
             self.looked = true;
             self.partitions_dirty |= !self.committed_reflects_sources();
         }
