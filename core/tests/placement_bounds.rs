@@ -23,8 +23,12 @@ const CASES: u64 = 560;
 /// left above the ceiling, with an empty worker that could take a partition, is not a fixed
 /// point: planning again moves that partition (one more move at the leader's next plan
 /// without a budget, e.g. a new leader's that takes over the handoff).
+/// Seed 139 (1,376 Huge partitions on 687 workers, one big, its heaviest worker gone): a round
+/// finds no move toward LPT that keeps the maximum (two partitions a worker, every worker full)
+/// and moves anyway, raising the maximum 1.9× for one round; the next rounds reach the bound.
 const KNOWN_MISSES: &[(u64, &str)] = &[
     (110, "30-step chain moved"),
+    (139, "raised the max"),
     (189, "30-step chain moved"),
     (230, "planning again from the result moves 1 "),
     (330, "30-step chain moved"),
@@ -315,6 +319,13 @@ fn settle(case: &Case, input: &PlanInput, plan0: Plan, limit: f64) -> (Plan, usi
             sum.moved
         );
         moved += u128::from(sum.moved_weight);
+        assert!(
+            max_relative(input, &next) <= max_relative(input, &current) * (1.0 + 1e-9),
+            "{}: round {round} raised the max {} -> {}",
+            what(case, input),
+            max_relative(input, &current),
+            max_relative(input, &next)
+        );
         if std::env::var("PB_DEBUG").is_ok() {
             eprintln!(
                 "round {round}: max {} -> {}, moved {} (weight {})",
@@ -520,17 +531,21 @@ fn run_case(case: &Case) -> usize {
     rounds
 }
 
-/// Runs every generated case (all of them, or only seed `N` with the environment variable
-/// `PB_SEED=N`, to replay one) and reports the failures together; returns how many cases
-/// needed the leader's rounds.
-fn run_all() -> usize {
+/// Runs every generated case (all of them, `PB_CASES=N` for the first N instead of [`CASES`],
+/// or only seed `N` with `PB_SEED=N`, to replay one) and reports the failures together;
+/// returns how many cases ran and how many of them needed the leader's rounds.
+fn run_all() -> (u64, usize) {
     let only: Option<u64> = std::env::var("PB_SEED").ok().and_then(|s| s.parse().ok());
     let (mut failures, mut needed_rounds) = (Vec::new(), 0);
     let hook = std::panic::take_hook();
     if only.is_none() {
         std::panic::set_hook(Box::new(|_| {}));
     }
-    for seed in (1..=CASES).filter(|s| only.is_none_or(|o| o == *s)) {
+    let cases: u64 = std::env::var("PB_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CASES);
+    for seed in (1..=cases).filter(|s| only.is_none_or(|o| o == *s)) {
         let case = generate(seed);
         match std::panic::catch_unwind(|| run_case(&case)) {
             Ok(rounds) => needed_rounds += usize::from(rounds > 0),
@@ -552,7 +567,7 @@ fn run_all() -> usize {
     failures.retain(|f| !known(f));
     let expected = KNOWN_MISSES
         .iter()
-        .filter(|(s, _)| only.is_none_or(|o| o == *s))
+        .filter(|(s, _)| only.is_none_or(|o| o == *s) && *s <= cases)
         .count();
     assert!(
         missed == expected,
@@ -561,27 +576,28 @@ fn run_all() -> usize {
     );
     assert!(
         failures.is_empty(),
-        "{} of {CASES} cases failed:\n{}",
+        "{} of {cases} cases failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
-    needed_rounds
+    (cases, needed_rounds)
 }
 
 /// Issue 12 §1 on every generated input: fresh plans within 1 % of LPT; every join, leave,
 /// heaviest leave, refresh and chain step moves at most 1.1 × its floor and ends within
 /// max(heaviest / largest capacity, 1.05 × mean, 1.01 × LPT) — directly, or (where the floor
 /// and the bound cannot both hold) after the leader's rounds of 100 moves, which then never
-/// stall; and rounds are the exception, not the rule. Also: a 30-step chain moves at most
+/// stall and never raise the maximum; and rounds are the exception, not the rule. Also: a
+/// 30-step chain moves at most
 /// 1.1 × its cumulative floor (rounds included), and planning again
 /// from a change's result moves nothing (a new leader taking over a handoff does that); the
 /// cases in [`KNOWN_MISSES`] excepted.
 #[test]
 fn balanced_keeps_its_bounds_on_random_inputs() {
-    let needed_rounds = run_all();
+    let (cases, needed_rounds) = run_all();
     assert!(
-        needed_rounds * 5 <= CASES as usize,
-        "{needed_rounds} of {CASES} cases needed the leader's rounds"
+        needed_rounds * 5 <= cases as usize,
+        "{needed_rounds} of {cases} cases needed the leader's rounds"
     );
 }
 

@@ -73,8 +73,11 @@ mod local;
 /// worker's room again among themselves (heaviest first, each staying on its owner while it
 /// fits), then passes 4 and 5 (see `balanced/local.rs`); it is kept when it ends within the
 /// ceiling. Failing both, when budget is left, the rest goes to moving partitions to their
-/// owner in LPT repacked (off the most loaded workers first). Partitions of departed workers
-/// never count, so `Some(0)` moves exactly the departed share.
+/// owner in LPT repacked (off the most loaded workers first), with chains of moves that make
+/// room, so that no worker ends above the larger of its load and its limit, or else above the
+/// maximum before: a round does not raise the maximum, unless no move toward LPT keeps it (a
+/// local optimum; see `Stage`). Partitions of departed workers never count, so `Some(0)`
+/// moves exactly the departed share.
 ///
 /// Every move of passes 4 and 5 leaves both workers strictly between their old relative
 /// loads, compared exactly in integers, so the passes end (and are capped at `2P + W` moves
@@ -97,6 +100,39 @@ const DONORS: usize = 8;
 /// How many times one plan may scan every worker for the cheapest room (see
 /// `Solver::cheapest_room`); past that, pushes go to the least-loaded worker.
 const ROOM_SCANS: usize = 256;
+
+/// How many moves deep [`Solver::toward`] looks for room on a worker.
+const CHAIN_DEPTH: usize = 4;
+/// How many moves [`Solver::toward`] may try in one plan (its chains branch).
+const TOWARD_WORK: usize = 200_000;
+
+/// How far [`Solver::toward`] lets a worker's load rise, tried in this order until the moves
+/// lower the maximum or the excess over the limits. Moves that lower neither only make room for
+/// later rounds: they are kept when the budget lets chains form, else taken back (one light
+/// partition a round would crawl).
+#[derive(Clone, Copy)]
+enum Stage {
+    /// To the larger of its load and its limit.
+    OwnLoad,
+    /// To the maximum (relative to capacity) as it was.
+    Maximum,
+    /// Without a bound, only when the stages before made no move that is kept: a local optimum
+    /// where no move toward LPT keeps the maximum (the maximum may rise for this round; the
+    /// next rounds reach LPT's plan, within the ceiling). Without it a round could stall.
+    Unbounded,
+}
+
+/// The state of one [`Solver::toward`]: where each partition goes, how much each worker may
+/// end with, the moves still to make off each worker (heaviest first), which were made or are
+/// being tried, and the moves of the chain being tried (to undo it).
+struct Toward<'t> {
+    target: &'t Solver<'t>,
+    allowed: Vec<u64>,
+    out: Vec<Vec<u32>>,
+    done: Vec<bool>,
+    made: Vec<(u32, u32, Cause)>,
+    work: usize,
+}
 
 impl Strategy for Balanced {
     fn name(&self) -> &str {
@@ -246,30 +282,145 @@ impl<'p> Solver<'p> {
         full
     }
 
-    /// Moves partitions to their owner in `target` until the budget is spent: off the most
-    /// loaded workers first, heaviest first.
+    /// Moves partitions to their owner in `target` (LPT repacked) until the budget is spent,
+    /// off the most loaded workers first, heaviest first, in [`Stage`]s: first so that no worker
+    /// ends above the larger of its load before and its limit (a move into a worker without
+    /// room for it comes with moves off that worker, a chain of at most [`CHAIN_DEPTH`] more,
+    /// or waits), then so that none ends above the maximum before. So a round does not raise
+    /// the maximum on its way to LPT, unless no move toward it keeps the maximum at all.
     fn toward(&mut self, target: &Solver<'_>) {
-        self.items();
-        let mut todo: Vec<u32> = (0..self.owner.len() as u32)
-            .filter(|&r| {
-                !self.pinned[r as usize] && self.owner[r as usize] != target.owner[r as usize]
-            })
-            .collect();
-        todo.sort_by_key(|&r| {
-            (
-                Reverse(self.key(self.owner[r as usize])),
-                Reverse(self.weight[r as usize]),
-                r,
-            )
-        });
-        for r in todo {
-            let to = target.owner[r as usize];
-            let back = self.prep.prev[r as usize] == Some(to);
-            if self.moved >= self.budget && !back {
+        self.toward_stages(target);
+        debug_assert_eq!(self.moved, self.count_moved(), "move accounting drifted");
+        debug_assert_eq!(self.moved_w, self.live_w(), "weight accounting drifted");
+    }
+
+    /// [`Solver::toward`]'s stages.
+    fn toward_stages(&mut self, target: &Solver<'_>) {
+        let (top, excess) = (self.heaviest(), self.excess());
+        let roomy = self.budget > 2 * (CHAIN_DEPTH + 1);
+        let mut kept = false;
+        for stage in [Stage::OwnLoad, Stage::Maximum, Stage::Unbounded] {
+            let allowed = match stage {
+                Stage::OwnLoad => (0..self.load.len())
+                    .map(|x| self.load[x].max(self.lim.limit[x]))
+                    .collect(),
+                Stage::Maximum => (0..self.load.len())
+                    .map(|x| {
+                        let at_top =
+                            u128::from(top.load) * u128::from(self.cap[x]) / u128::from(top.cap);
+                        self.lim.limit[x].max(u64::try_from(at_top).unwrap_or(u64::MAX))
+                    })
+                    .collect(),
+                Stage::Unbounded if kept => return,
+                Stage::Unbounded => vec![u64::MAX; self.load.len()],
+            };
+            let Some(made) = self.toward_within(target, allowed) else {
                 continue;
+            };
+            if self.heaviest() < top || self.excess() < excess || matches!(stage, Stage::Unbounded)
+            {
+                return;
             }
-            self.relocate(r, to, Cause::Repacked);
+            if roomy {
+                kept = true;
+            } else {
+                for (r, from, cause) in made.into_iter().rev() {
+                    self.relocate(r, from, cause);
+                    self.cause[r as usize] = cause;
+                }
+            }
         }
+    }
+
+    /// The load above their limits, summed over the workers.
+    fn excess(&self) -> u128 {
+        (0..self.load.len())
+            .map(|x| u128::from(self.load[x].saturating_sub(self.lim.limit[x])))
+            .sum()
+    }
+
+    /// [`Solver::toward`] with at most `allowed` on each worker; the moves made (partition,
+    /// where it was, why), or `None` when none was.
+    fn toward_within(
+        &mut self,
+        target: &Solver<'_>,
+        allowed: Vec<u64>,
+    ) -> Option<Vec<(u32, u32, Cause)>> {
+        self.items();
+        let nw = self.load.len();
+        let mut out: Vec<Vec<u32>> = vec![Vec::new(); nw];
+        for r in 0..self.owner.len() {
+            if !self.pinned[r] && self.owner[r] != target.owner[r] {
+                out[self.owner[r] as usize].push(r as u32);
+            }
+        }
+        for list in &mut out {
+            list.sort_by_key(|&r| (Reverse(self.weight[r as usize]), r));
+        }
+        let mut t = Toward {
+            target,
+            allowed,
+            out,
+            done: vec![false; self.owner.len()],
+            made: Vec::new(),
+            work: 0,
+        };
+        let mut log = Vec::new();
+        loop {
+            let mut donors: Vec<u32> = (0..nw as u32)
+                .filter(|&x| t.out[x as usize].iter().any(|&r| !t.done[r as usize]))
+                .collect();
+            donors.sort_by_key(|&x| Reverse(self.key(x)));
+            let mut progress = false;
+            for x in donors {
+                for i in 0..t.out[x as usize].len() {
+                    let r = t.out[x as usize][i];
+                    if !t.done[r as usize] && self.chain(&mut t, r, CHAIN_DEPTH) {
+                        log.append(&mut t.made);
+                        progress = true;
+                    }
+                }
+            }
+            if !progress || t.work > TOWARD_WORK {
+                return (!log.is_empty()).then_some(log);
+            }
+        }
+    }
+
+    /// Moves `r` to its owner in `t.target` with, when that worker has no room for it, moves
+    /// off that worker (chains up to `depth` deep); undoes them all when no chain makes room.
+    fn chain(&mut self, t: &mut Toward<'_>, r: u32, depth: usize) -> bool {
+        let to = t.target.owner[r as usize];
+        let back = self.prep.prev[r as usize] == Some(to);
+        t.work += 1;
+        if (self.moved >= self.budget && !back) || t.work > TOWARD_WORK {
+            return false;
+        }
+        let mark = t.made.len();
+        t.made
+            .push((r, self.owner[r as usize], self.cause[r as usize]));
+        t.done[r as usize] = true;
+        self.relocate(r, to, Cause::Repacked);
+        let room = t.allowed[to as usize];
+        let fits = |s: &Self| s.load[to as usize] <= room;
+        if fits(self) {
+            return true;
+        }
+        if depth > 0 {
+            for i in 0..t.out[to as usize].len() {
+                let q = t.out[to as usize][i];
+                if !t.done[q as usize] && self.chain(t, q, depth - 1) && fits(self) {
+                    return true;
+                }
+            }
+        }
+        while t.made.len() > mark {
+            let (q, from, cause) = t.made.pop().expect("made");
+            self.relocate(q, from, cause);
+            self.cause[q as usize] = cause;
+            t.done[q as usize] = false;
+        }
+        false
     }
 
     /// A solver with nothing placed yet.
