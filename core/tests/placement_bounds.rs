@@ -588,10 +588,9 @@ fn run_all() -> (u64, usize) {
 /// max(heaviest / largest capacity, 1.05 × mean, 1.01 × LPT) — directly, or (where the floor
 /// and the bound cannot both hold) after the leader's rounds of 100 moves, which then never
 /// stall and never raise the maximum; and rounds are the exception, not the rule. Also: a
-/// 30-step chain moves at most
-/// 1.1 × its cumulative floor (rounds included), and planning again
-/// from a change's result moves nothing (a new leader taking over a handoff does that); the
-/// cases in [`KNOWN_MISSES`] excepted.
+/// 30-step chain moves at most 1.1 × its cumulative floor (rounds included), and planning
+/// again from a change's result moves nothing (a new leader taking over a handoff does that);
+/// the cases in [`KNOWN_MISSES`] excepted.
 #[test]
 fn balanced_keeps_its_bounds_on_random_inputs() {
     let (cases, needed_rounds) = run_all();
