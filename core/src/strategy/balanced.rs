@@ -72,8 +72,10 @@ mod local;
 /// above the ceiling and a few of the least loaded place their partitions too heavy for any
 /// worker's room again among themselves (heaviest first, each staying on its owner while it
 /// fits), then passes 4 and 5 (see `balanced/local.rs`); it is kept when it ends within the
-/// ceiling. Failing both, when budget is left, the rest goes to moving partitions to their
-/// owner in LPT repacked (off the most loaded workers first), with chains of moves that make
+/// ceiling. Failing both, when budget is left: while the most loaded worker is above its limit,
+/// the single move or swap off it, with any less loaded worker, that leaves the two the lowest
+/// maximum (below its load); then, still above the ceiling, the rest goes to moving partitions
+/// to their owner in LPT repacked (off the most loaded workers first), with chains of moves that make
 /// room, so that no worker ends above the larger of its load and its limit, or else above the
 /// maximum before: a round does not raise the maximum, unless no move toward LPT keeps it (a
 /// local optimum; see `Stage`). Partitions of departed workers never count, so `Some(0)`
@@ -274,8 +276,10 @@ impl<'p> Solver<'p> {
             if repacked.moved <= budget && repacked.heaviest() < full.heaviest() {
                 return repacked;
             }
-            if full.moved < budget && !repacked.over_limit() {
-                // no move, swap or trade helps: spend the rest of the budget on the way to LPT
+            // the passes are stuck: cut the maximum with any worker, then spend the rest of
+            // the budget on the way to LPT
+            full.cut();
+            if full.moved < budget && full.over_limit() && !repacked.over_limit() {
                 full.toward(&repacked);
             }
         }
@@ -328,6 +332,57 @@ impl<'p> Solver<'p> {
                     self.relocate(r, from, cause);
                     self.cause[r as usize] = cause;
                 }
+            }
+        }
+    }
+
+    /// While the most loaded worker is above its limit and the budget allows, the single move
+    /// or swap off it, with any less loaded worker, that leaves the two the lowest maximum, if
+    /// that is below the worker's load: the cut of the maximum the passes missed (they offer
+    /// only the least-loaded workers a partition, and only within the ceiling).
+    fn cut(&mut self) {
+        self.items();
+        let nw = self.load.len();
+        let mut work = 0usize;
+        // a / b < c / d, exactly
+        let lt = |a: u64, b: u64, c: u64, d: u64| {
+            u128::from(a) * u128::from(d) < u128::from(c) * u128::from(b)
+        };
+        while self.moved < self.budget && work < TOWARD_WORK {
+            let m = self.heaviest().idx as usize;
+            if self.load[m] <= self.lim.limit[m] {
+                return;
+            }
+            let swaps = self.budget - self.moved >= 2;
+            let (lm, cm) = (self.load[m], self.cap[m]);
+            // the best so far: (the higher of the two loads after, its capacity, p, x, q)
+            let mut best: Option<(u64, u64, u32, u32, Option<u32>)> = None;
+            let mut consider = |hi: (u64, u64), p: u32, x: usize, q: Option<u32>| {
+                if lt(hi.0, hi.1, lm, cm) && best.is_none_or(|b| lt(hi.0, hi.1, b.0, b.1)) {
+                    best = Some((hi.0, hi.1, p, x as u32, q));
+                }
+            };
+            let higher = |a: (u64, u64), b: (u64, u64)| if lt(a.0, a.1, b.0, b.1) { b } else { a };
+            let items = self.items.as_ref().expect("built");
+            for x in (0..nw).filter(|&x| x != m && lt(self.load[x], self.cap[x], lm, cm)) {
+                let (lx, cx) = (self.load[x], self.cap[x]);
+                for &(wp, p) in &items[m] {
+                    work += 1;
+                    consider(higher((lm - wp, cm), (lx + wp, cx)), p, x, None);
+                    if swaps {
+                        // the two heaviest of x's lighter partitions
+                        for &(wq, q) in items[x].range(..(wp, 0)).rev().take(2) {
+                            work += 1;
+                            let after = higher((lm - wp + wq, cm), (lx - wq + wp, cx));
+                            consider(after, p, x, Some(q));
+                        }
+                    }
+                }
+            }
+            let Some((_, _, p, x, q)) = best else { return };
+            self.relocate(p, x, Cause::Shed);
+            if let Some(q) = q {
+                self.relocate(q, m as u32, Cause::Shed);
             }
         }
     }
