@@ -75,11 +75,11 @@ mod local;
 /// ceiling. Failing both, when budget is left: while the most loaded worker is above its limit,
 /// the single move or swap off it, with any less loaded worker, that leaves the two the lowest
 /// maximum (below its load); then, still above the ceiling, the rest goes to moving partitions
-/// to their owner in LPT repacked (off the most loaded workers first), with chains of moves that make
-/// room, so that no worker ends above the larger of its load and its limit, or else above the
-/// maximum before: a round does not raise the maximum, unless no move toward LPT keeps it (a
-/// local optimum; see `Stage`). Partitions of departed workers never count, so `Some(0)`
-/// moves exactly the departed share.
+/// to their owner in LPT repacked (off the most loaded workers first), with chains of moves
+/// that make room, so that no worker ends above the larger of its load and its limit, or else
+/// above the maximum before: a round does not raise the maximum, unless no move toward LPT
+/// keeps it (a local optimum; see `Stage`). Partitions of departed workers never count, so
+/// `Some(0)` moves exactly the departed share.
 ///
 /// Every move of passes 4 and 5 leaves both workers strictly between their old relative
 /// loads, compared exactly in integers, so the passes end (and are capped at `2P + W` moves
@@ -105,7 +105,8 @@ const ROOM_SCANS: usize = 256;
 
 /// How many moves deep [`Solver::toward`] looks for room on a worker.
 const CHAIN_DEPTH: usize = 4;
-/// How many moves [`Solver::toward`] may try in one plan (its chains branch).
+/// How many moves [`Solver::cut`] and [`Solver::toward`] may each weigh in one plan (the cut
+/// weighs every worker, the chains branch).
 const TOWARD_WORK: usize = 200_000;
 
 /// How far [`Solver::toward`] lets a worker's load rise, tried in this order until the moves
@@ -279,6 +280,8 @@ impl<'p> Solver<'p> {
             // the passes are stuck: cut the maximum with any worker, then spend the rest of
             // the budget on the way to LPT
             full.cut();
+            debug_assert_eq!(full.moved, full.count_moved(), "move accounting drifted");
+            debug_assert_eq!(full.moved_w, full.live_w(), "weight accounting drifted");
             if full.moved < budget && full.over_limit() && !repacked.over_limit() {
                 full.toward(&repacked);
             }
