@@ -234,13 +234,7 @@ fn a_crash_is_handled_while_a_loaded_worker_is_parked_for_its_restart() {
 
 /// The rests in the committed record (`GenRecord::resting`): partition → ms.
 fn recorded_rests(sim: &Sim) -> BTreeMap<PartitionId, u64> {
-    let gen = sim
-        .kv()
-        .get(parti_core::Bucket::Assign, "gen")
-        .expect("gen");
-    let record: parti_core::codec::GenRecord =
-        parti_core::codec::decode("gen", &gen.value).expect("a gen record");
-    record.resting.expect("parti writes the rests")
+    committed(sim).resting.expect("parti writes the rests")
 }
 
 /// 4 workers with 40 partitions (budget 2): a follower's partitions turn 10x hot and the first
@@ -265,10 +259,9 @@ fn restart_the_leader(sim: &mut Sim, leader: NodeId) {
     sim.restart(leader);
 }
 
-/// Runs until the round's handoff is done.
+/// Runs until the round's handoff is done (convergence waits for its generation to be
+/// applied).
 fn settle_the_round(sim: &mut Sim) {
-    // the round's handoff under way (its generation seen), then done
-    sim.run_for(SECS(1));
     sim.must_converge(SECS(60));
 }
 
@@ -299,6 +292,39 @@ fn settles_without_violations(sim: &mut Sim, seed: u64) {
         "seed {seed}: {:?}",
         sim.violations()
     );
+}
+
+/// The committed record (`gen`).
+fn committed(sim: &Sim) -> parti_core::codec::GenRecord {
+    let gen = sim
+        .kv()
+        .get(parti_core::Bucket::Assign, "gen")
+        .expect("gen");
+    parti_core::codec::decode("gen", &gen.value).expect("a gen record")
+}
+
+/// Convergence right after a round commits waits for its generation: every running member has
+/// applied it (the workers had not even seen it, and the cluster counted as settled).
+#[test]
+fn convergence_waits_for_the_committed_generation_to_be_applied() {
+    for seed in 1..6 {
+        let (mut sim, _, _) = after_a_round(seed);
+        sim.must_converge(SECS(60));
+        let record = committed(&sim);
+        for n in (0..4).map(NodeId) {
+            let Some(w) = sim.worker(n) else { continue };
+            if w.worker_id()
+                .is_some_and(|id| record.members.contains_key(&id))
+            {
+                assert!(
+                    w.applied_generation() >= Some(record.generation),
+                    "seed {seed}: {n:?} applied {:?} of {:?}",
+                    w.applied_generation(),
+                    record.generation
+                );
+            }
+        }
+    }
 }
 
 /// A leader restarted right after a round (a rolling restart): its successor reads the round's

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 impl Sim {
     /// Runs until the cluster is settled ([`Sim::is_settled`]: every partition held by exactly
-    /// one live worker, every worker `Stable`) and holdings and states have stayed unchanged for
+    /// one live worker, every worker `Stable`, the committed generation applied) and holdings and states have stayed unchanged for
     /// the quiet period ([`SimConfig::quiet_period`]), or fails when `bound` passes first: the
     /// failure is recorded as a [`ViolationKind::NotConverged`] violation and returned. On
     /// success returns how long after the call the last change happened (zero if the cluster
@@ -25,11 +25,11 @@ impl Sim {
             let settled = match checked {
                 Some((at, ok)) if at == since => ok,
                 _ => {
-                    let ok = self.is_settled();
+                    let ok = self.is_settled_layout();
                     checked = Some((since, ok));
                     ok
                 }
-            };
+            } && self.committed_is_applied();
             let next = self.next_event_at();
             if settled {
                 let done = since + quiet;
@@ -63,9 +63,27 @@ impl Sim {
     }
 
     /// Whether the cluster looks settled right now: every listed partition is held by exactly
-    /// one live worker, nothing else is held, and every running worker is `Stable` (so no
-    /// planned move is pending behind a window).
+    /// one live worker, nothing else is held, every running worker is `Stable` (so no planned
+    /// move is pending behind a window), and every running member of the last committed
+    /// generation has applied it (right after a commit nothing has changed yet).
     pub fn is_settled(&self) -> bool {
+        self.is_settled_layout() && self.committed_is_applied()
+    }
+
+    /// Every running member of the last committed generation has applied it.
+    fn committed_is_applied(&self) -> bool {
+        let Some((generation, record)) = self.gens.last_key_value() else {
+            return true;
+        };
+        self.nodes.iter().filter_map(|n| n.running()).all(|w| {
+            w.worker_id()
+                .is_none_or(|id| !record.members.contains_key(&id))
+                || w.applied_generation() >= Some(*generation)
+        })
+    }
+
+    /// [`Sim::is_settled`] but for the committed generation: what holdings and states show.
+    fn is_settled_layout(&self) -> bool {
         let owners = self.holdings.owners();
         owners.len() == self.partitions.len()
             && self
