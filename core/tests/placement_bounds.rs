@@ -15,18 +15,12 @@ use std::collections::{BTreeMap, BinaryHeap};
 const CASES: u64 = 560;
 
 /// Cases known to miss a bound, each still asserted to miss it (and nothing else) so that a fix
-/// shows here: (seed, what the failure message says). Four 30-step chains with 1–5 partitions
+/// shows here: (seed, what the failure message says). Three 30-step chains with 1–5 partitions
 /// per worker move 1.13–2.7 × their cumulative floor: the leader's rounds must pack such
 /// lumpy fleets to within 1.05 × the mean, about LPT's own quality, and the floor (a lower
 /// bound that counts what lumps force one step deep) counts far less than that packing moves.
-/// Seed 230 (49 Zipf partitions on 102 workers, one big): a refresh whose result the weight cap
-/// left above the ceiling, with an empty worker that could take a partition, is not a fixed
-/// point: planning again moves that partition (one more move at the leader's next plan
-/// without a budget, e.g. a new leader's that takes over the handoff).
 const KNOWN_MISSES: &[(u64, &str)] = &[
-    (110, "30-step chain moved"),
     (189, "30-step chain moved"),
-    (230, "planning again from the result moves 1 "),
     (330, "30-step chain moved"),
     (476, "30-step chain moved"),
 ];
@@ -371,6 +365,19 @@ fn change(case: &Case, mut input: PlanInput, previous: &Plan) -> (Plan, u128, u1
     again.previous = after.assignment.clone();
     let replan = plan(&Balanced::default(), &again).expect("valid input");
     let m = summarize(&again, &replan);
+    if std::env::var("PB_DEBUG").is_ok() {
+        eprintln!(
+            "change {:?}: moved {moved}, {b:?}, max after {}, bound {}; again: moved {} \
+             (weight {}), {:?}",
+            case.change,
+            max_relative(&input, &after),
+            bound(&input),
+            m.moved,
+            m.moved_weight,
+            Bounds::of(&again)
+        );
+        print_most_loaded(&input, &after, &replan);
+    }
     assert!(
         replan == after,
         "{}: planning again from the result moves {} (weight {})",
@@ -386,13 +393,6 @@ fn change(case: &Case, mut input: PlanInput, previous: &Plan) -> (Plan, u128, u1
         b.share
     );
     let limit = bound(&input);
-    if std::env::var("PB_DEBUG").is_ok() {
-        eprintln!(
-            "change {:?}: moved {moved}, {b:?}, max after {}, bound {limit}",
-            case.change,
-            max_relative(&input, &after)
-        );
-    }
     let mut from = input.clone();
     from.previous = after.assignment.clone();
     let (settled, rounds, round_moved) = settle(case, &input, after, limit);
@@ -402,6 +402,53 @@ fn change(case: &Case, mut input: PlanInput, previous: &Plan) -> (Plan, u128, u1
         floor += u128::from(Bounds::of(&from).floor);
     }
     (settled, u128::from(moved) + round_moved, floor, rounds)
+}
+
+/// `PB_DEBUG`: the four most loaded workers after a change (weight, partition, previous
+/// owner of each partition), the empty ones, and what planning again moves.
+fn print_most_loaded(input: &PlanInput, after: &Plan, replan: &Plan) {
+    let cap: BTreeMap<WorkerId, u64> = input
+        .workers
+        .iter()
+        .map(|w| (w.id, u64::from(w.capacity)))
+        .collect();
+    let mut load: BTreeMap<WorkerId, Vec<(u64, String, Option<WorkerId>)>> = BTreeMap::new();
+    for p in &input.partitions {
+        load.entry(after.assignment[p.id()]).or_default().push((
+            p.weight(),
+            p.id().to_string(),
+            input.previous.get(p.id()).copied(),
+        ));
+    }
+    let mut ws: Vec<_> = load
+        .iter()
+        .map(|(w, v)| {
+            (
+                v.iter().map(|x| x.0).sum::<u64>() as f64 / cap[w] as f64,
+                *w,
+            )
+        })
+        .collect();
+    ws.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+    for (rel, w) in ws.iter().take(4) {
+        eprintln!("  {w:?} cap {} rel {rel}: {:?}", cap[w], load[w]);
+    }
+    let empty = input
+        .workers
+        .iter()
+        .filter(|w| !load.contains_key(&w.id))
+        .map(|w| (w.id, w.capacity))
+        .collect::<Vec<_>>();
+    eprintln!(
+        "  empty: {} {:?}",
+        empty.len(),
+        &empty[..empty.len().min(8)]
+    );
+    for (p, w) in &replan.assignment {
+        if after.assignment[p] != *w {
+            eprintln!("  replan moves {p} {:?} -> {w:?}", after.assignment[p]);
+        }
+    }
 }
 
 fn heaviest_worker(input: &PlanInput, plan: &Plan) -> WorkerId {
@@ -566,13 +613,9 @@ fn run_all() -> (u64, usize) {
         .filter(|(s, _)| only.is_none_or(|o| o == *s) && *s <= cases)
         .count();
     assert!(
-        missed == expected,
-        "{missed} of the {expected} known misses in KNOWN_MISSES still miss: remove the fixed \
-         ones"
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {cases} cases failed:\n{}",
+        missed == expected && failures.is_empty(),
+        "{missed} of the {expected} known misses in KNOWN_MISSES still miss (remove the fixed \
+         ones); {} of {cases} cases failed:\n{}",
         failures.len(),
         failures.join("\n")
     );

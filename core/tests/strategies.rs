@@ -378,6 +378,79 @@ fn balanced_replanning_its_own_result_moves_nothing() {
     }
 }
 
+/// Workers with these capacities; `held` lists (partition, weight, owner) of the previous
+/// assignment, `new` the partitions that no one holds yet.
+fn lumpy_input(caps: &[(u32, u32)], held: &[(&str, u64, u32)], new: &[(&str, u64)]) -> PlanInput {
+    let slots = caps
+        .iter()
+        .map(|&(id, capacity)| WorkerSlot {
+            id: WorkerId(id),
+            capacity,
+        })
+        .collect();
+    let parts = held
+        .iter()
+        .map(|&(k, w, _)| part(k, w))
+        .chain(new.iter().map(|&(k, w)| part(k, w)))
+        .collect();
+    let mut input = PlanInput::new(slots, parts);
+    input.previous = held
+        .iter()
+        .map(|&(k, _, o)| (pid(k), WorkerId(o)))
+        .collect();
+    input
+}
+
+/// The plan of `input` is balanced (no worker above the ceiling), moves the floor exactly, and
+/// planning again from it moves nothing.
+fn assert_plans_at_the_floor(input: &PlanInput, floor: u64) {
+    let b = Bounds::of(input);
+    assert_eq!(b.floor, floor, "{b:?}");
+    let after = plan(&Balanced::default(), input).unwrap();
+    let max = loads(input, &after).into_values().fold(0.0, f64::max);
+    assert!(
+        max <= b.ceiling,
+        "max {max} above the ceiling {}",
+        b.ceiling
+    );
+    assert_eq!(summarize(input, &after).moved_weight, floor);
+    let mut again = input.clone();
+    again.previous = after.assignment.clone();
+    assert_eq!(plan(&Balanced::default(), &again).unwrap(), after);
+}
+
+/// A leaver's partition that only the capacity-4 worker can carry within the ceiling: the floor
+/// counts what that worker must give away to make room (its 400), not just the gap to the
+/// largest room anywhere (the empty capacity-3 worker, which cannot carry it), so the plan
+/// makes the room and ends balanced. (It used to count 877 + 220, stop short of the 400 and
+/// leave the 877 on the capacity-3 worker at 292 against a ceiling of 219.25.)
+#[test]
+fn balanced_makes_room_for_a_partition_that_only_a_big_worker_can_carry() {
+    let caps = [(1, 4), (3, 3), (4, 1), (5, 1)];
+    let held = [("a", 400, 1), ("b", 877, 2), ("c", 50, 4), ("d", 50, 5)];
+    let input = lumpy_input(&caps, &held, &[]);
+    assert_plans_at_the_floor(&input, 877 + 400);
+}
+
+/// Two new partitions that only the capacity-10 worker can carry: it must shed 462,793, in
+/// whole partitions that fit elsewhere (the 1,000,000 and 466,516 fit nowhere else), so the
+/// least it can shed is 298,653 + 217,638 — the floor, which the plan moves.
+#[test]
+fn balanced_floor_counts_the_whole_partitions_a_big_worker_must_shed() {
+    let caps: Vec<(u32, u32)> = [(1, 10)]
+        .into_iter()
+        .chain((2..=40).map(|w| (w, 1)))
+        .collect();
+    let held = [
+        ("a", 1_000_000, 1),
+        ("b", 466_516, 1),
+        ("c", 298_653, 1),
+        ("d", 217_638, 1),
+    ];
+    let input = lumpy_input(&caps, &held, &[("e", 1_000_000), ("f", 466_516)]);
+    assert_plans_at_the_floor(&input, 298_653 + 217_638);
+}
+
 #[test]
 fn balanced_gives_a_capacity_two_worker_about_twice_the_weight() {
     let parts = skewed(2_000, 4);

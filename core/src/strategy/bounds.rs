@@ -31,6 +31,13 @@
 //!     each worker above the ceiling) lands, for its `k` heaviest, on at most `k` workers, so
 //!     at least their weight minus the `k` largest headrooms under the ceiling must move off
 //!     those workers (the largest such amount over `k`);
+//!   - *fit*: a partition that must land fits only on workers whose limit (the ceiling times
+//!     the capacity) holds it. The heaviest lands on one of them, which sheds what it keeps
+//!     beyond its limit less that partition; and for each weight `t`, those at least as heavy
+//!     land on the workers whose limit holds `t`, which together shed what they receive
+//!     beyond their room. Shedding is in whole partitions: at least the lightest such a worker
+//!     keeps, and while those workers keep at most 10 partitions, exactly the lightest set of
+//!     them that can land elsewhere and weighs enough (the excess above is counted with it);
 //!   - *down*: each worker below `(1 − 2·slack) × level` must receive at least its shortfall
 //!     under the line (and at least the lightest movable partition); partitions without a
 //!     live owner count towards that for free, but the `k` heaviest of them land on at most
@@ -181,6 +188,7 @@ impl Limits {
         }
         let mut kept = vec![0u64; nw];
         let mut lightest_kept = vec![u64::MAX; nw];
+        let mut kept_n = vec![0usize; nw];
         let mut forced = 0u128; // weight that moves whatever happens
         let mut lightest = u64::MAX;
         let mut free: Vec<u64> = Vec::new(); // partitions without a live owner
@@ -196,6 +204,7 @@ impl Limits {
                 }
                 (None, Some(prev)) => {
                     kept[prev as usize] += w;
+                    kept_n[prev as usize] += 1;
                     lightest_kept[prev as usize] = lightest_kept[prev as usize].min(w);
                     lightest = lightest.min(w);
                 }
@@ -248,13 +257,142 @@ impl Limits {
             covered = covered.min(top + rest);
         }
         let down = inflow.saturating_sub(covered);
-        let live = (excess + lumpy).max(down);
+        let live = (excess + lumpy)
+            .max(excess + self.room_for(landing.first().copied(), &kept, &lightest_kept))
+            .max(self.fits_only(prep, &landing, &kept, &lightest_kept, &kept_n))
+            .max(down);
         Floor {
             floor: sat(forced + live),
             share: sat(forced + down),
             live: sat(live),
         }
     }
+
+    /// What landing the heaviest partition `h` that must land costs beyond the workers'
+    /// excess: it lands on a worker whose limit can hold it, which must then shed what it
+    /// keeps beyond its limit less `h` (at least its lightest partition, if anything) — of
+    /// which its own excess is already counted. The least over the workers.
+    fn room_for(&self, h: Option<u64>, kept: &[u64], lightest_kept: &[u64]) -> u128 {
+        let Some(h) = h else { return 0 };
+        let mut least: Option<u128> = None;
+        for x in 0..kept.len() {
+            let (k, lim) = (kept[x], self.limit[x]);
+            if lim < h {
+                continue;
+            }
+            let light = lightest_kept[x];
+            if k.saturating_add(h) > lim && light == u64::MAX {
+                continue; // holds nothing it could shed
+            }
+            let shed = |over: u64| match over {
+                0 => 0,
+                over => u128::from(over.max(light)),
+            };
+            let counted = shed(k.saturating_sub(lim));
+            let cost = shed(k.saturating_add(h).saturating_sub(lim)).saturating_sub(counted);
+            least = Some(least.map_or(cost, |l| l.min(cost)));
+        }
+        least.unwrap_or(0)
+    }
+
+    /// What the live owners must shed when heavy partitions fit only on some workers: for
+    /// each weight `t` among `landing` (heaviest first), those at least as heavy land on
+    /// workers whose limit holds `t`, which together shed at least what they receive beyond
+    /// their room (and their own excess), while the other workers shed their excess. What
+    /// they shed is whole partitions: at least the lightest one of them keeps, and, while they
+    /// keep at most [`EXACT_SHED`] partitions, exactly the lightest set of those that fit
+    /// elsewhere (at most the largest limit among the others) that weighs enough.
+    fn fits_only(
+        &self,
+        prep: &Prepared<'_>,
+        landing: &[u64],
+        kept: &[u64],
+        lightest_kept: &[u64],
+        kept_n: &[usize],
+    ) -> u128 {
+        let exc = |x: usize| match kept[x] > self.limit[x] && lightest_kept[x] != u64::MAX {
+            true => i128::from((kept[x] - self.limit[x]).max(lightest_kept[x])),
+            false => 0,
+        };
+        let total_exc: i128 = (0..kept.len()).map(exc).sum();
+        let mut by_limit: Vec<usize> = (0..kept.len()).collect();
+        by_limit.sort_unstable_by_key(|&x| Reverse(self.limit[x]));
+        let (mut best, mut landed, mut room, mut inside_exc) = (0i128, 0i128, 0i128, 0i128);
+        let (mut lightest, mut next, mut inside_n) = (u64::MAX, 0, 0usize);
+        // the partitions the workers inside keep while they are few, lightest first, and the
+        // sums of the sets of the first `m` of them (built when needed)
+        let mut few: Option<Vec<u64>> = None;
+        let mut sums: Option<(usize, Vec<u128>)> = None;
+        for (i, &t) in landing.iter().enumerate() {
+            landed += i128::from(t);
+            if landing.get(i + 1) == Some(&t) {
+                continue;
+            }
+            while let Some(&x) = by_limit.get(next).filter(|&&x| self.limit[x] >= t) {
+                room += i128::from(self.limit[x]) - i128::from(kept[x]);
+                inside_exc += exc(x);
+                lightest = lightest.min(lightest_kept[x]);
+                inside_n += kept_n[x];
+                if kept_n[x] > 0 {
+                    (few, sums) = (None, None);
+                }
+                next += 1;
+            }
+            let need = landed - room;
+            let shed = if need <= 0 || lightest == u64::MAX {
+                need.max(0)
+            } else if inside_n <= EXACT_SHED {
+                // what leaves them must land on a worker outside, within its limit
+                let out = by_limit.get(next).map_or(0, |&x| self.limit[x]);
+                let held = few.get_or_insert_with(|| kept_by(prep, &by_limit[..next]));
+                let m = held.partition_point(|&w| w <= out);
+                if sums.as_ref().is_none_or(|(n, _)| *n != m) {
+                    sums = Some((m, subset_sums(&held[..m])));
+                }
+                let sums = &sums.as_ref().expect("built").1;
+                match sums.get(sums.partition_point(|&sum| sum < need as u128)) {
+                    Some(&least) => least as i128,
+                    None => need,
+                }
+            } else {
+                need.max(i128::from(lightest))
+            };
+            best = best.max(total_exc - inside_exc + shed.max(inside_exc));
+        }
+        best.max(0) as u128
+    }
+}
+
+/// At most this many partitions kept by the workers a heavy partition fits on are searched
+/// for the lightest set they can shed (2^n sums, built a few times per plan at most).
+const EXACT_SHED: usize = 10;
+
+/// The weights of the unpinned partitions that `workers` keep (from the previous assignment),
+/// lightest first.
+fn kept_by(prep: &Prepared<'_>, workers: &[usize]) -> Vec<u64> {
+    let mut inside = vec![false; prep.workers.len()];
+    for &x in workers {
+        inside[x] = true;
+    }
+    let mut held: Vec<u64> = (0..prep.parts.len())
+        .filter(|&r| prep.pin[r].is_none() && prep.prev[r].is_some_and(|x| inside[x as usize]))
+        .map(|r| prep.parts[r].weight())
+        .collect();
+    held.sort_unstable();
+    held
+}
+
+/// The total weights of every non-empty set of `weights` (at most [`EXACT_SHED`]), in order.
+fn subset_sums(weights: &[u64]) -> Vec<u128> {
+    let mut sums = vec![0u128];
+    for &w in weights {
+        for i in 0..sums.len() {
+            sums.push(sums[i] + u128::from(w));
+        }
+    }
+    sums.remove(0);
+    sums.sort_unstable();
+    sums
 }
 
 /// The movement floor's parts (see the module docs).
