@@ -45,7 +45,8 @@ mod local;
 ///    below the shortfall, leaving the donor at or above its own level — else at or above its
 ///    line — and both strictly between their old loads; failing that, from a donor that then
 ///    dips below its line (and is not lifted in turn, so nothing cascades). A worker no donor
-///    can help is left as it is.
+///    can help is left as it is. Under a weight cap (below), a gift weighs at most 1.1 × the
+///    shortfall it fills, so that one worker does not spend what the others need.
 ///
 /// Pass 4 also tries, in this order after single moves and swaps: a *trade* (one partition
 /// of the overloaded worker for several lighter ones of a least-loaded worker), and a
@@ -1225,12 +1226,15 @@ impl<'p> Solver<'p> {
         let costs = self.prep.prev[pick as usize] == Some(d);
         // a worker that carries nothing may be fed past the cap with up to FLOOR_FACTOR × what
         // the floor counts for it (its line, at least the lightest partition), a bound that
-        // does not depend on the plan so far (else planning again from the result would feed it)
+        // does not depend on the plan so far (else planning again from the result would feed it);
+        // under a cap, no gift weighs more than FLOOR_FACTOR × the shortfall it fills (a giant
+        // handed to fill a small one spends the cap that the other lifted workers need)
+        let owed = need.max(self.lightest);
+        let modest = (self.weight[pick as usize] as f64) <= FLOOR_FACTOR * owed as f64;
         let fits = if self.load[ri] == 0 {
-            let owed = lim.line[ri].max(self.lightest);
-            (self.weight[pick as usize] as f64) <= FLOOR_FACTOR * owed as f64
+            modest
         } else {
-            self.within_cap(&[(pick, r)])
+            self.within_cap(&[(pick, r)]) && (modest || self.weight_cap == u128::MAX)
         };
         (fits && (!costs || self.moved < self.budget)).then_some(pick)
     }
