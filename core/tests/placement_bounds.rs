@@ -324,6 +324,9 @@ fn settle(case: &Case, input: &PlanInput, plan0: Plan, limit: f64) -> (Plan, usi
                 sum.moved,
                 sum.moved_weight
             );
+            if std::env::var("PB_ROUNDS").is_ok() {
+                print_most_loaded(&round_input, &next, &next);
+            }
         }
         if next == current {
             break;
@@ -449,7 +452,7 @@ fn print_most_loaded(input: &PlanInput, after: &Plan, replan: &Plan) {
         .iter()
         .map(|p| (p.id(), p.weight()))
         .collect();
-    // what moved, heaviest first, and why (the first 40; the reasons of the first 3)
+    // what moved, heaviest first, and why (the first 40)
     let mut moved: Vec<&PartitionId> = after
         .assignment
         .iter()
@@ -458,12 +461,9 @@ fn print_most_loaded(input: &PlanInput, after: &Plan, replan: &Plan) {
         .collect();
     moved.sort_by_key(|p| Reverse(weight[p]));
     eprintln!("  {} moved:", moved.len());
-    for (i, p) in moved.iter().take(40).enumerate() {
-        let why = match i {
-            0..3 => plan::explain(&Balanced::default(), input, p)
-                .map_or_else(|e| e.to_string(), |e| e.reason),
-            _ => String::new(),
-        };
+    for p in moved.iter().take(40) {
+        let why = plan::explain(&Balanced::default(), input, p)
+            .map_or_else(|e| e.to_string(), |e| e.reason);
         eprintln!(
             "    {p} ({}) {:?} -> {:?} {why}",
             weight[p],
@@ -602,7 +602,8 @@ fn run_case(case: &Case) -> usize {
 }
 
 /// Runs every generated case (all of them, `PB_CASES=N` for the first N instead of [`CASES`],
-/// or only seed `N` with `PB_SEED=N`, to replay one) and reports the failures together;
+/// or only seed `N` with `PB_SEED=N`, to replay one; `PB_DEBUG=1` prints each change and round,
+/// `PB_ROUNDS=1` also what each round moved) and reports the failures together;
 /// returns how many cases ran and how many of them needed the leader's rounds.
 fn run_all() -> (u64, usize) {
     let only: Option<u64> = std::env::var("PB_SEED").ok().and_then(|s| s.parse().ok());
