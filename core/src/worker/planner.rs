@@ -10,7 +10,8 @@ use super::{Timer, WorkerMachine};
 use crate::codec::Phase;
 use crate::strategy::{PlanInput, WorkerSlot};
 use crate::{Event, Instant, KvOp, Partition, PartitionId, State, Warning, WorkerId};
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 impl Leadership {
     /// The planner: runs after every step while leading.
@@ -262,19 +263,15 @@ impl Leadership {
                     _ => None,
                 })
         };
-        let mut pairs = Vec::with_capacity(shares().map(|(_, s)| s.len()).sum());
         // Partitions in flight (revoked, not granted yet) keep the owner they were heading for;
         // a committed owner wins (it comes later).
         let heading = self.heading.take().unwrap_or_default();
-        for slot in &eligible {
-            if let Some(share) = heading.get(&slot.id) {
-                pairs.extend(share.iter().map(|p| (p.clone(), slot.id)));
-            }
-        }
-        for (w, share) in shares() {
-            pairs.extend(share.iter().map(|p| (p.clone(), w)));
-        }
-        let previous: BTreeMap<PartitionId, WorkerId> = pairs.into_iter().collect();
+        let mut runs: Vec<(WorkerId, &BTreeSet<PartitionId>)> = eligible
+            .iter()
+            .filter_map(|slot| heading.get(&slot.id).map(|share| (slot.id, share)))
+            .collect();
+        runs.extend(shares());
+        let previous = merge_shares(&runs);
         let mut pins = self.pins.clone();
         if round {
             // Partitions moved by an earlier round rest where they are (hysteresis), unless an
@@ -409,6 +406,30 @@ impl WorkerMachine {
     pub(crate) fn leader_tick(&mut self, now: Instant) {
         self.lead(now, |l, cx| l.tick(cx, now));
     }
+}
+
+/// Partition → owner from sorted shares, a later share winning a partition listed twice (as
+/// with inserts): a k-way merge, so the pairs come out sorted with no sort.
+fn merge_shares(runs: &[(WorkerId, &BTreeSet<PartitionId>)]) -> BTreeMap<PartitionId, WorkerId> {
+    let mut iters: Vec<_> = runs.iter().map(|(_, s)| s.iter()).collect();
+    // the next partition of each run, smallest first; on a tie the later run last
+    let mut heads: BinaryHeap<Reverse<(&PartitionId, usize)>> = iters
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, it)| it.next().map(|p| Reverse((p, i))))
+        .collect();
+    let mut pairs: Vec<(PartitionId, WorkerId)> = Vec::new();
+    while let Some(Reverse((p, i))) = heads.pop() {
+        if let Some(next) = iters[i].next() {
+            heads.push(Reverse((next, i)));
+        }
+        match pairs.last_mut() {
+            Some(last) if last.0 == *p => last.1 = runs[i].0,
+            _ => pairs.push((p.clone(), runs[i].0)),
+        }
+    }
+    // sorted and unique: the map is built in one pass
+    pairs.into_iter().collect()
 }
 
 /// Whether the last plan's input `last` equals `input`; `same_parts`: `last`'s partition list
