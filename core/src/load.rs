@@ -16,7 +16,8 @@ const MAX_RESOLUTION: u64 = 1024;
 /// balanced by load alone. Sizes are whole numbers at a resolution `r`: weights are multiplied
 /// by `r` (1024, or less when the total would not fit in `u64`), loads become
 /// `round(load · k · r)`, and every size is at least 1 (an idle partition weighs almost
-/// nothing). With no loads, or only zero loads, the partitions come back unchanged. The order
+/// nothing). Loads whose sum overflows an `f64` are taken over the largest first (the same
+/// proportions). With no loads, or only zero loads, the partitions come back unchanged. The order
 /// and IDs are kept. Loads of partitions not in `partitions` are ignored ([`validate`] refuses
 /// them).
 pub fn effective_partitions(
@@ -35,6 +36,16 @@ pub fn effective_partitions(
     if weight == 0 || load.is_nan() || load <= 0.0 {
         return partitions.to_vec();
     }
+    // Finite loads whose sum overflows: the same proportions, from loads over the largest.
+    let mut unit = 1.0;
+    if load.is_infinite() {
+        unit = loads.values().fold(0f64, |m, &l| m.max(l));
+        load = partitions
+            .iter()
+            .filter_map(|p| loads.get(p.id()))
+            .map(|l| l / unit)
+            .sum();
+    }
     // Room for the total (measured sizes round up by at most one each) with a factor 2 spare.
     let room = u128::from(u64::MAX) / 2 / (total + partitions.len() as u128).max(1);
     let r = room.clamp(1, u128::from(MAX_RESOLUTION)) as u64;
@@ -43,7 +54,7 @@ pub fn effective_partitions(
         .iter()
         .map(|p| {
             let size = match loads.get(p.id()) {
-                Some(l) => ((l * k).round() as u64).max(1),
+                Some(l) => ((l / unit * k).round() as u64).max(1),
                 None => p.weight().saturating_mul(r),
             };
             Partition::from_id(p.id().clone(), size)

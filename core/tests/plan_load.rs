@@ -100,3 +100,19 @@ fn bad_loads_are_refused_naming_the_partition() {
         "{e}"
     );
 }
+
+/// Loads that are each finite but whose sum overflows an f64 plan as the same loads scaled
+/// down do (they used to make every measured size 1: the two huge partitions stayed together
+/// on one worker, reported as balanced).
+#[test]
+fn loads_whose_sum_overflows_plan_like_smaller_ones_in_proportion() {
+    let with = |big: f64| {
+        let mut input = input(1.0);
+        input.previous = (0..30).map(|i| (id(i), WorkerId(0))).collect();
+        input.loads = [(id(0), big), (id(1), big), (id(2), 1.0)].into();
+        plan(&Balanced::default(), &input).unwrap()
+    };
+    let (huge, scaled) = (with(1.7e308), with(1e300));
+    assert_eq!(huge, scaled);
+    assert_ne!(huge.assignment[&id(0)], huge.assignment[&id(1)]);
+}
