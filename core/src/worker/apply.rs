@@ -129,20 +129,14 @@ impl WorkerMachine {
     }
 
     pub(crate) fn on_unsubscribed(&mut self, now: Instant, p: PartitionId) {
-        if self.revoking.remove(&p).is_some() {
+        if self.revoking.remove(&p) {
             self.held.remove(&p);
             self.after_revoke(now);
         }
     }
 
     pub(crate) fn on_revoke_deadline(&mut self, now: Instant) {
-        let late: Vec<_> = self
-            .revoking
-            .iter()
-            .filter(|(_, d)| **d <= now)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in late {
+        for p in self.revoking.due(now) {
             self.revoking.remove(&p);
             self.held.remove(&p);
             self.emit(Event::Warning(Warning::RevokeTimedOut(p)));
@@ -151,8 +145,8 @@ impl WorkerMachine {
     }
 
     fn after_revoke(&mut self, now: Instant) {
-        match self.revoking.values().min() {
-            Some(d) => self.timers.set(Timer::Revoke, *d),
+        match self.revoking.earliest() {
+            Some(d) => self.timers.set(Timer::Revoke, d),
             None => {
                 self.timers.clear(Timer::Revoke);
                 if self.stopping.is_some() {
@@ -175,7 +169,7 @@ impl WorkerMachine {
             return;
         }
         let removed = std::mem::take(&mut self.held);
-        for p in removed.iter().filter(|p| !revoking.contains_key(*p)) {
+        for p in removed.iter().filter(|p| !revoking.contains(p)) {
             self.act(Action::Lose(p.clone())); // the others were asked already
         }
         self.emit(Event::AssignmentChanged {

@@ -20,6 +20,7 @@ mod load;
 mod outbox;
 mod planner;
 mod publish;
+mod revoking;
 mod shutdown;
 mod state;
 mod timers;
@@ -108,7 +109,7 @@ pub struct WorkerMachine {
     /// Our share's chunks, per slot.
     pub(crate) my_share: [ShareAssembler; 2],
     pub(crate) held: BTreeSet<PartitionId>,
-    pub(crate) revoking: BTreeMap<PartitionId, Instant>,
+    pub(crate) revoking: revoking::Revoking,
     /// The generation being applied (revokes outstanding) and its phase.
     pub(crate) applying: Option<(Generation, crate::codec::Phase)>,
     pub(crate) applied: Option<Generation>,
@@ -171,7 +172,7 @@ impl WorkerMachine {
             gen_seen: None,
             my_share: Default::default(),
             held: BTreeSet::new(),
-            revoking: BTreeMap::new(),
+            revoking: revoking::Revoking::default(),
             applying: None,
             applied: None,
             applied_phase: crate::codec::Phase::Stable,

@@ -57,7 +57,7 @@ impl WorkerMachine {
         let to_revoke: Vec<_> = self
             .held
             .iter()
-            .filter(|p| !self.revoking.contains_key(*p))
+            .filter(|p| !self.revoking.contains(p))
             .cloned()
             .collect();
         for p in to_revoke {
@@ -147,9 +147,7 @@ impl WorkerMachine {
         if self.stopping.as_ref().is_some_and(|s| !s.done) {
             self.emit(Event::Warning(Warning::ShutdownTimedOut));
             self.renew_in_flight = None;
-            let removed: Vec<_> = self.revoking.keys().cloned().collect();
-            self.revoking.clear();
-            for p in removed {
+            for p in self.revoking.take() {
                 self.held.remove(&p);
             }
             self.stop_after_revokes(now);
