@@ -156,6 +156,10 @@ impl Default for Config {
     }
 }
 
+/// The longest any duration setting may be: longer ones overflow the clock arithmetic, and a
+/// lease protocol has no use for them.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 impl Config {
     /// Name of the leases bucket.
     pub fn leases_bucket(&self) -> String {
@@ -165,6 +169,31 @@ impl Config {
     /// Name of the assignment bucket.
     pub fn assign_bucket(&self) -> String {
         format!("{}-assign", self.bucket_prefix)
+    }
+
+    /// Every duration setting with its field name.
+    fn durations(&self) -> [(&'static str, Duration); 18] {
+        let [info, warn, error, critical] = self.alert_after;
+        [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("lease_ttl", self.lease_ttl),
+            ("safety_margin", self.safety_margin),
+            ("emergency_grace", self.emergency_grace),
+            ("cold_start_window", self.cold_start_window),
+            ("planned_scale_window", self.planned_scale_window),
+            ("max_scale_delay", self.max_scale_delay),
+            ("restart_grace", self.restart_grace),
+            ("min_rebalance_interval", self.min_rebalance_interval),
+            ("load_half_life", self.load_half_life),
+            ("load_cooldown", self.load_cooldown),
+            ("source_poll_interval", self.source_poll_interval),
+            ("revoke_timeout", self.revoke_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("alert_after", info),
+            ("alert_after", warn),
+            ("alert_after", error),
+            ("alert_after", critical),
+        ]
     }
 
     /// Checks every field; the error names the first bad field and its allowed range.
@@ -213,6 +242,19 @@ impl Config {
             return bad("capacity", "must be at least 1".into());
         }
         let ms = |d: Duration| d.as_millis();
+        // before any arithmetic on them: the sums below would overflow
+        for (field, d) in self.durations() {
+            if d > MAX_DURATION {
+                return bad(
+                    field,
+                    format!(
+                        "{} s must be at most {} s (366 days)",
+                        d.as_secs(),
+                        MAX_DURATION.as_secs()
+                    ),
+                );
+            }
+        }
         if self.heartbeat_interval < Duration::from_millis(10) {
             return bad(
                 "heartbeat_interval",

@@ -89,7 +89,7 @@ pub mod strategy;
 mod time;
 mod worker;
 
-pub use config::{Config, HandoffMode};
+pub use config::{Config, HandoffMode, MAX_DURATION};
 pub use error::Error;
 pub use ids::{short_id, Epoch, Generation, PartitionId, RequestId, WatchId, WorkerId};
 pub use io::{Action, AlertLevel, Event, Input, State, Warning};

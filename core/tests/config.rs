@@ -1,7 +1,7 @@
 //! Config validation names the bad field and its allowed range; partitions are validated with
 //! errors that name the partition.
 
-use parti_core::{Config, Error, Partition, WorkerId};
+use parti_core::{Config, Error, Partition, WorkerId, MAX_DURATION};
 use std::time::Duration;
 
 fn field_of(c: Config) -> &'static str {
@@ -216,4 +216,47 @@ fn partitions_are_validated_by_name() {
         dup.to_string(),
         "invalid partition \"orders.7\": listed twice"
     );
+}
+
+/// Durations beyond [`MAX_DURATION`] are refused naming the field, before any arithmetic on
+/// them (a heartbeat and a safety margin of 10^19 s each overflowed their sum: a panic).
+#[test]
+fn durations_above_the_bound_are_refused_naming_the_field() {
+    let huge = Duration::from_secs(10_000_000_000_000_000_000);
+    let err = Config {
+        heartbeat_interval: huge,
+        safety_margin: huge,
+        lease_ttl: huge,
+        ..Config::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid config: heartbeat_interval: 10000000000000000000 s must be at most 31622400 s \
+         (366 days)"
+    );
+    let one_more = MAX_DURATION + Duration::from_secs(1);
+    let d = Config::default;
+    assert_eq!(
+        field_of(Config {
+            restart_grace: one_more,
+            ..d()
+        }),
+        "restart_grace"
+    );
+    assert_eq!(
+        field_of(Config {
+            alert_after: [Duration::ZERO, Duration::ZERO, Duration::ZERO, one_more],
+            ..d()
+        }),
+        "alert_after"
+    );
+    Config {
+        source_poll_interval: MAX_DURATION,
+        load_cooldown: MAX_DURATION,
+        ..d()
+    }
+    .validate()
+    .unwrap();
 }
