@@ -131,8 +131,10 @@ fn is_key_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=' | '/')
 }
 
-/// Checks a whole partition list: duplicate IDs are an error naming the partition.
+/// Checks a whole partition list: duplicate IDs are an error naming the partition, and so is a
+/// total weight that does not fit in `u64` (no plan could place such a list).
 pub fn validate_partitions(partitions: &[Partition]) -> Result<(), Error> {
+    crate::plan::total_weight(partitions)?;
     // A list in strictly increasing order (what sources usually give) has no duplicates.
     if partitions.windows(2).all(|w| w[0].id() < w[1].id()) {
         return Ok(());

@@ -282,8 +282,8 @@ fn validate(input: &PlanInput) -> Result<(), Error> {
     Ok(())
 }
 
-/// The partitions' total weight; an error when it overflows `u64` (the leader refuses such a
-/// source list when it arrives, as [`plan`] refuses such an input).
+/// The partitions' total weight; an error when it overflows `u64` ([`validate_partitions`]
+/// refuses such a list, wherever it comes from).
 pub(crate) fn total_weight(partitions: &[crate::Partition]) -> Result<u64, Error> {
     partitions
         .iter()

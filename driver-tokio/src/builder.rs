@@ -29,6 +29,8 @@ pub struct WorkerBuilder {
     /// config's `lease_ttl` on start.
     memory_lease_ttl: Option<Duration>,
     source: Option<Arc<dyn PartitionSource>>,
+    /// Why the list given through [`WorkerBuilder::partitions`] is invalid, reported on start.
+    invalid_partitions: Option<parti_core::Error>,
     strategy: Option<Box<dyn Strategy>>,
     listener: Arc<dyn RebalanceListener>,
     connection: Option<mpsc::UnboundedReceiver<bool>>,
@@ -48,6 +50,7 @@ impl Default for WorkerBuilder {
             kv: None,
             memory_lease_ttl: None,
             source: None,
+            invalid_partitions: None,
             strategy: None,
             listener: Arc::new(NoListener),
             connection: None,
@@ -109,13 +112,18 @@ impl WorkerBuilder {
     /// Only the leader reads it, so give every worker an equivalent source.
     pub fn source(mut self, source: impl PartitionSource) -> Self {
         self.source = Some(Arc::new(source));
+        self.invalid_partitions = None;
         self
     }
 
     /// A fixed partition list (a [`StaticSource`]; to change it later, build the
-    /// `StaticSource` yourself, keep a clone and pass it to [`WorkerBuilder::source`]).
+    /// `StaticSource` yourself, keep a clone and pass it to [`WorkerBuilder::source`]). A list
+    /// with a partition twice, or whose total weight overflows `u64`, fails the start.
     pub fn partitions(self, partitions: Vec<Partition>) -> Self {
-        self.source(StaticSource::new(partitions))
+        let invalid = parti_core::partition::validate_partitions(&partitions).err();
+        let mut builder = self.source(StaticSource::new(partitions));
+        builder.invalid_partitions = invalid;
+        builder
     }
 
     /// The placement strategy used while this worker leads (default `Balanced`).
@@ -208,6 +216,9 @@ impl WorkerBuilder {
     ) -> Result<Worker, Error> {
         let kv = self.kv.take().ok_or(Error::Missing("kv"))?;
         let source = self.source.take().ok_or(Error::Missing("source"))?;
+        if let Some(e) = self.invalid_partitions.take() {
+            return Err(e.into());
+        }
         if self.config.instance_token == 0 {
             self.config.instance_token = random_token();
         }

@@ -128,6 +128,19 @@ fn capacity_and_weights_out_of_range_name_the_field_and_the_range() {
     }
 }
 
+/// Weights each in range whose total overflows `u64` are refused as bad input (exit 2, naming
+/// the weights file), not a failure to plan (exit 1).
+#[test]
+fn weights_whose_total_overflows_are_refused_naming_the_weights_file() {
+    let files = Files::new();
+    let file = files.write("a.json", r#"{"0": ["a", "b"], "1": ["c"]}"#);
+    let weights = files.write("w.json", r#"{"a": 18446744073709551615}"#);
+    refused(
+        &["plan", "--file", &file, "--weights", &weights, "--add", "1"],
+        &["weights file", "total weight overflows"],
+    );
+}
+
 #[test]
 fn worker_ids_out_of_range_are_not_called_not_a_number() {
     for key in ["4294967296", "-1", "123456789012345678901234567890"] {

@@ -1,7 +1,8 @@
 //! What `WorkerBuilder::start` promises when it returns: the worker has claimed its ID (so
 //! `worker_id()` is set and the state is past `ClaimingId`), every time; and a start that
 //! cannot claim an ID fails with `Error::NoId` after the claim timeout, stopping the worker;
-//! and a `MemoryKv` whose lease TTL differs from the config's `lease_ttl` is refused.
+//! a `MemoryKv` whose lease TTL differs from the config's `lease_ttl` is refused; and so is a
+//! fixed partition list that cannot be planned.
 
 mod fleet_support;
 
@@ -107,4 +108,30 @@ async fn a_memory_kv_whose_lease_ttl_differs_from_the_config_is_refused_naming_b
         .await
         .unwrap();
     w.stop().await.unwrap();
+}
+
+/// A fixed partition list no plan could place fails the start, naming the problem: a total
+/// weight over `u64` (the worker used to start and wait for an assignment forever), or a
+/// partition listed twice.
+#[tokio::test]
+async fn a_partition_list_that_cannot_be_planned_fails_the_start() {
+    let config = fast_config();
+    let heavy = parti::Partition::new(&["a"], u64::MAX).unwrap();
+    let b = parti::Partition::new(&["b"], 1).unwrap();
+    for (list, needle) in [
+        (vec![heavy, b.clone()], "total weight overflows"),
+        (vec![b.clone(), b], "listed twice"),
+    ] {
+        let err = Worker::builder()
+            .config(config.clone())
+            .memory(MemoryKv::new(config.lease_ttl))
+            .partitions(list)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid(_)) && err.to_string().contains(needle),
+            "expected {needle:?}, got {err:?}"
+        );
+    }
 }

@@ -433,9 +433,7 @@ impl Leadership {
                 return;
             }
         };
-        let valid = crate::partition::validate_partitions(&list)
-            .and_then(|()| crate::plan::total_weight(&list).map(drop));
-        if let Err(e) = valid {
+        if let Err(e) = crate::partition::validate_partitions(&list) {
             cx.out
                 .emit(Event::Warning(Warning::InvalidPartitions(e.to_string())));
             return;

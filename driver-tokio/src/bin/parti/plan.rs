@@ -207,6 +207,15 @@ fn scenario(
             Partition::new(&keys, w).map_err(|e| CliError::runtime(e.to_string()))
         })
         .collect::<CliResult<_>>()?;
+    if let (Some(path), Err(e)) = (
+        &common.weights,
+        parti_core::partition::validate_partitions(&partitions),
+    ) {
+        return Err(CliError::usage(format!(
+            "weights file {}: {e}",
+            path.display()
+        )));
+    }
     let unknown = weights
         .keys()
         .filter(|p| !previous.contains_key(*p))
