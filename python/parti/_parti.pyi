@@ -300,10 +300,13 @@ def plan(
     `previous`: the previous owner by partition ID, for listed partitions only (an owner not in
     `workers` is how a leave is previewed); `pins`: partition ID -> worker ID, both listed;
     `slack`: tolerated overload over the mean (0.05 = 5 %; None: the planner's default)
-    before a sticky partition moves; `max_moves`: most partitions that may change owner (an
-    int `>= 0`; None: no limit); `loads`: measured load by partition ID (any number >= 0),
-    balanced where known, static weight elsewhere, on one scale (the measured partitions keep
-    their total weight).
+    before a sticky partition moves; `max_moves`: a balancing round (as the leader's) that
+    changes the owner of at most this many partitions (an int `>= 0`); None plans a change
+    (a join, a leave, new partitions), which moves only what the change forces — what
+    `previous` already balances stays, however uneven; pass `max_moves` to rebalance it. The
+    built-in strategies other than `"balanced"` ignore `slack` and `max_moves`. `loads`:
+    measured load by partition ID (any number >= 0), balanced where known, static weight
+    elsewhere, on one scale (the measured partitions keep their total weight).
 
     Bad input raises `ConfigError` (a `ValueError`) naming the argument and what is allowed, or
     `ConfigTypeError` (a `TypeError`) for a value of the wrong type; a bad load names its

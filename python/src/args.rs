@@ -10,7 +10,7 @@ use crate::partition::partition_id;
 use parti::parti_core::short_id;
 use parti::{PartitionId, WorkerId};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyInt, PyMapping, PyString};
+use pyo3::types::{PyBool, PyFloat, PyInt, PyMapping, PyString};
 use std::collections::BTreeMap;
 
 /// An integer type arguments are read into, with its range.
@@ -73,6 +73,31 @@ pub(crate) fn int_in<T: IntArg>(
     T::try_from(v).map_err(|_| out_of_range())
 }
 
+/// A number (`int` or `float`, not `bool`), or a `ConfigTypeError` naming the field.
+pub(crate) fn number(field: &str, v: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if v.is_instance_of::<PyBool>()
+        || !(v.is_instance_of::<PyFloat>() || v.is_instance_of::<PyInt>())
+    {
+        return Err(bad_type(
+            field,
+            format!("expected a number, got {}", type_name(v)),
+        ));
+    }
+    v.extract()
+        .map_err(|_| bad_arg(field, "is too large for a float"))
+}
+
+/// A `str`, or a `ConfigTypeError` naming the field.
+pub(crate) fn text(field: &str, v: &Bound<'_, PyAny>) -> PyResult<String> {
+    match v.cast::<PyString>() {
+        Ok(s) => Ok(s.to_cow()?.into_owned()),
+        Err(_) => Err(bad_type(
+            field,
+            format!("expected a str, got {}", type_name(v)),
+        )),
+    }
+}
+
 /// A worker ID: an `int` in `0..=4294967295`.
 pub(crate) fn worker_id(field: &str, value: &Bound<'_, PyAny>) -> PyResult<WorkerId> {
     int_arg::<u32>(field, value).map(WorkerId)
@@ -120,12 +145,12 @@ pub(crate) fn loads_arg(loads: &Bound<'_, PyAny>) -> PyResult<Vec<(PartitionId, 
     let items = loads
         .call_method0("items")
         .and_then(|items| items.try_iter())
-        .map_err(|_| bad_arg("loads", "expected a mapping of partition ID to load"))?;
+        .map_err(|_| bad_type("loads", "expected a mapping of partition ID to load"))?;
     let mut out = Vec::new();
     for item in items {
         let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
         let Ok(key) = key.cast::<PyString>() else {
-            return Err(bad_arg(
+            return Err(bad_type(
                 "loads",
                 format!(
                     "keys are partition IDs (str), got {}",
@@ -134,12 +159,23 @@ pub(crate) fn loads_arg(loads: &Bound<'_, PyAny>) -> PyResult<Vec<(PartitionId, 
             ));
         };
         let id = partition_id("loads", &key.to_cow()?)?;
+        let number = value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>();
         let load = match value.extract::<f64>() {
-            Ok(l) if !value.is_instance_of::<PyBool>() => l,
+            Ok(l) if number && !value.is_instance_of::<PyBool>() => l,
+            _ if !number || value.is_instance_of::<PyBool>() => {
+                return Err(bad_type(
+                    "loads",
+                    format!(
+                        "partition {:?}: load {} is not a number",
+                        id.short(),
+                        value.repr()?
+                    ),
+                ))
+            }
             _ => {
                 return Err(core_err(parti::parti_core::Error::InvalidPartition {
                     partition: id.short().into_owned(),
-                    reason: format!("load {} is not a number", value.repr()?),
+                    reason: format!("load {} is out of range", short_id(&value.str()?.to_cow()?)),
                 }))
             }
         };

@@ -1,11 +1,12 @@
 //! `Config`: the worker configuration, validated when it is built.
 
-use crate::errors::{bad_arg, core_err};
+use crate::args::{int_arg, number, text, type_name};
+use crate::errors::{bad_arg, bad_type, core_err};
 use crate::partition::seconds;
 use crate::state::py_repr;
 use parti::{Config as CoreConfig, HandoffMode, WorkerId};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 use std::time::Duration;
 
 /// A worker's configuration. Every argument is keyword-only, durations are seconds, and the
@@ -15,9 +16,11 @@ use std::time::Duration;
 #[derive(Clone, PartialEq)]
 pub(crate) struct PyConfig(pub(crate) CoreConfig);
 
-/// An integer argument converted to the field's type, or a `ConfigError` naming the field.
-fn int<T: TryFrom<i64>>(field: &str, v: i64) -> PyResult<T> {
-    T::try_from(v).map_err(|_| bad_arg(field, format!("{v} is out of range")))
+/// An `int` argument converted to the field's type: a `ConfigTypeError` naming the field for
+/// anything else (a `bool` too), a `ConfigError` when it does not fit.
+fn int<T: TryFrom<i128>>(field: &str, v: &Bound<'_, PyAny>) -> PyResult<T> {
+    let n: i128 = int_arg(field, v)?;
+    T::try_from(n).map_err(|_| bad_arg(field, format!("{n} is out of range")))
 }
 
 fn secs_of(d: Duration) -> f64 {
@@ -81,43 +84,46 @@ impl PyConfig {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        bucket_prefix: Option<String>,
-        replicas: Option<i64>,
-        id_min: Option<i64>,
-        id_max: Option<i64>,
-        preferred_id: Option<i64>,
-        capacity: Option<i64>,
-        heartbeat_interval: Option<f64>,
-        lease_ttl: Option<f64>,
-        safety_margin: Option<f64>,
-        emergency_grace: Option<f64>,
-        cold_start_window: Option<f64>,
-        expected_workers: Option<i64>,
-        planned_scale_window: Option<f64>,
-        max_scale_delay: Option<f64>,
-        restart_grace: Option<f64>,
-        min_rebalance_interval: Option<f64>,
-        rebalance_threshold: Option<f64>,
-        max_moves_per_round: Option<i64>,
-        load_half_life: Option<f64>,
-        load_cooldown: Option<f64>,
-        source_poll_interval: Option<f64>,
-        handoff: Option<String>,
-        revoke_timeout: Option<f64>,
-        shutdown_timeout: Option<f64>,
-        alert_after: Option<(f64, f64, f64, f64)>,
-        max_value_bytes: Option<i64>,
+        bucket_prefix: Option<Bound<'_, PyAny>>,
+        replicas: Option<Bound<'_, PyAny>>,
+        id_min: Option<Bound<'_, PyAny>>,
+        id_max: Option<Bound<'_, PyAny>>,
+        preferred_id: Option<Bound<'_, PyAny>>,
+        capacity: Option<Bound<'_, PyAny>>,
+        heartbeat_interval: Option<Bound<'_, PyAny>>,
+        lease_ttl: Option<Bound<'_, PyAny>>,
+        safety_margin: Option<Bound<'_, PyAny>>,
+        emergency_grace: Option<Bound<'_, PyAny>>,
+        cold_start_window: Option<Bound<'_, PyAny>>,
+        expected_workers: Option<Bound<'_, PyAny>>,
+        planned_scale_window: Option<Bound<'_, PyAny>>,
+        max_scale_delay: Option<Bound<'_, PyAny>>,
+        restart_grace: Option<Bound<'_, PyAny>>,
+        min_rebalance_interval: Option<Bound<'_, PyAny>>,
+        rebalance_threshold: Option<Bound<'_, PyAny>>,
+        max_moves_per_round: Option<Bound<'_, PyAny>>,
+        load_half_life: Option<Bound<'_, PyAny>>,
+        load_cooldown: Option<Bound<'_, PyAny>>,
+        source_poll_interval: Option<Bound<'_, PyAny>>,
+        handoff: Option<Bound<'_, PyAny>>,
+        revoke_timeout: Option<Bound<'_, PyAny>>,
+        shutdown_timeout: Option<Bound<'_, PyAny>>,
+        alert_after: Option<Bound<'_, PyAny>>,
+        max_value_bytes: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut c = CoreConfig::default();
-        let secs = |field: &'static str| move |v: f64| seconds(field, v);
-        given(&mut c.bucket_prefix, bucket_prefix, Ok)?;
-        given(&mut c.replicas, replicas, |v| int("replicas", v))?;
-        given(&mut c.id_min, id_min, |v| int("id_min", v))?;
-        given(&mut c.id_max, id_max, |v| int("id_max", v))?;
-        given(&mut c.preferred_id, preferred_id, |v| {
-            int("preferred_id", v).map(|id| Some(WorkerId(id)))
+        let secs =
+            |field: &'static str| move |v: Bound<'_, PyAny>| seconds(field, number(field, &v)?);
+        given(&mut c.bucket_prefix, bucket_prefix, |v| {
+            text("bucket_prefix", &v)
         })?;
-        given(&mut c.capacity, capacity, |v| int("capacity", v))?;
+        given(&mut c.replicas, replicas, |v| int("replicas", &v))?;
+        given(&mut c.id_min, id_min, |v| int("id_min", &v))?;
+        given(&mut c.id_max, id_max, |v| int("id_max", &v))?;
+        given(&mut c.preferred_id, preferred_id, |v| {
+            int("preferred_id", &v).map(|id| Some(WorkerId(id)))
+        })?;
+        given(&mut c.capacity, capacity, |v| int("capacity", &v))?;
         given(
             &mut c.heartbeat_interval,
             heartbeat_interval,
@@ -136,7 +142,7 @@ impl PyConfig {
             secs("cold_start_window"),
         )?;
         given(&mut c.expected_workers, expected_workers, |v| {
-            int("expected_workers", v).map(Some)
+            int("expected_workers", &v).map(Some)
         })?;
         given(
             &mut c.planned_scale_window,
@@ -154,9 +160,11 @@ impl PyConfig {
             min_rebalance_interval,
             secs("min_rebalance_interval"),
         )?;
-        given(&mut c.rebalance_threshold, rebalance_threshold, Ok)?;
+        given(&mut c.rebalance_threshold, rebalance_threshold, |v| {
+            number("rebalance_threshold", &v)
+        })?;
         given(&mut c.max_moves_per_round, max_moves_per_round, |v| {
-            int("max_moves_per_round", v)
+            int("max_moves_per_round", &v)
         })?;
         given(
             &mut c.load_half_life,
@@ -170,7 +178,7 @@ impl PyConfig {
             secs("source_poll_interval"),
         )?;
         given(&mut c.handoff, handoff, |v| {
-            match v.to_ascii_lowercase().as_str() {
+            match text("handoff", &v)?.to_ascii_lowercase().as_str() {
                 "strict" => Ok(HandoffMode::Strict),
                 "relaxed" => Ok(HandoffMode::Relaxed),
                 other => Err(bad_arg(
@@ -189,16 +197,27 @@ impl PyConfig {
             shutdown_timeout,
             secs("shutdown_timeout"),
         )?;
-        given(
-            &mut c.alert_after,
-            alert_after,
-            |(info, warn, error, critical)| {
-                let s = secs("alert_after");
-                Ok([s(info)?, s(warn)?, s(error)?, s(critical)?])
-            },
-        )?;
+        given(&mut c.alert_after, alert_after, |v| {
+            let field = "alert_after";
+            let items: Vec<Bound<'_, PyAny>> = match v.try_iter() {
+                Ok(it) if !v.is_instance_of::<PyString>() => it.collect::<PyResult<_>>()?,
+                _ => {
+                    let got = type_name(&v);
+                    return Err(bad_type(field, format!("expected 4 numbers, got {got}")));
+                }
+            };
+            let [info, warn, error, critical] = <[_; 4]>::try_from(items).map_err(|items| {
+                let n = items.len();
+                bad_arg(
+                    field,
+                    format!("expected 4 thresholds (info, warn, error, critical), got {n}"),
+                )
+            })?;
+            let s = secs(field);
+            Ok([s(info)?, s(warn)?, s(error)?, s(critical)?])
+        })?;
         given(&mut c.max_value_bytes, max_value_bytes, |v| {
-            int("max_value_bytes", v)
+            int("max_value_bytes", &v)
         })?;
         c.validate().map_err(core_err)?;
         Ok(PyConfig(c))

@@ -104,7 +104,7 @@ fn input_from(
     partitions: &Bound<'_, PyAny>,
     previous: Option<&Bound<'_, PyAny>>,
     pins: Option<&Bound<'_, PyAny>>,
-    slack: Option<f64>,
+    slack: Option<&Bound<'_, PyAny>>,
     max_moves: Option<&Bound<'_, PyAny>>,
     loads: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PlanInput> {
@@ -115,7 +115,8 @@ fn input_from(
     input.previous = owners_arg("previous", previous)?;
     input.pins = owners_arg("pins", pins)?;
     // Left out, the slack is the planner's default (`PlanInput::new`).
-    if let Some(slack) = slack {
+    if let Some(slack) = slack.filter(|s| !s.is_none()) {
+        let slack = crate::args::number("slack", slack)?;
         if !(slack.is_finite() && slack >= 0.0) {
             return Err(bad_arg(
                 "slack",
@@ -172,7 +173,7 @@ pub(crate) fn plan(
     strategy: Option<&Bound<'_, PyAny>>,
     previous: Option<&Bound<'_, PyAny>>,
     pins: Option<&Bound<'_, PyAny>>,
-    slack: Option<f64>,
+    slack: Option<&Bound<'_, PyAny>>,
     max_moves: Option<&Bound<'_, PyAny>>,
     loads: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyPlanResult> {
@@ -196,17 +197,18 @@ pub(crate) fn plan(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn explain(
     py: Python<'_>,
-    partition: &str,
+    partition: &Bound<'_, PyAny>,
     workers: &Bound<'_, PyAny>,
     partitions: &Bound<'_, PyAny>,
     strategy: Option<&Bound<'_, PyAny>>,
     previous: Option<&Bound<'_, PyAny>>,
     pins: Option<&Bound<'_, PyAny>>,
-    slack: Option<f64>,
+    slack: Option<&Bound<'_, PyAny>>,
     max_moves: Option<&Bound<'_, PyAny>>,
     loads: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyExplanation> {
-    let target: PartitionId = partition_id("partition", partition)?;
+    let target: PartitionId =
+        partition_id("partition", &crate::args::text("partition", partition)?)?;
     let input = input_from(workers, partitions, previous, pins, slack, max_moves, loads)?;
     let resolved = resolve(py, strategy)?;
     let e = run(py, &resolved, |s| core_explain(s, &input, &target))?;

@@ -6,7 +6,7 @@
 
 use crate::args::{int_arg, type_name};
 use crate::config::PyConfig;
-use crate::errors::{bad_arg, core_err, SimulationError};
+use crate::errors::{bad_arg, bad_type, core_err, SimulationError};
 use crate::partition::{partition_id, partitions_from, seconds};
 use crate::state::state_name;
 use parti::parti_core::partition::validate_partitions;
@@ -47,13 +47,13 @@ fn status_name(status: NodeStatus) -> &'static str {
 /// `Partition` or `str`; duplicate IDs are refused.
 fn partition_list(field: &str, value: &Bound<'_, PyAny>) -> PyResult<Vec<Partition>> {
     if value.is_instance_of::<PyString>() {
-        return Err(bad_arg(
+        return Err(bad_type(
             field,
             "expected an int or an iterable of Partition or str, got a single str",
         ));
     }
     if value.is_instance_of::<PyBool>() {
-        return Err(bad_arg(field, "expected an int or an iterable, got bool"));
+        return Err(bad_type(field, "expected an int or an iterable, got bool"));
     }
     let list = if let Ok(count) = value.extract::<i128>() {
         let count = u32::try_from(count)

@@ -40,7 +40,7 @@ pub(crate) fn strategy_from(obj: &Bound<'_, PyAny>, report: bool) -> PyResult<Re
             python: Some(python),
         });
     }
-    Err(bad_arg(
+    Err(crate::errors::bad_type(
         "strategy",
         format!(
             "expected a strategy name or a callable, got {}",
@@ -103,7 +103,7 @@ impl PyStrategy {
             .callable
             .bind(py)
             .call1((workers, partitions, previous))?;
-        let raw: BTreeMap<String, u32> = result.extract().map_err(|_| {
+        let shape = || {
             bad_arg(
                 "strategy",
                 format!(
@@ -111,7 +111,16 @@ impl PyStrategy {
                     self.name
                 ),
             )
-        })?;
+        };
+        let pairs: BTreeMap<String, Bound<'_, PyAny>> = result.extract().map_err(|_| shape())?;
+        let mut raw: BTreeMap<String, u32> = BTreeMap::new();
+        for (p, w) in pairs {
+            // `True` is not worker 1
+            if w.is_instance_of::<pyo3::types::PyBool>() {
+                return Err(shape());
+            }
+            raw.insert(p, w.extract().map_err(|_| shape())?);
+        }
         let mut assignment = BTreeMap::new();
         for p in &input.partitions {
             let Some(&w) = raw.get(p.id().as_str()) else {

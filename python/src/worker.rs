@@ -10,6 +10,7 @@ use crate::state::{py_repr, state_name};
 use crate::strategy::strategy_from;
 use futures::StreamExt;
 use parti::kv::{MemoryKv, NatsKv, NatsOptions};
+use parti::parti_core::partition::validate_partitions;
 use parti::parti_core::strategy::Strategy;
 use parti::{Config, Event, Partition, SubjectTemplate, Worker};
 use pyo3::prelude::*;
@@ -200,7 +201,11 @@ impl PyWorker {
                     "give partitions=[...] or source=callable returning them",
                 ))
             }
-            (Some(list), None) => (Some(partitions_from("partitions", list)?), None),
+            (Some(list), None) => {
+                let list = partitions_from("partitions", list)?;
+                validate_partitions(&list).map_err(|e| bad_arg("partitions", e))?;
+                (Some(list), None)
+            }
             (None, Some(f)) if f.is_callable() => (None, Some(f.clone().unbind())),
             (None, Some(_)) => return Err(bad_arg("source", "expected a callable")),
         };
@@ -516,15 +521,13 @@ impl PyWorker {
         &self,
         py: Python<'py>,
         partition: &str,
-        worker_id: u32,
+        worker_id: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let worker_id = crate::args::worker_id("worker_id", worker_id)?;
         let handle = self.started()?.clone();
         let partition = partition_id("partition", partition)?;
         crate::runtime::unit_future_into_py(py, async move {
-            handle
-                .pin(partition, parti::WorkerId(worker_id))
-                .await
-                .map_err(driver_err)
+            handle.pin(partition, worker_id).await.map_err(driver_err)
         })
     }
 

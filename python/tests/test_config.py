@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-import sys
 from typing import Any
 
 import pytest
@@ -76,6 +75,13 @@ def test_values_round_trip_through_the_properties() -> None:
         ({"handoff": "eventual"}, "handoff"),
         ({"alert_after": (5.0, 1.0, 2.0, 3.0)}, "alert_after"),
         ({"max_value_bytes": 10}, "max_value_bytes"),
+        ({"replicas": 2**64}, "replicas"),
+        ({"capacity": 10**400}, "capacity"),
+        ({"alert_after": (1.0, 2.0, 3.0)}, "alert_after"),
+        # beyond 366 days (their sum overflowed: a Rust panic, not a ConfigError)
+        ({"heartbeat_interval": 1e19, "safety_margin": 1e19, "lease_ttl": 1.8e19},
+         "heartbeat_interval"),
+        ({"restart_grace": 366 * 86400 + 1.0}, "restart_grace"),
     ],
 )
 def test_invalid_config_raises_config_error_naming_the_field(
@@ -86,12 +92,28 @@ def test_invalid_config_raises_config_error_naming_the_field(
     assert isinstance(err.value, parti.PartiError)
 
 
-def test_wrong_type_raises_type_error_naming_the_argument() -> None:
-    with pytest.raises(TypeError, match="must be real number") as err:
-        parti.Config(lease_ttl="6s")  # type: ignore[arg-type]
-    # PyO3 names the argument in a note (PEP 678); Python < 3.11 has no notes to carry it.
-    if sys.version_info >= (3, 11):
-        assert "lease_ttl" in "\n".join(err.value.__notes__)
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"lease_ttl": "6s"}, "lease_ttl"),
+        ({"capacity": 1.5}, "capacity"),
+        ({"capacity": True}, "capacity"),
+        ({"replicas": True}, "replicas"),
+        ({"bucket_prefix": 1}, "bucket_prefix"),
+        ({"handoff": 1}, "handoff"),
+        ({"rebalance_threshold": True}, "rebalance_threshold"),
+        ({"alert_after": 5.0}, "alert_after"),
+        ({"alert_after": (1.0, 2.0, "3", 4.0)}, "alert_after"),
+    ],
+)
+def test_wrong_type_raises_config_type_error_naming_the_argument(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    # The message names the argument (not a note), and the class is both a ConfigError and a
+    # TypeError: `except parti.ConfigError` catches it.
+    with pytest.raises(parti.ConfigTypeError, match=f"^invalid argument: {field}: expected ") as err:
+        parti.Config(**kwargs)
+    assert isinstance(err.value, TypeError) and isinstance(err.value, parti.ConfigError)
 
 
 def test_partition_id_joins_keys_and_weight_defaults_to_100() -> None:
@@ -121,6 +143,14 @@ def test_worker_needs_a_backend_and_partitions() -> None:
         parti.Worker(memory=parti.MemoryKv(), partitions=["a"], source=lambda: ["a"])
     with pytest.raises(parti.ConfigError, match="not both"):
         parti.Worker(nats="nats://127.0.0.1:4222", memory=parti.MemoryKv(), partitions=["a"])
+
+
+def test_worker_refuses_a_partition_list_no_plan_could_place() -> None:
+    # A total weight over 64 bits (the worker started and waited for an assignment forever).
+    with pytest.raises(parti.ConfigError, match="partitions: .*total weight overflows"):
+        parti.Worker(memory=parti.MemoryKv(), partitions=[parti.Partition("a", 2**64 - 1), "b"])
+    with pytest.raises(parti.ConfigError, match="partitions: .*listed twice"):
+        parti.Worker(memory=parti.MemoryKv(), partitions=["a", "b", "a"])
 
 
 async def test_a_memory_kv_whose_lease_ttl_differs_from_the_config_fails_to_start() -> None:

@@ -168,6 +168,38 @@ def test_bad_plan_arguments_raise_config_error(kwargs: dict[str, object], needle
         parti.plan(**args)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"slack": "x"}, "slack: expected a number, got str"),
+        ({"slack": True}, "slack: expected a number, got bool"),
+        ({"strategy": 3}, "strategy: expected a strategy name or a callable, got int"),
+        ({"loads": ["p.0"]}, "loads: expected a mapping"),
+        ({"loads": {"p.0": "hot"}}, "loads: partition \"p.0\": load 'hot' is not a number"),
+        ({"loads": {"p.0": True}}, "loads: partition \"p.0\": load True is not a number"),
+        ({"loads": {"p.0": None}}, "loads: partition \"p.0\": load None is not a number"),
+    ],
+)
+def test_plan_arguments_of_the_wrong_type_raise_config_type_error_naming_them(
+    kwargs: dict[str, object], needle: str
+) -> None:
+    args: dict[str, object] = {"workers": [1, 2], "partitions": PARTS}
+    args.update(kwargs)
+    with pytest.raises(parti.ConfigTypeError, match=needle) as err:
+        parti.plan(**args)  # type: ignore[arg-type]
+    assert isinstance(err.value, TypeError) and isinstance(err.value, parti.ConfigError)
+
+
+def test_out_of_range_numbers_and_bool_owners_are_config_errors_not_raw_python_ones() -> None:
+    with pytest.raises(parti.ConfigError, match="slack: is too large"):
+        parti.plan([1, 2], PARTS, slack=10**400)
+    with pytest.raises(parti.ConfigTypeError, match="partition: expected a str, got NoneType"):
+        parti.explain(None, [1, 2], PARTS)  # type: ignore[arg-type]
+    # a strategy that returns True for worker 1
+    with pytest.raises(parti.ConfigError, match="must return a mapping"):
+        parti.plan([1], PARTS, strategy=lambda w, p, prev: {q.id: True for q in p})
+
+
 def test_no_workers_is_an_error_naming_workers() -> None:
     with pytest.raises(parti.ConfigError, match="workers: empty"):
         parti.plan([], PARTS)

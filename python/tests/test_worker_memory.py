@@ -78,6 +78,11 @@ async def test_a_pin_holds_even_against_a_python_strategy_and_unpin_releases_it(
     await wait_until(lambda: len(high.assignment) == 6, what="the strategy places it again")
     with pytest.raises(parti.ConfigError, match="partition"):
         await low.pin("a..b", 1)
+    # the worker ID is named: out of range, or not an int (True is not worker 1)
+    with pytest.raises(parti.ConfigError, match="worker_id: -1 is out of range"):
+        await low.pin(pinned, -1)
+    with pytest.raises(parti.ConfigTypeError, match="worker_id: expected an int, got bool"):
+        await low.pin(pinned, True)
 
 
 async def test_failing_python_strategy_is_reported_and_balanced_takes_over(
