@@ -30,14 +30,17 @@
 //!     (the partitions without a live owner, and one partition — at least the lightest — of
 //!     each worker above the ceiling) lands, for its `k` heaviest, on at most `k` workers, so
 //!     at least their weight minus the `k` largest headrooms under the ceiling must move off
-//!     those workers (the largest such amount over `k`);
+//!     those workers (the largest such amount over `k`); a worker above the ceiling counts as
+//!     headroom what is left once it shed its counted excess (else a swap between two
+//!     overloaded workers counted twice: the floor was above what balanced plans moved);
 //!   - *fit*: a partition that must land fits only on workers whose limit (the ceiling times
 //!     the capacity) holds it. The heaviest lands on one of them, which sheds what it keeps
 //!     beyond its limit less that partition; and for each weight `t`, those at least as heavy
 //!     land on the workers whose limit holds `t`, which together shed what they receive
 //!     beyond their room. Shedding is in whole partitions: at least the lightest such a worker
-//!     keeps, and while those workers keep at most 10 partitions, exactly the lightest set of
-//!     them that can land elsewhere and weighs enough (the excess above is counted with it);
+//!     keeps, and while those workers keep at most 10 partitions and what lands has no live
+//!     owner, exactly the lightest set of them that can land elsewhere and weighs enough (the
+//!     excess above is counted with it);
 //!   - *down*: each worker below `(1 − 2·slack) × level` must receive at least its shortfall
 //!     under the line (and at least the lightest movable partition); partitions without a
 //!     live owner count towards that for free, but the `k` heaviest of them land on at most
@@ -224,13 +227,20 @@ impl Limits {
         // what must land somewhere: the free partitions, and from each worker above its limit
         // one partition at least as heavy as its lightest
         let mut landing = free.clone();
+        let mut leaving = Vec::new(); // the landing partitions that leave a live owner
         for x in 0..nw {
             let (k, lim) = (kept[x], self.limit[x]);
+            // room under the limit; a worker above it has, once it shed what its excess
+            // counts (at least its lightest partition), what that leaves over
+            let mut room = lim.saturating_sub(k);
             if k > lim && lightest_kept[x] != u64::MAX {
-                excess += u128::from((k - lim).max(lightest_kept[x]));
+                let shed = (k - lim).max(lightest_kept[x]);
+                excess += u128::from(shed);
+                room = shed - (k - lim);
                 landing.push(lightest_kept[x]);
+                leaving.push(lightest_kept[x]);
             }
-            headroom.push(lim.saturating_sub(k));
+            headroom.push(room);
             if k < self.trigger[x] && lightest != u64::MAX {
                 let need = (self.line[x] - k).max(lightest);
                 inflow += u128::from(need);
@@ -240,6 +250,7 @@ impl Limits {
         // the k heaviest of those land on at most k workers
         free.sort_unstable_by(|a, b| b.cmp(a));
         landing.sort_unstable_by(|a, b| b.cmp(a));
+        leaving.sort_unstable_by(|a, b| b.cmp(a));
         headroom.sort_unstable_by(|a, b| b.cmp(a));
         let (mut lumpy, mut sum) = (0u128, 0i128);
         for (i, &w) in landing.iter().enumerate() {
@@ -259,7 +270,7 @@ impl Limits {
         let down = inflow.saturating_sub(covered);
         let live = (excess + lumpy)
             .max(excess + self.room_for(landing.first().copied(), &kept, &lightest_kept))
-            .max(self.fits_only(prep, &landing, &kept, &lightest_kept, &kept_n))
+            .max(self.fits_only(prep, (&landing, &leaving), &kept, &lightest_kept, &kept_n))
             .max(down);
         Floor {
             floor: sat(forced + live),
@@ -300,12 +311,14 @@ impl Limits {
     /// workers whose limit holds `t`, which together shed at least what they receive beyond
     /// their room (and their own excess), while the other workers shed their excess. What
     /// they shed is whole partitions: at least the lightest one of them keeps, and, while they
-    /// keep at most [`EXACT_SHED`] partitions, exactly the lightest set of those that fit
-    /// elsewhere (at most the largest limit among the others) that weighs enough.
+    /// keep at most [`EXACT_SHED`] partitions and all that lands comes from no live owner (so
+    /// what they shed must leave them), exactly the lightest set of those that fit elsewhere
+    /// (at most the largest limit among the others) that weighs enough. `landing` and its part
+    /// `leaving` (what leaves a live owner) are sorted heaviest first.
     fn fits_only(
         &self,
         prep: &Prepared<'_>,
-        landing: &[u64],
+        (landing, leaving): (&[u64], &[u64]),
         kept: &[u64],
         lightest_kept: &[u64],
         kept_n: &[usize],
@@ -339,10 +352,12 @@ impl Limits {
                 next += 1;
             }
             let need = landed - room;
+            let from_no_owner = leaving.first().is_none_or(|&w| w < t);
             let shed = if need <= 0 || lightest == u64::MAX {
                 need.max(0)
-            } else if inside_n <= EXACT_SHED {
-                // what leaves them must land on a worker outside, within its limit
+            } else if inside_n <= EXACT_SHED && from_no_owner {
+                // what they receive comes from outside, so what they shed must leave them for
+                // a worker outside, within its limit
                 let out = by_limit.get(next).map_or(0, |&x| self.limit[x]);
                 let held = few.get_or_insert_with(|| kept_by(prep, &by_limit[..next]));
                 let m = held.partition_point(|&w| w <= out);
