@@ -105,31 +105,59 @@ fn a_key_given_twice_is_refused_in_the_assignment_and_the_weights_file() {
 
 #[test]
 fn capacity_and_weights_out_of_range_name_the_field_and_the_range() {
-    for capacity in ["0", "-1", "1.5", "4294967296"] {
+    let range = "allowed a whole number 1..=4294967295";
+    for (capacity, why) in [
+        ("0", "is out of range"),
+        ("-1", "is out of range"),
+        ("4294967296", "is out of range"),
+        ("1.5", "is not a whole number"),
+        // null is not the same as leaving the key out (capacity 1)
+        ("null", "is not a number"),
+        ("\"2\"", "is not a number"),
+    ] {
         plan_refuses(
             &format!(r#"{{"0": ["a"], "1": {{"capacity": {capacity}, "partitions": ["b"]}}}}"#),
-            &[&format!(
-                "worker 1: capacity {capacity} is out of range; allowed a whole number \
-                 1..=4294967295"
-            )],
+            &[&format!("worker 1: capacity {capacity} {why}; {range}")],
         );
     }
+    // a whole number written as a float is that number
     let files = Files::new();
+    let file = files.write(
+        "a.json",
+        r#"{"0": ["a"], "1": {"capacity": 2.0, "partitions": ["b"]}}"#,
+    );
+    ok(&["plan", "--file", &file, "--add", "1"]);
     let file = files.write("a.json", r#"{"0": ["a", "b"], "1": ["c"]}"#);
-    for weight in ["0", "-5", "2.5", "\"heavy\""] {
+    for (weight, why) in [
+        ("0", "is out of range"),
+        ("-5", "is out of range"),
+        ("2.5", "is not a whole number"),
+        ("\"heavy\"", "is not a number"),
+        ("null", "is not a number"),
+    ] {
         let weights = files.write("w.json", &format!(r#"{{"a": {weight}}}"#));
         refused(
             &["plan", "--file", &file, "--weights", &weights, "--add", "1"],
-            &[
-                "weight of a",
-                "is out of range; allowed a whole number 1..=18446744073709551615",
-            ],
+            &[&format!(
+                "weight of a ({weight}) {why}; allowed a whole number 1..=18446744073709551615"
+            )],
         );
     }
 }
 
-/// Weights each in range whose total overflows `u64` are refused as bad input (exit 2, naming
-/// the weights file), not a failure to plan (exit 1).
+/// A byte-order mark before the JSON (some editors write one) is not an error, and a worker
+/// given twice to `--remove` is named as such.
+#[test]
+fn a_byte_order_mark_is_skipped_and_a_worker_removed_twice_is_named() {
+    let files = Files::new();
+    let file = files.write("a.json", "\u{feff}{\"0\": [\"a\"], \"1\": [\"b\"]}");
+    ok(&["plan", "--file", &file, "--add", "1"]);
+    refused(
+        &["plan", "--file", &file, "--remove", "0,0"],
+        &["--remove 0: worker 0 is given twice"],
+    );
+}
+
 #[test]
 fn weights_whose_total_overflows_are_refused_naming_the_weights_file() {
     let files = Files::new();

@@ -335,8 +335,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Reads `path` as text; a usage error naming `what` (e.g. "weights file") when it cannot.
 pub fn read(path: &Path, what: &str) -> CliResult<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| CliError::usage(format!("cannot read {what} {}: {e}", path.display())))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("cannot read {what} {}: {e}", path.display())))?;
+    // a byte-order mark (some editors write one) is not part of the text
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    })
 }
 
 /// Reads a partition list: JSON (an array of IDs, or an object of ID to weight), or text with

@@ -52,7 +52,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
 /// `capacity` (optional) and `partitions`.
 #[derive(Debug)]
 struct WorkerEntry {
-    capacity: Option<serde_json::Number>,
+    capacity: Option<serde_json::Value>,
     partitions: Vec<String>,
 }
 
@@ -60,9 +60,47 @@ struct WorkerEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorkerObject {
-    capacity: Option<serde_json::Number>,
+    /// Any JSON value when the key is there (`null` too: it is not the same as leaving the key
+    /// out), checked by [`whole_number`].
+    #[serde(default, deserialize_with = "present")]
+    capacity: Option<serde_json::Value>,
     #[serde(default)]
     partitions: Vec<String>,
+}
+
+/// `Some` of whatever value the key has, `null` included.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// A JSON value that must be a whole number in `lo..=hi` (`2.0` and `1e3` are whole); the
+/// error names the value (`what` of it, shortened) and the range, and says whether it is not
+/// a number, not whole, or out of range.
+fn whole_number(
+    what: impl Fn(&str) -> String,
+    v: &serde_json::Value,
+    lo: u64,
+    hi: u64,
+) -> Result<u64, String> {
+    let what = what(&short_id(&v.to_string()));
+    let allowed = format!("allowed a whole number {lo}..={hi}");
+    let n = match v {
+        serde_json::Value::Number(n) => n,
+        _ => return Err(format!("{what} is not a number; {allowed}")),
+    };
+    let value = match (n.as_u64(), n.as_i64(), n.as_f64()) {
+        (Some(u), _, _) => Some(u),
+        (None, Some(_), _) => None, // negative
+        // a float: whole and exactly representable (below 2^53), else refused
+        (None, None, Some(f)) if f.fract() != 0.0 => {
+            return Err(format!("{what} is not a whole number; {allowed}"))
+        }
+        (None, None, Some(f)) if (0.0..9.007_199_254_740_992e15).contains(&f) => Some(f as u64),
+        _ => None,
+    };
+    value
+        .filter(|u| (lo..=hi).contains(u))
+        .ok_or_else(|| format!("{what} is out of range; {allowed}"))
 }
 
 impl<'de> Deserialize<'de> for WorkerEntry {
@@ -132,17 +170,10 @@ pub fn parse_assignment(text: &str) -> Result<Vec<FileWorker>, String> {
         }
         let capacity = match entry.capacity {
             None => 1,
-            Some(n) => n
-                .as_u64()
-                .and_then(|c| u32::try_from(c).ok())
-                .filter(|c| *c > 0)
-                .ok_or_else(|| {
-                    format!(
-                        "worker {id}: capacity {n} is out of range; allowed a whole number \
-                         1..={}",
-                        u32::MAX
-                    )
-                })?,
+            Some(v) => {
+                let what = |v: &str| format!("worker {id}: capacity {v}");
+                whole_number(what, &v, 1, u64::from(u32::MAX))? as u32
+            }
         };
         let mut share = BTreeSet::new();
         for p in entry.partitions {
@@ -201,14 +232,8 @@ pub fn parse_weights(text: &str) -> Result<BTreeMap<PartitionId, u64>, String> {
     let mut out = BTreeMap::new();
     for (id, w) in map.0 {
         let pid = PartitionId::parse(&id).map_err(|e| e.to_string())?;
-        let weight = w.as_u64().filter(|w| *w > 0).ok_or_else(|| {
-            format!(
-                "weight of {} ({}) is out of range; allowed a whole number 1..={}",
-                pid.short(),
-                short_id(&w.to_string()),
-                u64::MAX
-            )
-        })?;
+        let what = |v: &str| format!("weight of {} ({v})", pid.short());
+        let weight = whole_number(what, &w, 1, u64::MAX)?;
         out.insert(pid, weight);
     }
     Ok(out)

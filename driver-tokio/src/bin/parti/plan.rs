@@ -284,6 +284,11 @@ fn scenario(
         }
         Change::Remove(ids) => {
             for id in ids {
+                if removed.contains(&id) {
+                    return Err(CliError::usage(format!(
+                        "--remove {id}: worker {id} is given twice"
+                    )));
+                }
                 let Some(i) = live.iter().position(|w| w.id == id) else {
                     let ids: Vec<String> = live.iter().map(|w| w.id.to_string()).collect();
                     return Err(CliError::usage(format!(
