@@ -3,7 +3,9 @@
 //! A partition's task subscribes (retrying with backoff), flushes so the `SUB` is on the wire,
 //! reports itself live, then handles its messages one at a time. Asked to stop, it finishes
 //! the call in flight, unsubscribes, handles the messages already received, and ends: the
-//! revoke is released when the task has ended. A partition gained again while its previous
+//! revoke is released when the task has ended. A *lost* partition (the worker fenced itself
+//! or lost its ID) may already be another worker's: its task drops the messages already
+//! received instead (a worker paused past its lease would handle them after the new owner). A partition gained again while its previous
 //! task still drains waits for that task first, so one manager never runs two handler calls
 //! of a partition at once.
 
@@ -13,6 +15,7 @@ use futures::future::{BoxFuture, Shared as SharedFuture};
 use futures::{FutureExt, StreamExt};
 use parti_core::PartitionId;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
@@ -36,6 +39,8 @@ struct Parts {
 /// A partition's task.
 struct Part {
     stop: watch::Sender<bool>,
+    /// Set before `stop` when the partition was lost: drop what was received, do not drain.
+    lost: Arc<AtomicBool>,
     done: Done,
     abort: AbortHandle,
     live: Done,
@@ -54,17 +59,20 @@ impl CoreEngine {
         self.parts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stops `revoked`, starts `gained`. `live` waits for every running partition.
+    /// Stops `revoked` (dropping what they received but did not handle if `lost`), starts
+    /// `gained`. `live` waits for every running partition.
     pub(crate) fn apply(
         &self,
         gained: Vec<(PartitionId, String)>,
         revoked: Vec<PartitionId>,
+        lost: bool,
     ) -> Applied {
         let mut parts = self.parts();
         parts.retiring.retain(|_, (done, _)| done.peek().is_none());
         let mut stopping = Vec::new();
         for p in revoked {
             if let Some(part) = parts.running.remove(&p) {
+                part.lost.store(lost, Ordering::SeqCst);
                 part.stop.send_replace(true);
                 parts
                     .retiring
@@ -79,11 +87,15 @@ impl CoreEngine {
             let previous = parts.retiring.remove(&p).map(|(done, _)| done);
             let (stop_tx, stop_rx) = watch::channel(false);
             let (live_tx, live_rx) = oneshot::channel();
+            let lost = Arc::new(AtomicBool::new(false));
             let task = tokio::spawn(run_part(
-                self.client.clone(),
-                self.shared.clone(),
-                p.clone(),
-                subject,
+                PartTask {
+                    client: self.client.clone(),
+                    shared: self.shared.clone(),
+                    partition: p.clone(),
+                    subject,
+                    lost: lost.clone(),
+                },
                 previous,
                 stop_rx,
                 live_tx,
@@ -93,6 +105,7 @@ impl CoreEngine {
                 p,
                 Part {
                     stop: stop_tx,
+                    lost,
                     done: task.map(|_| ()).boxed().shared(),
                     abort,
                     live: live_rx.map(|_| ()).boxed().shared(),
@@ -139,10 +152,7 @@ impl Drop for CoreEngine {
 
 /// The life of one partition's subscription.
 async fn run_part(
-    client: Client,
-    shared: Arc<Shared>,
-    partition: PartitionId,
-    subject: String,
+    part: PartTask,
     previous: Option<Done>,
     mut stop: watch::Receiver<bool>,
     live: oneshot::Sender<()>,
@@ -153,12 +163,6 @@ async fn run_part(
             () = stopped(&mut stop) => return,
         }
     }
-    let part = PartTask {
-        client,
-        shared,
-        partition,
-        subject,
-    };
     let mut live = Some(live);
     let mut attempt = 0;
     loop {
@@ -205,6 +209,8 @@ struct PartTask {
     shared: Arc<Shared>,
     partition: PartitionId,
     subject: String,
+    /// Read on stop: the partition was lost (see [`Part::lost`]).
+    lost: Arc<AtomicBool>,
 }
 
 impl PartTask {
@@ -240,7 +246,8 @@ impl PartTask {
         }
     }
 
-    /// Unsubscribes, then handles the messages already received (the drain).
+    /// Unsubscribes, then handles the messages already received (the drain), unless the
+    /// partition was lost: then they are dropped.
     async fn release(&self, mut sub: Subscriber) {
         if let Err(e) = sub.unsubscribe().await {
             self.shared.report(SubscriptionError::Unsubscribe {
@@ -248,6 +255,9 @@ impl PartTask {
                 subject: self.subject.clone(),
                 reason: e.to_string(),
             });
+        }
+        if self.lost.load(Ordering::SeqCst) {
+            return;
         }
         while let Some(message) = sub.next().await {
             self.shared.handle(&self.partition, message).await;

@@ -7,7 +7,9 @@
 //! - **Core NATS** ([`SubscriptionManager::core_nats`], [`crate::WorkerBuilder::subscribe`]):
 //!   one subscription per owned partition. A revoked partition is unsubscribed, the messages
 //!   already received for it are handled (drained), and its in-flight handler call returns
-//!   before the revoke completes. Core NATS is at-most-once: a message published while nobody
+//!   before the revoke completes. A partition *lost* (the worker fenced itself or lost its ID)
+//!   may already be another worker's: its in-flight call returns, and the messages received
+//!   but not handled are dropped. Core NATS is at-most-once: a message published while nobody
 //!   is subscribed (between a revoke and the next grant) is lost.
 //! - **JetStream** ([`SubscriptionManager::builder`]`.jetstream(..)`,
 //!   [`crate::WorkerBuilder::consume`]): one durable pull consumer per worker whose
@@ -503,11 +505,15 @@ impl SubscriptionManager {
     }
 
     /// Worker mode: starts `gained` and stops `revoked` (deltas, as the core emits them).
-    /// A partition whose subject cannot be made is reported and skipped.
+    /// A partition whose subject cannot be made is reported and skipped. `lost`: the revoked
+    /// partitions were lost (the worker fenced itself or lost its ID), so they may already be
+    /// another worker's: the messages received for them but not handled yet are dropped, not
+    /// drained.
     pub(crate) fn apply_delta(
         &self,
         gained: &BTreeSet<PartitionId>,
         revoked: &BTreeSet<PartitionId>,
+        lost: bool,
     ) -> Applied {
         let inner = &self.inner;
         let mut state = inner.state();
@@ -543,7 +549,9 @@ impl SubscriptionManager {
             state.desired.insert(p.clone(), subject.clone());
             gained_now.push((p.clone(), subject));
         }
-        inner.engine.apply(&state.desired, gained_now, revoked_now)
+        inner
+            .engine
+            .apply(&state.desired, gained_now, revoked_now, lost)
     }
 }
 
@@ -616,7 +624,7 @@ impl Inner {
             .map(|(p, s)| (p.clone(), s.clone()))
             .collect();
         state.desired = wanted;
-        Ok(self.engine.apply(&state.desired, gained, revoked))
+        Ok(self.engine.apply(&state.desired, gained, revoked, false))
     }
 }
 
@@ -633,9 +641,10 @@ impl Engine {
         desired: &BTreeMap<PartitionId, String>,
         gained: Vec<(PartitionId, String)>,
         revoked: Vec<PartitionId>,
+        lost: bool,
     ) -> Applied {
         match self {
-            Engine::Core(e) => e.apply(gained, revoked),
+            Engine::Core(e) => e.apply(gained, revoked, lost),
             Engine::Js(e) => e.apply(desired, !gained.is_empty() || !revoked.is_empty()),
         }
     }

@@ -144,7 +144,7 @@ impl ManagerSubscriptions {
         let listener = self.listener.clone();
         Box::pin(async move {
             manager
-                .apply_delta(&BTreeSet::new(), &partitions)
+                .apply_delta(&BTreeSet::new(), &partitions, lost)
                 .released
                 .await;
             caught(async move {
@@ -173,7 +173,7 @@ impl Subscriptions for ManagerSubscriptions {
                 let partitions = partitions.clone();
                 caught(async move { listener.on_assigned(&partitions).await }).await
             };
-            drop(manager.apply_delta(&partitions, &BTreeSet::new()));
+            drop(manager.apply_delta(&partitions, &BTreeSet::new(), false));
             told
         })
     }
