@@ -169,8 +169,8 @@ pub enum Warning {
         /// Highest ID of the range.
         max: u32,
     },
-    /// Another instance took this worker's ID (its lease CAS failed): it dropped everything and
-    /// claims again.
+    /// This worker's lease is gone (it expired while the worker could not renew it, or
+    /// another instance holds the ID): it dropped everything and claims again, this ID first.
     IdLost(WorkerId),
     /// Strict mode: the lease could not be renewed in time; every partition was dropped.
     Fenced,
@@ -231,7 +231,8 @@ impl fmt::Display for Warning {
             }
             Warning::IdLost(id) => write!(
                 f,
-                "worker ID {id} was taken by another instance; dropped everything, claiming again"
+                "lost worker ID {id} (its lease expired or another instance holds it); dropped \
+                 everything, claiming it again if free"
             ),
             Warning::Fenced => {
                 f.write_str("lease not renewed in time: dropped every partition (fenced)")

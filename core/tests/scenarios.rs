@@ -2,8 +2,8 @@
 //! restarts, isolation, outages, clock skew and random fault schedules. (The simulator checks
 //! every invariant after every step; `must_converge` panics with the trace on a violation.)
 
-use parti_core::sim::{run_seed, NodeStatus, RunSpec};
-use parti_core::{AlertLevel, Event, HandoffMode, State};
+use parti_core::sim::{run_seed, NodeStatus, RunSpec, TraceKind};
+use parti_core::{AlertLevel, Event, HandoffMode, State, WorkerId};
 
 use std::time::Duration;
 
@@ -115,6 +115,33 @@ fn an_isolated_worker_fences_before_its_partitions_move() {
     );
     sim.heal(victim);
     sim.must_converge(SECS(120));
+}
+
+/// A worker whose lease expired while it was cut off claims its old ID again once it is back
+/// (when no one else took it), so the outage does not shuffle IDs, and with them shares,
+/// between processes. (It claimed the lowest free ID: after an outage that cost every worker
+/// its lease, every process ended up with another worker's ID.)
+#[test]
+fn a_worker_that_lost_its_id_claims_it_again_when_free() {
+    let (mut sim, nodes) = settled(3, 60, 5, |_| {});
+    let victim = follower(&sim, &nodes);
+    let id = sim.worker_id(victim).expect("an ID");
+    sim.isolate(victim);
+    sim.run_for(SECS(20));
+    sim.heal(victim);
+    sim.must_converge(SECS(120));
+    // it lost the ID when it found its lease gone, and claimed one again: the same
+    let claims: Vec<WorkerId> = sim
+        .trace()
+        .entries()
+        .filter(|e| e.node == Some(victim))
+        .filter_map(|e| match e.what {
+            TraceKind::IdClaimed(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(claims, [id, id], "{}", sim.trace().tail(40));
+    assert_eq!(sim.worker_id(victim), Some(id));
 }
 
 #[test]

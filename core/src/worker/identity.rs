@@ -99,20 +99,26 @@ impl WorkerMachine {
         }
     }
 
-    /// Preferred ID first (free, or departing: taken over by CAS); without a preferred ID, the
-    /// lowest departing lease (a restart resumes its predecessor's share); then a free ID (see
-    /// [`WorkerMachine::pick_free`]).
+    /// Preferred ID first, then the ID this worker lost (each if free, or departing: taken
+    /// over by CAS); without a preferred ID, the lowest departing lease (a restart resumes its
+    /// predecessor's share); then a free ID (see [`WorkerMachine::pick_free`]).
     fn pick_id(&mut self, slots: &BTreeMap<WorkerId, Slot>) -> Option<(WorkerId, Option<u64>)> {
-        if let Some(pref) = self.config.preferred_id {
-            match slots.get(&pref) {
-                None => return Some((pref, None)),
-                Some(Slot::Departing(rev)) => return Some((pref, Some(*rev))),
+        for wanted in [self.config.preferred_id, self.previous_id]
+            .into_iter()
+            .flatten()
+        {
+            match slots.get(&wanted) {
+                None => return Some((wanted, None)),
+                Some(Slot::Departing(rev)) => return Some((wanted, Some(*rev))),
                 Some(Slot::Live) => {}
             }
-        } else if let Some((id, Slot::Departing(rev))) =
-            slots.iter().find(|(_, s)| matches!(s, Slot::Departing(_)))
-        {
-            return Some((*id, Some(*rev)));
+        }
+        if self.config.preferred_id.is_none() {
+            if let Some((id, Slot::Departing(rev))) =
+                slots.iter().find(|(_, s)| matches!(s, Slot::Departing(_)))
+            {
+                return Some((*id, Some(*rev)));
+            }
         }
         self.pick_free(slots).map(|id| (id, None))
     }
@@ -291,9 +297,11 @@ impl WorkerMachine {
         }
     }
 
-    /// Someone else holds our ID: drop everything and claim again.
+    /// Our lease is gone (it expired, or someone else holds our ID): drop everything and claim
+    /// again, the lost ID first.
     fn lose_id(&mut self, now: Instant) {
         let Some(id) = self.id.take() else { return };
+        self.previous_id = Some(id);
         self.emit(Event::Warning(Warning::IdLost(id)));
         self.drop_all();
         self.step_down(now);

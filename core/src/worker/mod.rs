@@ -80,6 +80,9 @@ pub struct WorkerMachine {
     /// lost, so shares meant for an earlier claim are never applied by a later one.
     pub(crate) session: u64,
     pub(crate) id: Option<WorkerId>,
+    /// The ID this worker held last and lost: claimed again first when free, so an outage
+    /// that cost every worker its lease does not shuffle IDs (and with them every share).
+    pub(crate) previous_id: Option<WorkerId>,
     pub(crate) claim_attempts: u32,
     /// When the first claim write of this session was sent (a landed claim counts from then).
     pub(crate) claim_sent: Option<Instant>,
@@ -151,6 +154,7 @@ impl WorkerMachine {
             out: Outbox::default(),
             timers: Timers::default(),
             id: None,
+            previous_id: None,
             claim_attempts: 0,
             claim_sent: None,
             lease_rev: None,
