@@ -227,18 +227,19 @@ impl Limits {
         // what must land somewhere: the free partitions, and from each worker above its limit
         // one partition at least as heavy as its lightest
         let mut landing = free.clone();
-        let mut leaving = Vec::new(); // the landing partitions that leave a live owner
+        // the heaviest of the landing partitions that leave a live owner
+        let mut leaving: Option<u64> = None;
         for x in 0..nw {
             let (k, lim) = (kept[x], self.limit[x]);
             // room under the limit; a worker above it has, once it shed what its excess
             // counts (at least its lightest partition), what that leaves over
             let mut room = lim.saturating_sub(k);
-            if k > lim && lightest_kept[x] != u64::MAX {
-                let shed = (k - lim).max(lightest_kept[x]);
+            let shed = must_shed(k, lim, lightest_kept[x]);
+            if shed > 0 {
                 excess += u128::from(shed);
                 room = shed - (k - lim);
                 landing.push(lightest_kept[x]);
-                leaving.push(lightest_kept[x]);
+                leaving = leaving.max(Some(lightest_kept[x]));
             }
             headroom.push(room);
             if k < self.trigger[x] && lightest != u64::MAX {
@@ -250,7 +251,6 @@ impl Limits {
         // the k heaviest of those land on at most k workers
         free.sort_unstable_by(|a, b| b.cmp(a));
         landing.sort_unstable_by(|a, b| b.cmp(a));
-        leaving.sort_unstable_by(|a, b| b.cmp(a));
         headroom.sort_unstable_by(|a, b| b.cmp(a));
         let (mut lumpy, mut sum) = (0u128, 0i128);
         for (i, &w) in landing.iter().enumerate() {
@@ -270,7 +270,7 @@ impl Limits {
         let down = inflow.saturating_sub(covered);
         let live = (excess + lumpy)
             .max(excess + self.room_for(landing.first().copied(), &kept, &lightest_kept))
-            .max(self.fits_only(prep, (&landing, &leaving), &kept, &lightest_kept, &kept_n))
+            .max(self.fits_only(prep, (&landing, leaving), &kept, &lightest_kept, &kept_n))
             .max(down);
         Floor {
             floor: sat(forced + live),
@@ -295,12 +295,8 @@ impl Limits {
             if k.saturating_add(h) > lim && light == u64::MAX {
                 continue; // holds nothing it could shed
             }
-            let shed = |over: u64| match over {
-                0 => 0,
-                over => u128::from(over.max(light)),
-            };
-            let counted = shed(k.saturating_sub(lim));
-            let cost = shed(k.saturating_add(h).saturating_sub(lim)).saturating_sub(counted);
+            let counted = must_shed(k, lim, light);
+            let cost = u128::from(must_shed(k.saturating_add(h), lim, light) - counted);
             least = Some(least.map_or(cost, |l| l.min(cost)));
         }
         least.unwrap_or(0)
@@ -313,20 +309,17 @@ impl Limits {
     /// they shed is whole partitions: at least the lightest one of them keeps, and, while they
     /// keep at most [`EXACT_SHED`] partitions and all that lands comes from no live owner (so
     /// what they shed must leave them), exactly the lightest set of those that fit elsewhere
-    /// (at most the largest limit among the others) that weighs enough. `landing` and its part
-    /// `leaving` (what leaves a live owner) are sorted heaviest first.
+    /// (at most the largest limit among the others) that weighs enough. `landing` is sorted
+    /// heaviest first; `leaving` is the heaviest of its partitions that leave a live owner.
     fn fits_only(
         &self,
         prep: &Prepared<'_>,
-        (landing, leaving): (&[u64], &[u64]),
+        (landing, leaving): (&[u64], Option<u64>),
         kept: &[u64],
         lightest_kept: &[u64],
         kept_n: &[usize],
     ) -> u128 {
-        let exc = |x: usize| match kept[x] > self.limit[x] && lightest_kept[x] != u64::MAX {
-            true => i128::from((kept[x] - self.limit[x]).max(lightest_kept[x])),
-            false => 0,
-        };
+        let exc = |x: usize| i128::from(must_shed(kept[x], self.limit[x], lightest_kept[x]));
         let total_exc: i128 = (0..kept.len()).map(exc).sum();
         let mut by_limit: Vec<usize> = (0..kept.len()).collect();
         by_limit.sort_unstable_by_key(|&x| Reverse(self.limit[x]));
@@ -352,7 +345,7 @@ impl Limits {
                 next += 1;
             }
             let need = landed - room;
-            let from_no_owner = leaving.first().is_none_or(|&w| w < t);
+            let from_no_owner = leaving.is_none_or(|w| w < t);
             let shed = if need <= 0 || lightest == u64::MAX {
                 need.max(0)
             } else if inside_n <= EXACT_SHED && from_no_owner {
@@ -375,6 +368,16 @@ impl Limits {
             best = best.max(total_exc - inside_exc + shed.max(inside_exc));
         }
         best.max(0) as u128
+    }
+}
+
+/// What a worker that keeps `load` must shed to get within `limit`, in whole partitions (at
+/// least its lightest movable one, `lightest`): 0 within the limit, and 0 when it has nothing
+/// movable (`u64::MAX`).
+fn must_shed(load: u64, limit: u64, lightest: u64) -> u64 {
+    match load > limit && lightest != u64::MAX {
+        true => (load - limit).max(lightest),
+        false => 0,
     }
 }
 
